@@ -1,0 +1,93 @@
+"""Command line: `codeconnect serve` and `codeconnect migrate`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import sys
+
+import uvicorn
+
+from codeconnect.config import Settings
+from codeconnect.db import run_migrations
+
+_SECRET_PARAM = re.compile(r"((?:token|ownerKey|owner_key)=)[^&\s\"]+")
+
+
+class RedactSecrets(logging.Filter):
+    """Access logs show request paths; live connections carry their token in the query. Never log it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(
+                _SECRET_PARAM.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _SECRET_PARAM.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def _log_config(level: str) -> dict[str, object]:
+    config = dict(uvicorn.config.LOGGING_CONFIG)
+    config["filters"] = {"redact": {"()": "codeconnect.__main__.RedactSecrets"}}
+    handlers = {k: dict(v) for k, v in config["handlers"].items()}  # type: ignore[attr-defined]
+    for handler in handlers.values():
+        handler["filters"] = ["redact"]
+    config["handlers"] = handlers
+    config["loggers"] = {
+        **config["loggers"],  # type: ignore[dict-item]
+        "codeconnect": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+    }
+    return config
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    workers = args.workers
+    asyncio.run(run_migrations(settings.database_url))
+    uvicorn.run(
+        "codeconnect.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message_bytes,
+        # Compression costs tens of KB per connection and CPU on every frame; code edits are tiny.
+        ws_per_message_deflate=False,
+        log_config=_log_config(settings.log_level),
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="codeconnect", description="Code Connect Live server.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="Apply migrations, then serve the UI and the API.")
+    serve.add_argument("--host", help="Interface to bind (env HOST, default 0.0.0.0).")
+    serve.add_argument("--port", type=int, help="Port to listen on (env PORT, default 3000).")
+    serve.add_argument("--workers", type=int, default=1, help="Worker processes (default 1).")
+    sub.add_parser("migrate", help="Apply pending database migrations and exit.")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings()
+    except Exception as exc:  # a configuration error is the operator's to fix: say what it is
+        print(f"codeconnect: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "migrate":
+        asyncio.run(run_migrations(settings.database_url))
+        print("codeconnect: database is up to date")
+        return 0
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    return _serve(args, settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The application factory: settings in, a FastAPI app out; resources owned by the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from codeconnect import __version__
+from codeconnect.config import Settings
+from codeconnect.db import create_engine, create_sessionmaker
+from codeconnect.errors import install_error_handlers
+from codeconnect.execution.router import build_router as execution_router
+from codeconnect.health import router as health_router
+from codeconnect.limits import BodySizeLimit
+from codeconnect.participants.router import build_router as participants_router
+from codeconnect.participants.service import NoPresence
+from codeconnect.sessions.router import build_router as sessions_router
+from codeconnect.sessions.schemas import build_request_models
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Code Connect Live: a live collaborative code pad. Create a session, share its link, join as a participant,
+co-edit over the Yjs WebSocket endpoint, and run code.
+
+Every error has the same shape: `{"error": "<code>", "detail": "<sentence>"}`, plus `fields` for validation
+errors.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Nothing connects until the lifespan starts, so tests can run several apps at once."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            engine = create_engine(settings.database_url)
+            stack.push_async_callback(engine.dispose)
+            app.state.engine = engine
+            app.state.sessionmaker = create_sessionmaker(engine)
+            app.state.presence = NoPresence()
+            yield
+
+    app = FastAPI(
+        title="Code Connect Live",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+
+    models = build_request_models(settings)
+    app.include_router(health_router)
+    app.include_router(sessions_router(models))
+    app.include_router(participants_router(models))
+    app.include_router(execution_router(settings))
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["Location", "Retry-After"],
+    )
+    # Outermost, so an oversized body is refused before anything else looks at it.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,159 @@
+"""The one settings object.
+
+Every limit the service enforces is a named field here with a documented default. Values come from the
+environment with the prefix ``CODECONNECT_`` (``CODECONNECT_DATABASE_URL``, ...), except ``HOST`` and ``PORT``
+which keep their plain names so the service behaves like any other container process.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KiB = 1024
+MiB = 1024 * KiB
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/codeconnect.db"
+
+
+class Settings(BaseSettings):
+    """Configuration of one Code Connect Live process."""
+
+    model_config = SettingsConfigDict(env_prefix="CODECONNECT_", extra="ignore", frozen=True)
+
+    # --- Process -----------------------------------------------------------------------------------------
+    host: str = Field(
+        default="0.0.0.0",
+        validation_alias=AliasChoices("HOST", "CODECONNECT_HOST"),
+        description="Interface `codeconnect serve` binds to.",
+    )
+    port: int = Field(
+        default=3000,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("PORT", "CODECONNECT_PORT"),
+        description="TCP port `codeconnect serve` listens on.",
+    )
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        description="SQLAlchemy async URL. SQLite files are created on demand (WAL mode); "
+        "`postgresql+asyncpg://...` for PostgreSQL.",
+    )
+    cors_origins: str = Field(
+        default="*", description="Comma-separated list of origins allowed by CORS, or `*` for any."
+    )
+    log_level: str = Field(default="info", description="Log level of the service and uvicorn.")
+
+    # --- REST limits -----------------------------------------------------------------------------------------
+    max_code_bytes: int = Field(
+        default=1 * MiB, ge=1, description="Largest code text of a session, in UTF-8 bytes."
+    )
+    max_body_bytes: int = Field(
+        default=2 * MiB,
+        ge=1,
+        description="Largest HTTP request body; larger bodies are refused with 413 before they are read.",
+    )
+    max_title_length: int = Field(default=200, ge=1, description="Longest session title, in characters.")
+    max_name_length: int = Field(default=64, ge=1, description="Longest participant name, in characters.")
+    max_participants: int = Field(
+        default=50, ge=1, description="Participants a session can have; one more gets 409 `session_full`."
+    )
+    max_stdin_bytes: int = Field(default=64 * KiB, ge=0, description="Largest stdin of one execution.")
+
+    # --- Live co-editing -------------------------------------------------------------------------------------
+    ws_max_message_bytes: int = Field(
+        default=2 * MiB, ge=1024, description="Largest WebSocket message; larger closes with 4413."
+    )
+    ws_rate_per_second: float = Field(
+        default=200.0, gt=0, description="Sustained messages per second a connection may send."
+    )
+    ws_rate_burst: int = Field(
+        default=1000, ge=1, description="Token-bucket size: messages a connection may send in a burst."
+    )
+    ws_rate_grace_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        description="How long a connection may stay over its rate before it is closed with 4429.",
+    )
+    ws_send_queue_messages: int = Field(
+        default=1024,
+        ge=1,
+        description="Outgoing messages queued for one connection; a client that falls further behind is dropped.",
+    )
+    max_connections_per_session: int = Field(
+        default=100, ge=1, description="Live connections one session accepts at once."
+    )
+    commit_window_ms: int = Field(
+        default=25, ge=0, le=50, description="Group-commit window for live updates, in milliseconds."
+    )
+    compact_after_updates: int = Field(
+        default=500, ge=1, description="Stored updates of a document that trigger compaction into a snapshot."
+    )
+    room_unload_grace_seconds: float = Field(
+        default=10.0, ge=0, description="How long an empty room stays in memory before it is unloaded."
+    )
+    update_decode_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="Longest time one incoming update may take to decode and apply."
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL for cross-process fan-out (unset: single process)."
+    )
+
+    # --- Execution -------------------------------------------------------------------------------------------
+    execution: Literal["off", "sandbox"] = Field(
+        default="off", description="`off`: code runs only in browsers; `sandbox`: the server runs it in bwrap."
+    )
+    exec_cpu_seconds: int = Field(default=5, ge=1, description="CPU seconds one compile or run may use.")
+    exec_wall_seconds: float = Field(
+        default=10.0, gt=0, description="Wall-clock seconds one compile or run may take before it is killed."
+    )
+    exec_memory_mb: int = Field(default=512, ge=64, description="Address-space limit of a run (non-JVM), MB.")
+    exec_jvm_memory_mb: int = Field(
+        default=1024, ge=640, description="Address-space limit of javac and java, MB (the JVM needs >= 640)."
+    )
+    exec_max_processes: int = Field(default=64, ge=1, description="Processes a run may have at once.")
+    exec_max_output_bytes: int = Field(
+        default=64 * KiB, ge=1, description="Output kept per stream; past it the run is killed and truncated."
+    )
+    exec_max_file_bytes: int = Field(
+        default=10 * MiB, ge=0, description="Largest file a run may write (RLIMIT_FSIZE)."
+    )
+    exec_tmpfs_mb: int = Field(default=64, ge=1, description="Size of the run's private work directory, MB.")
+    exec_max_open_files: int = Field(default=256, ge=16, description="Open files a run may have at once.")
+    exec_concurrency: int | None = Field(
+        default=None, ge=1, description="Runs executing at once (default: number of CPU cores)."
+    )
+    exec_queue_size: int = Field(
+        default=8, ge=0, description="Runs that may wait for a slot; beyond it 429 `execution_busy`."
+    )
+    exec_rate_per_minute: int = Field(
+        default=60, ge=1, description="Executions one client address may start per minute."
+    )
+
+    # --- Web app ---------------------------------------------------------------------------------------------
+    run_time_limit_seconds: float = Field(
+        default=10.0, gt=0, description="Time limit of an in-browser run before the page stops it."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, url: str) -> str:
+        # Accept the URLs people paste from other tools and pick the async driver we ship.
+        if url.startswith("postgres://"):
+            url = "postgresql://" + url.removeprefix("postgres://")
+        if url.startswith("postgresql://"):
+            url = "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+        if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+            url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
+        return url
+
+    @cached_property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,52 @@
+"""Request and response bodies of `/v1/execute`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+
+from codeconnect.config import Settings
+from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
+from codeconnect.schemas import NO_NUL, CamelModel, StrictRequest
+
+
+class ExecuteRequest(StrictRequest):
+    """Body of `POST /v1/execute`."""
+
+    code: str
+    language: Annotated[str, Field(pattern=LANGUAGE_PATTERN, description="A session language or alias.")]
+    stdin: str = ""
+
+    @field_validator("language", mode="after")
+    @classmethod
+    def _norm(cls, v: str) -> str:
+        return normalize_language(v) or v
+
+
+class ExecuteResult(CamelModel):
+    """What a run produced."""
+
+    stdout: str
+    stderr: str
+    exit_code: int | None = Field(description="Exit status; None when killed by a signal.")
+    signal: int | None = Field(default=None, description="Signal that ended the program, if any.")
+    timed_out: bool
+    output_truncated: bool
+    compile_output: str = Field(default="", description="Compiler messages (Java, C++, TypeScript).")
+    duration_ms: int
+    language: LanguageName
+
+
+def execute_request_model(settings: Settings) -> type[ExecuteRequest]:
+    from pydantic import create_model
+
+    code: Any = Annotated[str, Field(max_length=settings.max_code_bytes, pattern=NO_NUL)]
+    stdin: Any = Annotated[str, Field(max_length=settings.max_stdin_bytes, pattern=NO_NUL)]
+    return create_model(
+        "ExecuteRequest",
+        __base__=ExecuteRequest,
+        __doc__=ExecuteRequest.__doc__,
+        code=(code, ...),
+        stdin=(stdin, ""),
+    )

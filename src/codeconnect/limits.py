@@ -1,0 +1,52 @@
+"""Request-body size limit, enforced as the body arrives rather than after it is buffered."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from codeconnect.errors import error_response
+
+
+class BodySizeLimit:
+    """Refuse bodies over ``max_bytes`` with 413: at once when Content-Length says so, otherwise as soon as
+    the streamed body passes the limit (the rest is never read into memory)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _detail(self) -> str:
+        return f"The request body is larger than the limit of {self.max_bytes} bytes."
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    await error_response(400, "bad_request", "Invalid Content-Length header.")(
+                        scope, receive, send
+                    )
+                    return
+                if declared > self.max_bytes:
+                    response = error_response(413, "payload_too_large", self._detail())
+                    await response(scope, receive, send)
+                    return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, limited_receive, send)

@@ -1,0 +1,53 @@
+"""HTTP routes for joining a session and listing its participants."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from codeconnect.deps import DB, Presence, SessionId, SettingsDep
+from codeconnect.errors import responses
+from codeconnect.models import ParticipantRow
+from codeconnect.participants import service
+from codeconnect.schemas import bind_body
+from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels
+
+
+def to_participant(row: ParticipantRow, online: frozenset[str]) -> Participant:
+    return Participant(
+        id=row.id,
+        name=row.name,
+        color=row.color,
+        role=row.role,  # type: ignore[arg-type]
+        joined_at=row.joined_at,
+        online=row.id in online,
+    )
+
+
+def build_router(models: RequestModels) -> APIRouter:
+    router = APIRouter(prefix="/v1/sessions/{sessionId}/participants", tags=["participants"])
+
+    @router.get(
+        "", summary="List participants", response_model=list[Participant], responses=responses(404, 422)
+    )
+    async def list_participants(session_id: SessionId, db: DB, presence: Presence) -> list[Participant]:
+        """Everyone who joined the session, in joining order, with their online state."""
+        online = presence.online_participants(session_id)
+        return [to_participant(p, online) for p in await service.list_participants(db, session_id)]
+
+    @router.post(
+        "",
+        status_code=201,
+        summary="Join a session",
+        response_model=ParticipantWithToken,
+        responses=responses(400, 404, 409, 413, 422),
+    )
+    async def join(
+        session_id: SessionId, body: JoinRequest, db: DB, settings: SettingsDep, presence: Presence
+    ) -> ParticipantWithToken:
+        """Add a participant. The response carries its secret `token` for the live connection, shown once."""
+        joined = await service.join(db, settings, session_id, name=body.name, role=body.role)
+        participant = to_participant(joined.row, presence.online_participants(session_id))
+        return ParticipantWithToken(**participant.model_dump(), token=joined.token)
+
+    bind_body(join, models.join)
+    return router

@@ -1,0 +1,169 @@
+"""Request and response bodies of the session API.
+
+Request models are built from the settings so that every limit appears in the OpenAPI schema exactly as it is
+enforced (max lengths, enums, patterns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, create_model, field_validator
+
+from codeconnect.config import Settings
+from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
+from codeconnect.schemas import NO_NUL, NOT_BLANK_NO_NUL, CamelModel, StrictRequest
+
+Role = Literal["editor", "viewer"]
+
+
+class Participant(CamelModel):
+    """Someone who joined a session."""
+
+    id: str = Field(description="Participant id (not a secret).")
+    name: str
+    color: str = Field(description="CSS hex colour, distinct within the session.", examples=["#d1495b"])
+    role: Role = Field(description="`editor` may change the document; `viewer` may only watch.")
+    joined_at: datetime
+    online: bool = Field(description="True while one of this participant's live connections is open.")
+
+
+class ParticipantWithToken(Participant):
+    """The participant just created, with its secret live-connection token (shown only once)."""
+
+    token: str = Field(description="Secret token for `/v1/collab/{sessionId}?token=...`. Shown only here.")
+
+
+class Session(CamelModel):
+    """A collaborative code pad."""
+
+    id: str = Field(description="Unguessable, URL-safe id: the link is the invitation.")
+    title: str
+    language: LanguageName
+    code: str
+    created_at: datetime
+    updated_at: datetime
+    participants: list[Participant]
+
+
+class CreatedSession(Session):
+    """The session just created, with the owner's secret key (shown only once)."""
+
+    owner_key: str = Field(description="Secret for owner-only actions (send as `X-Owner-Key`). Shown only here.")
+
+
+def _language(value: str) -> str:
+    return normalize_language(value) or value
+
+
+_LANG_DOC = "One of python, javascript, typescript, java, cpp (any case; aliases py, js, ts, c++)."
+Lang = Annotated[str, Field(pattern=LANGUAGE_PATTERN, description=_LANG_DOC)]
+
+
+def _title(max_length: int) -> Any:
+    return Annotated[str, Field(min_length=1, max_length=max_length, pattern=NO_NUL)]
+
+
+def _code(max_bytes: int) -> Any:
+    return Annotated[
+        str,
+        Field(
+            max_length=max_bytes,
+            pattern=NO_NUL,
+            description=f"Program text, at most {max_bytes} bytes of UTF-8.",
+        ),
+    ]
+
+
+def _name(max_length: int) -> Any:
+    return Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=max_length,
+            pattern=NOT_BLANK_NO_NUL,
+            description="Display name; surrounding spaces are trimmed.",
+        ),
+    ]
+
+
+class CreateSessionRequest(StrictRequest):
+    """Body of `POST /v1/sessions`; every field is optional."""
+
+    title: str = "Untitled session"
+    language: Lang = "python"
+    code: str | None = Field(default=None, description="Defaults to a starter program for the language.")
+
+    @field_validator("language", mode="after")
+    @classmethod
+    def _norm(cls, v: str) -> str:
+        return _language(v)
+
+
+class UpdateSessionRequest(StrictRequest):
+    """Body of `PUT /v1/sessions/{sessionId}`."""
+
+    code: str
+    title: str | None = None
+
+
+class SetLanguageRequest(StrictRequest):
+    """Body of `PUT /v1/sessions/{sessionId}/language`."""
+
+    language: Lang
+
+    @field_validator("language", mode="after")
+    @classmethod
+    def _norm(cls, v: str) -> str:
+        return _language(v)
+
+
+class JoinRequest(StrictRequest):
+    """Body of `POST /v1/sessions/{sessionId}/participants`."""
+
+    name: str
+    role: Role = Field(default="editor", description="`viewer` joins read-only.")
+
+    @field_validator("name", mode="after")
+    @classmethod
+    def _trim(cls, v: str) -> str:
+        return v.strip()
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The request bodies with the limits of one deployment written into their schema."""
+
+    create_session: type[CreateSessionRequest]
+    update_session: type[UpdateSessionRequest]
+    set_language: type[SetLanguageRequest]
+    join: type[JoinRequest]
+
+
+def build_request_models(settings: Settings) -> RequestModels:
+    title, code = _title(settings.max_title_length), _code(settings.max_code_bytes)
+    return RequestModels(
+        create_session=create_model(
+            "CreateSessionRequest",
+            __base__=CreateSessionRequest,
+            __doc__=CreateSessionRequest.__doc__,
+            title=(title, "Untitled session"),
+            code=(code | None, Field(default=None, description="Defaults to a starter program.")),
+        ),
+        update_session=create_model(
+            "UpdateSessionRequest",
+            __base__=UpdateSessionRequest,
+            __doc__=UpdateSessionRequest.__doc__,
+            code=(code, ...),
+            title=(title | None, None),
+        ),
+        set_language=SetLanguageRequest,
+        join=create_model(
+            "JoinRequest",
+            __base__=JoinRequest,
+            __doc__=JoinRequest.__doc__,
+            name=(_name(settings.max_name_length), ...),
+        ),
+    )

@@ -1,0 +1,91 @@
+"""Sessions: creation, reading, updating code, title and language. No HTTP here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from codeconnect.config import Settings
+from codeconnect.errors import PayloadTooLarge, SessionNotFound
+from codeconnect.languages import LanguageName, get_language, normalize_language
+from codeconnect.models import SessionRow, utcnow
+from codeconnect.security import hash_secret, new_id, new_secret
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    row: SessionRow
+    owner_key: str
+
+
+def check_code_size(code: str, settings: Settings) -> None:
+    size = len(code.encode("utf-8", "surrogatepass"))
+    if size > settings.max_code_bytes:
+        raise PayloadTooLarge(
+            f"The code is {size} bytes; the limit is {settings.max_code_bytes} bytes.", code="code_too_large"
+        )
+
+
+def canonical_language(value: str) -> LanguageName:
+    lang = normalize_language(value)
+    if lang is None:  # pragma: no cover - the request schema rejects unknown languages first
+        raise ValueError(value)
+    return lang
+
+
+async def create_session(
+    db: AsyncSession, settings: Settings, *, title: str, language: str, code: str | None
+) -> NewSession:
+    lang = canonical_language(language)
+    text = get_language(lang).starter if code is None else code
+    check_code_size(text, settings)
+    owner_key = new_secret()
+    now = utcnow()
+    row = SessionRow(
+        id=new_id(),
+        title=title,
+        language=lang,
+        code=text,
+        owner_key_hash=hash_secret(owner_key),
+        execution_enabled=True,
+        created_at=now,
+        updated_at=now,
+        participants=[],
+    )
+    db.add(row)
+    await db.flush()
+    return NewSession(row, owner_key)
+
+
+async def get_session(db: AsyncSession, session_id: str, *, for_update: bool = False) -> SessionRow:
+    stmt = select(SessionRow).where(SessionRow.id == session_id).options(selectinload(SessionRow.participants))
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = (await db.execute(stmt)).scalar_one_or_none()
+    if row is None:
+        raise SessionNotFound()
+    return row
+
+
+async def update_session(
+    db: AsyncSession, settings: Settings, session_id: str, *, code: str, title: str | None
+) -> SessionRow:
+    check_code_size(code, settings)
+    row = await get_session(db, session_id, for_update=True)
+    row.code = code
+    if title is not None:
+        row.title = title
+    row.updated_at = utcnow()
+    await db.flush()
+    return row
+
+
+async def set_language(db: AsyncSession, session_id: str, language: str) -> SessionRow:
+    row = await get_session(db, session_id, for_update=True)
+    row.language = canonical_language(language)
+    row.updated_at = utcnow()
+    await db.flush()
+    return row

@@ -1,0 +1,168 @@
+"""Fixtures: a fresh database per test (SQLite file or PostgreSQL database) and real servers on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy.engine import make_url
+
+from codeconnect.app import create_app
+from codeconnect.config import Settings
+from codeconnect.db import run_migrations
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_URL = os.environ.get(
+    "CODECONNECT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("CODECONNECT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parsed = make_url(url)
+    try:
+        with socket.create_connection((parsed.host or "127.0.0.1", parsed.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, url: str, port: int) -> None:
+    """Skip when a service is down, with the reason; under CI=true that is a failure instead."""
+    if _reachable(url, port):
+        return
+    message = f"{name} is not reachable at {make_url(url).render_as_string(hide_password=True)}"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: required)")
+    pytest.skip(message)
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    parsed = make_url(PG_URL)
+    conn = await asyncpg.connect(
+        host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+        database=parsed.database,
+    )
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'codeconnect.db'}"
+        await run_migrations(url)
+        yield url
+        return
+    require_service("PostgreSQL", PG_URL, 5432)
+    name = f"ccl_test_{uuid.uuid4().hex[:16]}"
+    await _pg_admin(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        await run_migrations(url)
+        yield url
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite database file for tests that do not need to run on both backends."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'codeconnect.db'}"
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn server for one app, on a free port of 127.0.0.1."""
+
+    settings: Settings
+    base_url: str
+    ws_url: str
+    server: uvicorn.Server
+    task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 15)
+
+
+async def start_server(settings: Settings) -> LiveServer:
+    app = create_app(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_message_bytes,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(500):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    else:
+        raise RuntimeError("server did not start")
+    return LiveServer(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", server, task)
+
+
+ServerFactory = Callable[..., Awaitable[LiveServer]]
+
+
+@pytest.fixture
+async def server_factory(database_url: str) -> AsyncIterator[ServerFactory]:
+    """Start servers on the test's database; ``await server_factory(max_participants=3)`` overrides settings."""
+    servers: list[LiveServer] = []
+
+    async def factory(**overrides: Any) -> LiveServer:
+        settings = Settings(database_url=database_url, **overrides)
+        server = await start_server(settings)
+        servers.append(server)
+        return server
+
+    yield factory
+    for server in reversed(servers):
+        if not server.task.done():
+            await server.stop()
+
+
+@pytest.fixture
+async def server(server_factory: ServerFactory) -> LiveServer:
+    return await server_factory()
+
+
+@pytest.fixture
+async def client(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No CODECONNECT_* variables from the developer's shell leak into a test."""
+    for key in list(os.environ):
+        if key.startswith("CODECONNECT_") and key != "CODECONNECT_TEST_DATABASE_URL":
+            monkeypatch.delenv(key)
+    yield
