@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from codeconnect.config import Settings
 from codeconnect.db import get_db
+from codeconnect.errors import SessionNotFound
+from codeconnect.models import SessionRow
 from codeconnect.participants.service import PresenceView
 
 
@@ -35,3 +38,17 @@ SessionId = Annotated[
         description="The session id from its link.",
     ),
 ]
+
+
+async def require_session(session_id: SessionId, db: DB) -> str:
+    """The path's session id, checked to exist before the body is validated.
+
+    An unknown session is a 404 whatever the body holds: the resource comes first, then what is sent to it.
+    """
+    found = await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id))
+    if found is None:
+        raise SessionNotFound()
+    return session_id
+
+
+ExistingSessionId = Annotated[str, Depends(require_session)]

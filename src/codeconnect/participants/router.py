@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from codeconnect.deps import DB, Presence, SessionId, SettingsDep
+from codeconnect.deps import DB, ExistingSessionId, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import ParticipantRow
 from codeconnect.participants import service
@@ -29,7 +29,7 @@ def build_router(models: RequestModels) -> APIRouter:
     @router.get(
         "", summary="List participants", response_model=list[Participant], responses=responses(404, 422)
     )
-    async def list_participants(session_id: SessionId, db: DB, presence: Presence) -> list[Participant]:
+    async def list_participants(session_id: ExistingSessionId, db: DB, presence: Presence) -> list[Participant]:
         """Everyone who joined the session, in joining order, with their online state."""
         online = presence.online_participants(session_id)
         return [to_participant(p, online) for p in await service.list_participants(db, session_id)]
@@ -42,7 +42,7 @@ def build_router(models: RequestModels) -> APIRouter:
         responses=responses(400, 404, 409, 413, 422),
     )
     async def join(
-        session_id: SessionId, body: JoinRequest, db: DB, settings: SettingsDep, presence: Presence
+        session_id: ExistingSessionId, body: JoinRequest, db: DB, settings: SettingsDep, presence: Presence
     ) -> ParticipantWithToken:
         """Add a participant. The response carries its secret `token` for the live connection, shown once."""
         joined = await service.join(db, settings, session_id, name=body.name, role=body.role)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from codeconnect.deps import DB, Presence, SessionId, SettingsDep
+from codeconnect.deps import DB, ExistingSessionId, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
@@ -56,7 +56,7 @@ def build_router(models: RequestModels) -> APIRouter:
         return CreatedSession(**session.model_dump(), owner_key=created.owner_key)
 
     @router.get("/{sessionId}", summary="Get a session", response_model=Session, responses=responses(404, 422))
-    async def get_session(session_id: SessionId, db: DB, presence: Presence) -> Session:
+    async def get_session(session_id: ExistingSessionId, db: DB, presence: Presence) -> Session:
         """The session with its current code, language and participants."""
         return to_session(await service.get_session(db, session_id), presence)
 
@@ -67,7 +67,7 @@ def build_router(models: RequestModels) -> APIRouter:
         responses=responses(400, 404, 413, 422),
     )
     async def update_session(
-        session_id: SessionId, body: UpdateSessionRequest, db: DB, settings: SettingsDep, presence: Presence
+        session_id: ExistingSessionId, body: UpdateSessionRequest, db: DB, settings: SettingsDep, presence: Presence
     ) -> Session:
         """Set the session's code, and its title when given."""
         row = await service.update_session(db, settings, session_id, code=body.code, title=body.title)
@@ -80,7 +80,7 @@ def build_router(models: RequestModels) -> APIRouter:
         responses=responses(400, 404, 413, 422),
     )
     async def set_language(
-        session_id: SessionId, body: SetLanguageRequest, db: DB, presence: Presence
+        session_id: ExistingSessionId, body: SetLanguageRequest, db: DB, presence: Presence
     ) -> Session:
         """Switch the session's language for everyone."""
         return to_session(await service.set_language(db, session_id, body.language), presence)
