@@ -47,6 +47,16 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     workers = args.workers
+    if settings.execution == "sandbox":
+        # Refuse to serve rather than run untrusted code in a sandbox that is missing or does not hold.
+        from codeconnect.execution.sandbox import SandboxUnavailable
+        from codeconnect.execution.service import check_sandbox
+
+        try:
+            asyncio.run(check_sandbox(settings))
+        except SandboxUnavailable as exc:
+            print(f"codeconnect: CODECONNECT_EXECUTION=sandbox but {exc}; refusing to start", file=sys.stderr)
+            return 2
     asyncio.run(run_migrations(settings.database_url))
     uvicorn.run(
         "codeconnect.app:create_app",

@@ -14,6 +14,8 @@ from codeconnect.config import Settings
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
 from codeconnect.execution.router import build_router as execution_router
+from codeconnect.execution.sandbox import SandboxUnavailable
+from codeconnect.execution.service import ExecutionService, NoRunSink
 from codeconnect.health import router as health_router
 from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
@@ -44,6 +46,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
             app.state.presence = NoPresence()
+            execution = ExecutionService(settings)
+            if execution.enabled:
+                try:
+                    await execution.self_test()
+                except SandboxUnavailable as exc:
+                    raise RuntimeError(
+                        f"CODECONNECT_EXECUTION=sandbox but the sandbox is unusable: {exc}"
+                    ) from exc
+            stack.push_async_callback(execution.close)
+            app.state.execution = execution
+            if not hasattr(app.state, "run_sink"):
+                app.state.run_sink = NoRunSink()
             yield
 
     app = FastAPI(

@@ -132,6 +132,31 @@ class Settings(BaseSettings):
     exec_rate_per_minute: int = Field(
         default=60, ge=1, description="Executions one client address may start per minute."
     )
+    exec_compile_cpu_seconds: int = Field(
+        default=10, ge=1, description="CPU seconds one compile step (javac, g++, type stripping) may use."
+    )
+    exec_compile_wall_seconds: float = Field(
+        default=20.0, gt=0, description="Wall-clock seconds one compile step may take before it is killed."
+    )
+    exec_compile_memory_mb: int = Field(
+        default=1024, ge=256, description="Address-space limit of g++ (cc1plus) while compiling, MB."
+    )
+    exec_node_memory_mb: int = Field(
+        default=1024,
+        ge=768,
+        description="Address-space limit of node runs, MB (V8 reserves ~700 MB of address space at start).",
+    )
+    exec_uid: int = Field(
+        default=65534,
+        ge=1,
+        description="Unprivileged uid (and gid) the sandbox runs as when the server runs as root.",
+    )
+    exec_bwrap_path: str = Field(default="bwrap", description="bubblewrap executable (name or path).")
+    exec_typescript_dir: str | None = Field(
+        default=None,
+        description="Folder with strip.cjs and node_modules/sucrase for TypeScript runs "
+        "(default: the one shipped in codeconnect/execution/ts, set up with `npm ci`).",
+    )
 
     # --- Web app ---------------------------------------------------------------------------------------------
     run_time_limit_seconds: float = Field(

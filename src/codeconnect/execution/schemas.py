@@ -50,3 +50,50 @@ def execute_request_model(settings: Settings) -> type[ExecuteRequest]:
         code=(code, ...),
         stdin=(stdin, ""),
     )
+
+
+class LanguageStatus(CamelModel):
+    """Whether one language runs on this server, and which tools are missing if not."""
+
+    language: LanguageName
+    available: bool
+    missing: list[str] = Field(description="Tools this host lacks for the language (empty when it has them).")
+
+
+class LanguagesResponse(CamelModel):
+    """Body of `GET /v1/execute/languages`."""
+
+    enabled: bool = Field(description="False when the operator left CODECONNECT_EXECUTION=off.")
+    languages: list[LanguageStatus]
+
+
+class SessionSettings(CamelModel):
+    """Per-session switches the owner controls."""
+
+    execution_enabled: bool = Field(
+        description="Whether `POST /v1/sessions/{id}/execute` may run this session."
+    )
+
+
+class SessionSettingsUpdate(StrictRequest):
+    """Body of `PUT /v1/sessions/{sessionId}/settings` (needs the `X-Owner-Key` header)."""
+
+    execution_enabled: bool
+
+
+class SessionExecuteRequest(StrictRequest):
+    """Body of `POST /v1/sessions/{sessionId}/execute`: the session's code and language are used."""
+
+    stdin: str = ""
+
+
+def session_execute_request_model(settings: Settings) -> type[SessionExecuteRequest]:
+    from pydantic import create_model
+
+    stdin: Any = Annotated[str, Field(max_length=settings.max_stdin_bytes, pattern=NO_NUL)]
+    return create_model(
+        "SessionExecuteRequest",
+        __base__=SessionExecuteRequest,
+        __doc__=SessionExecuteRequest.__doc__,
+        stdin=(stdin, ""),
+    )

@@ -1,0 +1,80 @@
+"""Admission control for runs: a bounded number executing, a bounded queue, and a per-client rate."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+
+class PoolBusy(Exception):
+    """Every slot is taken and the queue is full."""
+
+
+class RateExceeded(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+class RunnerPool:
+    """At most ``concurrency`` runs at once and at most ``queue_size`` waiting; anything more is refused."""
+
+    def __init__(self, concurrency: int, queue_size: int) -> None:
+        self.concurrency = concurrency
+        self.queue_size = queue_size
+        self._slots = asyncio.Semaphore(concurrency)
+        self._waiting = 0
+        self._running = 0
+
+    @property
+    def running(self) -> int:
+        return self._running
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        # Checked synchronously (no await in between), so two requests cannot both take the last queue place.
+        if self._slots.locked() and self._waiting >= self.queue_size:
+            raise PoolBusy()
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        self._running += 1
+        try:
+            yield
+        finally:
+            self._running -= 1
+            self._slots.release()
+
+
+class ClientRate:
+    """Sliding one-minute window of run starts per client key, with a bounded number of keys remembered."""
+
+    def __init__(self, per_minute: int, max_clients: int = 10_000) -> None:
+        self.per_minute = per_minute
+        self.max_clients = max_clients
+        self._starts: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def check(self, key: str, now: float | None = None) -> None:
+        """Record a start for ``key`` or raise :class:`RateExceeded` with the seconds to wait."""
+        now = time.monotonic() if now is None else now
+        starts = self._starts.get(key)
+        if starts is None:
+            starts = self._starts[key] = deque()
+            while len(self._starts) > self.max_clients:
+                self._starts.popitem(last=False)
+        self._starts.move_to_end(key)
+        while starts and now - starts[0] >= 60.0:
+            starts.popleft()
+        if len(starts) >= self.per_minute:
+            raise RateExceeded(max(1, math.ceil(60.0 - (now - starts[0]))))
+        starts.append(now)

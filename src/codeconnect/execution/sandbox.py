@@ -1,0 +1,390 @@
+"""The sandbox: one bubblewrap container per run, as an unprivileged uid, with rlimits and a wall clock.
+
+Layers, outermost first:
+
+* the server starts ``prlimit ... -- bwrap ...`` as ``exec_uid`` (65534) when it runs as root: RLIMIT_NPROC is
+  not enforced for processes that are root outside the namespace, and nothing inside may be root-owned;
+* ``prlimit`` sets the limits of the whole container: processes, open files, file size, no core dumps;
+* ``bwrap --unshare-all`` gives new user/pid/net/ipc/uts/cgroup namespaces (network: only ``lo``), a read-only
+  ``/usr`` (``/usr/local`` hidden), a few files of ``/etc``, a fresh size-limited tmpfs at ``/work`` (``/tmp``
+  points there) and a clean environment; ``--die-with-parent`` + the pid namespace mean killing the bwrap
+  process we started kills every process of the run;
+* a bash driver inside sets CPU seconds and address space per step (compile, then run), and reports the
+  compile status on a private pipe so the host can switch from the compile to the run wall clock.
+
+The host reads stdout, stderr and compiler output concurrently, keeps at most ``max_output_bytes`` of each and
+kills the container when one overflows or a wall clock expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from codeconnect.config import Settings
+from codeconnect.execution.toolchains import SANDBOX_PATH, Plan, Step
+
+log = logging.getLogger(__name__)
+
+WORK = "/work"
+_READ_CHUNK = 64 * 1024
+# After the container is gone every pipe is closed; this only bounds a pathological wait for EOF.
+_DRAIN_SECONDS = 2.0
+
+
+class SandboxUnavailable(RuntimeError):
+    """bwrap (or prlimit) is missing, or the sandbox does not behave as it must."""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened, as raw bytes; the service decodes and shapes it."""
+
+    stdout: bytes = b""
+    stderr: bytes = b""
+    compile_output: bytes = b""
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    output_truncated: bool = False
+    compiled: bool = True
+    duration_ms: int = 0
+
+
+class _Capture:
+    """Reads one pipe to EOF, keeping the first ``limit`` bytes; signals ``overflow`` past it."""
+
+    def __init__(self, limit: int, overflow: asyncio.Event) -> None:
+        self.limit = limit
+        self.overflow = overflow
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.truncated = False
+
+    async def drain(self, reader: asyncio.StreamReader) -> None:
+        while chunk := await reader.read(_READ_CHUNK):
+            room = self.limit - self.size
+            if room > 0:
+                self.chunks.append(chunk[:room])
+                self.size += min(room, len(chunk))
+            if len(chunk) > room:
+                self.truncated = True
+                self.overflow.set()
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _memfd(name: str, content: bytes) -> int:
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    _write_all(fd, content)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def _write_all(fd: int, content: bytes) -> None:
+    view = memoryview(content)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+async def _pipe_reader(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_READ_CHUNK * 2)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+    return reader
+
+
+def _ulimits(step: Step) -> str:
+    # bash's ulimit sets soft and hard limits together, so the program cannot raise them back.
+    return f"ulimit -t {step.cpu_seconds} && ulimit -v {step.memory_mb * 1024}"
+
+
+def driver_script(plan: Plan, compile_fd: int, status_fd: int) -> str:
+    """The bash program bwrap runs: the compile step (output and status on private pipes), then the run."""
+    lines = ["set +e"]
+    if plan.compile is not None:
+        cmd = shlex.join(plan.compile.argv)
+        lines += [
+            f"exec 3>&{compile_fd} 4>&{status_fd} {compile_fd}>&- {status_fd}>&-",
+            f"( {_ulimits(plan.compile)} && exec {cmd} ) </dev/null >&3 2>&3",
+            "rc=$?",
+            'echo "$rc" >&4',
+            "exec 3>&- 4>&-",
+            '[ "$rc" -eq 0 ] || exit "$rc"',
+        ]
+    lines += [f"{_ulimits(plan.run)} || exit 125", f"exec {shlex.join(plan.run.argv)}"]
+    return "\n".join(lines)
+
+
+class Sandbox:
+    """Runs :class:`Plan` objects in bubblewrap. Stateless apart from the set of live containers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._live: set[asyncio.subprocess.Process] = set()
+
+    # --- Construction of the command line -------------------------------------------------------------------
+
+    def _drop_privileges(self) -> bool:
+        return os.geteuid() == 0
+
+    def _identity(self) -> tuple[int, int]:
+        if self._drop_privileges():
+            return self.settings.exec_uid, self.settings.exec_uid
+        return os.getuid(), os.getgid()
+
+    def _etc_binds(self) -> list[str]:
+        args: list[str] = []
+        # Alternatives (java, javac), the JDK's configuration (its conf/ links into /etc/java-*), the loader
+        # cache. Nothing else of /etc: no passwd database, no shadow, no resolver configuration.
+        etc = Path("/etc")
+        candidates = [etc / "alternatives", etc / "ld.so.cache", etc / "localtime"]
+        candidates += sorted(etc.glob("java-*"))
+        for path in candidates:
+            if path.exists():
+                args += ["--ro-bind", str(path), str(path)]
+        return args
+
+    def _root_binds(self) -> list[str]:
+        args = ["--ro-bind", "/usr", "/usr", "--tmpfs", "/usr/local"]
+        for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+            host = Path("/") / top
+            if host.is_symlink():
+                args += ["--symlink", os.readlink(host), f"/{top}"]
+            elif host.is_dir():
+                args += ["--ro-bind", str(host), f"/{top}"]
+        return args
+
+    def command(self, plan: Plan, file_fds: Sequence[tuple[int, str]], script: str) -> list[str]:
+        s = self.settings
+        prlimit = [
+            "prlimit",
+            f"--nproc={s.exec_max_processes}",
+            f"--nofile={s.exec_max_open_files}",
+            f"--fsize={s.exec_max_file_bytes}",
+            "--core=0",
+            "--",
+        ]
+        bwrap = [
+            s.exec_bwrap_path,
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--hostname",
+            "sandbox",
+            *self._root_binds(),
+            *self._etc_binds(),
+            "--proc",
+            "/proc",
+            "--dev",
+            "/dev",
+            "--size",
+            str(s.exec_tmpfs_mb * 1024 * 1024),
+            "--tmpfs",
+            WORK,
+            "--symlink",
+            WORK,
+            "/tmp",
+        ]
+        for fd, dest in file_fds:
+            bwrap += ["--file", str(fd), dest]
+        for host, dest in plan.ro_binds:
+            bwrap += ["--ro-bind", host, dest]
+        env = {
+            "PATH": SANDBOX_PATH,
+            "HOME": WORK,
+            "TMPDIR": WORK,
+            "LANG": "C.UTF-8",
+            "USER": "sandbox",
+            **plan.env,
+        }
+        bwrap += ["--clearenv"]
+        for key, value in env.items():
+            bwrap += ["--setenv", key, value]
+        bwrap += ["--chdir", WORK, "/usr/bin/bash", "--noprofile", "--norc", "-c", script]
+        return prlimit + bwrap
+
+    # --- Running -------------------------------------------------------------------------------------------
+
+    async def run(self, plan: Plan, stdin: bytes) -> Outcome:
+        uid, gid = self._identity()
+        passwd = f"sandbox:x:{uid}:{gid}:sandbox:{WORK}:/usr/sbin/nologin\n".encode()
+        group = f"sandbox:x:{gid}:\n".encode()
+        owned: list[int] = []  # fds to close in the parent once the child has them
+        try:
+            file_fds: list[tuple[int, str]] = []
+            for name, content in {**plan.files}.items():
+                fd = _memfd(name, content)
+                owned.append(fd)
+                file_fds.append((fd, f"{WORK}/{name}"))
+            for dest, content in (("/etc/passwd", passwd), ("/etc/group", group)):
+                fd = _memfd(dest.rsplit("/", 1)[1], content)
+                owned.append(fd)
+                file_fds.append((fd, dest))
+            compile_r, compile_w = os.pipe()
+            status_r, status_w = os.pipe()
+            owned += [compile_w, status_w]
+            parent_only = [compile_r, status_r]
+            script = driver_script(plan, compile_w, status_w)
+            argv = self.command(plan, file_fds, script)
+            kwargs: dict[str, object] = {}
+            if self._drop_privileges():
+                kwargs.update(user=uid, group=gid, extra_groups=[])
+            started = time.monotonic()
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *argv,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    pass_fds=[fd for fd, _ in file_fds] + [compile_w, status_w],
+                    start_new_session=True,
+                    env={"PATH": SANDBOX_PATH},
+                    **kwargs,  # type: ignore[arg-type]
+                )
+            except BaseException:
+                for fd in parent_only:
+                    os.close(fd)
+                raise
+        finally:
+            for fd in owned:
+                os.close(fd)
+        self._live.add(proc)
+        try:
+            return await self._supervise(proc, plan, stdin, compile_r, status_r, started)
+        finally:
+            self._live.discard(proc)
+            if proc.returncode is None:
+                _kill(proc)
+                await proc.wait()
+
+    async def _supervise(
+        self,
+        proc: asyncio.subprocess.Process,
+        plan: Plan,
+        stdin: bytes,
+        compile_r: int,
+        status_r: int,
+        started: float,
+    ) -> Outcome:
+        s = self.settings
+        assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
+        overflow = asyncio.Event()
+        out = _Capture(s.exec_max_output_bytes, overflow)
+        err = _Capture(s.exec_max_output_bytes, overflow)
+        comp = _Capture(s.exec_max_output_bytes, overflow)
+        compile_reader = await _pipe_reader(compile_r)
+        status_reader = await _pipe_reader(status_r)
+        readers = [
+            asyncio.create_task(out.drain(proc.stdout)),
+            asyncio.create_task(err.drain(proc.stderr)),
+            asyncio.create_task(comp.drain(compile_reader)),
+        ]
+        feeder = asyncio.create_task(_feed(proc.stdin, stdin))
+        exited = asyncio.create_task(proc.wait())
+        overflowed = asyncio.create_task(overflow.wait())
+        outcome = Outcome()
+        killed = False
+        try:
+            if plan.compile is not None:
+                status = asyncio.create_task(status_reader.readline())
+                done, _ = await asyncio.wait(
+                    {status, exited, overflowed},
+                    timeout=plan.compile.wall_seconds,
+                    return_when="FIRST_COMPLETED",
+                )
+                line = status.result() if status in done else b""
+                if not status.done():
+                    status.cancel()
+                if not done:
+                    outcome.timed_out = killed = True
+                    outcome.compiled = False
+                elif line.strip():
+                    rc = int(line.strip() or b"1")
+                    outcome.compiled = rc == 0
+                elif exited in done:
+                    # The driver ended without reporting: bwrap itself failed to set the container up.
+                    outcome.compiled = False
+                if overflowed in done:
+                    killed = True
+                    if not line.strip():
+                        outcome.compiled = False
+            if not killed and outcome.compiled:
+                done, _ = await asyncio.wait(
+                    {exited, overflowed}, timeout=plan.run.wall_seconds, return_when="FIRST_COMPLETED"
+                )
+                if not done:
+                    outcome.timed_out = killed = True
+                elif overflowed in done and exited not in done:
+                    killed = True
+            if killed and proc.returncode is None:
+                _kill(proc)
+            await exited
+            outcome.duration_ms = int((time.monotonic() - started) * 1000)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_DRAIN_SECONDS):
+                    await asyncio.gather(*readers, return_exceptions=True)
+        finally:
+            for task in (*readers, feeder, overflowed, exited):
+                if not task.done():
+                    task.cancel()
+            compile_reader.feed_eof()
+            await asyncio.gather(*readers, feeder, overflowed, return_exceptions=True)
+            for reader in (compile_reader, status_reader):
+                _close_reader(reader)
+        outcome.stdout, outcome.stderr, outcome.compile_output = out.data, err.data, comp.data
+        outcome.output_truncated = out.truncated or err.truncated or comp.truncated
+        rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+        if killed or rc < 0:
+            outcome.exit_code, outcome.signal = None, (-rc if rc < 0 else signal.SIGKILL)
+        elif rc > 128:
+            # bwrap reports a child killed by signal N as exit status 128 + N.
+            outcome.exit_code, outcome.signal = None, rc - 128
+        else:
+            outcome.exit_code = rc
+        if outcome.signal == signal.SIGXCPU:
+            outcome.timed_out = True  # the CPU-seconds limit is a time limit too
+        return outcome
+
+    async def close(self) -> None:
+        """Kill every live container (shutdown)."""
+        for proc in list(self._live):
+            _kill(proc)
+        for proc in list(self._live):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(proc.wait(), 5)
+
+
+def _kill(proc: asyncio.subprocess.Process) -> None:
+    # Killing bwrap is enough: --die-with-parent kills its init, and the pid namespace ends every process.
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+def _close_reader(reader: asyncio.StreamReader) -> None:
+    transport = getattr(reader, "_transport", None)
+    if transport is not None:
+        transport.close()
+
+
+async def _feed(writer: asyncio.StreamWriter, data: bytes) -> None:
+    # A program that never reads stdin, or exits early, closes the pipe: that is not an error.
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        if data:
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+        await writer.wait_closed()

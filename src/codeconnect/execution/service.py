@@ -1,0 +1,265 @@
+"""Server-side execution: admission, the sandbox run, the per-session switch. No HTTP here."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from codeconnect.config import Settings
+from codeconnect.errors import (
+    Forbidden,
+    NotImplementedByServer,
+    PayloadTooLarge,
+    SessionNotFound,
+    TooManyRequests,
+    Unauthorized,
+)
+from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool
+from codeconnect.execution.sandbox import Outcome, Sandbox, SandboxUnavailable
+from codeconnect.execution.schemas import ExecuteResult, LanguagesResponse, LanguageStatus
+from codeconnect.execution.toolchains import Plan, Step, Toolchains
+from codeconnect.languages import LanguageName
+from codeconnect.models import SessionRow
+from codeconnect.security import new_id, secret_matches
+
+log = logging.getLogger(__name__)
+
+
+class RunSink(Protocol):
+    async def append_run(self, session_id: str, run: dict[str, Any]) -> None: ...
+
+
+class NoRunSink:
+    """Used when no live-document layer is installed: runs are only returned to the caller."""
+
+    async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
+        return None
+
+
+def execution_disabled() -> Forbidden:
+    return Forbidden(
+        "Server-side execution is disabled on this deployment (CODECONNECT_EXECUTION=off); "
+        "code runs in the browser.",
+        code="execution_disabled",
+    )
+
+
+def session_execution_disabled() -> Forbidden:
+    return Forbidden(
+        "The session's owner has switched server-side execution off for this session.",
+        code="execution_disabled_for_session",
+    )
+
+
+def check_sizes(settings: Settings, code: str, stdin: str) -> None:
+    """Byte limits (the request schema can only count characters)."""
+    code_bytes = len(code.encode("utf-8", "surrogatepass"))
+    if code_bytes > settings.max_code_bytes:
+        raise PayloadTooLarge(
+            f"The code is {code_bytes} bytes; the limit is {settings.max_code_bytes} bytes.",
+            code="code_too_large",
+        )
+    stdin_bytes = len(stdin.encode("utf-8", "surrogatepass"))
+    if stdin_bytes > settings.max_stdin_bytes:
+        raise PayloadTooLarge(
+            f"stdin is {stdin_bytes} bytes; the limit is {settings.max_stdin_bytes} bytes.",
+            code="stdin_too_large",
+        )
+
+
+def _text(data: bytes) -> str:
+    # Output is cut at a byte limit, maybe inside a UTF-8 sequence; PostgreSQL text cannot hold NUL.
+    return data.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+def to_result(language: LanguageName, outcome: Outcome) -> ExecuteResult:
+    return ExecuteResult(
+        stdout=_text(outcome.stdout),
+        stderr=_text(outcome.stderr),
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        timed_out=outcome.timed_out,
+        output_truncated=outcome.output_truncated,
+        compile_output=_text(outcome.compile_output),
+        duration_ms=outcome.duration_ms,
+        language=language,
+    )
+
+
+class ExecutionService:
+    """Owns the sandbox, the pool and the rate limiter of one app."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.enabled = settings.execution == "sandbox"
+        self.toolchains = Toolchains(settings)
+        self.sandbox = Sandbox(settings)
+        self.pool = RunnerPool(settings.exec_concurrency or os.cpu_count() or 1, settings.exec_queue_size)
+        self.rate = ClientRate(settings.exec_rate_per_minute)
+
+    def languages(self) -> LanguagesResponse:
+        return LanguagesResponse(
+            enabled=self.enabled,
+            languages=[
+                LanguageStatus(
+                    language=a.language, available=a.available and self.enabled, missing=list(a.missing)
+                )
+                for a in self.toolchains.all_availability()
+            ],
+        )
+
+    async def execute(self, language: LanguageName, code: str, stdin: str, client: str) -> ExecuteResult:
+        """Run ``code``; raises 403/429/501 errors for the cases the API documents."""
+        if not self.enabled:
+            raise execution_disabled()
+        availability = self.toolchains.availability(language)
+        if not availability.available:
+            raise NotImplementedByServer(
+                f"{language} cannot run on this server: missing {', '.join(availability.missing)}.",
+                code="language_unavailable",
+            )
+        try:
+            self.rate.check(client)
+        except RateExceeded as exc:
+            raise TooManyRequests(
+                f"Too many executions from this client; try again in {exc.retry_after} s.",
+                code="rate_limited",
+                headers={"Retry-After": str(exc.retry_after)},
+            ) from None
+        plan = self.toolchains.plan(language, code)
+        try:
+            async with self.pool.slot():
+                outcome = await self.sandbox.run(plan, stdin.encode("utf-8", "surrogatepass"))
+        except PoolBusy:
+            retry = max(1, math.ceil(self.settings.exec_wall_seconds / 2))
+            raise TooManyRequests(
+                "Every execution slot is busy and the queue is full; try again shortly.",
+                code="execution_busy",
+                headers={"Retry-After": str(retry)},
+            ) from None
+        return to_result(language, outcome)
+
+    async def self_test(self) -> None:
+        """Start one container and check what it must guarantee; raise :class:`SandboxUnavailable` if not."""
+        await check_sandbox(self.settings, self.sandbox)
+
+    async def close(self) -> None:
+        await self.sandbox.close()
+
+
+_SELF_TEST = r"""
+set -e
+[ "$(id -u)" != 0 ] || { echo "runs as root"; exit 1; }
+[ ! -e /etc/shadow ] || { echo "/etc/shadow is visible"; exit 1; }
+[ ! -e "$1" ] || { echo "the project folder is visible"; exit 1; }
+nets=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')
+[ "$nets" = "lo " ] || { echo "network interfaces visible: $nets"; exit 1; }
+echo probe > /work/probe && [ "$(cat /tmp/probe)" = probe ]
+echo sandbox-ok
+"""
+
+
+async def check_sandbox(settings: Settings, sandbox: Sandbox | None = None) -> None:
+    """The start-up self-test of ``CODECONNECT_EXECUTION=sandbox``."""
+    for tool in (settings.exec_bwrap_path, "prlimit", "bash"):
+        if shutil.which(tool) is None:
+            raise SandboxUnavailable(f"`{tool}` is not installed (Debian: bubblewrap, util-linux, bash)")
+    sandbox = sandbox or Sandbox(settings)
+    project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    step = Step(("/usr/bin/bash", "-c", _SELF_TEST, "self-test", project), 5, 20.0, 256)
+    try:
+        outcome = await sandbox.run(Plan(files={}, run=step), b"")
+    except OSError as exc:
+        raise SandboxUnavailable(f"could not start bwrap: {exc}") from exc
+    if outcome.exit_code != 0 or b"sandbox-ok" not in outcome.stdout:
+        why = (outcome.stdout + outcome.stderr).decode("utf-8", "replace").strip()[-500:]
+        raise SandboxUnavailable(f"the sandbox self-test failed (exit {outcome.exit_code}): {why}")
+
+
+# --- The per-session switch --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionProgram:
+    code: str
+    language: LanguageName
+    execution_enabled: bool
+
+
+async def _row(db: AsyncSession, session_id: str) -> SessionRow:
+    row = (await db.execute(select(SessionRow).where(SessionRow.id == session_id))).scalar_one_or_none()
+    if row is None:
+        raise SessionNotFound()
+    return row
+
+
+async def execution_enabled(db: AsyncSession, session_id: str) -> bool:
+    return (await _row(db, session_id)).execution_enabled
+
+
+def check_owner(row: SessionRow, owner_key: str | None) -> None:
+    if not owner_key:
+        raise Unauthorized(
+            "This needs the session's owner key in the X-Owner-Key header.", code="owner_key_required"
+        )
+    if not secret_matches(owner_key, row.owner_key_hash):
+        raise Forbidden("The owner key does not match this session.", code="owner_key_invalid")
+
+
+async def set_execution_enabled(
+    db: AsyncSession, session_id: str, owner_key: str | None, enabled: bool
+) -> bool:
+    row = await _row(db, session_id)
+    check_owner(row, owner_key)
+    row.execution_enabled = enabled
+    await db.flush()
+    return row.execution_enabled
+
+
+async def load_program(maker: async_sessionmaker[AsyncSession], session_id: str) -> SessionProgram:
+    """The session's current code, read in a short transaction of its own.
+
+    A run takes seconds; keeping the request's unit of work open that long would hold SQLite's write lock.
+    """
+    from codeconnect.sessions.service import get_session
+
+    async with maker() as db:
+        row = await get_session(db, session_id)
+        program = SessionProgram(row.code, row.language, row.execution_enabled)  # type: ignore[arg-type]
+        await db.rollback()
+    return program
+
+
+def run_record(result: ExecuteResult, started_at: datetime) -> dict[str, Any]:
+    """The entry appended to the session's shared ``runs`` array (the live document's schema)."""
+    return {
+        "id": new_id(),
+        "by": None,
+        "source": "server",
+        "language": result.language,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "exitCode": result.exit_code,
+        "signal": result.signal,
+        "timedOut": result.timed_out,
+        "outputTruncated": result.output_truncated,
+        "compileOutput": result.compile_output,
+        "durationMs": result.duration_ms,
+        "startedAt": started_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+
+async def publish_run(sink: RunSink, session_id: str, run: dict[str, Any]) -> None:
+    # The caller already has its answer; a failing live layer must not turn a finished run into an error.
+    try:
+        await sink.append_run(session_id, run)
+    except Exception:
+        log.exception("could not append a server run to session output")
