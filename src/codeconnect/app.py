@@ -22,6 +22,7 @@ from codeconnect.participants.router import build_router as participants_router
 from codeconnect.participants.service import NoPresence
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
+from codeconnect.web.router import build_router as web_router
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sessions_router(models))
     app.include_router(participants_router(models))
     app.include_router(execution_router(settings))
+    # Last: the page's routes (`/`, `/s/...`, static files) must never shadow an API route.
+    app.include_router(web_router(settings))
 
     app.add_middleware(
         CORSMiddleware,

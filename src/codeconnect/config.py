@@ -162,6 +162,10 @@ class Settings(BaseSettings):
     run_time_limit_seconds: float = Field(
         default=10.0, gt=0, description="Time limit of an in-browser run before the page stops it."
     )
+    web_static_dir: str | None = Field(
+        default=None,
+        description="Folder of the built web page (`scripts/build-web` output); unset: the package's `static/`.",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -1,0 +1,60 @@
+"""The web page: `/` and `/s/{sessionId}` serve the app; `/assets/...` and `/pyodide-<version>/...` its files.
+
+Included last by the app factory, so every API route wins over these.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from codeconnect.config import Settings
+from codeconnect.errors import NotFound, ServiceUnavailable
+from codeconnect.web.assets import IMMUTABLE, ISOLATION_HEADERS, PACKAGE_STATIC_DIR, REVALIDATE, WebAssets
+
+_NOT_BUILT = "The web page is not built on this server: run scripts/build-web (it needs Node.js and npm)."
+
+
+def build_router(settings: Settings) -> APIRouter:
+    assets = WebAssets(Path(settings.web_static_dir) if settings.web_static_dir else PACKAGE_STATIC_DIR)
+    page_config: dict[str, object] = {"runTimeLimitSeconds": settings.run_time_limit_seconds}
+    router = APIRouter(include_in_schema=False)
+
+    def page() -> HTMLResponse:
+        if not assets.built:
+            raise ServiceUnavailable(_NOT_BUILT)
+        headers = {**ISOLATION_HEADERS, "Cache-Control": REVALIDATE, "Referrer-Policy": "no-referrer"}
+        return HTMLResponse(assets.index_html(page_config), headers=headers)
+
+    def static(folder: str, path: str, request: Request) -> Response:
+        gzip_ok = "gzip" in request.headers.get("accept-encoding", "").lower()
+        found = assets.find(folder, path, gzip_ok=gzip_ok)
+        if found is None:
+            raise NotFound(f"No file /{folder}/{path} in the web page's build.")
+        headers = {**ISOLATION_HEADERS, "Cache-Control": IMMUTABLE, "Vary": "Accept-Encoding"}
+        if found.encoding:
+            headers["Content-Encoding"] = found.encoding
+        return FileResponse(found.path, media_type=found.media_type, headers=headers)
+
+    @router.api_route("/", methods=["GET", "HEAD"])
+    async def home() -> HTMLResponse:
+        return page()
+
+    @router.api_route("/s/{session_id}", methods=["GET", "HEAD"])
+    async def session_page(session_id: str) -> HTMLResponse:
+        # The page itself finds out whether the session exists and says so; any id gets the app.
+        return page()
+
+    @router.api_route("/assets/{path:path}", methods=["GET", "HEAD"])
+    async def asset(path: str, request: Request) -> Response:
+        # File names carry a content hash, so they can be cached for a year.
+        return static("assets", path, request)
+
+    @router.api_route("/pyodide-{version}/{path:path}", methods=["GET", "HEAD"])
+    async def pyodide(version: str, path: str, request: Request) -> Response:
+        # The folder name carries Pyodide's version: a new version is a new URL.
+        return static(f"pyodide-{version}", path, request)
+
+    return router

@@ -1,0 +1,98 @@
+// The REST API of our own server, typed. Errors arrive in one shape: {error, detail, fields?}.
+import type { Language } from "./languages";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+export interface Participant {
+  id: string;
+  name: string;
+  color: string;
+  role: "editor" | "viewer";
+  joinedAt: string;
+  online: boolean;
+}
+
+export interface JoinedParticipant extends Participant {
+  token: string;
+}
+
+export interface Session {
+  id: string;
+  title: string;
+  language: Language;
+  code: string;
+  createdAt: string;
+  updatedAt: string;
+  participants: Participant[];
+}
+
+export interface CreatedSession extends Session {
+  ownerKey: string;
+}
+
+export interface ServerLanguages {
+  enabled: boolean;
+  languages: { language: string; available: boolean; missing: string[] }[];
+}
+
+export interface ServerRunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
+  signal: number | null;
+  timedOut: boolean;
+  outputTruncated: boolean;
+  compileOutput: string;
+  durationMs: number;
+  language: Language;
+}
+
+async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? null : JSON.stringify(body),
+      signal: signal ?? null,
+    });
+  } catch (err) {
+    if (err instanceof DOMException && err.name === "AbortError") throw err;
+    throw new ApiError(0, "network_error", "The server cannot be reached. Check your connection.");
+  }
+  if (!response.ok) {
+    let code = `http_${response.status}`;
+    let detail = `${response.status} ${response.statusText}`;
+    try {
+      const data = (await response.json()) as { error?: string; detail?: string };
+      if (typeof data.error === "string") code = data.error;
+      if (typeof data.detail === "string") detail = data.detail;
+    } catch {
+      // Not our error shape (a proxy in between, say): keep the status line.
+    }
+    throw new ApiError(response.status, code, detail);
+  }
+  return (await response.json()) as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  createSession: (title: string, language: Language) =>
+    request<CreatedSession>("POST", "/v1/sessions", { title, language }),
+  getSession: (id: string) => request<Session>("GET", `/v1/sessions/${enc(id)}`),
+  join: (id: string, name: string, role: "editor" | "viewer") =>
+    request<JoinedParticipant>("POST", `/v1/sessions/${enc(id)}/participants`, { name, role }),
+  participants: (id: string) => request<Participant[]>("GET", `/v1/sessions/${enc(id)}/participants`),
+  serverLanguages: () => request<ServerLanguages>("GET", "/v1/execute/languages"),
+  execute: (code: string, language: Language, stdin: string, signal: AbortSignal) =>
+    request<ServerRunResult>("POST", "/v1/execute", { code, language, stdin }, signal),
+};

@@ -1,0 +1,75 @@
+// Messages between the page and a runner worker.
+export type Stream = "stdout" | "stderr";
+
+export interface RunMessage {
+  type: "run";
+  code: string;
+  language: "python" | "javascript" | "typescript";
+  stdin: string;
+  /** Written by the page to ask the program to stop: Pyodide's interrupt buffer (2 = SIGINT), or a flag. */
+  interrupt: SharedArrayBuffer | null;
+  limitMs: number;
+  maxOutputBytes: number;
+}
+
+export interface LoadMessage {
+  type: "load";
+}
+
+export type ToWorker = RunMessage | LoadMessage;
+
+export type FromWorker =
+  | { type: "loading"; what: string }
+  | { type: "ready" }
+  | { type: "started" }
+  | { type: "output"; stream: Stream; text: string }
+  | {
+      type: "done";
+      exitCode: number | null;
+      interrupted: boolean;
+      truncated: boolean;
+      compileOutput: string;
+    }
+  | { type: "failed"; message: string };
+
+/**
+ * Collects a program's output in the worker and forwards it in batches: a print in a tight loop would
+ * otherwise post one message per call. Past the cap it stops forwarding and asks the program to stop.
+ */
+export class OutputPump {
+  private buffers: Record<Stream, string> = { stdout: "", stderr: "" };
+  private sent = 0;
+  private lastFlush = 0;
+  truncated = false;
+
+  constructor(
+    private readonly post: (m: FromWorker) => void,
+    private readonly maxBytes: number,
+    private readonly onOverflow: () => void,
+  ) {}
+
+  write(stream: Stream, text: string): void {
+    if (this.truncated || text.length === 0) return;
+    // UTF-16 length is a cheap upper bound of what is left; the page trims to exact UTF-8 bytes.
+    const room = this.maxBytes - this.sent;
+    if (text.length > room) {
+      text = text.slice(0, Math.max(room, 0));
+      this.truncated = true;
+    }
+    this.sent += text.length;
+    this.buffers[stream] += text;
+    const now = Date.now();
+    if (this.truncated || this.buffers[stream].length > 8192 || now - this.lastFlush > 40) this.flush();
+    if (this.truncated) this.onOverflow();
+  }
+
+  flush(): void {
+    this.lastFlush = Date.now();
+    for (const stream of ["stdout", "stderr"] as const) {
+      if (this.buffers[stream]) {
+        this.post({ type: "output", stream, text: this.buffers[stream] });
+        this.buffers[stream] = "";
+      }
+    }
+  }
+}

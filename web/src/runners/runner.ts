@@ -1,0 +1,269 @@
+// The page's side of a run: starts the right runner, enforces the time limit, and stops it on request.
+// In-browser runners live in workers; Stop first asks politely (interrupt buffer / flag), then terminates the
+// worker, which nothing running inside it can survive.
+import { api, ApiError } from "../api";
+import type { Language } from "../languages";
+import { capUtf8, MAX_STREAM_BYTES } from "../runs";
+import type { FromWorker, Stream } from "./protocol";
+
+export interface RunRequest {
+  code: string;
+  language: Language;
+  stdin: string;
+  limitMs: number;
+}
+
+export interface RunOutcome {
+  source: "browser" | "server";
+  stdout: string;
+  stderr: string;
+  exitCode: number | null;
+  signal: number | null;
+  timedOut: boolean;
+  stopped: boolean;
+  outputTruncated: boolean;
+  compileOutput: string;
+  durationMs: number;
+}
+
+export interface RunEvents {
+  /** What the runner is doing before the program starts ("Loading Python…"). */
+  phase(text: string): void;
+  output(stream: Stream, text: string): void;
+}
+
+const SIGINT = 2;
+const SIGKILL = 9;
+/** How long a program gets to honour an interrupt before its worker is terminated. */
+const GRACE_MS = 1500;
+/** Longest time a runner may take to load before the run is given up. */
+const LOAD_LIMIT_MS = 120_000;
+
+interface ActiveRun {
+  stop(timedOut: boolean): void;
+}
+
+/** One kind of worker (Python or JavaScript), kept warm between runs and replaced after it is terminated. */
+class WorkerRunner {
+  private worker: Worker | null = null;
+  private active: ActiveRun | null = null;
+
+  constructor(
+    private readonly create: () => Worker,
+    private readonly label: string,
+  ) {}
+
+  private ensure(): Worker {
+    this.worker ??= this.create();
+    return this.worker;
+  }
+
+  /** Start loading the runtime in the background so the first run does not wait for it. */
+  warm(): void {
+    if (!this.worker) this.ensure().postMessage({ type: "load" });
+  }
+
+  stop(): void {
+    this.active?.stop(false);
+  }
+
+  run(request: RunRequest, language: "python" | "javascript" | "typescript", events: RunEvents): Promise<RunOutcome> {
+    const worker = this.ensure();
+    const shared = typeof SharedArrayBuffer !== "undefined" && crossOriginIsolated;
+    const interrupt = shared ? new SharedArrayBuffer(4) : null;
+    const out: Record<Stream, string> = { stdout: "", stderr: "" };
+    let truncated = false;
+
+    return new Promise<RunOutcome>((resolve) => {
+      let startedAt = 0;
+      let stopRequested = false;
+      let timedOut = false;
+      let finished = false;
+      let limitTimer = 0;
+      let killTimer = 0;
+      const loadTimer = window.setTimeout(() => halt(false, `${this.label} did not load in time.`), LOAD_LIMIT_MS);
+
+      const finish = (outcome: Omit<RunOutcome, "source" | "stdout" | "stderr" | "durationMs">): void => {
+        if (finished) return;
+        finished = true;
+        window.clearTimeout(loadTimer);
+        window.clearTimeout(limitTimer);
+        window.clearTimeout(killTimer);
+        worker.removeEventListener("message", onMessage);
+        this.active = null;
+        resolve({
+          ...outcome,
+          source: "browser",
+          stdout: out.stdout,
+          stderr: out.stderr,
+          outputTruncated: outcome.outputTruncated || truncated,
+          durationMs: startedAt ? Math.round(performance.now() - startedAt) : 0,
+        });
+      };
+
+      const append = (stream: Stream, text: string): void => {
+        const capped = capUtf8(out[stream] + text, MAX_STREAM_BYTES);
+        if (capped.cut) truncated = true;
+        const added = capped.text.slice(out[stream].length);
+        out[stream] = capped.text;
+        if (added) events.output(stream, added);
+      };
+
+      const terminate = (note: string): void => {
+        worker.terminate();
+        if (this.worker === worker) this.worker = null;
+        append("stderr", `${out.stderr && !out.stderr.endsWith("\n") ? "\n" : ""}${note}\n`);
+        finish({
+          exitCode: null,
+          signal: SIGKILL,
+          timedOut,
+          stopped: stopRequested,
+          outputTruncated: false,
+          compileOutput: "",
+        });
+      };
+
+      const halt = (byLimit: boolean, note?: string): void => {
+        if (finished) return;
+        timedOut ||= byLimit;
+        stopRequested ||= !byLimit;
+        if (note || !interrupt || !startedAt) {
+          terminate(note ?? (byLimit ? "Time limit reached: the runner was stopped." : "Stopped."));
+          return;
+        }
+        // Pyodide reads 2 (SIGINT) from its interrupt buffer; the QuickJS handler reads any non-zero value.
+        Atomics.store(new Int32Array(interrupt), 0, SIGINT);
+        killTimer ||= window.setTimeout(
+          () => terminate(byLimit ? "Time limit reached: the runner was terminated." : "Stopped: the runner was terminated."),
+          GRACE_MS,
+        );
+      };
+
+      const onMessage = (event: MessageEvent<FromWorker>): void => {
+        const m = event.data;
+        switch (m.type) {
+          case "loading":
+            events.phase(`Loading ${m.what}…`);
+            break;
+          case "ready":
+            break;
+          case "started":
+            window.clearTimeout(loadTimer);
+            startedAt = performance.now();
+            events.phase("Running…");
+            if (stopRequested) halt(false);
+            limitTimer = window.setTimeout(() => halt(true), request.limitMs);
+            break;
+          case "output":
+            append(m.stream, m.text);
+            break;
+          case "done": {
+            const elapsed = performance.now() - startedAt;
+            // The JS worker enforces the same deadline itself and may get there a moment before our timer.
+            if (m.interrupted && !stopRequested && !m.truncated && elapsed >= request.limitMs - 50) timedOut = true;
+            if (timedOut && m.interrupted) append("stderr", `Time limit reached (${request.limitMs / 1000} s).`);
+            else if (m.truncated) append("stderr", "\nOutput limit reached: the program was stopped.");
+            finish({
+              exitCode: m.interrupted ? null : m.exitCode,
+              signal: m.interrupted ? SIGINT : null,
+              timedOut,
+              stopped: stopRequested,
+              outputTruncated: m.truncated,
+              compileOutput: m.compileOutput,
+            });
+            break;
+          }
+          case "failed":
+            append("stderr", m.message);
+            finish({ exitCode: null, signal: null, timedOut: false, stopped: false, outputTruncated: false, compileOutput: "" });
+            break;
+        }
+      };
+
+      this.active = { stop: (byLimit) => halt(byLimit) };
+      worker.addEventListener("message", onMessage);
+      worker.postMessage({
+        type: "run",
+        code: request.code,
+        language,
+        stdin: request.stdin,
+        interrupt,
+        limitMs: request.limitMs,
+        maxOutputBytes: MAX_STREAM_BYTES,
+      });
+    });
+  }
+}
+
+/** Runs code where this deployment can: Python/JS/TS in the browser, Java/C++ on the server when enabled. */
+export class Runners {
+  private readonly python = new WorkerRunner(
+    () => new Worker(new URL("./python.worker.ts", import.meta.url), { type: "module", name: "python" }),
+    "Python",
+  );
+  private readonly js = new WorkerRunner(
+    () => new Worker(new URL("./js.worker.ts", import.meta.url), { type: "module", name: "javascript" }),
+    "JavaScript",
+  );
+  private serverAbort: AbortController | null = null;
+
+  constructor(private readonly serverLanguages: () => Set<string>) {}
+
+  /** Why ``language`` cannot run here, or null when it can. */
+  unavailable(language: Language): string | null {
+    if (language === "python" || language === "javascript" || language === "typescript") return null;
+    if (this.serverLanguages().has(language)) return null;
+    const label = language === "cpp" ? "C++" : "Java";
+    return `This deployment does not run ${label}: server-side execution is not enabled here. Python, JavaScript and TypeScript run in your browser.`;
+  }
+
+  warm(language: Language): void {
+    if (language === "python") this.python.warm();
+    else if (language === "javascript" || language === "typescript") this.js.warm();
+  }
+
+  stop(): void {
+    this.python.stop();
+    this.js.stop();
+    this.serverAbort?.abort();
+  }
+
+  async run(request: RunRequest, events: RunEvents): Promise<RunOutcome> {
+    const lang = request.language;
+    if (lang === "python") return this.python.run(request, "python", events);
+    if (lang === "javascript" || lang === "typescript") return this.js.run(request, lang, events);
+    return this.runOnServer(request, events);
+  }
+
+  private async runOnServer(request: RunRequest, events: RunEvents): Promise<RunOutcome> {
+    const abort = new AbortController();
+    this.serverAbort = abort;
+    const started = performance.now();
+    events.phase("Running on the server…");
+    try {
+      const r = await api.execute(request.code, request.language, request.stdin, abort.signal);
+      return { ...r, source: "server", stopped: false };
+    } catch (err) {
+      const stopped = err instanceof DOMException && err.name === "AbortError";
+      const message = stopped
+        ? "Stopped."
+        : err instanceof ApiError
+          ? `${err.message} (${err.code})`
+          : String(err);
+      return {
+        source: "server",
+        stdout: "",
+        stderr: `${message}\n`,
+        exitCode: null,
+        signal: null,
+        timedOut: false,
+        stopped,
+        outputTruncated: false,
+        compileOutput: "",
+        durationMs: Math.round(performance.now() - started),
+      };
+    } finally {
+      this.serverAbort = null;
+    }
+  }
+}

@@ -1,0 +1,374 @@
+// The session page: join (or rejoin) as a participant, then the shared editor, runner and output.
+import { api, ApiError, type Session } from "./api";
+import { CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED, Collab, type CollabStatus } from "./collab";
+import { pageConfig } from "./config";
+import { CodeEditor } from "./editor";
+import { isLanguage, LANGUAGES, languageInfo, type Language } from "./languages";
+import { Runners } from "./runners/runner";
+import { appendRun } from "./runs";
+import { store, type StoredParticipant } from "./store";
+import { h, lighten } from "./ui/dom";
+import { OutputPanel } from "./ui/output";
+import { PeopleView } from "./ui/people";
+
+function randomId(): string {
+  // crypto.randomUUID needs a secure context; a LAN deployment over plain HTTP is not one.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function fullPage(...children: (Node | string)[]): void {
+  document.body.replaceChildren(h("div", { class: "center-page" }, h("div", { class: "card" }, ...children)));
+}
+
+function showProblem(title: string, detail: string): void {
+  fullPage(h("h1", {}, title), h("p", { class: "muted" }, detail), h("a", { class: "button primary", href: "/" }, "Start a new session"));
+}
+
+function askName(session: Session, role: "editor" | "viewer"): Promise<StoredParticipant> {
+  return new Promise((resolve) => {
+    const input = h("input", {
+      id: "join-name",
+      name: "name",
+      placeholder: "Your name",
+      maxlength: 64,
+      required: true,
+      autocomplete: "nickname",
+      value: store.name(),
+    });
+    const error = h("p", { class: "error", role: "alert" });
+    const submit = h("button", { class: "button primary", type: "submit", id: "join-submit" }, role === "viewer" ? "Watch" : "Join");
+    const form = h(
+      "form",
+      { class: "join-form" },
+      h("label", { for: "join-name" }, "Your name"),
+      input,
+      error,
+      submit,
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const name = input.value.trim();
+      if (!name) {
+        error.textContent = "Please enter a name so others know who is typing.";
+        return;
+      }
+      submit.disabled = true;
+      api.join(session.id, name, role).then(
+        (p) => {
+          store.setName(name);
+          const stored: StoredParticipant = { id: p.id, token: p.token, name: p.name, color: p.color, role: p.role };
+          store.setParticipant(session.id, stored);
+          resolve(stored);
+        },
+        (err: unknown) => {
+          submit.disabled = false;
+          error.textContent = err instanceof ApiError ? err.message : String(err);
+        },
+      );
+    });
+    fullPage(
+      h("div", { class: "brand big" }, h("span", { class: "logo" }, "⌘"), "Code Connect Live"),
+      h("h1", {}, session.title),
+      h(
+        "p",
+        { class: "muted" },
+        role === "viewer"
+          ? "You are joining with a read-only link: you can watch and see the output, but not edit."
+          : `${languageInfo(session.language).label} · ${session.participants.length} joined so far`,
+      ),
+      form,
+    );
+    input.focus();
+    input.select();
+  });
+}
+
+function linkText(s: CollabStatus): { text: string; state: string } {
+  if (s.link === "connected" && s.synced) return { text: "Connected", state: "connected" };
+  if (s.pending) return { text: "Offline · edits pending", state: "pending" };
+  if (s.link === "connected" || s.link === "connecting") return { text: "Reconnecting…", state: "connecting" };
+  return { text: "Offline", state: "offline" };
+}
+
+async function copy(text: string, input: HTMLInputElement): Promise<boolean> {
+  try {
+    await navigator.clipboard.writeText(text);
+    return true;
+  } catch {
+    input.select();
+    return document.execCommand("copy");
+  }
+}
+
+function slug(title: string): string {
+  return title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "main";
+}
+
+export async function sessionPage(sessionId: string, params: URLSearchParams): Promise<void> {
+  const role: "editor" | "viewer" = params.has("view") ? "viewer" : "editor";
+  let session: Session;
+  try {
+    session = await api.getSession(sessionId);
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 404 || err.status === 422)) {
+      showProblem("Session not found", "This link does not point to a session on this server. It may have been deleted.");
+    } else {
+      showProblem("Cannot open the session", err instanceof Error ? err.message : String(err));
+    }
+    return;
+  }
+  store.remember({ id: session.id, title: session.title, language: session.language });
+  document.title = `${session.title} · Code Connect Live`;
+  const me = store.participant(sessionId, role) ?? (await askName(session, role));
+  const readOnly = me.role === "viewer";
+  const config = pageConfig();
+  let serverLanguages = new Set<string>();
+
+  const collab = new Collab(
+    sessionId,
+    me.token,
+    { name: me.name, color: me.color, colorLight: lighten(me.color), participantId: me.id },
+    (code, reason) => {
+      if (code === CLOSE_UNAUTHORIZED) {
+        // The token is no longer valid (the server's data was reset): join again with the same name.
+        store.forgetParticipant(sessionId, role);
+        location.reload();
+      } else if (code === CLOSE_NOT_FOUND) {
+        showProblem("Session not found", "This session no longer exists on the server.");
+      } else if (code === CLOSE_FORBIDDEN) {
+        showProblem("Not allowed", reason || "The server refused this connection.");
+      } else {
+        showProblem("Disconnected", reason || `The server closed the connection (${code}).`);
+      }
+    },
+  );
+
+  // --- Layout ---------------------------------------------------------------------------------------------
+  const languageSelect = h(
+    "select",
+    { id: "language", "aria-label": "Language", disabled: readOnly },
+    ...LANGUAGES.map((l) => h("option", { value: l.name }, l.label)),
+  );
+  languageSelect.value = session.language;
+  const runButton = h("button", { class: "button run", id: "run", title: "Run (Ctrl+Enter)" }, "▶ Run");
+  const stopButton = h("button", { class: "button stop", id: "stop", disabled: true, title: "Stop the run" }, "■ Stop");
+  const runNote = h("span", { class: "run-note", id: "run-note" });
+  const conn = h("span", { class: "conn", id: "conn" }, h("span", { class: "conn-dot" }), h("span", { class: "conn-text" }, "Connecting…"));
+  const editorLink = `${location.origin}/s/${encodeURIComponent(sessionId)}`;
+  const viewerLink = `${editorLink}?view=1`;
+  const shareMenu = shareMenuFor(editorLink, viewerLink);
+  const shareButton = h("button", { class: "button ghost", id: "share", "aria-expanded": "false" }, "Share");
+  shareButton.addEventListener("click", () => {
+    const open = shareMenu.hidden;
+    shareMenu.hidden = !open;
+    shareButton.setAttribute("aria-expanded", String(open));
+  });
+  const downloadButton = h("button", { class: "button ghost", id: "download", title: "Download the code" }, "Download");
+  const editorPane = h("section", { class: "editor-pane", "aria-label": "Code" });
+  const stdin = h("textarea", {
+    id: "stdin",
+    class: "stdin",
+    spellcheck: "false",
+    placeholder: "Text the program reads with input() / readline()",
+  });
+  const people = new PeopleView(sessionId, collab.awareness, me.id);
+  const output = new OutputPanel(collab.runs);
+
+  document.body.replaceChildren(
+    h(
+      "div",
+      { class: "app" },
+      h(
+        "header",
+        { class: "topbar" },
+        h("a", { class: "brand", href: "/", title: "Code Connect Live" }, h("span", { class: "logo" }, "⌘"), h("span", { class: "brand-name" }, "Code Connect Live")),
+        h("span", { class: "divider" }),
+        h("span", { class: "session-title", id: "session-title", title: session.title }, session.title),
+        readOnly ? h("span", { class: "badge", id: "read-only" }, "Read-only") : null,
+        h("span", { class: "spacer" }),
+        languageSelect,
+        runButton,
+        stopButton,
+        h("span", { class: "spacer" }),
+        conn,
+        people.avatars,
+        h("div", { class: "share-wrap" }, shareButton, shareMenu),
+        downloadButton,
+      ),
+      runNote,
+      h(
+        "main",
+        { class: "workspace" },
+        editorPane,
+        h(
+          "aside",
+          { class: "side" },
+          h("section", { class: "panel output-panel" }, h("h2", {}, "Output", h("span", { class: "muted small" }, "shared with everyone")), output.el),
+          h("section", { class: "panel stdin-panel" }, h("h2", {}, "Input"), stdin),
+          h("section", { class: "panel people-panel" }, h("h2", {}, "People"), people.list),
+        ),
+      ),
+    ),
+  );
+
+  // --- Editor and shared state ----------------------------------------------------------------------------
+  const editor = new CodeEditor({
+    parent: editorPane,
+    text: collab.text,
+    awareness: collab.awareness,
+    language: session.language,
+    readOnly,
+    onRun: () => void run(),
+  });
+
+  const currentLanguage = (): Language => {
+    const value = collab.meta.get("language");
+    return isLanguage(value) ? value : editor.language;
+  };
+
+  const runners = new Runners(() => serverLanguages);
+  let running = false;
+
+  const refreshRunState = (): void => {
+    const why = runners.unavailable(editor.language);
+    runButton.disabled = running || readOnly || why !== null;
+    runNote.textContent = readOnly ? "" : (why ?? "");
+    runNote.hidden = !runNote.textContent;
+    runButton.title = readOnly ? "Viewers cannot run code" : (why ?? "Run (Ctrl+Enter)");
+  };
+
+  const applyMeta = (): void => {
+    const language = currentLanguage();
+    editor.setLanguage(language);
+    languageSelect.value = language;
+    const title = collab.meta.get("title");
+    if (typeof title === "string" && title) {
+      document.querySelector("#session-title")!.textContent = title;
+      document.title = `${title} · Code Connect Live`;
+    }
+    refreshRunState();
+  };
+  collab.meta.observe(applyMeta);
+
+  languageSelect.addEventListener("change", () => {
+    const next = languageSelect.value;
+    if (!isLanguage(next) || readOnly) return;
+    const previous = currentLanguage();
+    collab.doc.transact(() => {
+      collab.meta.set("language", next);
+      // Swap the starter program when nobody has written anything yet, as people expect from a fresh pad.
+      const code = collab.text.toString().trim();
+      if (code === "" || code === languageInfo(previous).starter.trim()) {
+        collab.text.delete(0, collab.text.length);
+        collab.text.insert(0, languageInfo(next).starter);
+      }
+    });
+    applyMeta();
+    runners.warm(next);
+  });
+
+  collab.onStatus((status) => {
+    const { text, state } = linkText(status);
+    conn.dataset.state = state;
+    conn.querySelector(".conn-text")!.textContent = text;
+    if (status.synced) applyMeta();
+  });
+
+  downloadButton.addEventListener("click", () => {
+    const info = languageInfo(currentLanguage());
+    const name = info.name === "java" ? "Main.java" : `${slug(session.title)}.${info.extension}`;
+    const url = URL.createObjectURL(new Blob([collab.text.toString()], { type: "text/plain;charset=utf-8" }));
+    const a = h("a", { href: url, download: name });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  });
+
+  // --- Running ----------------------------------------------------------------------------------------------
+  async function run(): Promise<void> {
+    const language = currentLanguage();
+    if (running || readOnly || runners.unavailable(language)) return;
+    running = true;
+    refreshRunState();
+    stopButton.disabled = false;
+    output.beginLive(me.name, me.color, language);
+    const startedAt = new Date().toISOString();
+    try {
+      const outcome = await runners.run(
+        { code: collab.text.toString(), language, stdin: stdin.value, limitMs: config.runTimeLimitSeconds * 1000 },
+        { phase: (t) => output.livePhaseText(t), output: (s, t) => output.liveOutput(s, t) },
+      );
+      appendRun(collab.doc, collab.runs, {
+        id: randomId(),
+        by: { participantId: me.id, name: me.name, color: me.color },
+        source: outcome.source,
+        language,
+        stdout: outcome.stdout,
+        stderr: outcome.stderr,
+        exitCode: outcome.exitCode,
+        signal: outcome.signal,
+        timedOut: outcome.timedOut,
+        outputTruncated: outcome.outputTruncated,
+        compileOutput: outcome.compileOutput,
+        durationMs: outcome.durationMs,
+        startedAt,
+      });
+    } finally {
+      output.endLive();
+      running = false;
+      stopButton.disabled = true;
+      refreshRunState();
+    }
+  }
+  runButton.addEventListener("click", () => void run());
+  stopButton.addEventListener("click", () => runners.stop());
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.defaultPrevented) {
+      event.preventDefault();
+      void run();
+    }
+  });
+
+  refreshRunState();
+  api.serverLanguages().then(
+    (info) => {
+      serverLanguages = new Set(info.enabled ? info.languages.filter((l) => l.available).map((l) => l.language) : []);
+      refreshRunState();
+    },
+    () => {
+      // No server-side execution on this deployment: Java and C++ say so on the Run button.
+    },
+  );
+  // Load the current language's runner once the page is idle, so the first Run does not wait for it.
+  const idle = (cb: () => void): void => {
+    if ("requestIdleCallback" in window) window.requestIdleCallback(cb, { timeout: 3000 });
+    else setTimeout(cb, 1500);
+  };
+  if (!readOnly) idle(() => runners.warm(currentLanguage()));
+  editor.focus();
+  document.body.dataset.ready = "true";
+}
+
+function shareMenuFor(editorLink: string, viewerLink: string): HTMLElement {
+  const row = (label: string, hint: string, link: string, id: string): HTMLElement => {
+    const input = h("input", { readonly: true, value: link, id: `${id}-url`, "aria-label": label });
+    const button = h("button", { class: "button small", id }, "Copy");
+    button.addEventListener("click", () => {
+      void copy(link, input).then((ok) => {
+        button.textContent = ok ? "Copied" : "Select and copy";
+        setTimeout(() => (button.textContent = "Copy"), 1500);
+      });
+    });
+    return h("div", { class: "share-row" }, h("div", { class: "share-label" }, h("strong", {}, label), h("span", { class: "muted small" }, hint)), h("div", { class: "share-input" }, input, button));
+  };
+  const menu = h(
+    "div",
+    { class: "share-menu", id: "share-menu" },
+    row("Editor link", "Anyone with it can edit and run", editorLink, "copy-editor-link"),
+    row("Read-only link", "Watch the code and output", viewerLink, "copy-viewer-link"),
+  );
+  menu.hidden = true;
+  return menu;
+}

@@ -1,0 +1,66 @@
+// What this browser remembers: the person's name, the sessions it created or opened, and its participant in
+// each session (token included, so a reload rejoins as the same participant instead of a new one).
+import type { Language } from "./languages";
+
+export interface RecentSession {
+  id: string;
+  title: string;
+  language: Language;
+  ownerKey?: string;
+  openedAt: string;
+}
+
+export interface StoredParticipant {
+  id: string;
+  token: string;
+  name: string;
+  color: string;
+  role: "editor" | "viewer";
+}
+
+const NAME_KEY = "ccl.name";
+const RECENT_KEY = "ccl.recent";
+const MAX_RECENT = 12;
+
+function read<T>(key: string): T | null {
+  try {
+    const raw = localStorage.getItem(key);
+    return raw === null ? null : (JSON.parse(raw) as T);
+  } catch {
+    return null;
+  }
+}
+
+function write(key: string, value: unknown): void {
+  try {
+    localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    // Storage full or disabled (private mode): the page still works, it just forgets.
+  }
+}
+
+export const store = {
+  name: (): string => read<string>(NAME_KEY) ?? "",
+  setName: (name: string): void => write(NAME_KEY, name),
+
+  recent: (): RecentSession[] => read<RecentSession[]>(RECENT_KEY) ?? [],
+  remember(entry: Omit<RecentSession, "openedAt">): void {
+    const list = store.recent();
+    const previous = list.find((s) => s.id === entry.id);
+    const merged: RecentSession = { ...previous, ...entry, openedAt: new Date().toISOString() };
+    if (previous?.ownerKey && !entry.ownerKey) merged.ownerKey = previous.ownerKey;
+    write(RECENT_KEY, [merged, ...list.filter((s) => s.id !== entry.id)].slice(0, MAX_RECENT));
+  },
+
+  participant: (sessionId: string, role: "editor" | "viewer"): StoredParticipant | null =>
+    read<StoredParticipant>(`ccl.participant.${sessionId}.${role}`),
+  setParticipant: (sessionId: string, p: StoredParticipant): void =>
+    write(`ccl.participant.${sessionId}.${p.role}`, p),
+  forgetParticipant: (sessionId: string, role: "editor" | "viewer"): void => {
+    try {
+      localStorage.removeItem(`ccl.participant.${sessionId}.${role}`);
+    } catch {
+      // Nothing to forget.
+    }
+  },
+};

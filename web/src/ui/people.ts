@@ -1,0 +1,107 @@
+// Who is in the session: everyone who joined (from the API), online when their awareness state is present.
+import { api, type Participant } from "../api";
+import type { Awareness } from "y-protocols/awareness";
+import { h, initials } from "./dom";
+
+interface Person {
+  id: string;
+  name: string;
+  color: string;
+  role: "editor" | "viewer";
+  online: boolean;
+}
+
+export class PeopleView {
+  readonly list = h("ul", { class: "people-list", id: "people" });
+  readonly avatars = h("div", { class: "avatars", id: "avatars" });
+  private known: Participant[] = [];
+  private refreshTimer = 0;
+  private inflight = false;
+
+  constructor(
+    private readonly sessionId: string,
+    private readonly awareness: Awareness,
+    private readonly selfId: string,
+  ) {
+    awareness.on("change", () => {
+      this.render();
+      // Someone new appeared: fetch the list again so their name is known even before they type.
+      if (this.onlineIds().some((id) => !this.known.some((p) => p.id === id))) this.scheduleRefresh(200);
+    });
+    void this.refresh();
+    window.setInterval(() => void this.refresh(), 20_000);
+  }
+
+  private scheduleRefresh(delay: number): void {
+    window.clearTimeout(this.refreshTimer);
+    this.refreshTimer = window.setTimeout(() => void this.refresh(), delay);
+  }
+
+  private async refresh(): Promise<void> {
+    if (this.inflight) return;
+    this.inflight = true;
+    try {
+      this.known = await api.participants(this.sessionId);
+    } catch {
+      // Offline or the server restarting: keep the last list and the live awareness states.
+    } finally {
+      this.inflight = false;
+    }
+    this.render();
+  }
+
+  private onlineIds(): string[] {
+    const ids: string[] = [];
+    for (const state of this.awareness.getStates().values()) {
+      const user = (state as { user?: { participantId?: unknown } }).user;
+      if (user && typeof user.participantId === "string") ids.push(user.participantId);
+    }
+    return ids;
+  }
+
+  private people(): Person[] {
+    const online = new Set(this.onlineIds());
+    const people: Person[] = this.known.map((p) => ({
+      id: p.id,
+      name: p.name,
+      color: p.color,
+      role: p.role,
+      online: online.has(p.id) || p.id === this.selfId,
+    }));
+    // Online people the list does not know yet (joined a moment ago): show them from their awareness state.
+    for (const state of this.awareness.getStates().values()) {
+      const user = (state as { user?: { participantId?: string; name?: string; color?: string } }).user;
+      if (user?.participantId && !people.some((p) => p.id === user.participantId)) {
+        people.push({
+          id: user.participantId,
+          name: String(user.name ?? "Someone"),
+          color: String(user.color ?? "#888"),
+          role: "editor",
+          online: true,
+        });
+      }
+    }
+    return people.sort((a, b) => Number(b.online) - Number(a.online));
+  }
+
+  render(): void {
+    const people = this.people();
+    this.list.replaceChildren(
+      ...people.map((p) =>
+        h(
+          "li",
+          { "data-participant-id": p.id, "data-online": p.online ? "true" : "false", class: p.online ? "online" : "away" },
+          h("span", { class: "avatar", style: `--c:${p.color}` }, initials(p.name)),
+          h("span", { class: "person-name" }, p.name + (p.id === this.selfId ? " (you)" : "")),
+          p.role === "viewer" ? h("span", { class: "tag" }, "viewer") : null,
+          h("span", { class: "presence" }, p.online ? "online" : "away"),
+        ),
+      ),
+    );
+    const online = people.filter((p) => p.online);
+    const shown = online.slice(0, 5);
+    const avatars = shown.map((p) => h("span", { class: "avatar", style: `--c:${p.color}`, title: p.name }, initials(p.name)));
+    if (online.length > shown.length) avatars.push(h("span", { class: "avatar more" }, `+${online.length - shown.length}`));
+    this.avatars.replaceChildren(...avatars);
+  }
+}
