@@ -106,8 +106,12 @@ async def _pipe_reader(fd: int) -> asyncio.StreamReader:
 
 
 def _ulimits(step: Step) -> str:
-    # bash's ulimit sets soft and hard limits together, so the program cannot raise them back.
-    return f"ulimit -t {step.cpu_seconds} && ulimit -v {step.memory_mb * 1024}"
+    # Hard limits are set too, so the program cannot raise them back. The CPU hard limit is one second past
+    # the soft one: the soft limit sends SIGXCPU (reported as a time-out), the hard one SIGKILL.
+    return (
+        f"ulimit -S -t {step.cpu_seconds} && ulimit -H -t {step.cpu_seconds + 1}"
+        f" && ulimit -v {step.memory_mb * 1024}"
+    )
 
 
 def driver_script(plan: Plan, compile_fd: int, status_fd: int) -> str:
