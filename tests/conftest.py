@@ -21,9 +21,7 @@ from codeconnect.config import Settings
 from codeconnect.db import run_migrations
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
-PG_URL = os.environ.get(
-    "CODECONNECT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("CODECONNECT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CODECONNECT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -51,7 +49,10 @@ async def _pg_admin(sql: str) -> None:
 
     parsed = make_url(PG_URL)
     conn = await asyncpg.connect(
-        host=parsed.host, port=parsed.port or 5432, user=parsed.username, password=parsed.password,
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
         database=parsed.database,
     )
     try:

@@ -35,7 +35,8 @@ async def test_declared_oversized_body_is_refused_unread(server_factory: ServerF
     server = await server_factory(max_body_bytes=1000)
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         r = await client.post(
-            "/v1/sessions", content=b'{"code": "' + b"x" * 2000 + b'"}',
+            "/v1/sessions",
+            content=b'{"code": "' + b"x" * 2000 + b'"}',
             headers={"content-type": "application/json"},
         )
         assert r.status_code == 413
@@ -63,7 +64,8 @@ async def test_streamed_oversized_body_is_refused(server_factory: ServerFactory)
 
 async def test_default_body_limit_is_two_mib(client: httpx.AsyncClient) -> None:
     r = await client.post(
-        "/v1/sessions", content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
+        "/v1/sessions",
+        content=b"{" + b" " * (2 * 1024 * 1024) + b"}",
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 413

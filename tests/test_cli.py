@@ -37,11 +37,15 @@ def start_serve(database_url: str, tmp_path: Path, **env: str) -> ServeProcess:
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
     full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith("CODECONNECT_") or k.startswith("CODECONNECT_TEST")
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CODECONNECT_") or k.startswith("CODECONNECT_TEST")
     }
     full_env.update({"CODECONNECT_DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1", **env})
     with log.open("wb") as out:
-        proc = subprocess.Popen([str(BIN / "codeconnect"), "serve"], env=full_env, stdout=out, stderr=out, cwd=tmp_path)
+        proc = subprocess.Popen(
+            [str(BIN / "codeconnect"), "serve"], env=full_env, stdout=out, stderr=out, cwd=tmp_path
+        )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -115,19 +119,25 @@ def test_migrate_command_and_concurrent_starts(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'sub' / 'm.db'}"
     env = {**os.environ, "CODECONNECT_DATABASE_URL": url}
     procs = [
-        subprocess.Popen([str(BIN / "codeconnect"), "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            [str(BIN / "codeconnect"), "migrate"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         for _ in range(3)
     ]
     outputs = [p.communicate(timeout=60)[0].decode() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     assert (tmp_path / "sub" / "m.db").exists()
-    again = subprocess.run([str(BIN / "codeconnect"), "migrate"], env=env, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [str(BIN / "codeconnect"), "migrate"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 0 and "up to date" in again.stdout
 
 
 def test_invalid_configuration_is_reported(tmp_path: Path) -> None:
     env = {**os.environ, "CODECONNECT_MAX_PARTICIPANTS": "-1"}
-    out = subprocess.run([str(BIN / "codeconnect"), "migrate"], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(BIN / "codeconnect"), "migrate"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 2
     assert "max_participants" in out.stderr
 
@@ -136,15 +146,26 @@ def test_schemathesis_against_the_live_schema(serve: ServeProcess, tmp_path: Pat
     """Every operation, every check: no 5xx, responses match the schema, limits declared and enforced."""
     out = subprocess.run(
         [
-            str(BIN / "schemathesis"), "run", f"{serve.base_url}/openapi.json",
-            "--checks", "all",
-            "--max-examples", "40",
-            "--seed", "20261128",
-            "--max-time", "60",
-            "--request-timeout", "20",
-            "--workers", "2",
+            str(BIN / "schemathesis"),
+            "run",
+            f"{serve.base_url}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "40",
+            "--seed",
+            "20261128",
+            "--max-time",
+            "60",
+            "--request-timeout",
+            "20",
+            "--workers",
+            "2",
         ],
-        capture_output=True, text=True, timeout=240, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout[-8000:]
     assert "passed" in out.stdout

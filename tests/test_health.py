@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import start_server
 from codeconnect.config import Settings
+from tests.conftest import start_server
 
 
 async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:

@@ -32,12 +32,12 @@ class RedactSecrets(logging.Filter):
 def _log_config(level: str) -> dict[str, object]:
     config = dict(uvicorn.config.LOGGING_CONFIG)
     config["filters"] = {"redact": {"()": "codeconnect.__main__.RedactSecrets"}}
-    handlers = {k: dict(v) for k, v in config["handlers"].items()}  # type: ignore[attr-defined]
+    handlers = {k: dict(v) for k, v in config["handlers"].items()}
     for handler in handlers.values():
         handler["filters"] = ["redact"]
     config["handlers"] = handlers
     config["loggers"] = {
-        **config["loggers"],  # type: ignore[dict-item]
+        **config["loggers"],
         "codeconnect": {"handlers": ["default"], "level": level.upper(), "propagate": False},
     }
     return config

@@ -41,7 +41,9 @@ class AppError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, detail: str, *, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
@@ -107,7 +109,11 @@ class SessionNotFound(NotFound):
 
 
 def error_response(
-    status: int, code: str, detail: str, *, fields: list[FieldError] | None = None,
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    fields: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = ErrorBody(error=code, detail=detail, fields=fields)

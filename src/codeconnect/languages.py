@@ -34,7 +34,7 @@ _TABLE = (
         "Java",
         "java",
         (),
-        'public class Main {\n    public static void main(String[] args) {\n'
+        "public class Main {\n    public static void main(String[] args) {\n"
         '        System.out.println("Hello, world!");\n    }\n}\n',
     ),
     Language(
@@ -48,9 +48,7 @@ _TABLE = (
 )
 
 BY_NAME: dict[str, Language] = {lang.name: lang for lang in _TABLE}
-_LOOKUP: dict[str, LanguageName] = {
-    key: lang.name for lang in _TABLE for key in (lang.name, *lang.aliases)
-}
+_LOOKUP: dict[str, LanguageName] = {key: lang.name for lang in _TABLE for key in (lang.name, *lang.aliases)}
 
 
 def normalize_language(value: str) -> LanguageName | None:
@@ -64,7 +62,9 @@ def _case_insensitive(word: str) -> str:
 
 # JSON Schema patterns cannot carry flags, so the schema spells case-insensitivity out letter by letter:
 # clients and generated tests then know exactly which spellings are accepted.
-LANGUAGE_PATTERN = "^(" + "|".join(_case_insensitive(k) for k in sorted(_LOOKUP, key=len, reverse=True)) + ")$"
+LANGUAGE_PATTERN = (
+    "^(" + "|".join(_case_insensitive(k) for k in sorted(_LOOKUP, key=len, reverse=True)) + ")$"
+)
 
 
 def get_language(name: LanguageName) -> Language:

@@ -91,7 +91,9 @@ async def test_session_full(server_factory: ServerFactory) -> None:
     async with httpx.AsyncClient(base_url=server.base_url) as client:
         sid = await new_session(client)
         for i in range(3):
-            assert (await client.post(f"/v1/sessions/{sid}/participants", json={"name": f"p{i}"})).status_code == 201
+            assert (
+                await client.post(f"/v1/sessions/{sid}/participants", json={"name": f"p{i}"})
+            ).status_code == 201
         r = await client.post(f"/v1/sessions/{sid}/participants", json={"name": "late"})
         assert r.status_code == 409
         assert r.json()["error"] == "session_full"
@@ -99,7 +101,9 @@ async def test_session_full(server_factory: ServerFactory) -> None:
         assert len((await client.get(f"/v1/sessions/{sid}/participants")).json()) == 3
 
 
-async def test_concurrent_joins_respect_the_limit_and_get_distinct_colours(server_factory: ServerFactory) -> None:
+async def test_concurrent_joins_respect_the_limit_and_get_distinct_colours(
+    server_factory: ServerFactory,
+) -> None:
     server = await server_factory(max_participants=12)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
         sid = await new_session(client)

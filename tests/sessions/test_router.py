@@ -50,8 +50,17 @@ async def test_starter_code_per_language(client: httpx.AsyncClient, language: st
 
 @pytest.mark.parametrize(
     ("given", "canonical"),
-    [("PY", "python"), ("Python", "python"), ("js", "javascript"), ("JavaScript", "javascript"),
-     ("ts", "typescript"), ("c++", "cpp"), ("C++", "cpp"), ("CPP", "cpp"), ("Java", "java")],
+    [
+        ("PY", "python"),
+        ("Python", "python"),
+        ("js", "javascript"),
+        ("JavaScript", "javascript"),
+        ("ts", "typescript"),
+        ("c++", "cpp"),
+        ("C++", "cpp"),
+        ("CPP", "cpp"),
+        ("Java", "java"),
+    ],
 )
 async def test_language_aliases(client: httpx.AsyncClient, given: str, canonical: str) -> None:
     assert (await create(client, language=given))["language"] == canonical
@@ -141,9 +150,7 @@ async def test_title_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None
     assert (await create(client, title="é" * 200))["title"] == "é" * 200
 
 
-@pytest.mark.parametrize(
-    "raw", [b"{", b"not json", b'{"title": "x",}', b"\xff\xfe"]
-)
+@pytest.mark.parametrize("raw", [b"{", b"not json", b'{"title": "x",}', b"\xff\xfe"])
 async def test_malformed_json_is_400(client: httpx.AsyncClient, raw: bytes) -> None:
     r = await client.post("/v1/sessions", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
@@ -172,7 +179,11 @@ async def test_code_over_the_byte_limit_is_413_and_changes_nothing(client: httpx
     assert r.status_code == 413
     assert r.json()["error"] == "code_too_large"
     after = (await client.get(f"/v1/sessions/{created['id']}")).json()
-    assert (after["code"], after["title"], after["updatedAt"]) == ("keep\n", created["title"], created["updatedAt"])
+    assert (after["code"], after["title"], after["updatedAt"]) == (
+        "keep\n",
+        created["title"],
+        created["updatedAt"],
+    )
     r = await client.post("/v1/sessions", json={"code": big})
     assert r.status_code == 413
 

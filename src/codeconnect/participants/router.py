@@ -17,7 +17,7 @@ def to_participant(row: ParticipantRow, online: frozenset[str]) -> Participant:
         id=row.id,
         name=row.name,
         color=row.color,
-        role=row.role,  # type: ignore[arg-type]
+        role=row.role,
         joined_at=row.joined_at,
         online=row.id in online,
     )
@@ -29,7 +29,9 @@ def build_router(models: RequestModels) -> APIRouter:
     @router.get(
         "", summary="List participants", response_model=list[Participant], responses=responses(404, 422)
     )
-    async def list_participants(session_id: ExistingSessionId, db: DB, presence: Presence) -> list[Participant]:
+    async def list_participants(
+        session_id: ExistingSessionId, db: DB, presence: Presence
+    ) -> list[Participant]:
         """Everyone who joined the session, in joining order, with their online state."""
         online = presence.online_participants(session_id)
         return [to_participant(p, online) for p in await service.list_participants(db, session_id)]

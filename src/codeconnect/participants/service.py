@@ -60,9 +60,11 @@ async def join(
             code="session_full",
         )
     seq = (
-        await db.execute(select(func.coalesce(func.max(ParticipantRow.seq), -1)).where(
-            ParticipantRow.session_id == session.id
-        ))
+        await db.execute(
+            select(func.coalesce(func.max(ParticipantRow.seq), -1)).where(
+                ParticipantRow.session_id == session.id
+            )
+        )
     ).scalar_one() + 1
     token = new_secret()
     row = ParticipantRow(
