@@ -349,6 +349,7 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   if (!readOnly) idle(() => runners.warm(currentLanguage()));
   editor.focus();
   document.body.dataset.ready = "true";
+  performance.mark("ccl-editor-ready");
 }
 
 function shareMenuFor(editorLink: string, viewerLink: string): HTMLElement {
