@@ -23,8 +23,7 @@ HELLO = {
 ECHO_STDIN = {
     "python": "import sys\nfor line in sys.stdin:\n    print(line.strip().upper())\n",
     "javascript": 'process.stdin.on("data", d => process.stdout.write(d.toString().toUpperCase()));\n',
-    "typescript": 'process.stdin.on("data", (d: Buffer) => process.stdout.write(d.toString().toUpperCase()));'
-    "\n",
+    "typescript": 'process.stdin.on("data", (d: Buffer) => process.stdout.write(d.toString().toUpperCase()));\n',
     "java": "import java.util.Scanner;\npublic class Echo {\n  public static void main(String[] a) {\n"
     "    Scanner s = new Scanner(System.in);\n    while (s.hasNextLine()) System.out.println("
     "s.nextLine().toUpperCase());\n  }\n}\n",
@@ -68,9 +67,7 @@ async def test_language_aliases(sandbox_client: Client) -> None:
         ("typescript", "const x: number = ;\n", "main.ts"),
     ],
 )
-async def test_compile_error_is_a_normal_answer(
-    sandbox_client: Client, language: str, code: str, message: str
-) -> None:
+async def test_compile_error_is_a_normal_answer(sandbox_client: Client, language: str, code: str, message: str) -> None:
     body = await run(sandbox_client, language, code)
     assert body["exitCode"] not in (0, None), body
     assert message in body["compileOutput"]

@@ -64,6 +64,10 @@ class ClientRate:
         self.max_clients = max_clients
         self._starts: OrderedDict[str, deque[float]] = OrderedDict()
 
+    @property
+    def clients(self) -> int:
+        return len(self._starts)
+
     def check(self, key: str, now: float | None = None) -> None:
         """Record a start for ``key`` or raise :class:`RateExceeded` with the seconds to wait."""
         now = time.monotonic() if now is None else now

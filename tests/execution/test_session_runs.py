@@ -1,0 +1,91 @@
+"""`POST /v1/sessions/{id}/execute`: the session's code, under the owner's switch, appended to shared output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import LiveServer
+
+pytestmark = pytest.mark.sandbox
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.runs: list[tuple[str, dict[str, Any]]] = []
+
+    async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
+        self.runs.append((session_id, run))
+
+
+async def test_session_run_and_switch(sandbox_server: LiveServer, sandbox_client: httpx.AsyncClient) -> None:
+    sink = RecordingSink()
+    sandbox_server.server.config.app.state.run_sink = sink
+    code = "import sys\nprint('hi', sys.stdin.read())\n"
+    session = (await sandbox_client.post("/v1/sessions", json={"language": "python", "code": code})).json()
+    url = f"/v1/sessions/{session['id']}/execute"
+
+    r = await sandbox_client.post(url, json={"stdin": "there"})
+    assert r.status_code == 200, r.text
+    assert r.json()["stdout"] == "hi there\n"
+    assert r.json()["language"] == "python"
+    [(session_id, run)] = sink.runs
+    assert session_id == session["id"]
+    assert run["source"] == "server"
+    assert run["by"] is None
+    assert run["stdout"] == "hi there\n"
+    assert set(run) == {
+        "id", "by", "source", "language", "stdout", "stderr", "exitCode", "signal", "timedOut",
+        "outputTruncated", "compileOutput", "durationMs", "startedAt",
+    }  # fmt: skip
+    assert run["startedAt"].endswith("Z")
+
+    owner = {"X-Owner-Key": session["ownerKey"]}
+    settings_url = f"/v1/sessions/{session['id']}/settings"
+    assert (await sandbox_client.put(settings_url, json={"executionEnabled": False}, headers=owner)).is_success
+    r = await sandbox_client.post(url, json={})
+    assert r.status_code == 403
+    assert r.json()["error"] == "execution_disabled_for_session"
+    assert len(sink.runs) == 1
+    assert (await sandbox_client.put(settings_url, json={"executionEnabled": True}, headers=owner)).is_success
+    r = await sandbox_client.post(url, json={})
+    assert r.status_code == 200
+    assert len(sink.runs) == 2
+
+
+async def test_session_runs_its_current_code_and_language(sandbox_client: httpx.AsyncClient) -> None:
+    session = (await sandbox_client.post("/v1/sessions", json={"language": "cpp"})).json()
+    url = f"/v1/sessions/{session['id']}/execute"
+    r = await sandbox_client.post(url, json={})
+    assert r.json()["stdout"] == "Hello, world!\n", r.text  # the C++ starter
+    await sandbox_client.put(f"/v1/sessions/{session['id']}/language", json={"language": "javascript"})
+    await sandbox_client.put(f"/v1/sessions/{session['id']}", json={"code": "console.log(6 * 7)"})
+    r = await sandbox_client.post(url, json={})
+    assert r.json()["stdout"] == "42\n", r.text
+    assert r.json()["language"] == "javascript"
+
+
+async def test_session_run_errors(sandbox_client: httpx.AsyncClient) -> None:
+    r = await sandbox_client.post("/v1/sessions/missing/execute", json={})
+    assert r.status_code == 404
+    session = (await sandbox_client.post("/v1/sessions", json={"language": "python"})).json()
+    r = await sandbox_client.post(f"/v1/sessions/{session['id']}/execute", json={"stdin": 1})
+    assert r.status_code == 422
+    r = await sandbox_client.post(f"/v1/sessions/{session['id']}/execute", json={"code": "x"})
+    assert r.status_code == 422
+
+
+async def test_failing_sink_does_not_fail_the_run(
+    sandbox_server: LiveServer, sandbox_client: httpx.AsyncClient
+) -> None:
+    class Broken:
+        async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
+            raise RuntimeError("live layer down")
+
+    sandbox_server.server.config.app.state.run_sink = Broken()
+    session = (await sandbox_client.post("/v1/sessions", json={"language": "python"})).json()
+    r = await sandbox_client.post(f"/v1/sessions/{session['id']}/execute", json={})
+    assert r.status_code == 200
+    assert r.json()["stdout"] == "Hello, world!\n"
