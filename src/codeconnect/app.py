@@ -10,6 +10,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from codeconnect import __version__
+from codeconnect.collab.registry import RoomRegistry
+from codeconnect.collab.router import build_router as collab_router
 from codeconnect.config import Settings
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
@@ -47,6 +49,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
             app.state.presence = NoPresence()
+            # Rooms flush on exit, before the engine they write through is disposed (exit order is LIFO).
+            collab = await stack.enter_async_context(RoomRegistry(app.state.sessionmaker, settings))
+            app.state.collab = app.state.presence = app.state.run_sink = collab
             execution = ExecutionService(settings)
             if execution.enabled:
                 try:
@@ -75,6 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sessions_router(models))
     app.include_router(participants_router(models))
     app.include_router(execution_router(settings))
+    app.include_router(collab_router(settings))
     # Last: the page's routes (`/`, `/s/...`, static files) must never shadow an API route.
     app.include_router(web_router(settings))
 

@@ -98,6 +98,24 @@ class Settings(BaseSettings):
     update_decode_timeout_seconds: float = Field(
         default=2.0, gt=0, description="Longest time one incoming update may take to decode and apply."
     )
+    ws_send_queue_bytes: int = Field(
+        default=16 * MiB,
+        ge=1024,
+        description="Outgoing bytes queued for one connection; a client that falls further behind is dropped.",
+    )
+    max_document_bytes: int = Field(
+        default=32 * MiB,
+        ge=1024,
+        description="Largest stored Yjs state of a session (text, history, run output); updates past it close 4413.",
+    )
+    max_awareness_state_bytes: int = Field(
+        default=16 * KiB, ge=64, description="Largest awareness (presence/cursor) state of one client."
+    )
+    mirror_interval_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a live document's code/language/title are copied into its session row.",
+    )
     redis_url: str | None = Field(
         default=None, description="Redis URL for cross-process fan-out (unset: single process)."
     )

@@ -5,18 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
     UniqueConstraint,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -87,3 +89,18 @@ class ParticipantRow(Base):
     session: Mapped[SessionRow] = relationship(back_populates="participants")
 
 
+
+
+class DocUpdateRow(Base):
+    """One entry of a session's Yjs update log: a binary update, or a snapshot (merged updates) after
+    compaction. Loading a document applies every row of its session; order does not matter to the CRDT."""
+
+    __tablename__ = "doc_updates"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), index=True
+    )
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
+from fastapi import APIRouter, Depends, Request, Response
+
+from codeconnect.collab.registry import RoomRegistry
 from codeconnect.deps import DB, ExistingSessionId, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
+from codeconnect.participants.service import PresenceView
 from codeconnect.schemas import bind_body
 from codeconnect.sessions import service
 from codeconnect.sessions.schemas import (
@@ -18,18 +22,33 @@ from codeconnect.sessions.schemas import (
     SetLanguageRequest,
     UpdateSessionRequest,
 )
-from codeconnect.participants.service import PresenceView
 
 
-def to_session(row: SessionRow, presence: PresenceView) -> Session:
+def get_live(request: Request) -> RoomRegistry:
+    registry: RoomRegistry = request.app.state.collab
+    return registry
+
+
+Live = Annotated[RoomRegistry, Depends(get_live)]
+
+
+def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | None = None) -> Session:
+    """The API view of a session; while its room is loaded, code, language and title come from the live
+    document (the row is only its mirror)."""
     online = presence.online_participants(row.id)
+    room = live.peek(row.id) if live is not None else None
+    code, language, title, updated_at = row.code, row.language, row.title, row.updated_at
+    if room is not None:
+        code, language, title = room.shared.text(), room.language(), room.title()
+        if room.updated_at is not None and room.updated_at > updated_at:
+            updated_at = room.updated_at
     return Session(
         id=row.id,
-        title=row.title,
-        language=row.language,  # type: ignore[arg-type]
-        code=row.code,
+        title=title,
+        language=language,
+        code=code,
         created_at=row.created_at,
-        updated_at=row.updated_at,
+        updated_at=updated_at,
         participants=[to_participant(p, online) for p in row.participants],
     )
 
@@ -56,9 +75,9 @@ def build_router(models: RequestModels) -> APIRouter:
         return CreatedSession(**session.model_dump(), owner_key=created.owner_key)
 
     @router.get("/{sessionId}", summary="Get a session", response_model=Session, responses=responses(404, 422))
-    async def get_session(session_id: ExistingSessionId, db: DB, presence: Presence) -> Session:
+    async def get_session(session_id: ExistingSessionId, db: DB, presence: Presence, live: Live) -> Session:
         """The session with its current code, language and participants."""
-        return to_session(await service.get_session(db, session_id), presence)
+        return to_session(await service.get_session(db, session_id), presence, live)
 
     @router.put(
         "/{sessionId}",
@@ -67,11 +86,17 @@ def build_router(models: RequestModels) -> APIRouter:
         responses=responses(400, 404, 413, 422),
     )
     async def update_session(
-        session_id: ExistingSessionId, body: UpdateSessionRequest, db: DB, settings: SettingsDep, presence: Presence
+        session_id: ExistingSessionId,
+        body: UpdateSessionRequest,
+        db: DB,
+        settings: SettingsDep,
+        presence: Presence,
+        live: Live,
     ) -> Session:
-        """Set the session's code, and its title when given."""
-        row = await service.update_session(db, settings, session_id, code=body.code, title=body.title)
-        return to_session(row, presence)
+        """Set the session's code, and its title when given. Connected clients see the change as one minimal
+        edit; the response is sent once the change is durable."""
+        row = await service.update_session(db, settings, live, session_id, code=body.code, title=body.title)
+        return to_session(row, presence, live)
 
     @router.put(
         "/{sessionId}/language",
@@ -80,10 +105,10 @@ def build_router(models: RequestModels) -> APIRouter:
         responses=responses(400, 404, 413, 422),
     )
     async def set_language(
-        session_id: ExistingSessionId, body: SetLanguageRequest, db: DB, presence: Presence
+        session_id: ExistingSessionId, body: SetLanguageRequest, db: DB, presence: Presence, live: Live
     ) -> Session:
-        """Switch the session's language for everyone."""
-        return to_session(await service.set_language(db, session_id, body.language), presence)
+        """Switch the session's language for everyone (connected clients see it at once)."""
+        return to_session(await service.set_language(db, live, session_id, body.language), presence, live)
 
     bind_body(create_session, models.create_session)
     bind_body(update_session, models.update_session)

@@ -1,18 +1,29 @@
-"""Sessions: creation, reading, updating code, title and language. No HTTP here."""
+"""Sessions: creation, reading, updating code, title and language. No HTTP here.
+
+Once a session exists its live Yjs document is the truth: writes become CRDT transactions on the room
+(broadcast to every connected client, committed to the update log before they return) and the row's
+``code``/``language``/``title`` columns are a mirror of the document.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from codeconnect.collab.document import initial_update
+from codeconnect.collab.store import add_initial_update
 from codeconnect.config import Settings
 from codeconnect.errors import PayloadTooLarge, SessionNotFound
 from codeconnect.languages import LanguageName, get_language, normalize_language
 from codeconnect.models import SessionRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret
+
+if TYPE_CHECKING:  # the registry imports this package's neighbours; only the type is needed here
+    from codeconnect.collab.registry import RoomRegistry
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +68,9 @@ async def create_session(
     )
     db.add(row)
     await db.flush()
+    # The document's first update is made once, here: every client starts from this same history.
+    await add_initial_update(db, row.id, initial_update(text, lang, title))
+    await db.flush()
     return NewSession(row, owner_key)
 
 
@@ -70,22 +84,55 @@ async def get_session(db: AsyncSession, session_id: str, *, for_update: bool = F
     return row
 
 
+async def _end_read_transaction(db: AsyncSession) -> None:
+    # SQLite takes its one write lock at BEGIN; a transaction left open by an earlier read would block the
+    # update log's writer, which this request is about to wait for. Nothing was written yet.
+    await db.commit()
+
+
+def _mirror(row: SessionRow, registry: RoomRegistry) -> None:
+    room = registry.peek(row.id)
+    if room is None:
+        return
+    row.code = room.shared.text()
+    row.language = room.language()
+    row.title = room.title()
+
+
 async def update_session(
-    db: AsyncSession, settings: Settings, session_id: str, *, code: str, title: str | None
+    db: AsyncSession,
+    settings: Settings,
+    registry: RoomRegistry,
+    session_id: str,
+    *,
+    code: str,
+    title: str | None,
 ) -> SessionRow:
     check_code_size(code, settings)
-    row = await get_session(db, session_id, for_update=True)
-    row.code = code
-    if title is not None:
-        row.title = title
-    row.updated_at = utcnow()
-    await db.flush()
+    await _end_read_transaction(db)
+    async with registry.use(session_id) as room:
+        with room.shared.doc.transaction():
+            room.shared.replace_text(code)
+            if title is not None:
+                room.shared.set_meta("title", title)
+        await room.committed()
+        row = await get_session(db, session_id, for_update=True)
+        _mirror(row, registry)
+        row.updated_at = utcnow()
+        await db.flush()
     return row
 
 
-async def set_language(db: AsyncSession, session_id: str, language: str) -> SessionRow:
-    row = await get_session(db, session_id, for_update=True)
-    row.language = canonical_language(language)
-    row.updated_at = utcnow()
-    await db.flush()
+async def set_language(
+    db: AsyncSession, registry: RoomRegistry, session_id: str, language: str
+) -> SessionRow:
+    lang = canonical_language(language)
+    await _end_read_transaction(db)
+    async with registry.use(session_id) as room:
+        room.shared.set_meta("language", lang)
+        await room.committed()
+        row = await get_session(db, session_id, for_update=True)
+        _mirror(row, registry)
+        row.updated_at = utcnow()
+        await db.flush()
     return row

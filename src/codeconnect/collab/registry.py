@@ -1,0 +1,242 @@
+"""The rooms of this process: loading (race-free), unloading after a grace period, compaction, presence.
+
+A room is created by the first connection or REST write that needs it; concurrent first users share one
+load. When the last user leaves, the room stays for ``room_unload_grace_seconds``, then its changes are
+flushed, its log compacted and it is dropped from memory. Shutdown flushes every room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from codeconnect.collab.document import SharedDoc, initial_update
+from codeconnect.collab.room import Room, RoomLimits
+from codeconnect.collab.store import UpdateLog
+from codeconnect.config import Settings
+from codeconnect.errors import SessionNotFound
+from codeconnect.models import SessionRow
+from codeconnect.participants.service import authenticate
+from codeconnect.security import hash_secret
+
+log = logging.getLogger(__name__)
+
+_AUTH_CACHE_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """Who holds a live-connection token."""
+
+    id: str
+    name: str
+    color: str
+    role: str
+
+
+class RoomRegistry:
+    """Every loaded room of this process. Implements the presence view and the run sink of the app."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self.settings = settings
+        self._sessionmaker = sessionmaker
+        self.log = UpdateLog(sessionmaker, settings.commit_window_ms)
+        self.rooms: dict[str, Room] = {}
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Participants can neither leave nor change role, so a token, once verified, stays valid.
+        self._auth_cache: OrderedDict[str, tuple[str, Participant]] = OrderedDict()
+        self._mirror_task: asyncio.Task[None] | None = None
+        self.limits = RoomLimits(
+            max_code_bytes=settings.max_code_bytes,
+            max_document_bytes=settings.max_document_bytes,
+            max_awareness_state_bytes=settings.max_awareness_state_bytes,
+            max_title_length=settings.max_title_length,
+            compact_after_updates=settings.compact_after_updates,
+            slow_update_seconds=settings.update_decode_timeout_seconds,
+        )
+
+    async def __aenter__(self) -> RoomRegistry:
+        await self.log.__aenter__()
+        self._mirror_task = asyncio.create_task(self._mirror_loop(), name="room-mirror")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._mirror_task is not None:
+            self._mirror_task.cancel()
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
+        for room in list(self.rooms.values()):
+            if room.unload_timer is not None:
+                room.unload_timer.cancel()
+            await self._flush(room, compact=True)
+            room.close()
+        self.rooms.clear()
+        await self.log.__aexit__(*exc)
+
+    # --- auth ------------------------------------------------------------------------------------------
+
+    async def authorize(self, session_id: str, token: str | None) -> Participant | None:
+        """The participant of ``session_id`` holding ``token`` (None if not). Raises SessionNotFound."""
+        if session_id not in self.rooms:
+            async with self._sessionmaker() as db:
+                if await db.get(SessionRow, session_id) is None:
+                    raise SessionNotFound()
+        if not token or len(token) > 256:
+            return None
+        key = hash_secret(token)
+        cached = self._auth_cache.get(key)
+        if cached is not None:
+            return cached[1] if cached[0] == session_id else None
+        async with self._sessionmaker() as db:
+            row = await authenticate(db, session_id, token)
+        if row is None:
+            return None
+        participant = Participant(row.id, row.name, row.color, row.role)
+        self._auth_cache[key] = (session_id, participant)
+        if len(self._auth_cache) > _AUTH_CACHE_SIZE:
+            self._auth_cache.popitem(last=False)
+        return participant
+
+    # --- rooms -----------------------------------------------------------------------------------------
+
+    def peek(self, session_id: str) -> Room | None:
+        """The room if it is loaded (reads never load one)."""
+        room = self.rooms.get(session_id)
+        return room if room is not None and room.unloading is None else None
+
+    async def acquire(self, session_id: str) -> Room:
+        """The loaded room of ``session_id``, loading it if needed; the caller must :meth:`release` it."""
+        while True:
+            room = self.rooms.get(session_id)
+            if room is not None:
+                if room.unloading is not None:
+                    await asyncio.shield(room.unloading)
+                    continue
+                room.leases += 1
+                if room.unload_timer is not None:
+                    room.unload_timer.cancel()
+                    room.unload_timer = None
+                return room
+            task = self._loading.get(session_id)
+            if task is None:
+                task = asyncio.create_task(self._load(session_id))
+                self._loading[session_id] = task
+                task.add_done_callback(self._loaded)
+            await asyncio.shield(task)
+
+    def _loaded(self, task: asyncio.Task[Room]) -> None:
+        for session_id, loading in list(self._loading.items()):
+            if loading is task:
+                del self._loading[session_id]
+
+    def release(self, room: Room) -> None:
+        room.leases -= 1
+        if room.leases == 0 and room.unloading is None and room.unload_timer is None:
+            room.unload_timer = asyncio.get_running_loop().call_later(
+                self.settings.room_unload_grace_seconds, self._start_unload, room
+            )
+
+    @asynccontextmanager
+    async def use(self, session_id: str) -> AsyncIterator[Room]:
+        room = await self.acquire(session_id)
+        try:
+            yield room
+        finally:
+            self.release(room)
+
+    async def _load(self, session_id: str) -> Room:
+        stored = await self.log.load(session_id)
+        shared = SharedDoc()
+        if stored.updates:
+            for data in stored.updates:
+                shared.doc.apply_update(data)
+            rows, size = len(stored.updates), sum(len(u) for u in stored.updates)
+        else:
+            # A session from before live editing: its text becomes the first update, once.
+            first = initial_update(stored.code, stored.language, stored.title)
+            await self.log.append(session_id, first)
+            shared.doc.apply_update(first)
+            rows, size = 1, len(first)
+        room = Room(
+            session_id, shared, self.log, self.limits, stored_rows=rows, stored_bytes=size,
+            fallback_language=stored.language, fallback_title=stored.title,
+        )
+        self.rooms[session_id] = room
+        self.maybe_compact(room)
+        return room
+
+    def _start_unload(self, room: Room) -> None:
+        room.unload_timer = None
+        if room.leases == 0 and room.unloading is None and self.rooms.get(room.session_id) is room:
+            room.unloading = self._spawn(self._unload(room))
+
+    async def _unload(self, room: Room) -> None:
+        try:
+            await self._flush(room, compact=True)
+        finally:
+            room.close()
+            if self.rooms.get(room.session_id) is room:
+                del self.rooms[room.session_id]
+
+    async def _flush(self, room: Room, *, compact: bool) -> None:
+        if room.dirty:
+            self.log.mirror(room.session_id, room.mirror())
+        await self.log.flush()
+        if compact and room.rows_since_snapshot > 1:
+            await self._compact(room)
+
+    def maybe_compact(self, room: Room) -> None:
+        if room.needs_compaction():
+            room.compacting = True
+            self._spawn(self._compact(room))
+
+    async def _compact(self, room: Room) -> None:
+        room.compacting = True
+        try:
+            await self.log.flush()
+            rows_before = room.rows_since_snapshot
+            size = await self.log.compact(room.session_id)
+            # Updates that arrived meanwhile stay separate rows after the snapshot.
+            room.rows_since_snapshot = max(1, room.rows_since_snapshot - rows_before + 1)
+            room.doc_bytes = size
+        except Exception:
+            log.exception("compacting the update log of a session failed; it stays uncompacted")
+        finally:
+            room.compacting = False
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _mirror_loop(self) -> None:
+        """Copy changed documents into their session rows now and then, so reads without a room are fresh."""
+        while True:
+            await asyncio.sleep(self.settings.mirror_interval_seconds)
+            for room in list(self.rooms.values()):
+                if room.dirty:
+                    self.log.mirror(room.session_id, room.mirror())
+                self.maybe_compact(room)
+
+    # --- presence and run output (app-wide contracts) ------------------------------------------------------
+
+    def online_participants(self, session_id: str) -> frozenset[str]:
+        room = self.rooms.get(session_id)
+        return room.online_participants() if room is not None else frozenset()
+
+    async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
+        """Append a run to the live document's ``runs`` if the room is loaded (nobody watches otherwise)."""
+        room = self.peek(session_id)
+        if room is None:
+            return
+        room.shared.append_run(run)
+        await room.committed()

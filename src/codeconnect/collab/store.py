@@ -1,0 +1,188 @@
+"""The durable Yjs update log with group commit, compaction and the ``sessions`` mirror columns.
+
+Every accepted update is appended to ``doc_updates``. One writer task commits everything that arrived
+within ``commit_window_ms`` of the first pending update in ONE transaction, for all rooms at once: SQLite
+allows one writer, so per-update (or per-room) transactions would cap throughput at a few hundred
+commits per second. Callers get a future that resolves once their update is durable (REST writes wait
+for it). A failed commit is logged and retried; it is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pycrdt import merge_updates
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from codeconnect.errors import ServiceUnavailable, SessionNotFound
+from codeconnect.models import DocUpdateRow, SessionRow
+
+log = logging.getLogger(__name__)
+
+_RETRIES = 5
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDoc:
+    """What a room is loaded from: the session's mirror columns and its log rows."""
+
+    title: str
+    language: str
+    code: str
+    row_ids: list[int]
+    updates: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    code: str
+    language: str
+    title: str
+    updated_at: datetime
+
+
+class UpdateLog:
+    """Append-only per-session log of binary Yjs updates, committed in groups by one writer task."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], commit_window_ms: int) -> None:
+        self._sessionmaker = sessionmaker
+        self._window = commit_window_ms / 1000
+        self._pending: list[tuple[str, bytes]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._mirrors: dict[str, Mirror] = {}
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.commits = 0
+
+    async def __aenter__(self) -> UpdateLog:
+        self._task = asyncio.create_task(self._writer(), name="update-log-writer")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.flush()
+        self._closing = True
+        self._wakeup.set()
+        if self._task is not None:
+            await self._task
+
+    # --- writing -----------------------------------------------------------------------------------------
+
+    def append(self, session_id: str, data: bytes) -> asyncio.Future[None]:
+        """Queue ``data`` for the next group commit; the future resolves once it is committed."""
+        self._pending.append((session_id, data))
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._kick()
+        return fut
+
+    def mirror(self, session_id: str, mirror: Mirror) -> None:
+        """Update the session row's code/language/title columns in the next commit (latest wins)."""
+        self._mirrors[session_id] = mirror
+        self._kick()
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        if self._pending or self._mirrors:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            self._kick()
+            await asyncio.shield(fut)
+        await self._idle.wait()
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wakeup.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if self._closing and not self._pending and not self._mirrors and not self._waiters:
+                return
+            if self._window and not self._closing:
+                await asyncio.sleep(self._window)
+            self._wakeup.clear()
+            batch, self._pending = self._pending, []
+            waiters, self._waiters = self._waiters, []
+            mirrors, self._mirrors = self._mirrors, {}
+            error: BaseException | None = None
+            for attempt in range(_RETRIES):
+                try:
+                    await self._commit(batch, mirrors)
+                    error = None
+                    break
+                except Exception as exc:  # loud, then retried: a store failure must never pass silently
+                    error = exc
+                    log.exception("committing %d document updates failed (attempt %d)", len(batch), attempt + 1)
+                    await asyncio.sleep(0.1 * 2**attempt)
+            self.commits += 1
+            for fut in waiters:
+                if fut.done():
+                    continue
+                if error is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(ServiceUnavailable("The document store is unavailable; try again."))
+            if not self._pending and not self._mirrors and not self._waiters:
+                self._idle.set()
+
+    async def _commit(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
+        if not batch and not mirrors:
+            return
+        async with self._sessionmaker() as db, db.begin():
+            if batch:
+                await db.execute(insert(DocUpdateRow), [{"session_id": s, "data": d} for s, d in batch])
+            for session_id, m in mirrors.items():
+                await db.execute(
+                    update(SessionRow)
+                    .where(SessionRow.id == session_id)
+                    .values(code=m.code, language=m.language, title=m.title, updated_at=m.updated_at)
+                )
+
+    # --- reading and compaction --------------------------------------------------------------------------
+
+    async def load(self, session_id: str) -> StoredDoc:
+        async with self._sessionmaker() as db, db.begin():
+            session = (
+                await db.execute(
+                    select(SessionRow.title, SessionRow.language, SessionRow.code).where(SessionRow.id == session_id)
+                )
+            ).one_or_none()
+            if session is None:
+                raise SessionNotFound()
+            rows = (
+                await db.execute(
+                    select(DocUpdateRow.id, DocUpdateRow.data)
+                    .where(DocUpdateRow.session_id == session_id)
+                    .order_by(DocUpdateRow.id)
+                )
+            ).all()
+        return StoredDoc(session.title, session.language, session.code, [r.id for r in rows], [r.data for r in rows])
+
+    async def compact(self, session_id: str) -> int:
+        """Replace the session's log rows by one merged snapshot; returns the snapshot's size."""
+        async with self._sessionmaker() as db, db.begin():
+            rows = (
+                await db.execute(
+                    select(DocUpdateRow.id, DocUpdateRow.data).where(DocUpdateRow.session_id == session_id)
+                )
+            ).all()
+            if len(rows) <= 1:
+                return len(rows[0].data) if rows else 0
+            merged = merge_updates(*[r.data for r in rows])
+            # Delete exactly the rows merged: with PostgreSQL, ids can commit out of order.
+            await db.execute(delete(DocUpdateRow).where(DocUpdateRow.id.in_([r.id for r in rows])))
+            await db.execute(insert(DocUpdateRow).values(session_id=session_id, data=merged))
+        return len(merged)
+
+
+async def add_initial_update(db: AsyncSession, session_id: str, data: bytes) -> None:
+    """Store a new session's first update in the caller's unit of work (with the session row itself)."""
+    db.add(DocUpdateRow(session_id=session_id, data=data))

@@ -1,0 +1,74 @@
+"""The adapter from a Starlette/FastAPI WebSocket to a room :class:`~codeconnect.collab.room.Channel`.
+
+Outgoing messages go through a bounded queue drained by a writer task that exists only while there is
+something to send (an idle connection costs no task). A peer that does not read fills the queue; past
+``max_messages`` or ``max_bytes`` it is dropped: its handler is cancelled and the queue freed, so one slow
+client can never grow server memory or delay the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from starlette.websockets import WebSocket
+
+
+class WebSocketChannel:
+    __slots__ = ("_ws", "_queue", "_queued_bytes", "_writer", "_handler", "max_messages", "max_bytes", "overflowed")
+
+    def __init__(self, ws: WebSocket, *, max_messages: int, max_bytes: int) -> None:
+        self._ws = ws
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._handler = asyncio.current_task()
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.overflowed = False
+
+    def send(self, data: bytes) -> None:
+        if self.overflowed:
+            return
+        self._queue.append(data)
+        self._queued_bytes += len(data)
+        if len(self._queue) > self.max_messages or self._queued_bytes > self.max_bytes:
+            self._drop()
+            return
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        send = self._ws.send
+        queue = self._queue
+        try:
+            while queue:
+                data = queue.popleft()
+                self._queued_bytes -= len(data)
+                await send({"type": "websocket.send", "bytes": data})
+        except Exception:
+            # The peer is gone; its handler notices on its next receive.
+            queue.clear()
+            self._queued_bytes = 0
+        finally:
+            self._writer = None
+
+    def _drop(self) -> None:
+        self.overflowed = True
+        self._queue.clear()
+        self._queued_bytes = 0
+        if self._writer is not None:
+            self._writer.cancel()
+        if self._handler is not None:
+            self._handler.cancel()
+
+    async def flush(self, timeout: float) -> None:
+        """Give queued messages a moment to leave (before a deliberate close)."""
+        writer = self._writer
+        if writer is not None:
+            await asyncio.wait([writer], timeout=timeout)
+
+    def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+        self._queue.clear()

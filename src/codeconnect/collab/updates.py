@@ -1,0 +1,192 @@
+"""Structural validation of untrusted Yjs updates before they reach the CRDT library.
+
+Yrs (under pycrdt) trusts the counts and lengths in an update: a 30-byte update claiming 2^50 client blocks
+makes it reserve memory for them first, which took ~0.1-0.3 s and ~500 MiB per update here. Python walks
+the v1 update format (yjs ``encoding.js``: ``readClientsStructRefs`` + ``readDeleteSet``) once, refuses
+every count that cannot fit in the bytes that follow, clocks past 32 bits, deep nesting (the library
+recurses), unknown content and type references and subdocuments; only updates that pass are applied.
+The walk is linear in the update size and allocates nothing per claimed item, so the cost of rejecting a
+hostile update is bounded by the message-size limit.
+
+It also measures what the update would add: the UTF-8 bytes of string content (the only content that can
+grow ``Y.Text``), so a document's code limit is enforced before the update is applied, not after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from codeconnect.collab.protocol import MalformedMessage, Reader
+
+MAX_CLOCK = 0xFFFFFFFF  # Yrs clocks are u32
+MAX_DEPTH = 32  # nesting of JSON/Any values; Yrs decodes them recursively
+
+_BIT8, _BIT7, _BIT6, _BITS5 = 0x80, 0x40, 0x20, 0x1F
+_CONTENT_GC, _CONTENT_SKIP = 0, 10
+_MAX_TYPE_REF = 6  # YArray, YMap, YText, YXmlElement, YXmlFragment, YXmlHook, YXmlText
+_XML_ELEMENT, _XML_HOOK = 3, 5
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateInfo:
+    """What an update that passed validation may add to a document."""
+
+    string_bytes: int  # UTF-8 bytes of string content (text inserts)
+    content_bytes: int  # bytes of every other kind of content (map/array values, JSON, binary)
+    structs: int
+    deletes: int
+
+    @property
+    def is_empty(self) -> bool:
+        return self.structs == 0 and self.deletes == 0
+
+
+def inspect_update(data: bytes) -> UpdateInfo:
+    """Validate a Yjs v1 update; raise :class:`MalformedMessage` if Yrs must not see it."""
+    r = Reader(data)
+    string_bytes = 0
+    content_bytes = 0
+    structs = 0
+    # Every client block has at least 3 bytes (count, client, clock) and every struct at least 2.
+    for _ in range(r.count(3)):
+        n = r.count(2)
+        r.var_uint()  # client
+        clock = r.var_uint()
+        for _ in range(n):
+            info = r.byte()
+            ref = info & _BITS5
+            if ref == _CONTENT_GC or ref == _CONTENT_SKIP:
+                clock += r.var_uint()
+            else:
+                if info & _BIT8:  # origin
+                    r.var_uint()
+                    _clock(r.var_uint())
+                if info & _BIT7:  # right origin
+                    r.var_uint()
+                    _clock(r.var_uint())
+                if info & (_BIT7 | _BIT8) == 0:
+                    if r.var_uint() == 1:
+                        r.skip_var_bytes()  # root type name
+                    else:
+                        r.var_uint()
+                        _clock(r.var_uint())
+                    if info & _BIT6:
+                        r.skip_var_bytes()  # parent sub (map key)
+                length, s_bytes, c_bytes = _content(r, ref)
+                string_bytes += s_bytes
+                content_bytes += c_bytes
+                clock += length
+            _clock(clock)
+            structs += 1
+    deletes = 0
+    for _ in range(r.count(2)):
+        r.var_uint()  # client
+        for _ in range(r.count(2)):
+            clock = r.var_uint()
+            _clock(clock + r.var_uint())
+            deletes += 1
+    if not r.done():
+        raise MalformedMessage("trailing bytes after the update")
+    return UpdateInfo(string_bytes, content_bytes, structs, deletes)
+
+
+def _clock(value: int) -> None:
+    if value > MAX_CLOCK:
+        raise MalformedMessage("clock out of range")
+
+
+def _content(r: Reader, ref: int) -> tuple[int, int, int]:
+    """Skip one item's content; return (clock length, string bytes, other content bytes)."""
+    start = r.pos
+    if ref == 1:  # deleted
+        return r.var_uint(), 0, 0
+    if ref == 2:  # JSON (legacy): n strings
+        n = r.count(1)
+        for _ in range(n):
+            _json(r.var_string())
+        return n, 0, r.pos - start
+    if ref == 3:  # binary
+        r.skip_var_bytes()
+        return 1, 0, r.pos - start
+    if ref == 4:  # string; clock length is in UTF-16 code units, as in JavaScript
+        raw = r.var_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MalformedMessage("invalid UTF-8 in a string") from exc
+        units = len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF) if len(raw) != len(text) else len(text)
+        return units, len(raw), 0
+    if ref == 5:  # embed
+        _json(r.var_string())
+        return 1, 0, r.pos - start
+    if ref == 6:  # format
+        r.skip_var_bytes()
+        _json(r.var_string())
+        return 1, 0, r.pos - start
+    if ref == 7:  # nested shared type
+        type_ref = r.var_uint()
+        if type_ref > _MAX_TYPE_REF:
+            raise MalformedMessage(f"unknown shared type {type_ref}")
+        if type_ref in (_XML_ELEMENT, _XML_HOOK):
+            r.skip_var_bytes()
+        return 1, 0, r.pos - start
+    if ref == 8:  # any values
+        n = r.count(1)
+        for _ in range(n):
+            _any(r, 0)
+        return n, 0, r.pos - start
+    if ref == 9:
+        raise MalformedMessage("subdocuments are not supported")
+    raise MalformedMessage(f"unknown content type {ref}")
+
+
+def _any(r: Reader, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise MalformedMessage("value nested too deeply")
+    t = r.byte()
+    if t in (127, 126, 121, 120):  # undefined, null, false, true
+        return
+    if t == 125:
+        r.var_int()
+    elif t == 124:
+        r.skip(4)
+    elif t in (123, 122):
+        r.skip(8)
+    elif t == 119:
+        r.var_string()
+    elif t == 118:  # object
+        for _ in range(r.count(2)):
+            r.var_string()
+            _any(r, depth + 1)
+    elif t == 117:  # array
+        for _ in range(r.count(1)):
+            _any(r, depth + 1)
+    elif t == 116:
+        r.skip_var_bytes()
+    else:
+        raise MalformedMessage(f"unknown value type {t}")
+
+
+def _json(text: str) -> None:
+    """Yrs parses JSON content recursively: refuse deep nesting (the content itself is otherwise opaque)."""
+    if text == "undefined":
+        return
+    depth = 0
+    in_string = False
+    escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise MalformedMessage("value nested too deeply")
+        elif ch in "]}":
+            depth -= 1
