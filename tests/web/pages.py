@@ -54,3 +54,12 @@ def run_cards(page: Any) -> Any:
 
 def last_run(page: Any) -> Any:
     return run_cards(page).last
+
+
+def stream(card: Any, name: str) -> str:
+    """The text of one output stream of a run card ("stdout", "stderr"), without the final newline."""
+    locator = card.locator(f".{name}")
+    if locator.count() == 0:
+        return ""
+    text: str = locator.inner_text()
+    return text.removesuffix("\n")
