@@ -117,7 +117,10 @@ def test_python_infinite_loop_is_stopped_by_the_time_limit(pad: Any) -> None:
 
 def test_python_loop_that_ignores_interrupts_is_terminated(pad: Any) -> None:
     # Catching KeyboardInterrupt keeps the program alive: the worker is then terminated and replaced.
-    program = "while True:\n    try:\n        while True:\n            pass\n    except KeyboardInterrupt:\n        pass\n"
+    program = (
+        "while True:\n    try:\n        while True:\n            pass\n"
+        "    except KeyboardInterrupt:\n        pass\n"
+    )
     card = stop_soon(pad, program, language="python")
     assert card.locator(".run-status").inner_text() == "killed"
     assert "terminated" in stream(card, "stderr")
