@@ -111,7 +111,7 @@ async def start_server(settings: Settings) -> LiveServer:
         app,
         log_level="warning",
         ws="websockets-sansio",
-        ws_max_size=settings.ws_max_message_bytes,
+        ws_max_size=2 * settings.ws_max_message_bytes,  # as `codeconnect serve`: the app closes 4413 first
         ws_per_message_deflate=False,
         lifespan="on",
         timeout_graceful_shutdown=5,

@@ -65,7 +65,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         port=port,
         workers=workers,
         ws="websockets-sansio",
-        ws_max_size=settings.ws_max_message_bytes,
+        # Twice the app's limit: messages between the two are closed by the app with 4413 (the code clients
+        # are told about); only absurd frames hit the protocol's own 1009 first.
+        ws_max_size=2 * settings.ws_max_message_bytes,
         # Compression costs tens of KB per connection and CPU on every frame; code edits are tiny.
         ws_per_message_deflate=False,
         log_config=_log_config(settings.log_level),
@@ -96,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    if args.workers > 1:
+        # A session's room (document, peers, awareness) lives in one process and there is no
+        # cross-process fan-out yet: several workers would split one session's editors into groups
+        # that never see each other's edits. Refuse instead of corrupting sessions silently.
+        print(
+            "codeconnect: --workers must be 1: live sessions are held in one process "
+            "(cross-process fan-out is not available yet); run a single worker",
+            file=sys.stderr,
+        )
+        return 2
     return _serve(args, settings)
 
 

@@ -40,7 +40,7 @@ class YClient:
         self.ws = await connect(self.url, max_size=None, **kwargs)
         self._sub = self.doc.observe(self._on_local)
         self._task = asyncio.create_task(self._reader())
-        await self.ws.send(p.sync_step1(self.doc.get_state()))
+        await self._safe_send(p.sync_step1(self.doc.get_state()))
         if wait_sync:
             await asyncio.wait_for(self.synced.wait(), 10)
         return self
@@ -68,9 +68,8 @@ class YClient:
         except ConnectionClosed:
             pass
         finally:
-            rcvd = self.ws.close_rcvd
-            self.close_code = rcvd.code if rcvd is not None else 1006
-            self.close_reason = rcvd.reason if rcvd is not None else ""
+            self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason
             self.closed.set()
 
     def handle(self, data: bytes) -> None:
