@@ -21,11 +21,14 @@ export interface CollabStatus {
   pending: boolean;
 }
 
-/** Close codes the server uses (named after HTTP statuses) that mean: do not retry with this token. */
+/** Close codes of the server's live endpoint (named after HTTP statuses). */
 export const CLOSE_UNAUTHORIZED = 4401;
-export const CLOSE_FORBIDDEN = 4403;
 export const CLOSE_NOT_FOUND = 4404;
+export const CLOSE_SLOW_CLIENT = 4408;
+export const CLOSE_TOO_LARGE = 4413;
 export const CLOSE_TOO_MANY = 4429;
+/** Closes after which reconnecting is the right answer: the condition passes. */
+const TRANSIENT = new Set([CLOSE_SLOW_CLIENT, CLOSE_TOO_MANY]);
 
 export class Collab {
   readonly doc = new Y.Doc();
@@ -48,8 +51,9 @@ export class Collab {
       // Every change goes through the server, which enforces roles; tabs must not sync around it.
       disableBc: true,
       maxBackoffTime: 2500,
-      // Rate limiting is temporary; other 44xx closes (bad token, unknown session) are final.
-      shouldReconnect: (event) => event.code === CLOSE_TOO_MANY || event.code < 4400 || event.code > 4499,
+      // Rate limits and slow-reader drops pass; other 44xx closes (bad token, unknown session, an update too
+      // large to accept) would only repeat, so the page handles them instead of retrying forever.
+      shouldReconnect: (event) => TRANSIENT.has(event.code) || event.code < 4400 || event.code > 4499,
     });
     this.awareness = this.provider.awareness;
     this.awareness.setLocalStateField("user", user);

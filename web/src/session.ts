@@ -1,6 +1,6 @@
 // The session page: join (or rejoin) as a participant, then the shared editor, runner and output.
 import { api, ApiError, type Session } from "./api";
-import { CLOSE_FORBIDDEN, CLOSE_NOT_FOUND, CLOSE_UNAUTHORIZED, Collab, type CollabStatus } from "./collab";
+import { CLOSE_NOT_FOUND, CLOSE_TOO_LARGE, CLOSE_UNAUTHORIZED, Collab, type CollabStatus } from "./collab";
 import { pageConfig } from "./config";
 import { CodeEditor } from "./editor";
 import { isLanguage, LANGUAGES, languageInfo, type Language } from "./languages";
@@ -125,23 +125,12 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   const config = pageConfig();
   let serverLanguages = new Set<string>();
 
+  let onClosed: (code: number, reason: string) => void = () => undefined;
   const collab = new Collab(
     sessionId,
     me.token,
     { name: me.name, color: me.color, colorLight: lighten(me.color), participantId: me.id },
-    (code, reason) => {
-      if (code === CLOSE_UNAUTHORIZED) {
-        // The token is no longer valid (the server's data was reset): join again with the same name.
-        store.forgetParticipant(sessionId, role);
-        location.reload();
-      } else if (code === CLOSE_NOT_FOUND) {
-        showProblem("Session not found", "This session no longer exists on the server.");
-      } else if (code === CLOSE_FORBIDDEN) {
-        showProblem("Not allowed", reason || "The server refused this connection.");
-      } else {
-        showProblem("Disconnected", reason || `The server closed the connection (${code}).`);
-      }
-    },
+    (code, reason) => onClosed(code, reason),
   );
 
   // --- Layout ---------------------------------------------------------------------------------------------
@@ -154,6 +143,7 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   const runButton = h("button", { class: "button run", id: "run", title: "Run (Ctrl+Enter)" }, "▶ Run");
   const stopButton = h("button", { class: "button stop", id: "stop", disabled: true, title: "Stop the run" }, "■ Stop");
   const runNote = h("span", { class: "run-note", id: "run-note" });
+  const banner = h("div", { class: "banner", id: "banner", role: "alert", hidden: true });
   const conn = h("span", { class: "conn", id: "conn" }, h("span", { class: "conn-dot" }), h("span", { class: "conn-text" }, "Connecting…"));
   const editorLink = `${location.origin}/s/${encodeURIComponent(sessionId)}`;
   const viewerLink = `${editorLink}?view=1`;
@@ -196,6 +186,7 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
         h("div", { class: "share-wrap" }, shareButton, shareMenu),
         downloadButton,
       ),
+      banner,
       runNote,
       h(
         "main",
@@ -221,6 +212,25 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
     readOnly,
     onRun: () => void run(),
   });
+
+  onClosed = (code, reason) => {
+    if (code === CLOSE_UNAUTHORIZED) {
+      // The token is no longer valid (the server's data was reset): join again, the name is remembered.
+      store.forgetParticipant(sessionId, role);
+      location.reload();
+    } else if (code === CLOSE_NOT_FOUND) {
+      showProblem("Session not found", "This session no longer exists on the server.");
+    } else {
+      // Keep the code on screen (it can still be copied or downloaded) but stop editing a copy that no longer
+      // syncs.
+      editor.setReadOnly(true);
+      banner.hidden = false;
+      banner.textContent =
+        code === CLOSE_TOO_LARGE
+          ? "Your last change made the code larger than this server accepts; it was not saved. Reload to continue."
+          : `The server closed the live connection (${reason || code}). Reload to continue.`;
+    }
+  };
 
   const currentLanguage = (): Language => {
     const value = collab.meta.get("language");
