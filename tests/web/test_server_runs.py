@@ -1,0 +1,64 @@
+"""Java and C++ from the page when the deployment runs code on the server (bubblewrap sandbox)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from codeconnect.config import Settings
+from tests.execution.conftest import SANDBOX_LIMITS, require_sandbox
+from tests.web.conftest import ThreadedServer
+from tests.web.pages import join, last_run, run_cards, set_code, stream
+
+pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.timeout(120)]
+
+JAVA = """import java.util.Scanner;
+
+public class Main {
+    public static void main(String[] args) {
+        Scanner in = new Scanner(System.in);
+        System.out.println("hello " + in.nextLine() + " from java");
+    }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def web_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    require_sandbox()
+    db = tmp_path_factory.mktemp("web-db") / "codeconnect.db"
+    return Settings(database_url=f"sqlite+aiosqlite:///{db}", **{**SANDBOX_LIMITS, "exec_wall_seconds": 15.0})
+
+
+def run(page: Any, program: str, language: str, stdin: str = "") -> Any:
+    page.select_option("#language", language)
+    page.wait_for_selector(f".cm-editor[data-language={language}]")
+    set_code(page, program)
+    page.fill("#stdin", stdin)
+    before = run_cards(page).count()
+    page.wait_for_selector("#run:enabled")
+    page.click("#run")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('.runs .run:not(.live)').length > {before}", timeout=60_000
+    )
+    return last_run(page)
+
+
+def test_java_and_cpp_run_on_the_server_and_are_shared(web_server: ThreadedServer, new_context: Any) -> None:
+    languages = web_server.api("GET", "/v1/execute/languages")
+    available = {entry["language"] for entry in languages["languages"] if entry["available"]}
+    if not {"java", "cpp"} <= available:
+        pytest.skip(f"toolchains missing on this machine: {languages}")
+    session_id = web_server.create_session("Server languages")
+    page = join(new_context(), web_server.base_url, session_id, "Compiler")
+    watcher = join(new_context(), web_server.base_url, session_id, "Watcher")
+
+    card = run(page, JAVA, "java", stdin="Ada\n")
+    assert stream(card, "stdout") == "hello Ada from java"
+    assert card.locator(".run-lang").inner_text() == "Java · server"
+    watcher.wait_for_selector(".run:not(.live) .stdout:has-text('hello Ada from java')")
+
+    card = run(page, "int main() { return undeclared; }\n", "cpp")
+    assert card.locator(".run-status").inner_text().startswith("exit")
+    assert "undeclared" in card.locator(".compile").inner_text()
