@@ -169,6 +169,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Unprivileged uid (and gid) the sandbox runs as when the server runs as root.",
     )
+    exec_slot_uid_base: int | None = Field(
+        default=None,
+        ge=1,
+        description="If set, run slot N runs as uid (and gid) base+N instead of exec_uid: RLIMIT_NPROC counts "
+        "processes per uid, so with one shared uid a fork bomb in one run starves the runs beside it. "
+        "Pick a range no account uses (e.g. 200000).",
+    )
     exec_bwrap_path: str = Field(default="bwrap", description="bubblewrap executable (name or path).")
     exec_typescript_dir: str | None = Field(
         default=None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from pathlib import Path
 
@@ -19,7 +20,7 @@ async def test_twenty_concurrent_runs(server_factory: ServerFactory) -> None:
     require_sandbox()
     server = await server_factory(**{**SANDBOX_LIMITS, "exec_concurrency": 2, "exec_queue_size": 4})
     marker = f"storm-{uuid.uuid4().hex[:8]}"
-    code = f"import sys, time\nsys.argv.append('{marker}')\ntime.sleep(1.5)\nprint('done')\n"
+    code = f"import os\nprint('done', flush=True)\nos.execvp('sleep', ['{marker}', '1.5'])\n"
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
         storm = [
             asyncio.create_task(client.post("/v1/execute", json={"language": "python", "code": code}))
@@ -86,3 +87,36 @@ async def test_size_limits(server_factory: ServerFactory) -> None:
         assert r.json()["error"] == "stdin_too_large"
         r = await client.post("/v1/execute", json={"language": "python", "code": "x", "stdin": "a\u0000"})
         assert r.status_code == 422
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="distinct uids per slot need the server to run as root")
+async def test_fork_bomb_does_not_starve_the_other_slot(server_factory: ServerFactory) -> None:
+    require_sandbox()
+    # RLIMIT_NPROC counts the processes of a uid: with one uid for every run, a run holding its whole budget
+    # leaves none for the run beside it (bwrap cannot even fork). One uid per slot keeps them apart.
+    server = await server_factory(**{**SANDBOX_LIMITS, "exec_concurrency": 2, "exec_slot_uid_base": 200_000})
+    marker = f"hold-{uuid.uuid4().hex[:8]}"
+    bomb = (
+        "import os, time\n"
+        "while True:\n"
+        "    try:\n"
+        "        if os.fork() == 0:\n"
+        f"            os.execvp('sleep', ['{marker}', '300'])\n"
+        "    except OSError:\n"
+        "        break\n"
+        "time.sleep(300)\n"
+    )
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        attack = asyncio.create_task(run(client, "python", bomb))
+        counts = [0]
+        for _ in range(100):  # until the bomb holds its whole process budget (the count stops growing)
+            await asyncio.sleep(0.05)
+            counts.append(len(processes_with(marker)))
+            if counts[-1] >= server.settings.exec_max_processes // 2 and counts[-1] == counts[-3]:
+                break
+        assert counts[-1] >= server.settings.exec_max_processes // 2, counts
+        hello = await run(client, "python", "import os\nprint(os.getuid())")
+        assert hello["exitCode"] == 0, hello
+        assert hello["stdout"] in ("200000\n", "200001\n")
+        assert (await attack)["timedOut"] is True
+    assert await wait_until_gone(lambda: processes_with(marker)) == []

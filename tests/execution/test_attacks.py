@@ -75,11 +75,11 @@ async def test_dns_does_not_resolve(sandbox_client: Client) -> None:
 async def test_fork_bomb_is_capped(sandbox_client: Client, sandbox_server: Server) -> None:
     marker = f"forkbomb-{uuid.uuid4().hex[:8]}"
     code = (
-        f"import os, sys\nsys.argv[0] = '{marker}'\ncount = 0\n"
+        "import os\ncount = 0\n"
         "while True:\n"
         "    try:\n"
         "        if os.fork() == 0:\n"
-        f"            os.execvp('sleep', ['sleep', '300', '{marker}'])\n"
+        f"            os.execvp('sleep', ['{marker}', '300'])\n"
         "        count += 1\n"
         "    except OSError:\n"
         "        print('capped at', count, flush=True)\n"
@@ -226,11 +226,11 @@ async def test_background_process_is_gone_after_the_run(sandbox_client: Client) 
     marker = f"bg-{uuid.uuid4().hex[:8]}"
     code = (
         "import os, subprocess\n"
-        f"subprocess.Popen(['sleep', '300', '{marker}'], start_new_session=True)\n"
+        f"subprocess.Popen(['{marker}', '300'], executable='sleep', start_new_session=True)\n"
         "if os.fork() == 0:\n"
         "    os.setsid()\n"
         "    if os.fork() == 0:\n"
-        f"        os.execvp('sleep', ['sleep', '301', '{marker}'])\n"
+        f"        os.execvp('sleep', ['{marker}', '301'])\n"
         "    os._exit(0)\n"
         "print('left', flush=True)\n"
     )

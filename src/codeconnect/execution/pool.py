@@ -29,6 +29,7 @@ class RunnerPool:
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting = 0
         self._running = 0
+        self._free = list(range(concurrency - 1, -1, -1))
 
     @property
     def running(self) -> int:
@@ -39,7 +40,8 @@ class RunnerPool:
         return self._waiting
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def slot(self) -> AsyncIterator[int]:
+        """Wait for a free slot and hold it; yields the slot's number (0 .. concurrency-1)."""
         # Checked synchronously (no await in between), so two requests cannot both take the last queue place.
         if self._slots.locked() and self._waiting >= self.queue_size:
             raise PoolBusy()
@@ -49,9 +51,11 @@ class RunnerPool:
         finally:
             self._waiting -= 1
         self._running += 1
+        number = self._free.pop()
         try:
-            yield
+            yield number
         finally:
+            self._free.append(number)
             self._running -= 1
             self._slots.release()
 

@@ -143,10 +143,12 @@ class Sandbox:
     def _drop_privileges(self) -> bool:
         return os.geteuid() == 0
 
-    def _identity(self) -> tuple[int, int]:
-        if self._drop_privileges():
-            return self.settings.exec_uid, self.settings.exec_uid
-        return os.getuid(), os.getgid()
+    def _identity(self, slot: int) -> tuple[int, int]:
+        if not self._drop_privileges():
+            return os.getuid(), os.getgid()
+        base = self.settings.exec_slot_uid_base
+        uid = self.settings.exec_uid if base is None else base + slot
+        return uid, uid
 
     def _etc_binds(self) -> list[str]:
         args: list[str] = []
@@ -223,8 +225,9 @@ class Sandbox:
 
     # --- Running -------------------------------------------------------------------------------------------
 
-    async def run(self, plan: Plan, stdin: bytes) -> Outcome:
-        uid, gid = self._identity()
+    async def run(self, plan: Plan, stdin: bytes, slot: int = 0) -> Outcome:
+        """Run ``plan`` in a new container; ``slot`` (from the pool) picks the uid when uids are per slot."""
+        uid, gid = self._identity(slot)
         passwd = f"sandbox:x:{uid}:{gid}:sandbox:{WORK}:/usr/sbin/nologin\n".encode()
         group = f"sandbox:x:{gid}:\n".encode()
         owned: list[int] = []  # fds to close in the parent once the child has them

@@ -136,8 +136,8 @@ class ExecutionService:
             ) from None
         plan = self.toolchains.plan(language, code)
         try:
-            async with self.pool.slot():
-                outcome = await self.sandbox.run(plan, stdin.encode("utf-8", "surrogatepass"))
+            async with self.pool.slot() as slot:
+                outcome = await self.sandbox.run(plan, stdin.encode("utf-8", "surrogatepass"), slot)
         except PoolBusy:
             retry = max(1, math.ceil(self.settings.exec_wall_seconds / 2))
             raise TooManyRequests(
