@@ -75,7 +75,9 @@ function askName(session: Session, role: "editor" | "viewer"): Promise<StoredPar
         { class: "muted" },
         role === "viewer"
           ? "You are joining with a read-only link: you can watch and see the output, but not edit."
-          : `${languageInfo(session.language).label} · ${session.participants.length} joined so far`,
+          : `${languageInfo(session.language).label} · ${
+              session.participants.length ? `${session.participants.length} joined so far` : "be the first to join"
+            }`,
       ),
       form,
     );
