@@ -32,7 +32,9 @@ class WebSocketChannel:
             return
         self._queue.append(data)
         self._queued_bytes += len(data)
-        if len(self._queue) > self.max_messages or self._queued_bytes > self.max_bytes:
+        # The backlog before this message is what says the peer is behind: a new peer's first sync can be
+        # larger than the byte budget on its own.
+        if len(self._queue) > self.max_messages or self._queued_bytes - len(data) > self.max_bytes:
             self._drop()
             return
         if self._writer is None:
