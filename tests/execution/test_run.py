@@ -7,7 +7,8 @@ import signal
 import pytest
 from httpx import AsyncClient as Client
 
-from tests.execution.conftest import run
+from tests.conftest import ServerFactory
+from tests.execution.conftest import SANDBOX_LIMITS, require_sandbox, run
 
 pytestmark = pytest.mark.sandbox
 
@@ -140,3 +141,18 @@ async def test_languages_all_available(sandbox_client: Client) -> None:
     assert {e["language"]: (e["available"], e["missing"]) for e in body["languages"]} == {
         lang: (True, []) for lang in HELLO
     }
+
+
+async def test_compile_step_has_its_own_limits(server_factory: ServerFactory) -> None:
+    require_sandbox()
+    limits = {**SANDBOX_LIMITS, "exec_compile_cpu_seconds": 1, "exec_compile_wall_seconds": 3.0}
+    server = await server_factory(**limits)
+    # Thousands of functions at -O2 take g++ well over a CPU second.
+    code = "".join(f"int f{i}(int x) {{ return x * {i} + (x > 0 ? f{i - 1}(x - 1) : 0); }}\n" for i in range(1, 6000))
+    code = "int f0(int x) { return x; }\n" + code + "int main() { return f5999(3) & 1; }\n"
+    async with Client(base_url=server.base_url, timeout=60) as client:
+        body = await run(client, "cpp", code)
+    assert body["timedOut"] is True, {k: v for k, v in body.items() if k != "compileOutput"}
+    assert body["exitCode"] != 0  # g++ reports its killed cc1plus as exit 4
+    assert "CPU time limit exceeded" in body["compileOutput"]
+    assert body["stdout"] == ""

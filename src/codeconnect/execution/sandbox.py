@@ -124,6 +124,8 @@ def driver_script(plan: Plan, compile_fd: int, status_fd: int) -> str:
             f"( {_ulimits(plan.compile)} && exec {cmd} ) </dev/null >&3 2>&3",
             "rc=$?",
             'echo "$rc" >&4',
+            # CPU time of the compiler and its children (cc1plus, ...): tells a CPU-limit kill from an error.
+            "times >&4",
             "exec 3>&- 4>&-",
             '[ "$rc" -eq 0 ] || exit "$rc"',
         ]
@@ -329,7 +331,8 @@ class Sandbox:
                     killed = True
                     if not line.strip():
                         outcome.compiled = False
-            if not killed and outcome.compiled:
+            if not killed:
+                # After a failed compile the driver exits at once; the run's wall clock still bounds the wait.
                 done, _ = await asyncio.wait(
                     {exited, overflowed}, timeout=plan.run.wall_seconds, return_when="FIRST_COMPLETED"
                 )
@@ -341,6 +344,12 @@ class Sandbox:
                 _kill(proc)
             await exited
             outcome.duration_ms = int((time.monotonic() - started) * 1000)
+            if plan.compile is not None and not outcome.compiled and not killed:
+                with contextlib.suppress(TimeoutError, ValueError):
+                    async with asyncio.timeout(_DRAIN_SECONDS):
+                        cpu = _children_cpu_seconds(await status_reader.read(4096))
+                    # g++ reports a cc1plus killed by SIGXCPU as an ordinary failure (exit 4).
+                    outcome.timed_out = cpu >= plan.compile.cpu_seconds * 0.95
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(_DRAIN_SECONDS):
                     await asyncio.gather(*readers, return_exceptions=True)
@@ -379,6 +388,16 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
     # Killing bwrap is enough: --die-with-parent kills its init, and the pid namespace ends every process.
     with contextlib.suppress(ProcessLookupError):
         proc.kill()
+
+
+def _children_cpu_seconds(times_output: bytes) -> float:
+    """User + system seconds of the children from bash's ``times`` (its last line: ``0m1.020s 0m0.104s``)."""
+    last = times_output.decode().strip().splitlines()[-1]
+    total = 0.0
+    for field in last.split():
+        minutes, _, seconds = field.rstrip("s").partition("m")
+        total += int(minutes) * 60 + float(seconds)
+    return total
 
 
 def _close_reader(reader: asyncio.StreamReader) -> None:
