@@ -20,7 +20,7 @@ async def test_twenty_concurrent_runs(server_factory: ServerFactory) -> None:
     require_sandbox()
     server = await server_factory(**{**SANDBOX_LIMITS, "exec_concurrency": 2, "exec_queue_size": 4})
     marker = f"storm-{uuid.uuid4().hex[:8]}"
-    code = f"import os\nprint('done', flush=True)\nos.execvp('sleep', ['{marker}', '1.5'])\n"
+    code = f"import os\nprint('done', flush=True)\nos.execvp('sleep', ['{marker}', '2'])\n"
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
         storm = [
             asyncio.create_task(client.post("/v1/execute", json={"language": "python", "code": code}))

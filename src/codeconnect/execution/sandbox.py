@@ -347,7 +347,7 @@ class Sandbox:
             if plan.compile is not None and not outcome.compiled and not killed:
                 with contextlib.suppress(TimeoutError, ValueError):
                     async with asyncio.timeout(_DRAIN_SECONDS):
-                        cpu = _children_cpu_seconds(await status_reader.read(4096))
+                        cpu = _children_cpu_seconds(await status_reader.read())
                     # g++ reports a cc1plus killed by SIGXCPU as an ordinary failure (exit 4).
                     outcome.timed_out = cpu >= plan.compile.cpu_seconds * 0.95
             with contextlib.suppress(TimeoutError):
