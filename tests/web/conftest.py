@@ -135,17 +135,38 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def watch_for_page_errors(context: Any) -> list[str]:
+    """Collect uncaught exceptions and CSP violations of every page of ``context``."""
+    errors: list[str] = []
+
+    def on_page(page: Any) -> None:
+        page.on("pageerror", lambda error: errors.append(f"{page.url}: {error.stack or error}"))
+        page.on(
+            "console",
+            lambda message: errors.append(f"{page.url}: {message.text}")
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None,
+        )
+
+    context.on("page", on_page)
+    return errors
+
+
 @pytest.fixture
 def new_context(browser: Any) -> Iterator[Any]:
-    """``new_context()`` opens an isolated browser profile (own storage); all are closed after the test."""
+    """``new_context()`` opens an isolated browser profile (own storage); all are closed after the test, which
+    fails if any page threw an uncaught exception."""
     contexts: list[Any] = []
+    errors: list[str] = []
 
     def factory(**options: Any) -> Any:
         context = browser.new_context(viewport={"width": 1280, "height": 760}, **options)
         context.set_default_timeout(20_000)
-        contexts.append(context)
+        contexts.append((context, watch_for_page_errors(context)))
         return context
 
     yield factory
-    for context in contexts:
+    for context, watched in contexts:
         context.close()
+        errors.extend(watched)
+    assert not errors, errors

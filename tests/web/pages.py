@@ -63,3 +63,18 @@ def stream(card: Any, name: str) -> str:
         return ""
     text: str = locator.inner_text()
     return text.removesuffix("\n")
+
+
+_LAST_RUN_ID = "(() => { const c = document.querySelectorAll('.runs .run:not(.live)'); " \
+    "return c.length ? c[c.length - 1].dataset.runId : ''; })()"
+
+
+def last_run_id(page: Any) -> str:
+    run_id: str = page.evaluate(_LAST_RUN_ID)
+    return run_id
+
+
+def wait_new_run(page: Any, previous_id: str, timeout: float = 90_000) -> Any:
+    """Wait until a run newer than ``previous_id`` is the last card (the list is capped, so counts can stall)."""
+    page.wait_for_function(f"() => {_LAST_RUN_ID} !== {previous_id!r}", timeout=timeout)
+    return last_run(page)

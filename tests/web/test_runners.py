@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from codeconnect.config import Settings
-from tests.web.conftest import ThreadedServer
-from tests.web.pages import join, last_run, run_cards, set_code, stream
+from tests.web.conftest import ThreadedServer, watch_for_page_errors
+from tests.web.pages import join, last_run, last_run_id, run_cards, set_code, stream, wait_new_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -27,9 +27,11 @@ def pad(web_server: ThreadedServer, browser: Any) -> Any:
     """One person in one session for the whole module: runtimes load once, as they would for a real user."""
     context = browser.new_context(viewport={"width": 1280, "height": 760})
     context.set_default_timeout(30_000)
+    errors = watch_for_page_errors(context)
     page = join(context, web_server.base_url, web_server.create_session("Runners"), "Runner")
     yield page
     context.close()
+    assert not errors, errors
 
 
 def run(page: Any, program: str, *, language: str | None = None, stdin: str = "") -> Any:
@@ -39,47 +41,33 @@ def run(page: Any, program: str, *, language: str | None = None, stdin: str = ""
         page.wait_for_selector(f".cm-editor[data-language={language}]")
     set_code(page, program)
     page.fill("#stdin", stdin)
-    before = run_cards(page).count()
+    before = last_run_id(page)
     page.click("#run")
-    page.wait_for_function(
-        f"() => document.querySelectorAll('.runs .run:not(.live)').length > {before}", timeout=90_000
-    )
-    return last_run(page)
+    return wait_new_run(page, before, timeout=90_000)
 
 
 def stop_soon(page: Any, program: str, *, language: str) -> Any:
     if page.input_value("#language") != language:
         page.select_option("#language", language)
     set_code(page, program)
-    before = run_cards(page).count()
+    before = last_run_id(page)
     page.click("#run")
     page.wait_for_selector(".run.live .run-status:has-text('Running')", timeout=90_000)
     page.click("#stop")
-    page.wait_for_function(
-        f"() => document.querySelectorAll('.runs .run:not(.live)').length > {before}", timeout=30_000
-    )
-    return last_run(page)
+    return wait_new_run(page, before, timeout=30_000)
 
 
-def test_python_runs_and_everyone_sees_the_output(web_server: ThreadedServer, browser: Any) -> None:
+def test_python_runs_and_everyone_sees_the_output(web_server: ThreadedServer, new_context: Any) -> None:
     session_id = web_server.create_session("Shared output")
-    first = browser.new_context()
-    second = browser.new_context()
-    try:
-        runner = join(first, web_server.base_url, session_id, "Runner")
-        watcher = join(second, web_server.base_url, session_id, "Watcher")
-        set_code(runner, "import sys\nprint('hello from pyodide', sys.version_info[0])\n")
-        runner.keyboard.press("ControlOrMeta+Enter")
-        for page in (runner, watcher):
-            page.wait_for_selector(
-                ".run:not(.live) .stdout:has-text('hello from pyodide 3')", timeout=90_000
-            )
-            card = last_run(page)
-            assert card.locator(".run-who").inner_text() == "Runner"
-            assert card.locator(".run-status").inner_text() == "exit 0"
-    finally:
-        first.close()
-        second.close()
+    runner = join(new_context(), web_server.base_url, session_id, "Runner")
+    watcher = join(new_context(), web_server.base_url, session_id, "Watcher")
+    set_code(runner, "import sys\nprint('hello from pyodide', sys.version_info[0])\n")
+    runner.keyboard.press("ControlOrMeta+Enter")
+    for page in (runner, watcher):
+        page.wait_for_selector(".run:not(.live) .stdout:has-text('hello from pyodide 3')", timeout=90_000)
+        card = last_run(page)
+        assert card.locator(".run-who").inner_text() == "Runner"
+        assert card.locator(".run-status").inner_text() == "exit 0"
 
 
 def test_python_input_reads_the_stdin_box(pad: Any) -> None:
@@ -175,6 +163,14 @@ def test_output_is_capped(pad: Any) -> None:
     assert "Output limit reached" in stream(card, "stderr")
     assert len(stream(card, "stdout")) <= 64 * 1024
     assert card.locator(".note").inner_text() == "Output was cut at 64 KB."
+
+
+def test_shared_output_keeps_the_last_twenty_runs(pad: Any) -> None:
+    for i in range(22):
+        run(pad, f"console.log('run {i}');\n", language="javascript")
+    assert run_cards(pad).count() == 20
+    assert stream(run_cards(pad).first, "stdout") == "run 2"
+    assert stream(last_run(pad), "stdout") == "run 21"
 
 
 def test_java_and_cpp_say_plainly_they_do_not_run_here(pad: Any) -> None:

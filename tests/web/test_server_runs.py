@@ -9,7 +9,7 @@ import pytest
 from codeconnect.config import Settings
 from tests.execution.conftest import SANDBOX_LIMITS, require_sandbox
 from tests.web.conftest import ThreadedServer
-from tests.web.pages import join, last_run, run_cards, set_code, stream
+from tests.web.pages import join, last_run_id, set_code, stream, wait_new_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.timeout(120)]
 
@@ -36,13 +36,10 @@ def run(page: Any, program: str, language: str, stdin: str = "") -> Any:
     page.wait_for_selector(f".cm-editor[data-language={language}]")
     set_code(page, program)
     page.fill("#stdin", stdin)
-    before = run_cards(page).count()
+    before = last_run_id(page)
     page.wait_for_selector("#run:enabled")
     page.click("#run")
-    page.wait_for_function(
-        f"() => document.querySelectorAll('.runs .run:not(.live)').length > {before}", timeout=60_000
-    )
-    return last_run(page)
+    return wait_new_run(page, before, timeout=60_000)
 
 
 def test_java_and_cpp_run_on_the_server_and_are_shared(web_server: ThreadedServer, new_context: Any) -> None:

@@ -73,6 +73,7 @@ async def test_app_pages_are_isolated_and_carry_the_config(web: httpx.AsyncClien
     assert r.headers["content-type"] == "text/html; charset=utf-8"
     assert r.headers["cache-control"] == "no-cache"
     assert r.headers["referrer-policy"] == "no-referrer"
+    assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
     assert_isolated(r)
     start = r.text.index('<script id="ccl-config" type="application/json">') + len(
         '<script id="ccl-config" type="application/json">'

@@ -12,7 +12,14 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from codeconnect.config import Settings
 from codeconnect.errors import NotFound, ServiceUnavailable
-from codeconnect.web.assets import IMMUTABLE, ISOLATION_HEADERS, PACKAGE_STATIC_DIR, REVALIDATE, WebAssets
+from codeconnect.web.assets import (
+    IMMUTABLE,
+    ISOLATION_HEADERS,
+    PACKAGE_STATIC_DIR,
+    PAGE_POLICY,
+    REVALIDATE,
+    WebAssets,
+)
 
 _NOT_BUILT = "The web page is not built on this server: run scripts/build-web (it needs Node.js and npm)."
 
@@ -25,7 +32,12 @@ def build_router(settings: Settings) -> APIRouter:
     def page() -> HTMLResponse:
         if not assets.built:
             raise ServiceUnavailable(_NOT_BUILT)
-        headers = {**ISOLATION_HEADERS, "Cache-Control": REVALIDATE, "Referrer-Policy": "no-referrer"}
+        headers = {
+            **ISOLATION_HEADERS,
+            "Cache-Control": REVALIDATE,
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": PAGE_POLICY,
+        }
         return HTMLResponse(assets.index_html(page_config), headers=headers)
 
     def static(folder: str, path: str, request: Request) -> Response:

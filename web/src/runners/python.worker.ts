@@ -124,6 +124,10 @@ async function run(message: RunMessage): Promise<void> {
   post({ type: "done", exitCode, interrupted, truncated: pump.truncated, compileOutput: "" });
 }
 
+// loadPyodide starts several downloads at once; when the network drops, the ones it no longer awaits reject
+// unhandled. The failure is reported once, through the load promise; the page then replaces this worker.
+self.addEventListener("unhandledrejection", (event) => event.preventDefault());
+
 self.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
   if (message.type === "load") {

@@ -60,7 +60,20 @@ class WorkerRunner {
 
   /** Start loading the runtime in the background so the first run does not wait for it. */
   warm(): void {
-    if (!this.worker) this.ensure().postMessage({ type: "load" });
+    if (this.worker || !navigator.onLine) return;
+    const worker = this.ensure();
+    const onMessage = (event: MessageEvent<FromWorker>): void => {
+      if (event.data.type === "ready") worker.removeEventListener("message", onMessage);
+      // A runtime that failed half way through loading is not worth reusing: the next run starts afresh.
+      if (event.data.type === "failed" && !this.active) this.discard(worker);
+    };
+    worker.addEventListener("message", onMessage);
+    worker.postMessage({ type: "load" });
+  }
+
+  private discard(worker: Worker): void {
+    worker.terminate();
+    if (this.worker === worker) this.worker = null;
   }
 
   stop(): void {
@@ -110,8 +123,7 @@ class WorkerRunner {
       };
 
       const terminate = (note: string): void => {
-        worker.terminate();
-        if (this.worker === worker) this.worker = null;
+        this.discard(worker);
         append("stderr", `${out.stderr && !out.stderr.endsWith("\n") ? "\n" : ""}${note}\n`);
         finish({
           exitCode: null,
@@ -174,6 +186,7 @@ class WorkerRunner {
             break;
           }
           case "failed":
+            this.discard(worker);
             append("stderr", m.message);
             finish({ exitCode: null, signal: null, timedOut: false, stopped: false, outputTruncated: false, compileOutput: "" });
             break;
