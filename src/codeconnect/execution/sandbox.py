@@ -187,6 +187,9 @@ class Sandbox:
         bwrap = [
             s.exec_bwrap_path,
             "--unshare-all",
+            "--unshare-user",
+            # No nested user namespaces: they would give the program a root-like view and more kernel surface.
+            "--disable-userns",
             "--die-with-parent",
             "--new-session",
             "--cap-drop",
