@@ -37,3 +37,8 @@ export function initials(name: string): string {
 export function lighten(hex: string): string {
   return /^#[0-9a-fA-F]{6}$/.test(hex) ? `${hex}33` : "rgba(128,128,128,0.2)";
 }
+
+/** A colour from shared state (any peer can write it) that is safe to put in a style attribute. */
+export function safeColor(value: unknown, fallback = "#8a93a6"): string {
+  return typeof value === "string" && /^#[0-9a-fA-F]{3,8}$/.test(value) ? value : fallback;
+}

@@ -3,7 +3,7 @@
 import type * as Y from "yjs";
 import { languageInfo } from "../languages";
 import { parseRun, type RunRecord } from "../runs";
-import { h } from "./dom";
+import { h, safeColor } from "./dom";
 
 function status(run: RunRecord): { text: string; tone: "ok" | "bad" | "warn" } {
   if (run.timedOut) return { text: "timed out", tone: "warn" };
@@ -35,7 +35,7 @@ function runCard(run: RunRecord): HTMLElement {
     h(
       "header",
       { class: "run-head" },
-      h("span", { class: "dot", style: `background:${run.by?.color ?? "#888"}` }),
+      h("span", { class: "dot", style: `background:${safeColor(run.by?.color)}` }),
       h("span", { class: "run-who" }, who),
       h("span", { class: "run-lang" }, languageInfo(run.language).label + (run.source === "server" ? " · server" : "")),
       h("span", { class: `run-status ${s.tone}` }, s.text),
@@ -98,7 +98,7 @@ export class OutputPanel {
       h(
         "header",
         { class: "run-head" },
-        h("span", { class: "dot", style: `background:${color}` }),
+        h("span", { class: "dot", style: `background:${safeColor(color)}` }),
         h("span", { class: "run-who" }, who),
         h("span", { class: "run-lang" }, languageInfo(language).label),
         this.livePhase,

@@ -1,7 +1,7 @@
 // Who is in the session: everyone who joined (from the API), online when their awareness state is present.
 import { api, type Participant } from "../api";
 import type { Awareness } from "y-protocols/awareness";
-import { h, initials } from "./dom";
+import { h, initials, safeColor } from "./dom";
 
 interface Person {
   id: string;
@@ -64,7 +64,7 @@ export class PeopleView {
     const people: Person[] = this.known.map((p) => ({
       id: p.id,
       name: p.name,
-      color: p.color,
+      color: safeColor(p.color),
       role: p.role,
       online: online.has(p.id) || p.id === this.selfId,
     }));
@@ -75,7 +75,7 @@ export class PeopleView {
         people.push({
           id: user.participantId,
           name: String(user.name ?? "Someone"),
-          color: String(user.color ?? "#888"),
+          color: safeColor(user.color),
           role: "editor",
           online: true,
         });
