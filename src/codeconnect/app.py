@@ -11,7 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from codeconnect import __version__
 from codeconnect.collab.registry import RoomRegistry
-from codeconnect.collab.router import build_router as collab_router
+from codeconnect.collab.router import LiveEndpoint
 from codeconnect.config import Settings
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
@@ -80,7 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(sessions_router(models))
     app.include_router(participants_router(models))
     app.include_router(execution_router(settings))
-    app.include_router(collab_router(settings))
     # Last: the page's routes (`/`, `/s/...`, static files) must never shadow an API route.
     app.include_router(web_router(settings))
 
@@ -93,4 +92,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Outermost, so an oversized body is refused before anything else looks at it.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # The live endpoint answers its WebSocket requests before the HTTP stack (see collab/router.py).
+    app.add_middleware(LiveEndpoint)
     return app

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.collab.document import SharedDoc, initial_update
@@ -47,7 +48,11 @@ class RoomRegistry:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.settings = settings
         self._sessionmaker = sessionmaker
-        self.log = UpdateLog(sessionmaker, settings.commit_window_ms)
+        # SQLite has one write lock and every transaction here takes it (BEGIN IMMEDIATE); its busy handler
+        # waits by sleeping, so many connections contending for it crawl. The live layer queues its own
+        # database work on this lock instead: one at a time on SQLite, a few on PostgreSQL.
+        self.db_lock = asyncio.Semaphore(1 if settings.is_sqlite else 4)
+        self.log = UpdateLog(sessionmaker, settings.commit_window_ms, self.db_lock)
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -85,19 +90,17 @@ class RoomRegistry:
 
     async def authorize(self, session_id: str, token: str | None) -> Participant | None:
         """The participant of ``session_id`` holding ``token`` (None if not). Raises SessionNotFound."""
-        if session_id not in self.rooms:
-            async with self._sessionmaker() as db:
-                if await db.get(SessionRow, session_id) is None:
-                    raise SessionNotFound()
-        if not token or len(token) > 256:
-            return None
-        key = hash_secret(token)
-        cached = self._auth_cache.get(key)
-        if cached is not None:
+        key = hash_secret(token) if token and len(token) <= 256 else None
+        cached = self._auth_cache.get(key) if key is not None else None
+        if cached is not None and session_id in self.rooms:
             return cached[1] if cached[0] == session_id else None
-        async with self._sessionmaker() as db:
-            row = await authenticate(db, session_id, token)
-        if row is None:
+        async with self.db_lock, self._sessionmaker() as db:
+            if await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id)) is None:
+                raise SessionNotFound()
+            if cached is not None:
+                return cached[1] if cached[0] == session_id else None
+            row = await authenticate(db, session_id, token) if key is not None and token else None
+        if row is None or key is None:
             return None
         participant = Participant(row.id, row.name, row.color, row.role)
         self._auth_cache[key] = (session_id, participant)

@@ -49,8 +49,11 @@ class Mirror:
 class UpdateLog:
     """Append-only per-session log of binary Yjs updates, committed in groups by one writer task."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], commit_window_ms: int) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], commit_window_ms: int, lock: asyncio.Semaphore
+    ) -> None:
         self._sessionmaker = sessionmaker
+        self._lock = lock
         self._window = commit_window_ms / 1000
         self._pending: list[tuple[str, bytes]] = []
         self._waiters: list[asyncio.Future[None]] = []
@@ -136,7 +139,7 @@ class UpdateLog:
     async def _commit(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
         if not batch and not mirrors:
             return
-        async with self._sessionmaker() as db, db.begin():
+        async with self._lock, self._sessionmaker() as db, db.begin():
             if batch:
                 await db.execute(insert(DocUpdateRow), [{"session_id": s, "data": d} for s, d in batch])
             for session_id, m in mirrors.items():
@@ -149,7 +152,7 @@ class UpdateLog:
     # --- reading and compaction --------------------------------------------------------------------------
 
     async def load(self, session_id: str) -> StoredDoc:
-        async with self._sessionmaker() as db, db.begin():
+        async with self._lock, self._sessionmaker() as db, db.begin():
             session = (
                 await db.execute(
                     select(SessionRow.title, SessionRow.language, SessionRow.code).where(SessionRow.id == session_id)
@@ -168,7 +171,7 @@ class UpdateLog:
 
     async def compact(self, session_id: str) -> int:
         """Replace the session's log rows by one merged snapshot; returns the snapshot's size."""
-        async with self._sessionmaker() as db, db.begin():
+        async with self._lock, self._sessionmaker() as db, db.begin():
             rows = (
                 await db.execute(
                     select(DocUpdateRow.id, DocUpdateRow.data).where(DocUpdateRow.session_id == session_id)

@@ -1,4 +1,4 @@
-"""The adapter from a Starlette/FastAPI WebSocket to a room :class:`~codeconnect.collab.room.Channel`.
+"""The adapter from an ASGI WebSocket connection to a room :class:`~codeconnect.collab.room.Channel`.
 
 Outgoing messages go through a bounded queue drained by a writer task that exists only while there is
 something to send (an idle connection costs no task). A peer that does not read fills the queue; past
@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 
-from starlette.websockets import WebSocket
+from starlette.types import Send
 
 
 class WebSocketChannel:
-    __slots__ = ("_ws", "_queue", "_queued_bytes", "_writer", "_handler", "max_messages", "max_bytes", "overflowed")
+    __slots__ = ("_send", "_queue", "_queued_bytes", "_writer", "_handler", "max_messages", "max_bytes", "overflowed")
 
-    def __init__(self, ws: WebSocket, *, max_messages: int, max_bytes: int) -> None:
-        self._ws = ws
-        self._queue: deque[bytes] = deque()
+    def __init__(self, send: Send, *, max_messages: int, max_bytes: int) -> None:
+        self._send = send
+        # Allocated while there is something to send: most connections are idle most of the time.
+        self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
         self._writer: asyncio.Task[None] | None = None
         self._handler = asyncio.current_task()
@@ -30,6 +31,8 @@ class WebSocketChannel:
     def send(self, data: bytes) -> None:
         if self.overflowed:
             return
+        if self._queue is None:
+            self._queue = deque()
         self._queue.append(data)
         self._queued_bytes += len(data)
         # The backlog before this message is what says the peer is behind: a new peer's first sync can be
@@ -41,8 +44,9 @@ class WebSocketChannel:
             self._writer = asyncio.create_task(self._drain())
 
     async def _drain(self) -> None:
-        send = self._ws.send
+        send = self._send
         queue = self._queue
+        assert queue is not None
         try:
             while queue:
                 data = queue.popleft()
@@ -54,10 +58,12 @@ class WebSocketChannel:
             self._queued_bytes = 0
         finally:
             self._writer = None
+            if not queue and self._queue is queue:
+                self._queue = None
 
     def _drop(self) -> None:
         self.overflowed = True
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         if self._writer is not None:
             self._writer.cancel()
@@ -73,4 +79,4 @@ class WebSocketChannel:
     def stop(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
-        self._queue.clear()
+        self._queue = None
