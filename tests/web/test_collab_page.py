@@ -110,11 +110,17 @@ def test_reload_rejoins_as_the_same_participant(web_server: ThreadedServer, new_
 
 def test_viewer_link_cannot_edit(web_server: ThreadedServer, new_context: Any) -> None:
     session_id = web_server.create_session("Watch only")
-    editor = join(new_context(), web_server.base_url, session_id, "Editor")
+    editor_context = new_context()
+    editor_context.grant_permissions(["clipboard-read", "clipboard-write"])
+    editor = join(editor_context, web_server.base_url, session_id, "Editor")
     editor.click("#share")
-    viewer_link = editor.input_value("#copy-viewer-link-url")
-    assert viewer_link.endswith(f"/s/{session_id}?view=1")
-    assert editor.input_value("#copy-editor-link-url").endswith(f"/s/{session_id}")
+    editor.click("#copy-viewer-link")
+    editor.wait_for_selector("#copy-viewer-link:has-text('Copied')")
+    viewer_link = editor.evaluate("navigator.clipboard.readText()")
+    assert viewer_link == f"{web_server.base_url}/s/{session_id}?view=1"
+    assert editor.input_value("#copy-editor-link-url") == f"{web_server.base_url}/s/{session_id}"
+    editor.keyboard.press("Escape")
+    assert editor.is_hidden("#share-menu")
 
     viewer = new_context().new_page()
     viewer.goto(viewer_link)

@@ -151,10 +151,18 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   const viewerLink = `${editorLink}?view=1`;
   const shareMenu = shareMenuFor(editorLink, viewerLink);
   const shareButton = h("button", { class: "button ghost", id: "share", "aria-expanded": "false" }, "Share");
-  shareButton.addEventListener("click", () => {
-    const open = shareMenu.hidden;
+  const showShare = (open: boolean): void => {
     shareMenu.hidden = !open;
     shareButton.setAttribute("aria-expanded", String(open));
+  };
+  shareButton.addEventListener("click", () => showShare(shareMenu.hidden));
+  document.addEventListener("click", (event) => {
+    if (!shareMenu.hidden && !(event.target instanceof Node && shareButton.parentElement?.contains(event.target))) {
+      showShare(false);
+    }
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") showShare(false);
   });
   const downloadButton = h("button", { class: "button ghost", id: "download", title: "Download the code" }, "Download");
   const editorPane = h("section", { class: "editor-pane", "aria-label": "Code" });
