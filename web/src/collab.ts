@@ -3,6 +3,7 @@
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 import type { Awareness } from "y-protocols/awareness";
+import { safeColor } from "./ui/dom";
 
 export type LinkState = "connecting" | "connected" | "offline";
 
@@ -57,6 +58,18 @@ export class Collab {
     });
     this.awareness = this.provider.awareness;
     this.awareness.setLocalStateField("user", user);
+    // Peers write their own awareness state, and the editor's remote-cursor code puts user.color and
+    // user.colorLight into style attributes: keep only well-formed colours. Registered before the editor
+    // exists, so this listener runs before the editor's.
+    this.awareness.on("change", () => {
+      for (const state of this.awareness.getStates().values()) {
+        const peer = (state as { user?: Record<string, unknown> }).user;
+        if (peer && typeof peer === "object") {
+          peer.color = safeColor(peer.color);
+          peer.colorLight = safeColor(peer.colorLight, `${String(peer.color)}33`);
+        }
+      }
+    });
 
     this.provider.on("status", ({ status }) => {
       const link: LinkState = status === "connected" ? "connected" : status === "connecting" ? "connecting" : "offline";
