@@ -56,15 +56,15 @@ async def bench(languages: list[LanguageName], runs: int, url: str | None) -> in
             started = time.perf_counter()
             if url is None:
                 outcome = await sandbox.run(toolchains.plan(language, code), b"")
-                ok, out = outcome.exit_code == 0, outcome.stdout.decode()
+                ok, out, detail = outcome.exit_code == 0, outcome.stdout.decode(), repr(outcome)
             else:
                 result = await asyncio.to_thread(
                     _post, f"{url}/v1/execute", {"language": language, "code": code}
                 )
-                ok, out = result["exitCode"] == 0, result["stdout"]
+                ok, out, detail = result["exitCode"] == 0, result["stdout"], json.dumps(result)
             elapsed = (time.perf_counter() - started) * 1000
             if not ok or "Hello, world!" not in out:
-                print(f"{language}: run {i} failed: {out!r}", file=sys.stderr)
+                print(f"{language}: run {i} failed: {detail}", file=sys.stderr)
                 failed += 1
             if i > 0:  # the first run is a warm-up
                 samples.append(elapsed)
