@@ -253,6 +253,10 @@ async def test_host_stays_responsive_during_attacks(sandbox_client: Client) -> N
 
 
 async def test_no_nested_user_namespaces(sandbox_client: Client) -> None:
-    code = "import subprocess\nr = subprocess.run(['unshare', '-U', '-r', 'id', '-u'], capture_output=True)\nprint(r.returncode)\n"
+    code = (
+        "import subprocess\n"
+        "r = subprocess.run(['unshare', '-U', '-r', 'id', '-u'], capture_output=True)\n"
+        "print(r.returncode)\n"
+    )
     body = await run(sandbox_client, "python", code)
     assert body["stdout"].strip() not in ("", "0"), body

@@ -156,3 +156,12 @@ async def test_compile_step_has_its_own_limits(server_factory: ServerFactory) ->
     # Killed by the CPU limit (g++ then reports its cc1plus as exit 4) or, on a loaded machine, by the wall clock.
     assert body["exitCode"] != 0
     assert body["stdout"] == ""
+
+
+async def test_java_in_a_package(sandbox_client: Client) -> None:
+    code = (
+        "package demo.app;\n\n"
+        'public class Main { public static void main(String[] a) { System.out.println("pkg"); } }\n'
+    )
+    body = await run(sandbox_client, "java", code)
+    assert body["stdout"] == "pkg\n", body

@@ -36,6 +36,7 @@ _JAVA_PUBLIC_CLASS = re.compile(
     r"\bpublic\s+(?:(?:final|abstract|sealed|strictfp)\s+)*class\s+([A-Za-z_$][\w$]*)"
 )
 _JAVA_ANY_CLASS = re.compile(r"\bclass\s+([A-Za-z_$][\w$]*)")
+_JAVA_PACKAGE = re.compile(r"^\s*package\s+([A-Za-z_$][\w$]*(?:\s*\.\s*[A-Za-z_$][\w$]*)*)\s*;", re.MULTILINE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +136,11 @@ class Toolchains:
             )
         if language == "java":
             name = java_class_name(code)
+            package = _JAVA_PACKAGE.search(code)
+            main_class = "".join(package.group(1).split()) + "." + name if package else name
             return Plan(
                 {f"{name}.java": source},
-                run_step(("java", *JVM_FLAGS, "-cp", "/work", name), s.exec_jvm_memory_mb),
+                run_step(("java", *JVM_FLAGS, "-cp", "/work", main_class), s.exec_jvm_memory_mb),
                 compile=compile_step(
                     (
                         "javac",
