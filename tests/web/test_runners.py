@@ -144,6 +144,14 @@ def test_javascript_deep_recursion_fails_cleanly(pad: Any) -> None:
     assert stream(run(pad, "console.log('ok');\n"), "stdout") == "ok"
 
 
+def test_javascript_memory_hog_ends_and_the_page_recovers(pad: Any) -> None:
+    program = "const hoard = [];\nfor (;;) hoard.push(new Array(100000).fill(hoard.length));\n"
+    card = run(pad, program, language="javascript")
+    # QuickJS's allocator refuses past its limit, or the time limit ends it: either way the run is over.
+    assert card.locator(".run-status").inner_text() in {"exit 1", "timed out", "killed"}
+    assert stream(run(pad, "console.log('recovered');\n"), "stdout") == "recovered"
+
+
 def test_typescript_runs_and_shows_syntax_errors(pad: Any) -> None:
     program = (
         "interface Point { x: number; y: number }\n"
