@@ -176,6 +176,11 @@ class Settings(BaseSettings):
         "processes per uid, so with one shared uid a fork bomb in one run starves the runs beside it. "
         "Pick a range no account uses (e.g. 200000).",
     )
+    exec_seccomp: bool = Field(
+        default=True,
+        description="Install the sandbox's seccomp deny-list (x86-64): module loading, eBPF, perf, io_uring, "
+        "userfaultfd, keyrings, mounts, ptrace... fail with EPERM.",
+    )
     exec_bwrap_path: str = Field(default="bwrap", description="bubblewrap executable (name or path).")
     exec_typescript_dir: str | None = Field(
         default=None,

@@ -260,3 +260,22 @@ async def test_no_nested_user_namespaces(sandbox_client: Client) -> None:
     )
     body = await run(sandbox_client, "python", code)
     assert body["stdout"].strip() not in ("", "0"), body
+
+
+SYSCALL_PROBE = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+for name, nr, args in [("io_uring_setup", 425, (1, 0)), ("bpf", 321, (0, 0, 0)), ("keyctl", 250, (0, 0)),
+                       ("perf_event_open", 298, (0, 0, -1, -1, 0)), ("userfaultfd", 323, (0,)),
+                       ("ptrace", 101, (0, 0, 0, 0))]:
+    rc = libc.syscall(nr, *args)
+    print(name, rc, errno.errorcode.get(ctypes.get_errno(), "-") if rc == -1 else "ok")
+"""
+
+
+async def test_seccomp_denies_kernel_surface(sandbox_client: Client) -> None:
+    body = await run(sandbox_client, "python", SYSCALL_PROBE)
+    results = dict(line.split(" ", 1) for line in body["stdout"].splitlines())
+    assert results == {
+        name: "-1 EPERM" for name in ("io_uring_setup", "bpf", "keyctl", "perf_event_open", "userfaultfd", "ptrace")
+    }, body

@@ -9,6 +9,7 @@ Layers, outermost first:
   ``/usr`` (``/usr/local`` hidden), a few files of ``/etc``, a fresh size-limited tmpfs at ``/work`` (``/tmp``
   points there) and a clean environment; ``--die-with-parent`` + the pid namespace mean killing the bwrap
   process we started kills every process of the run;
+* a seccomp filter (``seccomp.py``) denies system calls ordinary programs never need;
 * a bash driver inside sets CPU seconds and address space per step (compile, then run), and reports the
   compile status on a private pipe so the host can switch from the compile to the run wall clock.
 
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codeconnect.config import Settings
+from codeconnect.execution.seccomp import sandbox_filter
 from codeconnect.execution.toolchains import SANDBOX_PATH, Plan, Step
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,9 @@ class Sandbox:
                 args += ["--ro-bind", str(host), f"/{top}"]
         return args
 
-    def command(self, plan: Plan, file_fds: Sequence[tuple[int, str]], script: str) -> list[str]:
+    def command(
+        self, plan: Plan, file_fds: Sequence[tuple[int, str]], script: str, seccomp_fd: int | None = None
+    ) -> list[str]:
         s = self.settings
         prlimit = [
             "prlimit",
@@ -212,6 +216,8 @@ class Sandbox:
         ]
         for fd, dest in file_fds:
             bwrap += ["--file", str(fd), dest]
+        if seccomp_fd is not None:
+            bwrap += ["--seccomp", str(seccomp_fd)]
         for host, dest in plan.ro_binds:
             bwrap += ["--ro-bind", host, dest]
         env = {
@@ -246,12 +252,18 @@ class Sandbox:
                 fd = _memfd(dest.rsplit("/", 1)[1], content)
                 owned.append(fd)
                 file_fds.append((fd, dest))
+            extra_fds: list[int] = []
+            program = sandbox_filter() if self.settings.exec_seccomp else None
+            if program is not None:
+                seccomp_fd = _memfd("seccomp", program)
+                owned.append(seccomp_fd)
+                extra_fds.append(seccomp_fd)
             compile_r, compile_w = os.pipe()
             status_r, status_w = os.pipe()
             owned += [compile_w, status_w]
             parent_only = [compile_r, status_r]
             script = driver_script(plan, compile_w, status_w)
-            argv = self.command(plan, file_fds, script)
+            argv = self.command(plan, file_fds, script, extra_fds[0] if extra_fds else None)
             kwargs: dict[str, object] = {}
             if self._drop_privileges():
                 kwargs.update(user=uid, group=gid, extra_groups=[])
@@ -262,7 +274,7 @@ class Sandbox:
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
-                    pass_fds=[fd for fd, _ in file_fds] + [compile_w, status_w],
+                    pass_fds=[fd for fd, _ in file_fds] + extra_fds + [compile_w, status_w],
                     start_new_session=True,
                     env={"PATH": SANDBOX_PATH},
                     **kwargs,  # type: ignore[arg-type]
