@@ -3,12 +3,13 @@
 Layers, outermost first:
 
 * the server starts ``prlimit ... -- bwrap ...`` as ``exec_uid`` (65534) when it runs as root: RLIMIT_NPROC is
-  not enforced for processes that are root outside the namespace, and nothing inside may be root-owned;
+  not enforced for processes that are root outside the namespace, and nothing inside may be root-owned
+  (``exec_slot_uid_base`` gives each run slot its own uid, so runs do not share one process budget);
 * ``prlimit`` sets the limits of the whole container: processes, open files, file size, no core dumps;
 * ``bwrap --unshare-all`` gives new user/pid/net/ipc/uts/cgroup namespaces (network: only ``lo``), a read-only
   ``/usr`` (``/usr/local`` hidden), a few files of ``/etc``, a fresh size-limited tmpfs at ``/work`` (``/tmp``
-  points there) and a clean environment; ``--die-with-parent`` + the pid namespace mean killing the bwrap
-  process we started kills every process of the run;
+  points there) and a clean environment; no nested user namespaces; ``--die-with-parent`` + the pid namespace
+  mean killing the bwrap process we started kills every process of the run;
 * a seccomp filter (``seccomp.py``) denies system calls ordinary programs never need;
 * a bash driver inside sets CPU seconds and address space per step (compile, then run), and reports the
   compile status on a private pipe so the host can switch from the compile to the run wall clock.
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import shlex
 import signal
@@ -33,8 +33,6 @@ from pathlib import Path
 from codeconnect.config import Settings
 from codeconnect.execution.seccomp import sandbox_filter
 from codeconnect.execution.toolchains import SANDBOX_PATH, Plan, Step
-
-log = logging.getLogger(__name__)
 
 WORK = "/work"
 _READ_CHUNK = 64 * 1024
