@@ -93,6 +93,7 @@ async function run(message: RunMessage): Promise<void> {
   let quickjs: QuickJSWASMModule;
   try {
     quickjs = await loadQuickJS();
+    post({ type: "ready" });
   } catch (err) {
     module = null;
     post({ type: "failed", message: `The JavaScript runner could not be loaded: ${String(err)}` });

@@ -47,6 +47,8 @@ interface ActiveRun {
 class WorkerRunner {
   private worker: Worker | null = null;
   private active: ActiveRun | null = null;
+  /** The current worker has its runtime loaded. */
+  private ready = false;
 
   constructor(
     private readonly create: () => Worker,
@@ -54,7 +56,14 @@ class WorkerRunner {
   ) {}
 
   private ensure(): Worker {
-    this.worker ??= this.create();
+    if (!this.worker) {
+      const worker = this.create();
+      this.ready = false;
+      worker.addEventListener("message", (event: MessageEvent<FromWorker>) => {
+        if (event.data.type === "ready" && this.worker === worker) this.ready = true;
+      });
+      this.worker = worker;
+    }
     return this.worker;
   }
 
@@ -194,6 +203,7 @@ class WorkerRunner {
       };
 
       this.active = { stop: (byLimit) => halt(byLimit) };
+      if (!this.ready) events.phase(`Loading ${this.label}…`);
       worker.addEventListener("message", onMessage);
       worker.postMessage({
         type: "run",
