@@ -156,7 +156,7 @@ def test_schemathesis_against_the_live_schema(serve: ServeProcess, tmp_path: Pat
             "--seed",
             "20261128",
             "--max-time",
-            "60",
+            "30",
             "--request-timeout",
             "20",
             "--workers",
