@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Coroutine
+from typing import Any
 
 from starlette.types import Send
 
@@ -31,6 +33,18 @@ class WebSocketChannel:
     def send(self, data: bytes) -> None:
         if self.overflowed:
             return
+        if self._writer is None:
+            # Nothing queued: start the ASGI send right here. With a writable transport it finishes without
+            # suspending (no task, no queue); only a peer whose socket is full costs a writer task.
+            coro = self._send({"type": "websocket.send", "bytes": data})
+            try:
+                waiting = coro.send(None)
+            except StopIteration:
+                return
+            except Exception:
+                return  # the peer is gone; its handler notices on its next receive
+            self._writer = asyncio.create_task(self._finish(coro, waiting))
+            return
         if self._queue is None:
             self._queue = deque()
         self._queue.append(data)
@@ -40,13 +54,42 @@ class WebSocketChannel:
         if len(self._queue) > self.max_messages or self._queued_bytes - len(data) > self.max_bytes:
             self._drop()
             return
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._drain())
+
+    async def _finish(self, coro: Coroutine[Any, Any, Any], waiting: Any) -> None:
+        """Drive a send that suspended (as a task would), then send whatever queued up meanwhile."""
+        try:
+            while True:
+                try:
+                    if waiting is None:
+                        await asyncio.sleep(0)  # a bare yield: just give the loop a turn
+                    else:
+                        # What Task.__step does with a future a coroutine yields: reset the flag the
+                        # future's __await__ set, or awaiting it again is refused.
+                        waiting._asyncio_future_blocking = False
+                        await waiting
+                except Exception:
+                    pass  # the coroutine sees the outcome itself when resumed, as under a task
+                try:
+                    waiting = coro.send(None)
+                except StopIteration:
+                    break
+        except asyncio.CancelledError:
+            coro.close()
+            self._writer = None
+            raise
+        except Exception:
+            coro.close()  # the peer is gone; its handler notices on its next receive
+            self._queue = None
+            self._writer = None
+            return
+        await self._drain()
 
     async def _drain(self) -> None:
         send = self._send
         queue = self._queue
-        assert queue is not None
+        if queue is None:
+            self._writer = None
+            return
         try:
             while queue:
                 data = queue.popleft()
