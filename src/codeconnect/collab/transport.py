@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Coroutine
 from typing import Any
 
 from starlette.types import Send
+
+
+async def _awaiting(awaitable: Awaitable[None]) -> None:
+    await awaitable
 
 
 class WebSocketChannel:
@@ -36,7 +40,8 @@ class WebSocketChannel:
         if self._writer is None:
             # Nothing queued: start the ASGI send right here. With a writable transport it finishes without
             # suspending (no task, no queue); only a peer whose socket is full costs a writer task.
-            coro = self._send({"type": "websocket.send", "bytes": data})
+            sending = self._send({"type": "websocket.send", "bytes": data})
+            coro = sending if isinstance(sending, Coroutine) else _awaiting(sending)
             try:
                 waiting = coro.send(None)
             except StopIteration:
