@@ -129,6 +129,16 @@ def test_javascript_runs_in_quickjs(pad: Any) -> None:
     assert card.locator(".run-status").inner_text() == "exit 1"
 
 
+def test_javascript_top_level_await(pad: Any) -> None:
+    program = "const v = await Promise.resolve(41);\nconsole.log(v + 1);\n"
+    assert stream(run(pad, program, language="javascript"), "stdout") == "42"
+    card = run(pad, "await null;\nthrow new Error('late');\n")
+    assert stream(card, "stderr").startswith("Error: late")
+    assert card.locator(".run-status").inner_text() == "exit 1"
+    card = run(pad, "function f() { await 1; }\n")
+    assert stream(card, "stderr").startswith("SyntaxError")
+
+
 def test_javascript_infinite_loop_is_stopped_by_stop_and_by_the_time_limit(pad: Any) -> None:
     card = stop_soon(pad, "for (;;) {}\n", language="javascript")
     assert card.locator(".run-status").inner_text() == "stopped"

@@ -57,6 +57,13 @@ const PRELUDE = `
   const out = (...args) => write(1, line(args));
   const err = (...args) => write(2, line(args));
   globalThis.console = { log: out, info: out, debug: out, trace: out, warn: err, error: err };
+  // Reports a rejection of the wrapper that runs programs using top-level await.
+  Object.defineProperty(globalThis, "__ccl_uncaught", {
+    value: (e) => {
+      err(e instanceof Error ? e.name + ": " + e.message + "\\n" + (e.stack || "").trimEnd() : "Uncaught " + show(e, 1, new Set()));
+      globalThis.__ccl_failed = true;
+    },
+  });
   globalThis.readline = () => readLine();
   globalThis.prompt = (message) => { if (message !== undefined) write(1, String(message)); return readLine(); };
 })();
@@ -78,6 +85,11 @@ function describeError(ctx: QuickJSContext, handle: QuickJSHandle): string {
     return stack ? `${head}\n${stack}\n` : `${head}\n`;
   }
   return `Uncaught ${String(dumped)}\n`;
+}
+
+function isSyntaxError(ctx: QuickJSContext, handle: QuickJSHandle): boolean {
+  const dumped: unknown = ctx.dump(handle);
+  return typeof dumped === "object" && dumped !== null && (dumped as { name?: unknown }).name === "SyntaxError";
 }
 
 async function stripTypes(code: string): Promise<{ code: string } | { error: string }> {
@@ -149,7 +161,18 @@ async function run(message: RunMessage): Promise<void> {
     readFn.dispose();
     ctx.unwrapResult(ctx.evalCode(PRELUDE, "prelude.js")).dispose();
 
-    const result = ctx.evalCode(source, filename);
+    let result = ctx.evalCode(source, filename);
+    if (result.error && !interrupted && /\bawait\b/.test(source) && isSyntaxError(ctx, result.error)) {
+      // Top-level await, as in a module or a console: run the program as the body of an async function
+      // (same line numbers). If that does not parse either, the first error is the one to show.
+      const wrapped = ctx.evalCode(`(async () => {${source}\n})().catch(__ccl_uncaught);`, filename);
+      if (wrapped.error && isSyntaxError(ctx, wrapped.error)) {
+        wrapped.error.dispose();
+      } else {
+        result.error.dispose();
+        result = wrapped;
+      }
+    }
     if (result.error) {
       exitCode = interrupted ? null : 1;
       pump.write("stderr", interrupted ? "Interrupted\n" : describeError(ctx, result.error));
@@ -167,6 +190,9 @@ async function run(message: RunMessage): Promise<void> {
         }
         if (jobs.value === 0) break;
       }
+      const failed = ctx.getProp(ctx.global, "__ccl_failed");
+      if (ctx.typeof(failed) === "boolean" && ctx.dump(failed) === true && exitCode === 0) exitCode = 1;
+      failed.dispose();
     }
   } catch (err) {
     exitCode = interrupted ? null : 1;
