@@ -2,8 +2,8 @@
 
 Layers, outermost first:
 
-* the server starts ``prlimit ... -- bwrap ...`` as ``exec_uid`` (65534) when it runs as root: RLIMIT_NPROC is
-  not enforced for processes that are root outside the namespace, and nothing inside may be root-owned
+* the server starts ``setpriv ... prlimit ... -- bwrap ...`` as ``exec_uid`` (65534) when it runs as root:
+  RLIMIT_NPROC is not enforced for processes that are root outside the namespace, and nothing inside may be root-owned
   (``exec_slot_uid_base`` gives each run slot its own uid, so runs do not share one process budget);
 * ``prlimit`` sets the limits of the whole container: processes, open files, file size, no core dumps;
 * ``bwrap --unshare-all`` gives new user/pid/net/ipc/uts/cgroup namespaces (network: only ``lo``), a read-only
@@ -175,9 +175,20 @@ class Sandbox:
         return args
 
     def command(
-        self, plan: Plan, file_fds: Sequence[tuple[int, str]], script: str, seccomp_fd: int | None = None
+        self,
+        plan: Plan,
+        file_fds: Sequence[tuple[int, str]],
+        script: str,
+        seccomp_fd: int | None = None,
+        slot: int = 0,
     ) -> list[str]:
         s = self.settings
+        # setpriv, not subprocess's user=/group=: uvloop (uvicorn's loop when installed) does not support those,
+        # and preexec_fn is unsafe in a threaded process. setpriv and prlimit exec in place: no extra process.
+        setpriv: list[str] = []
+        if self._drop_privileges():
+            uid, gid = self._identity(slot)
+            setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--"]
         prlimit = [
             "prlimit",
             f"--nproc={s.exec_max_processes}",
@@ -230,7 +241,7 @@ class Sandbox:
         for key, value in env.items():
             bwrap += ["--setenv", key, value]
         bwrap += ["--chdir", WORK, "/usr/bin/bash", "--noprofile", "--norc", "-c", script]
-        return prlimit + bwrap
+        return setpriv + prlimit + bwrap
 
     # --- Running -------------------------------------------------------------------------------------------
 
@@ -261,10 +272,7 @@ class Sandbox:
             owned += [compile_w, status_w]
             parent_only = [compile_r, status_r]
             script = driver_script(plan, compile_w, status_w)
-            argv = self.command(plan, file_fds, script, extra_fds[0] if extra_fds else None)
-            kwargs: dict[str, object] = {}
-            if self._drop_privileges():
-                kwargs.update(user=uid, group=gid, extra_groups=[])
+            argv = self.command(plan, file_fds, script, extra_fds[0] if extra_fds else None, slot)
             started = time.monotonic()
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -275,7 +283,6 @@ class Sandbox:
                     pass_fds=[fd for fd, _ in file_fds] + extra_fds + [compile_w, status_w],
                     start_new_session=True,
                     env={"PATH": SANDBOX_PATH},
-                    **kwargs,  # type: ignore[arg-type]
                 )
             except BaseException:
                 for fd in parent_only:

@@ -169,7 +169,7 @@ echo sandbox-ok
 
 async def check_sandbox(settings: Settings, sandbox: Sandbox | None = None) -> None:
     """The start-up self-test of ``CODECONNECT_EXECUTION=sandbox``."""
-    for tool in (settings.exec_bwrap_path, "prlimit", "bash"):
+    for tool in (settings.exec_bwrap_path, "prlimit", "setpriv", "bash"):
         if shutil.which(tool) is None:
             raise SandboxUnavailable(f"`{tool}` is not installed (Debian: bubblewrap, util-linux, bash)")
     sandbox = sandbox or Sandbox(settings)
