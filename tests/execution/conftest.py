@@ -13,7 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
+from codeconnect.config import Settings
 from codeconnect.db import run_migrations
+from codeconnect.execution.toolchains import Toolchains
+from codeconnect.languages import LanguageName
 from tests.conftest import IN_CI, LiveServer, ServerFactory
 
 # Small enough that every attack ends within a few seconds, large enough for javac and g++ on a loaded box.
@@ -40,6 +43,17 @@ def require_sandbox() -> None:
     if not missing:
         return
     message = f"{', '.join(missing)} not installed (Debian: bubblewrap, util-linux)"
+    if IN_CI:
+        pytest.fail(f"{message} (CI=true: required)")
+    pytest.skip(message)
+
+
+def require_language(language: LanguageName) -> None:
+    """Skip when this machine lacks a language's toolchain (with the tools named); a failure under CI=true."""
+    missing = Toolchains(Settings()).availability(language).missing
+    if not missing:
+        return
+    message = f"{language} toolchain missing here: {', '.join(missing)}"
     if IN_CI:
         pytest.fail(f"{message} (CI=true: required)")
     pytest.skip(message)

@@ -7,8 +7,9 @@ import signal
 import pytest
 from httpx import AsyncClient as Client
 
+from codeconnect.languages import LanguageName
 from tests.conftest import ServerFactory
-from tests.execution.conftest import SANDBOX_LIMITS, require_sandbox, run
+from tests.execution.conftest import SANDBOX_LIMITS, require_language, require_sandbox, run
 
 pytestmark = pytest.mark.sandbox
 
@@ -35,7 +36,8 @@ ECHO_STDIN = {
 
 
 @pytest.mark.parametrize("language", list(HELLO))
-async def test_hello_world(sandbox_client: Client, language: str) -> None:
+async def test_hello_world(sandbox_client: Client, language: LanguageName) -> None:
+    require_language(language)
     body = await run(sandbox_client, language, HELLO[language])
     assert body["stdout"] == "Hello, world!\n", body
     assert body["exitCode"] == 0
@@ -48,7 +50,8 @@ async def test_hello_world(sandbox_client: Client, language: str) -> None:
 
 
 @pytest.mark.parametrize("language", list(ECHO_STDIN))
-async def test_stdin(sandbox_client: Client, language: str) -> None:
+async def test_stdin(sandbox_client: Client, language: LanguageName) -> None:
+    require_language(language)
     body = await run(sandbox_client, language, ECHO_STDIN[language], stdin="abc\nxyz\n")
     assert body["stdout"] == "ABC\nXYZ\n", body
     assert body["exitCode"] == 0
@@ -68,7 +71,10 @@ async def test_language_aliases(sandbox_client: Client) -> None:
         ("typescript", "const x: number = ;\n", "main.ts"),
     ],
 )
-async def test_compile_error_is_a_normal_answer(sandbox_client: Client, language: str, code: str, message: str) -> None:
+async def test_compile_error_is_a_normal_answer(
+    sandbox_client: Client, language: LanguageName, code: str, message: str
+) -> None:
+    require_language(language)
     body = await run(sandbox_client, language, code)
     assert body["exitCode"] not in (0, None), body
     assert message in body["compileOutput"]
@@ -102,7 +108,8 @@ async def test_compiler_warnings_do_not_stop_the_run(sandbox_client: Client) -> 
         ),
     ],
 )
-async def test_runtime_error(sandbox_client: Client, language: str, code: str, stderr_part: str) -> None:
+async def test_runtime_error(sandbox_client: Client, language: LanguageName, code: str, stderr_part: str) -> None:
+    require_language(language)
     body = await run(sandbox_client, language, code)
     assert body["exitCode"] == 1, body
     assert body["stdout"] == "before\n"
