@@ -76,6 +76,11 @@ def processes(tmp_path: Path) -> Iterator[list[Process]]:
         p.kill()
 
 
+@pytest.fixture
+def migrated_sqlite(sqlite_url: str) -> str:
+    return sqlite_url  # `codeconnect serve` migrates on start
+
+
 @pytest.mark.slow
 async def test_kill_9_loses_nothing_older_than_a_commit_window(
     database_url: str, processes: list[Process], tmp_path: Path
@@ -133,4 +138,33 @@ async def test_kill_9_loses_nothing_older_than_a_commit_window(
         r = await client.get(f"/v1/sessions/{s['id']}")
         assert r.json()["code"] == fresh.text
     await again.close()
+    await fresh.close()
+
+
+@pytest.mark.slow
+async def test_sigterm_flushes_every_room(migrated_sqlite: str, processes: list[Process], tmp_path: Path) -> None:
+    port = _free_port()
+    first = Process(migrated_sqlite, port, tmp_path / "server.log")
+    processes.append(first)
+    await first.ready()
+    async with httpx.AsyncClient(base_url=first.base_url) as client:
+        s = await new_session(client, code="")
+        token = (await join(client, s["id"], "Writer"))["token"]
+    writer = await YClient(collab_url(first.ws_url, s["id"], token)).connect()
+    for i in range(50):
+        writer.code += f"line {i}\n"
+    await asyncio.sleep(0.2)  # on the wire, received; not necessarily committed yet
+    first.proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down gracefully, then re-raises the signal: the exit status is "killed by SIGTERM".
+    assert await asyncio.to_thread(first.proc.wait, 20) in (0, -signal.SIGTERM)
+    await writer.close()
+    second = Process(migrated_sqlite, port, tmp_path / "server.log")
+    processes.append(second)
+    await second.ready()
+    async with httpx.AsyncClient(base_url=second.base_url) as client:
+        # No room is loaded: this read comes from the mirror columns, written at shutdown.
+        r = await client.get(f"/v1/sessions/{s['id']}")
+        assert r.json()["code"] == writer.text
+    fresh = await YClient(collab_url(second.ws_url, s["id"], token)).connect()
+    assert fresh.text == writer.text
     await fresh.close()

@@ -7,8 +7,10 @@ import asyncio
 
 import httpx
 from pycrdt import Array, Doc, Text
+from sqlalchemy import func, select
 
 from codeconnect.collab.registry import RoomRegistry
+from codeconnect.models import DocUpdateRow
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory
 
@@ -185,6 +187,14 @@ async def test_room_unloads_and_reloads_from_the_log(server_factory: ServerFacto
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.5)
+        assert s["id"] not in _registry(server).rooms
+        # Unloading compacted the log into one snapshot.
+        maker = server.server.config.app.state.sessionmaker
+        async with maker() as db:
+            rows = await db.scalar(
+                select(func.count()).select_from(DocUpdateRow).where(DocUpdateRow.session_id == s["id"])
+            )
+        assert rows == 1
         # The mirror columns were written on unload: a read without a room has the latest text.
         r = await client.get(f"/v1/sessions/{s['id']}")
         assert r.json()["code"] == str(expected_doc.get("code", type=Text))
