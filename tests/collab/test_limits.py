@@ -6,6 +6,7 @@ import asyncio
 import os
 
 import httpx
+from pycrdt import Doc, Text
 from websockets.asyncio.client import connect
 
 from codeconnect.collab import protocol as p
@@ -182,3 +183,31 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(sqlite_server_fac
         await _still_works(server, client, sid, writer)
         slow.transport.abort()
         await writer.close()
+
+
+async def test_parked_updates_count_toward_the_document_limit(sqlite_server_factory: ServerFactory) -> None:
+    """Updates whose dependencies never arrive change nothing visible but occupy memory: they count."""
+    server = await sqlite_server_factory(max_document_bytes=8192)
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        sid, witness = await _room(server, client)
+        source = Doc()
+        text = source.get("code", type=Text)
+        updates: list[bytes] = []
+        source.observe(lambda e: updates.append(e.update))
+        text += "a" * 10
+        for i in range(800):
+            text += f"{i:04d}"
+        c = await YClient(collab_url(server.ws_url, sid, await _token(client, sid))).connect()
+        # Never the first update: every later one waits for it forever.
+        for update in updates[1:]:
+            await c.send(p.sync_update(update))
+            if c.closed.is_set():
+                break
+        assert await c.wait_closed() == 4413
+        await c.close()
+        # The room is full until it unloads (parked updates are never stored); others are unaffected.
+        assert (await client.get(f"/v1/sessions/{sid}")).status_code == 200
+        other_sid, other_witness = await _room(server, client)
+        await _still_works(server, client, other_sid, other_witness)
+        await witness.close()
+        await other_witness.close()

@@ -147,6 +147,9 @@ class Room:
             raise ProtocolViolation(
                 CloseCode.TOO_LARGE, f"the document would exceed {self.limits.max_document_bytes} bytes"
             )
+        # Counted before applying: an update whose dependencies are missing changes nothing visible (Yrs
+        # parks it), yet it occupies memory; counting every peer update keeps that bounded too.
+        self.doc_bytes += len(update)
         started = time.perf_counter()
         self._origin = peer
         try:
@@ -170,7 +173,8 @@ class Room:
         self._broadcast(p.sync_update(update), self._origin)
         self._last_commit = self._log.append(self.session_id, update)
         self.rows_since_snapshot += 1
-        self.doc_bytes += len(update)
+        if self._origin is None:  # peers' updates were counted when they arrived
+            self.doc_bytes += len(update)
         self.dirty = True
         self.updated_at = datetime.now(UTC)
 
