@@ -142,11 +142,15 @@ class UpdateLog:
         async with self._lock, self._sessionmaker() as db, db.begin():
             if batch:
                 await db.execute(insert(DocUpdateRow), [{"session_id": s, "data": d} for s, d in batch])
-            for session_id, m in mirrors.items():
+            if mirrors:
+                # One executemany for all rooms (ORM bulk UPDATE by primary key).
                 await db.execute(
-                    update(SessionRow)
-                    .where(SessionRow.id == session_id)
-                    .values(code=m.code, language=m.language, title=m.title, updated_at=m.updated_at)
+                    update(SessionRow),
+                    [
+                        {"id": sid, "code": m.code, "language": m.language, "title": m.title,
+                         "updated_at": m.updated_at}
+                        for sid, m in mirrors.items()
+                    ],
                 )
 
     # --- reading and compaction --------------------------------------------------------------------------
