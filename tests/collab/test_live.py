@@ -74,7 +74,7 @@ async def test_language_set_through_yjs_is_persisted(server: LiveServer, client:
     a.meta["language"] = "cobol"
     await asyncio.sleep(0.2)
     r = await client.get(f"/v1/sessions/{sid}")
-    assert r.status_code == 200 and r.json()["language"] == "python"
+    assert r.status_code == 200 and r.json()["language"] == "cpp"
     await a.close()
 
 

@@ -177,6 +177,12 @@ class Room:
             self.doc_bytes += len(update)
         self.dirty = True
         self.updated_at = datetime.now(UTC)
+        # Remember the last valid language and title: a client may later write nonsense there.
+        language, title = self.shared.language(), self.shared.title()
+        if language is not None:
+            self.fallback_language = language
+        if title is not None:
+            self.fallback_title = title
 
     def _broadcast(self, message: bytes, skip: Peer | None) -> None:
         for peer in self.peers:
