@@ -61,8 +61,9 @@ async def test_rest_put_is_a_minimal_diff_broadcast_to_clients(server: LiveServe
 
 async def test_language_set_through_yjs_is_persisted(server: LiveServer, client: httpx.AsyncClient) -> None:
     sid, (a,) = await _session_with(client, server, "Ada")
-    a.meta["language"] = "cpp"
-    a.code.insert(0, "// c++\n")
+    with a.doc.transaction():  # one update: REST sees both changes or neither
+        a.meta["language"] = "cpp"
+        a.code.insert(0, "// c++\n")
     for _ in range(100):
         r = await client.get(f"/v1/sessions/{sid}")
         if r.json()["language"] == "cpp":
