@@ -177,12 +177,6 @@ class Room:
             self.doc_bytes += len(update)
         self.dirty = True
         self.updated_at = datetime.now(UTC)
-        # Remember the last valid language and title: a client may later write nonsense there.
-        language, title = self.shared.language(), self.shared.title()
-        if language is not None:
-            self.fallback_language = language
-        if title is not None:
-            self.fallback_title = title
 
     def _broadcast(self, message: bytes, skip: Peer | None) -> None:
         for peer in self.peers:
@@ -199,11 +193,19 @@ class Room:
 
     # --- reading for REST and the mirror ----------------------------------------------------------------
 
+    # Each read remembers the last valid value (a client may later write nonsense there); reads happen on
+    # every REST call and every mirror pass. Not from the change observer: the document is locked there.
     def language(self) -> str:
-        return self.shared.language() or self.fallback_language
+        language = self.shared.language()
+        if language is not None:
+            self.fallback_language = language
+        return self.fallback_language
 
     def title(self) -> str:
-        return self.shared.title() or self.fallback_title
+        title = self.shared.title()
+        if title is not None:
+            self.fallback_title = title
+        return self.fallback_title
 
     def mirror(self) -> Mirror:
         self.dirty = False
