@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -89,3 +90,48 @@ async def test_failing_sink_does_not_fail_the_run(
     r = await sandbox_client.post(f"/v1/sessions/{session['id']}/execute", json={})
     assert r.status_code == 200
     assert r.json()["stdout"] == "Hello, world!\n"
+
+
+async def test_a_participant_run_is_theirs_and_uses_the_live_text(
+    sandbox_server: LiveServer, sandbox_client: httpx.AsyncClient
+) -> None:
+    from pycrdt import Array
+
+    from tests.collab.yclient import YClient, collab_url, join
+
+    session = (await sandbox_client.post("/v1/sessions", json={"language": "python"})).json()
+    sid = session["id"]
+    ada = await join(sandbox_client, sid, "Ada")
+    viewer = await join(sandbox_client, sid, "Val", role="viewer")
+    client = await YClient(collab_url(sandbox_server.ws_url, sid, ada["token"])).connect()
+    try:
+        with client.doc.transaction():
+            client.code.clear()
+            client.code.insert(0, "print('typed live')\n")
+        runs = client.doc.get("runs", type=Array)
+        # What the editor sees right now is what runs, even before it is mirrored to the database.
+        registry = sandbox_server.server.config.app.state.collab
+        for _ in range(500):
+            if "typed live" in registry.peek(sid).shared.text():
+                break
+            await asyncio.sleep(0.01)
+        url = f"/v1/sessions/{sid}/execute"
+        r = await sandbox_client.post(url, json={}, headers={"X-Participant-Token": ada["token"]})
+        assert r.status_code == 200, r.text
+        assert r.json()["stdout"] == "typed live\n"
+        await client.wait_for(lambda: len(runs) == 1)
+        run = runs[0]
+        assert run["by"] == {"participantId": ada["id"], "name": "Ada", "color": ada["color"]}
+        assert run["stdout"] == "typed live\n"
+
+        r = await sandbox_client.post(url, json={}, headers={"X-Participant-Token": viewer["token"]})
+        assert r.status_code == 403 and r.json()["error"] == "read_only_participant"
+        r = await sandbox_client.post(url, json={}, headers={"X-Participant-Token": "not-a-token"})
+        assert r.status_code == 403 and r.json()["error"] == "participant_token_invalid"
+        other = (await sandbox_client.post("/v1/sessions", json={})).json()
+        stranger = await join(sandbox_client, other["id"], "Eve")
+        r = await sandbox_client.post(url, json={}, headers={"X-Participant-Token": stranger["token"]})
+        assert r.status_code == 403 and r.json()["error"] == "participant_token_invalid"
+        assert len(runs) == 1
+    finally:
+        await client.close()

@@ -20,6 +20,10 @@ export interface Participant {
   online: boolean;
 }
 
+export interface SessionSettings {
+  executionEnabled: boolean;
+}
+
 export interface JoinedParticipant extends Participant {
   token: string;
 }
@@ -55,12 +59,18 @@ export interface ServerRunResult {
   language: Language;
 }
 
-async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+async function request<T>(
+  method: string,
+  path: string,
+  body?: unknown,
+  signal?: AbortSignal,
+  extraHeaders: Record<string, string> = {},
+): Promise<T> {
   let response: Response;
   try {
     response = await fetch(path, {
       method,
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      headers: body === undefined ? extraHeaders : { "Content-Type": "application/json", ...extraHeaders },
       body: body === undefined ? null : JSON.stringify(body),
       signal: signal ?? null,
     });
@@ -93,6 +103,10 @@ export const api = {
     request<JoinedParticipant>("POST", `/v1/sessions/${enc(id)}/participants`, { name, role }),
   participants: (id: string) => request<Participant[]>("GET", `/v1/sessions/${enc(id)}/participants`),
   serverLanguages: () => request<ServerLanguages>("GET", "/v1/execute/languages"),
-  execute: (code: string, language: Language, stdin: string, signal: AbortSignal) =>
-    request<ServerRunResult>("POST", "/v1/execute", { code, language, stdin }, signal),
+  sessionSettings: (id: string) => request<SessionSettings>("GET", `/v1/sessions/${enc(id)}/settings`),
+  /** Run the session's live code on the server as this participant; the server adds it to the shared output. */
+  executeInSession: (id: string, token: string, stdin: string, signal: AbortSignal) =>
+    request<ServerRunResult>("POST", `/v1/sessions/${enc(id)}/execute`, { stdin }, signal, {
+      "X-Participant-Token": token,
+    }),
 };

@@ -250,8 +250,19 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   const runners = new Runners(() => serverLanguages);
   let running = false;
 
+  // The owner can turn running off for the session; the server enforces it for server runs, the page for all.
+  let executionOff = false;
+  const offNote = "The session owner turned off running code in this session.";
+  const checkExecution = async (): Promise<void> => {
+    try {
+      executionOff = !(await api.sessionSettings(session.id)).executionEnabled;
+    } catch {
+      return; // Unreachable server: keep the last known state.
+    }
+    refreshRunState();
+  };
   const refreshRunState = (): void => {
-    const why = runners.unavailable(editor.language);
+    const why = executionOff ? offNote : runners.unavailable(editor.language);
     runButton.disabled = running || readOnly || why !== null;
     runNote.textContent = readOnly ? "" : (why ?? "");
     runNote.hidden = !runNote.textContent;
@@ -312,15 +323,29 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
     if (running || readOnly || runners.unavailable(language)) return;
     running = true;
     refreshRunState();
+    await checkExecution();
+    if (executionOff) {
+      running = false;
+      refreshRunState();
+      return;
+    }
+    refreshRunState();
     stopButton.disabled = false;
     output.beginLive(me.name, me.color, language);
     const startedAt = new Date().toISOString();
     try {
       const outcome = await runners.run(
-        { code: collab.text.toString(), language, stdin: stdin.value, limitMs: config.runTimeLimitSeconds * 1000 },
+        {
+          code: collab.text.toString(),
+          language,
+          stdin: stdin.value,
+          limitMs: config.runTimeLimitSeconds * 1000,
+          sessionId: session.id,
+          token: me.token,
+        },
         { phase: (t) => output.livePhaseText(t), output: (s, t) => output.liveOutput(s, t) },
       );
-      appendRun(collab.doc, collab.runs, {
+      if (!outcome.shared) appendRun(collab.doc, collab.runs, {
         id: randomId(),
         by: { participantId: me.id, name: me.name, color: me.color },
         source: outcome.source,
@@ -352,6 +377,8 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   });
 
   refreshRunState();
+  void checkExecution();
+  window.setInterval(() => void checkExecution(), 20_000);
   api.serverLanguages().then(
     (info) => {
       serverLanguages = new Set(info.enabled ? info.languages.filter((l) => l.available).map((l) => l.language) : []);

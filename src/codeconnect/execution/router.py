@@ -31,6 +31,13 @@ def get_execution(request: Request) -> service.ExecutionService:
 
 
 Execution = Annotated[service.ExecutionService, Depends(get_execution)]
+ParticipantToken = Annotated[
+    str | None,
+    Header(
+        alias="X-Participant-Token",
+        description="A participant's token: the run is shown as theirs in the shared output.",
+    ),
+]
 OwnerKey = Annotated[
     str | None, Header(alias="X-Owner-Key", description="The session's owner key, from its creation.")
 ]
@@ -93,21 +100,27 @@ def build_router(settings: Settings) -> APIRouter:
         responses=responses(400, 403, 404, 413, 422, 429, 501),
     )
     async def execute_session(
-        session_id: SessionId, body: SessionExecuteRequest, execution: Execution, request: Request
+        session_id: SessionId,
+        body: SessionExecuteRequest,
+        execution: Execution,
+        request: Request,
+        participant_token: ParticipantToken = None,
     ) -> ExecuteResult:
         """Run the session's code in its language. 403 `execution_disabled` when the deployment has execution
         off, 403 `execution_disabled_for_session` when the owner switched it off. The run is also appended to
         the session's shared output."""
         if not execution.enabled:
             raise service.execution_disabled()
-        program = await service.load_program(request.app.state.sessionmaker, session_id)
+        maker = request.app.state.sessionmaker
+        program = await service.load_program(maker, getattr(request.app.state, "collab", None), session_id)
         if not program.execution_enabled:
             raise service.session_execution_disabled()
+        by = await service.runner_of(maker, session_id, participant_token)
         service.check_sizes(settings, program.code, body.stdin)
         started_at = datetime.now(UTC)
         result = await execution.execute(program.language, program.code, body.stdin, _client(request))
         await service.publish_run(
-            request.app.state.run_sink, session_id, service.run_record(result, started_at)
+            request.app.state.run_sink, session_id, service.run_record(result, started_at, by)
         )
         return result
 

@@ -8,7 +8,7 @@ import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,6 +35,23 @@ log = logging.getLogger(__name__)
 
 class RunSink(Protocol):
     async def append_run(self, session_id: str, run: dict[str, Any]) -> None: ...
+
+
+class _LiveDocument(Protocol):
+    def text(self) -> str: ...
+
+
+class _LiveRoom(Protocol):
+    @property
+    def shared(self) -> _LiveDocument: ...
+
+    def language(self) -> str: ...
+
+
+class LiveText(Protocol):
+    """The live-document layer, as far as runs need it: the text people see right now."""
+
+    def peek(self, session_id: str) -> _LiveRoom | None: ...
 
 
 class NoRunSink:
@@ -224,10 +241,13 @@ async def set_execution_enabled(
     return row.execution_enabled
 
 
-async def load_program(maker: async_sessionmaker[AsyncSession], session_id: str) -> SessionProgram:
+async def load_program(
+    maker: async_sessionmaker[AsyncSession], registry: LiveText | None, session_id: str
+) -> SessionProgram:
     """The session's current code, read in a short transaction of its own.
 
     A run takes seconds; keeping the request's unit of work open that long would hold SQLite's write lock.
+    While people are editing, the live document is newer than the stored mirror: run what they see.
     """
     from codeconnect.sessions.service import get_session
 
@@ -235,14 +255,40 @@ async def load_program(maker: async_sessionmaker[AsyncSession], session_id: str)
         row = await get_session(db, session_id)
         program = SessionProgram(row.code, row.language, row.execution_enabled)  # type: ignore[arg-type]
         await db.rollback()
+    room = registry.peek(session_id) if registry is not None else None
+    if room is not None:
+        language = cast(LanguageName, room.language())
+        program = SessionProgram(room.shared.text(), language, program.execution_enabled)
     return program
 
 
-def run_record(result: ExecuteResult, started_at: datetime) -> dict[str, Any]:
+async def runner_of(
+    maker: async_sessionmaker[AsyncSession], session_id: str, token: str | None
+) -> dict[str, str] | None:
+    """Who runs the session's code: the participant holding ``token`` (shown in the shared output), or None
+    for an anonymous API call. A token that is not an editor's of this session is refused."""
+    if token is None:
+        return None
+    from codeconnect.participants.service import authenticate
+
+    async with maker() as db:
+        participant = await authenticate(db, session_id, token)
+        if participant is None:
+            raise Forbidden(
+                "The participant token does not belong to this session.", code="participant_token_invalid"
+            )
+        if participant.role != "editor":
+            raise Forbidden("Viewers cannot run the session's code.", code="read_only_participant")
+        by = {"participantId": participant.id, "name": participant.name, "color": participant.color}
+        await db.rollback()
+    return by
+
+
+def run_record(result: ExecuteResult, started_at: datetime, by: dict[str, str] | None = None) -> dict[str, Any]:
     """The entry appended to the session's shared ``runs`` array (the live document's schema)."""
     return {
         "id": new_id(),
-        "by": None,
+        "by": by,
         "source": "server",
         "language": result.language,
         "stdout": result.stdout,

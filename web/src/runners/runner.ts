@@ -11,6 +11,9 @@ export interface RunRequest {
   language: Language;
   stdin: string;
   limitMs: number;
+  /** Server runs go through the session, so the owner's switch applies and the server shares the output. */
+  sessionId: string;
+  token: string;
 }
 
 export interface RunOutcome {
@@ -24,6 +27,8 @@ export interface RunOutcome {
   outputTruncated: boolean;
   compileOutput: string;
   durationMs: number;
+  /** The server already added this run to the session's shared output. */
+  shared?: boolean;
 }
 
 export interface RunEvents {
@@ -264,8 +269,8 @@ export class Runners {
     const started = performance.now();
     events.phase("Running on the server…");
     try {
-      const r = await api.execute(request.code, request.language, request.stdin, abort.signal);
-      return { ...r, source: "server", stopped: false };
+      const r = await api.executeInSession(request.sessionId, request.token, request.stdin, abort.signal);
+      return { ...r, source: "server", stopped: false, shared: true };
     } catch (err) {
       const stopped = err instanceof DOMException && err.name === "AbortError";
       const message = stopped
