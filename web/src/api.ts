@@ -1,5 +1,6 @@
 // The REST API of our own server, typed. Errors arrive in one shape: {error, detail, fields?}.
 import type { Language } from "./languages";
+import type { RunResult } from "./runs";
 
 export class ApiError extends Error {
   constructor(
@@ -47,17 +48,7 @@ export interface ServerLanguages {
   languages: { language: string; available: boolean; missing: string[] }[];
 }
 
-export interface ServerRunResult {
-  stdout: string;
-  stderr: string;
-  exitCode: number | null;
-  signal: number | null;
-  timedOut: boolean;
-  outputTruncated: boolean;
-  compileOutput: string;
-  durationMs: number;
-  language: Language;
-}
+export type ServerRunResult = RunResult;
 
 async function request<T>(
   method: string,

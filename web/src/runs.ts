@@ -11,11 +11,8 @@ export interface RunBy {
   color: string;
 }
 
-export interface RunRecord {
-  id: string;
-  by: RunBy | null;
-  source: "browser" | "server";
-  language: Language;
+/** What a run produced, wherever it ran (the server's `/execute` answer has the same fields). */
+export interface RunResult {
   stdout: string;
   stderr: string;
   exitCode: number | null;
@@ -24,6 +21,14 @@ export interface RunRecord {
   outputTruncated: boolean;
   compileOutput: string;
   durationMs: number;
+  language: Language;
+}
+
+/** One entry of the shared `runs` array. */
+export interface RunRecord extends RunResult {
+  id: string;
+  by: RunBy | null;
+  source: "browser" | "server";
   startedAt: string;
 }
 
