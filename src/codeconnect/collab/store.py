@@ -56,7 +56,7 @@ class UpdateLog:
         self._lock = lock
         self._window = commit_window_ms / 1000
         self._pending: list[tuple[str, bytes]] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        self._batch: asyncio.Future[None] | None = None
         self._mirrors: dict[str, Mirror] = {}
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -70,7 +70,10 @@ class UpdateLog:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.flush()
+        try:
+            await self.flush()
+        except ServiceUnavailable:
+            pass  # already logged; the writer makes its last attempts below
         self._closing = True
         self._wakeup.set()
         if self._task is not None:
@@ -81,59 +84,65 @@ class UpdateLog:
     def append(self, session_id: str, data: bytes) -> asyncio.Future[None]:
         """Queue ``data`` for the next group commit; the future resolves once it is committed."""
         self._pending.append((session_id, data))
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self._kick()
-        return fut
+        return self._batch_future()
 
     def mirror(self, session_id: str, mirror: Mirror) -> None:
         """Update the session row's code/language/title columns in the next commit (latest wins)."""
         self._mirrors[session_id] = mirror
-        self._kick()
+        self._batch_future()
 
     async def flush(self) -> None:
         """Wait until everything queued so far is committed."""
         if self._pending or self._mirrors:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            self._kick()
-            await asyncio.shield(fut)
+            await asyncio.shield(self._batch_future())
         await self._idle.wait()
 
-    def _kick(self) -> None:
-        self._idle.clear()
-        self._wakeup.set()
+    def _batch_future(self) -> asyncio.Future[None]:
+        # One future per batch, shared by everything in it (a REST write waits on it; peers do not).
+        fut = self._batch
+        if fut is None:
+            fut = self._batch = asyncio.get_running_loop().create_future()
+            fut.add_done_callback(_consume)
+            self._idle.clear()
+            self._wakeup.set()
+        return fut
 
     async def _writer(self) -> None:
+        failures = 0
         while True:
             await self._wakeup.wait()
-            if self._closing and not self._pending and not self._mirrors and not self._waiters:
+            if self._closing and not self._pending and not self._mirrors:
                 return
             if self._window and not self._closing:
                 await asyncio.sleep(self._window)
             self._wakeup.clear()
             batch, self._pending = self._pending, []
-            waiters, self._waiters = self._waiters, []
             mirrors, self._mirrors = self._mirrors, {}
-            error: BaseException | None = None
-            for attempt in range(_RETRIES):
-                try:
-                    await self._commit(batch, mirrors)
-                    error = None
-                    break
-                except Exception as exc:  # loud, then retried: a store failure must never pass silently
-                    error = exc
-                    log.exception("committing %d document updates failed (attempt %d)", len(batch), attempt + 1)
-                    await asyncio.sleep(0.1 * 2**attempt)
-            self.commits += 1
-            for fut in waiters:
-                if fut.done():
+            done, self._batch = self._batch, None
+            try:
+                await self._commit(batch, mirrors)
+            except Exception:
+                # Loud, and never dropped while the process lives: the batch goes back to the front of the
+                # queue and is retried with backoff. Writers waiting for it are told the store is unavailable.
+                failures += 1
+                log.exception("committing %d document updates failed (%d in a row)", len(batch), failures)
+                if done is not None and not done.done():
+                    done.set_exception(ServiceUnavailable("The document store is unavailable; try again."))
+                if self._closing and failures >= _RETRIES:
+                    log.error("shutting down with %d document updates not stored", len(batch))
+                    self._wakeup.set()
                     continue
-                if error is None:
-                    fut.set_result(None)
-                else:
-                    fut.set_exception(ServiceUnavailable("The document store is unavailable; try again."))
-            if not self._pending and not self._mirrors and not self._waiters:
+                self._pending[:0] = batch
+                for session_id, m in mirrors.items():
+                    self._mirrors.setdefault(session_id, m)
+                self._batch_future()
+                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
+                continue
+            failures = 0
+            self.commits += 1
+            if done is not None and not done.done():
+                done.set_result(None)
+            if self._batch is None:
                 self._idle.set()
 
     async def _commit(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
@@ -188,6 +197,12 @@ class UpdateLog:
             await db.execute(delete(DocUpdateRow).where(DocUpdateRow.id.in_([r.id for r in rows])))
             await db.execute(insert(DocUpdateRow).values(session_id=session_id, data=merged))
         return len(merged)
+
+
+def _consume(fut: asyncio.Future[None]) -> None:
+    # Peers never await their batch; reading the outcome keeps a failed one from being reported as lost.
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def add_initial_update(db: AsyncSession, session_id: str, data: bytes) -> None:
