@@ -14,9 +14,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from pycrdt import merge_updates
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
@@ -25,6 +26,17 @@ from codeconnect.models import DocUpdateRow, SessionRow
 log = logging.getLogger(__name__)
 
 _RETRIES = 5
+_SESSIONS = cast(Table, SessionRow.__table__)
+_MIRROR = (
+    update(_SESSIONS)
+    .where(_SESSIONS.c.id == bindparam("b_id"))
+    .values(
+        code=bindparam("b_code"),
+        language=bindparam("b_language"),
+        title=bindparam("b_title"),
+        updated_at=bindparam("b_updated_at"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +164,12 @@ class UpdateLog:
             if batch:
                 await db.execute(insert(DocUpdateRow), [{"session_id": s, "data": d} for s, d in batch])
             if mirrors:
-                # One executemany for all rooms (ORM bulk UPDATE by primary key).
+                # One executemany on the table for all rooms: no ORM bookkeeping on the event loop.
                 await db.execute(
-                    update(SessionRow),
+                    _MIRROR,
                     [
-                        {"id": sid, "code": m.code, "language": m.language, "title": m.title,
-                         "updated_at": m.updated_at}
+                        {"b_id": sid, "b_code": m.code, "b_language": m.language, "b_title": m.title,
+                         "b_updated_at": m.updated_at}
                         for sid, m in mirrors.items()
                     ],
                 )
