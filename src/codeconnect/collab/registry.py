@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.room import Room, RoomLimits
 from codeconnect.collab.store import UpdateLog
+from codeconnect.collab.writer import batch_writer
 from codeconnect.config import Settings
 from codeconnect.errors import SessionNotFound
 from codeconnect.models import SessionRow
@@ -52,7 +53,9 @@ class RoomRegistry:
         # waits by sleeping, so many connections contending for it crawl. The live layer queues its own
         # database work on this lock instead: one at a time on SQLite, a few on PostgreSQL.
         self.db_lock = asyncio.Semaphore(1 if settings.is_sqlite else 4)
-        self.log = UpdateLog(sessionmaker, settings.commit_window_ms, self.db_lock)
+        self.log = UpdateLog(
+            sessionmaker, settings.commit_window_ms, self.db_lock, batch_writer(settings.database_url)
+        )
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()

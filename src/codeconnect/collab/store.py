@@ -20,6 +20,7 @@ from pycrdt import merge_updates
 from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from codeconnect.collab.writer import BatchWriter
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow
 
@@ -62,9 +63,14 @@ class UpdateLog:
     """Append-only per-session log of binary Yjs updates, committed in groups by one writer task."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], commit_window_ms: int, lock: asyncio.Semaphore
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        commit_window_ms: int,
+        lock: asyncio.Semaphore,
+        writer: BatchWriter | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
+        self._batch_writer = writer
         self._lock = lock
         self._window = commit_window_ms / 1000
         self._pending: list[tuple[str, bytes]] = []
@@ -90,6 +96,8 @@ class UpdateLog:
         self._wakeup.set()
         if self._task is not None:
             await self._task
+        if self._batch_writer is not None:
+            await self._batch_writer.close()
 
     # --- writing -----------------------------------------------------------------------------------------
 
@@ -159,6 +167,10 @@ class UpdateLog:
 
     async def _commit(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
         if not batch and not mirrors:
+            return
+        if self._batch_writer is not None:
+            async with self._lock:
+                await self._batch_writer.write(batch, mirrors)
             return
         async with self._lock, self._sessionmaker() as db, db.begin():
             if batch:
