@@ -12,13 +12,13 @@ from sqlalchemy import func, select
 
 from codeconnect.collab.document import initial_update
 from codeconnect.collab.store import Mirror, UpdateLog, add_initial_update
-from codeconnect.db import create_engine, create_sessionmaker, run_migrations
+from codeconnect.collab.writer import batch_writer
+from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import ServiceUnavailable
 from codeconnect.models import DocUpdateRow, SessionRow, utcnow
 
 
 async def _setup(url: str) -> Any:
-    await run_migrations(url)
     engine = create_engine(url)
     maker = create_sessionmaker(engine)
     async with maker() as db, db.begin():
@@ -30,9 +30,10 @@ async def _setup(url: str) -> Any:
     return engine, maker
 
 
-async def test_group_commit_retries_a_failed_batch_and_compacts(sqlite_url: str) -> None:
-    engine, maker = await _setup(sqlite_url)
-    log = UpdateLog(maker, 10, asyncio.Semaphore(1))
+@pytest.mark.parametrize("driver", [True, False], ids=["driver", "orm"])
+async def test_group_commit_retries_a_failed_batch_and_compacts(database_url: str, driver: bool) -> None:
+    engine, maker = await _setup(database_url)
+    log = UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url) if driver else None)
     failures = 2
     real_commit = log._commit
 
@@ -68,6 +69,9 @@ async def test_group_commit_retries_a_failed_batch_and_compacts(sqlite_url: str)
         stored = await log.load("s1")
         assert len(stored.updates) == 21
         assert stored.code == str(text) and stored.language == "java"
+        async with maker() as db:
+            row = await db.get(SessionRow, "s1")
+            assert row is not None and row.title == "t2" and row.updated_at.tzinfo is not None
         size = await log.compact("s1")
         stored = await log.load("s1")
         assert len(stored.updates) == 1 and len(stored.updates[0]) == size
