@@ -20,7 +20,9 @@ class AwarenessOwner(Protocol):
     """The connection side of an awareness entry."""
 
     client_id: int | None
-    user: dict[str, str]
+
+    @property
+    def user(self) -> dict[str, str]: ...
 
 
 @dataclass(slots=True)

@@ -30,7 +30,7 @@ from codeconnect.security import hash_secret
 
 log = logging.getLogger(__name__)
 
-_AUTH_CACHE_SIZE = 10_000
+_AUTH_CACHE_SIZE = 1024  # recent tokens: reconnects skip the database; small, it is per-process memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +209,7 @@ class RoomRegistry:
         try:
             await self.log.flush()
             rows_before = room.rows_since_snapshot
-            size = await self.log.compact(room.session_id)
+            size = await self.log.compact(room.session_id, room.shared.doc.get_update) or room.doc_bytes
             # Updates that arrived meanwhile stay separate rows after the snapshot.
             room.rows_since_snapshot = max(1, room.rows_since_snapshot - rows_before + 1)
             room.doc_bytes = size

@@ -55,14 +55,20 @@ class RoomLimits:
 class Peer:
     """One live connection in a room."""
 
-    __slots__ = ("channel", "participant_id", "readonly", "client_id", "user")
+    __slots__ = ("channel", "participant_id", "readonly", "client_id", "name", "color")
 
     def __init__(self, channel: Channel, participant_id: str, name: str, color: str, readonly: bool) -> None:
         self.channel = channel
         self.participant_id = participant_id
         self.readonly = readonly
         self.client_id: int | None = None
-        self.user = {"name": name, "color": color, "participantId": participant_id}
+        self.name = name
+        self.color = color
+
+    @property
+    def user(self) -> dict[str, str]:
+        """What the awareness ``user`` field says about this peer (built on use: most peers idle)."""
+        return {"name": self.name, "color": self.color, "participantId": self.participant_id}
 
 
 class Room:

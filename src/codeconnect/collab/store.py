@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
 from pycrdt import merge_updates
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.collab.writer import BatchWriter
@@ -206,19 +206,37 @@ class UpdateLog:
             ).all()
         return StoredDoc(session.title, session.language, session.code, [r.id for r in rows], [r.data for r in rows])
 
-    async def compact(self, session_id: str) -> int:
-        """Replace the session's log rows by one merged snapshot; returns the snapshot's size."""
+    async def compact(self, session_id: str, snapshot: Callable[[], bytes] | None = None) -> int:
+        """Replace the session's log rows by one snapshot; returns its size.
+
+        ``snapshot`` returns the loaded document's full state. It is taken after the rows to replace were
+        read, and every row reaches the log only after its update was applied to that document, so the
+        snapshot contains them all. Encoding the document is fast; merging thousands of stored updates
+        (the fallback when no document is loaded) takes long enough to stall the event loop.
+        """
         async with self._lock, self._sessionmaker() as db, db.begin():
-            rows = (
+            count, max_id = (
                 await db.execute(
-                    select(DocUpdateRow.id, DocUpdateRow.data).where(DocUpdateRow.session_id == session_id)
+                    select(func.count(), func.max(DocUpdateRow.id)).where(DocUpdateRow.session_id == session_id)
                 )
-            ).all()
-            if len(rows) <= 1:
-                return len(rows[0].data) if rows else 0
-            merged = merge_updates(*[r.data for r in rows])
-            # Delete exactly the rows merged: with PostgreSQL, ids can commit out of order.
-            await db.execute(delete(DocUpdateRow).where(DocUpdateRow.id.in_([r.id for r in rows])))
+            ).one()
+            if count <= 1:
+                return 0
+            if snapshot is not None:
+                merged = snapshot()
+            else:
+                rows = (
+                    await db.scalars(
+                        select(DocUpdateRow.data).where(
+                            DocUpdateRow.session_id == session_id, DocUpdateRow.id <= max_id
+                        )
+                    )
+                ).all()
+                merged = merge_updates(*rows)
+            # Rows up to the highest one read: the one writer of this process commits in id order.
+            await db.execute(
+                delete(DocUpdateRow).where(DocUpdateRow.session_id == session_id, DocUpdateRow.id <= max_id)
+            )
             await db.execute(insert(DocUpdateRow).values(session_id=session_id, data=merged))
         return len(merged)
 
