@@ -14,13 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from codeconnect.collab.protocol import CloseCode
-from codeconnect.collab.registry import RoomRegistry
+from codeconnect.collab.registry import Participant, RoomRegistry
 from codeconnect.collab.room import Peer, ProtocolViolation, Room
 from codeconnect.collab.transport import WebSocketChannel
 from codeconnect.errors import SessionNotFound
@@ -70,11 +71,11 @@ class LiveEndpoint:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: every suspended frame is kept per idle connection, so hand over directly.
         if scope["type"] == "websocket" and scope["path"].startswith(_PREFIX):
-            await _connection(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return _connection(scope, receive, send)
+        return self.app(scope, receive, send)
 
 
 def _drop_handshake(scope: Scope, receive: Receive) -> None:
@@ -92,93 +93,95 @@ async def _close(send: Send, code: int, reason: str) -> None:
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
+async def _open(scope: Scope, receive: Receive, send: Send) -> tuple[RoomRegistry, Room, Participant] | None:
+    """Handshake, authentication and the room; None when the connection was refused (and closed)."""
     if (await receive())["type"] != "websocket.connect":
-        return
+        return None
     registry: RoomRegistry = scope["app"].state.collab
     session_id = scope["path"][len(_PREFIX) :]
     await send({"type": "websocket.accept"})
     if not _SESSION_ID.match(session_id):
         await _close(send, CloseCode.NOT_FOUND, "session not found")
-        return
+        return None
     tokens = parse_qs(scope["query_string"].decode("latin-1")).get("token")
     _drop_handshake(scope, receive)
     try:
         participant = await registry.authorize(session_id, tokens[0] if tokens else None)
     except SessionNotFound:
         await _close(send, CloseCode.NOT_FOUND, "session not found")
-        return
+        return None
     if participant is None:
         await _close(send, CloseCode.UNAUTHORIZED, "missing or invalid token")
-        return
+        return None
     try:
         room = await registry.acquire(session_id)
     except SessionNotFound:
         await _close(send, CloseCode.NOT_FOUND, "session not found")
-        return
+        return None
     except Exception:
         # Never serve an empty document in place of one that failed to load.
         log.exception("loading a session's document failed")
         await _close(send, CloseCode.INTERNAL_ERROR, "the document could not be loaded")
+        return None
+    if len(room.peers) >= registry.settings.max_connections_per_session:
+        registry.release(room)
+        await _close(send, CloseCode.TOO_MANY, "too many connections to this session")
+        return None
+    return registry, room, participant
+
+
+async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
+    opened = await _open(scope, receive, send)
+    if opened is None:
         return
+    registry, room, participant = opened
     try:
-        if len(room.peers) >= registry.settings.max_connections_per_session:
-            await _close(send, CloseCode.TOO_MANY, "too many connections to this session")
-            return
-        peer_args = (participant.id, participant.name, participant.color, participant.role == "viewer")
-        await _serve(receive, send, room, registry, *peer_args)
+        settings = registry.settings
+        channel = WebSocketChannel(
+            send, max_messages=settings.ws_send_queue_messages, max_bytes=settings.ws_send_queue_bytes
+        )
+        peer = Peer(channel, participant.id, participant.name, participant.color, participant.role == "viewer")
+        limiter = RateLimiter(settings.ws_rate_per_second, settings.ws_rate_burst, settings.ws_rate_grace_seconds)
+        max_bytes = settings.ws_max_message_bytes
+        close: tuple[int, str] | None = None
+        room.join(peer)
+        try:
+            while True:
+                message: Message = await receive()
+                if message["type"] != "websocket.receive":
+                    break
+                data = message.get("bytes")
+                if data is None:
+                    close = (CloseCode.UNSUPPORTED_DATA, "binary messages only")
+                    break
+                if len(data) > max_bytes:
+                    close = (CloseCode.TOO_LARGE, f"message larger than {max_bytes} bytes")
+                    break
+                if not await limiter.take():
+                    close = (CloseCode.TOO_MANY, "too many messages")
+                    break
+                try:
+                    room.receive(peer, data)
+                except ProtocolViolation as exc:
+                    close = (exc.code, exc.reason[:120])
+                    break
+        except asyncio.CancelledError:
+            if not channel.overflowed:
+                raise
+            # Dropped for not reading: nothing more can be sent to it, the server just lets go.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+        finally:
+            room.leave(peer)
+        if close is not None:
+            await channel.flush(1.0)
+            channel.stop()
+            try:
+                await asyncio.wait_for(_close(send, *close), 5)
+            except (TimeoutError, Exception):
+                pass
+        else:
+            channel.stop()
     finally:
         registry.release(room)
-
-
-async def _serve(
-    receive: Receive, send: Send, room: Room, registry: RoomRegistry, participant_id: str, name: str,
-    color: str, readonly: bool,
-) -> None:
-    settings = registry.settings
-    channel = WebSocketChannel(
-        send, max_messages=settings.ws_send_queue_messages, max_bytes=settings.ws_send_queue_bytes
-    )
-    peer = Peer(channel, participant_id, name, color, readonly)
-    limiter = RateLimiter(settings.ws_rate_per_second, settings.ws_rate_burst, settings.ws_rate_grace_seconds)
-    max_bytes = settings.ws_max_message_bytes
-    close: tuple[int, str] | None = None
-    room.join(peer)
-    try:
-        while True:
-            message: Message = await receive()
-            if message["type"] != "websocket.receive":
-                break
-            data = message.get("bytes")
-            if data is None:
-                close = (CloseCode.UNSUPPORTED_DATA, "binary messages only")
-                break
-            if len(data) > max_bytes:
-                close = (CloseCode.TOO_LARGE, f"message larger than {max_bytes} bytes")
-                break
-            if not await limiter.take():
-                close = (CloseCode.TOO_MANY, "too many messages")
-                break
-            try:
-                room.receive(peer, data)
-            except ProtocolViolation as exc:
-                close = (exc.code, exc.reason[:120])
-                break
-    except asyncio.CancelledError:
-        if not channel.overflowed:
-            raise
-        # Dropped for not reading: nothing more can be sent to it, the server just lets go.
-        task = asyncio.current_task()
-        if task is not None:
-            task.uncancel()
-    finally:
-        room.leave(peer)
-    if close is not None:
-        await channel.flush(1.0)
-        channel.stop()
-        try:
-            await asyncio.wait_for(_close(send, *close), 5)
-        except (TimeoutError, Exception):
-            pass
-    else:
-        channel.stop()
