@@ -123,6 +123,10 @@ async def test_kill_9_loses_nothing_older_than_a_commit_window(
     second = Process(database_url, port, tmp_path / "server.log")
     processes.append(second)
     await second.ready()
+    # REST first, before anyone reconnects: it must read through the log, not a mirror the kill left behind.
+    async with httpx.AsyncClient(base_url=second.base_url) as client:
+        rest_lines = (await client.get(f"/v1/sessions/{s['id']}")).json()["code"].splitlines()
+    assert not [ln for ln in must_survive if ln not in rest_lines]
     fresh = await YClient(collab_url(second.ws_url, s["id"], observer_token)).connect()
     stored = fresh.text.splitlines()
     missing = [ln for ln in must_survive if ln not in stored]

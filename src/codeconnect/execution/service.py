@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import shutil
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
@@ -51,7 +52,7 @@ class _LiveRoom(Protocol):
 class LiveText(Protocol):
     """The live-document layer, as far as runs need it: the text people see right now."""
 
-    def peek(self, session_id: str) -> _LiveRoom | None: ...
+    def use(self, session_id: str) -> AbstractAsyncContextManager[_LiveRoom]: ...
 
 
 class NoRunSink:
@@ -255,10 +256,11 @@ async def load_program(
         row = await get_session(db, session_id)
         program = SessionProgram(row.code, row.language, row.execution_enabled)  # type: ignore[arg-type]
         await db.rollback()
-    room = registry.peek(session_id) if registry is not None else None
-    if room is not None:
-        language = cast(LanguageName, room.language())
-        program = SessionProgram(room.shared.text(), language, program.execution_enabled)
+    if registry is not None:
+        # Through the document, never the stored mirror, which can trail it.
+        async with registry.use(session_id) as room:
+            language = cast(LanguageName, room.language())
+            program = SessionProgram(room.shared.text(), language, program.execution_enabled)
     return program
 
 

@@ -77,7 +77,14 @@ def build_router(models: RequestModels) -> APIRouter:
     @router.get("/{sessionId}", summary="Get a session", response_model=Session, responses=responses(404, 422))
     async def get_session(session_id: ExistingSessionId, db: DB, presence: Presence, live: Live) -> Session:
         """The session with its current code, language and participants."""
-        return to_session(await service.get_session(db, session_id), presence, live)
+        row = await service.get_session(db, session_id)
+        if live.peek(session_id) is not None:
+            return to_session(row, presence, live)
+        # The stored mirror can trail the update log (it is refreshed periodically, and a crash skips the last
+        # refresh): read through the document itself, as a client connecting now would see it.
+        await service.end_read_transaction(db)
+        async with live.use(session_id):
+            return to_session(row, presence, live)
 
     @router.put(
         "/{sessionId}",

@@ -84,7 +84,7 @@ async def get_session(db: AsyncSession, session_id: str, *, for_update: bool = F
     return row
 
 
-async def _end_read_transaction(db: AsyncSession) -> None:
+async def end_read_transaction(db: AsyncSession) -> None:
     # SQLite takes its one write lock at BEGIN; a transaction left open by an earlier read would block the
     # update log's writer, which this request is about to wait for. Nothing was written yet.
     await db.commit()
@@ -109,7 +109,7 @@ async def update_session(
     title: str | None,
 ) -> SessionRow:
     check_code_size(code, settings)
-    await _end_read_transaction(db)
+    await end_read_transaction(db)
     async with registry.use(session_id) as room:
         with room.shared.doc.transaction():
             room.shared.replace_text(code)
@@ -127,7 +127,7 @@ async def set_language(
     db: AsyncSession, registry: RoomRegistry, session_id: str, language: str
 ) -> SessionRow:
     lang = canonical_language(language)
-    await _end_read_transaction(db)
+    await end_read_transaction(db)
     async with registry.use(session_id) as room:
         room.shared.set_meta("language", lang)
         await room.committed()
