@@ -17,11 +17,10 @@ from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
 from codeconnect.execution.router import build_router as execution_router
 from codeconnect.execution.sandbox import SandboxUnavailable
-from codeconnect.execution.service import ExecutionService, NoRunSink
+from codeconnect.execution.service import ExecutionService
 from codeconnect.health import router as health_router
 from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
-from codeconnect.participants.service import NoPresence
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
 from codeconnect.web.router import build_router as web_router
@@ -48,7 +47,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(engine.dispose)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
-            app.state.presence = NoPresence()
             # Rooms flush on exit, before the engine they write through is disposed (exit order is LIFO).
             collab = await stack.enter_async_context(RoomRegistry(app.state.sessionmaker, settings))
             app.state.collab = app.state.presence = app.state.run_sink = collab
@@ -62,8 +60,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     ) from exc
             stack.push_async_callback(execution.close)
             app.state.execution = execution
-            if not hasattr(app.state, "run_sink"):
-                app.state.run_sink = NoRunSink()
             yield
 
     app = FastAPI(

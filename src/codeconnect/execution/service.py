@@ -55,12 +55,6 @@ class LiveText(Protocol):
     def use(self, session_id: str) -> AbstractAsyncContextManager[_LiveRoom]: ...
 
 
-class NoRunSink:
-    """Used when no live-document layer is installed: runs are only returned to the caller."""
-
-    async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
-        return None
-
 
 def execution_disabled() -> Forbidden:
     return Forbidden(

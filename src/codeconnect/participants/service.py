@@ -33,12 +33,6 @@ class PresenceView(Protocol):
     def online_participants(self, session_id: str) -> frozenset[str]: ...
 
 
-class NoPresence:
-    """Presence when no live layer runs: nobody is online."""
-
-    def online_participants(self, session_id: str) -> frozenset[str]:
-        return frozenset()
-
 
 @dataclass(frozen=True, slots=True)
 class NewParticipant:
