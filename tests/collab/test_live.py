@@ -88,11 +88,13 @@ async def test_presence_online_flags_and_awareness(server: LiveServer, client: h
     assert {p["name"]: p["online"] for p in r.json()} == {"Ada": True, "Bob": False}
     b = await YClient(collab_url(server.ws_url, s["id"], bob["token"])).connect()
     # A client claiming another name and colour is shown with its real participant identity.
-    await a.set_awareness({"user": {"name": "Mallory", "color": "#000000", "colorLight": "#00000033"}, "cursor": 1})
+    await a.set_awareness(
+        {"user": {"name": "Mallory", "color": "#000000", "colorLight": "red; background-image: url(x)"}, "cursor": 1}
+    )
     await b.wait_for(lambda: a.doc.client_id in b.awareness)
     state = b.awareness[a.doc.client_id]
     assert state["user"] == {
-        "name": "Ada", "color": ada["color"], "colorLight": "#00000033", "participantId": ada["id"]
+        "name": "Ada", "color": ada["color"], "colorLight": ada["color"] + "33", "participantId": ada["id"]
     }
     assert state["cursor"] == 1
     # The sender gets its own state echoed back (stock clients need traffic to stay connected).

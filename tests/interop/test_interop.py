@@ -56,14 +56,14 @@ async def test_stock_clients_converge_share_awareness_and_match_rest(
         r = await client.get(f"/v1/sessions/{s['id']}")
         assert r.json()["code"] == text
         assert r.json()["language"] == "typescript"  # set through Yjs by a stock client
-        # Others are seen with the identity the server stamped on their state (a client's view of its own
-        # state is what it set).
+        # Others are seen with the identity the server stamped on their state, selection colour included (a
+        # client's view of its own state is what it set).
         users = sorted(
             (a["user"]["name"], a["user"]["participantId"], a["user"]["colorLight"])
             for a in result["awareness"]
             if a["id"] != result["self"]
         )
-        assert users == sorted((p["name"], p["id"], "#12345633") for p in people[1:])
+        assert users == sorted((p["name"], p["id"], p["color"] + "33") for p in people[1:])
         # A REST write reaches every stock client live.
         new_text = text.replace("print", "console.log", 1) + "// from REST\n"
         r = await client.put(f"/v1/sessions/{s['id']}", json={"code": new_text})

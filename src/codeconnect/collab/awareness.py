@@ -115,6 +115,9 @@ class RoomAwareness:
             return raw
         claimed = state.get("user")
         stamped = {**claimed, **user} if isinstance(claimed, dict) else dict(user)
+        # Editor bindings paint remote selections with `colorLight` in a style attribute: derive it from the
+        # participant's colour instead of relaying whatever a client wrote there.
+        stamped["colorLight"] = user["color"] + "33"
         if claimed == stamped:
             return raw
         state["user"] = stamped
