@@ -7,6 +7,7 @@ import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -132,21 +133,29 @@ async def start_server(settings: Settings) -> LiveServer:
 ServerFactory = Callable[..., Awaitable[LiveServer]]
 
 
-@pytest.fixture
-async def server_factory(database_url: str) -> AsyncIterator[ServerFactory]:
-    """Start servers on the test's database; ``await server_factory(max_participants=3)`` overrides settings."""
+@asynccontextmanager
+async def servers_on(database_url: str) -> AsyncIterator[ServerFactory]:
+    """A factory of servers on one database, all stopped on exit."""
     servers: list[LiveServer] = []
 
     async def factory(**overrides: Any) -> LiveServer:
-        settings = Settings(database_url=database_url, **overrides)
-        server = await start_server(settings)
+        server = await start_server(Settings(database_url=database_url, **overrides))
         servers.append(server)
         return server
 
-    yield factory
-    for server in reversed(servers):
-        if not server.task.done():
-            await server.stop()
+    try:
+        yield factory
+    finally:
+        for server in reversed(servers):
+            if not server.task.done():
+                await server.stop()
+
+
+@pytest.fixture
+async def server_factory(database_url: str) -> AsyncIterator[ServerFactory]:
+    """Start servers on the test's database; ``await server_factory(max_participants=3)`` overrides settings."""
+    async with servers_on(database_url) as factory:
+        yield factory
 
 
 @pytest.fixture

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
-from codeconnect.config import Settings
 from codeconnect.db import run_migrations
-from tests.conftest import LiveServer, ServerFactory, start_server
+from tests.conftest import LiveServer, ServerFactory, servers_on
 
 
 @pytest.fixture
@@ -18,17 +16,8 @@ async def sqlite_server_factory(sqlite_url: str) -> AsyncIterator[ServerFactory]
     """Servers on one SQLite database, for tests whose subject does not depend on the backend (limits,
     malformed input): they run once instead of once per backend."""
     await run_migrations(sqlite_url)
-    servers: list[LiveServer] = []
-
-    async def factory(**overrides: Any) -> LiveServer:
-        server = await start_server(Settings(database_url=sqlite_url, **overrides))
-        servers.append(server)
-        return server
-
-    yield factory
-    for server in reversed(servers):
-        if not server.task.done():
-            await server.stop()
+    async with servers_on(sqlite_url) as factory:
+        yield factory
 
 
 @pytest.fixture
