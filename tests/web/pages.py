@@ -78,3 +78,16 @@ def wait_new_run(page: Any, previous_id: str, timeout: float = 90_000) -> Any:
     """Wait until a run newer than ``previous_id`` is the last card (the list is capped, so counts can stall)."""
     page.wait_for_function(f"() => {_LAST_RUN_ID} !== {previous_id!r}", timeout=timeout)
     return last_run(page)
+
+
+def run(page: Any, program: str, *, language: str | None = None, stdin: str = "") -> Any:
+    """Put ``program`` in the editor, run it, and return its card in the output panel once it is finished."""
+    if language and page.input_value("#language") != language:
+        page.select_option("#language", language)
+        page.wait_for_selector(f".cm-editor[data-language={language}]")
+    set_code(page, program)
+    page.fill("#stdin", stdin)
+    before = last_run_id(page)
+    page.wait_for_selector("#run:enabled")
+    page.click("#run")
+    return wait_new_run(page, before, timeout=90_000)

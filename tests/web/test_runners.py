@@ -8,7 +8,7 @@ import pytest
 
 from codeconnect.config import Settings
 from tests.web.conftest import ThreadedServer, watch_for_page_errors
-from tests.web.pages import join, last_run, last_run_id, run_cards, set_code, stream, wait_new_run
+from tests.web.pages import join, last_run, last_run_id, run, run_cards, set_code, stream, wait_new_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -32,18 +32,6 @@ def pad(web_server: ThreadedServer, browser: Any) -> Any:
     yield page
     context.close()
     assert not errors, errors
-
-
-def run(page: Any, program: str, *, language: str | None = None, stdin: str = "") -> Any:
-    """Put ``program`` in the editor, run it, and return its card in the output panel once it is finished."""
-    if language and page.input_value("#language") != language:
-        page.select_option("#language", language)
-        page.wait_for_selector(f".cm-editor[data-language={language}]")
-    set_code(page, program)
-    page.fill("#stdin", stdin)
-    before = last_run_id(page)
-    page.click("#run")
-    return wait_new_run(page, before, timeout=90_000)
 
 
 def stop_soon(page: Any, program: str, *, language: str) -> Any:

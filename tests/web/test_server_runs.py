@@ -10,7 +10,7 @@ import pytest
 from codeconnect.config import Settings
 from tests.execution.conftest import SANDBOX_LIMITS, require_sandbox
 from tests.web.conftest import ThreadedServer
-from tests.web.pages import join, last_run_id, set_code, stream, wait_new_run
+from tests.web.pages import join, run, stream
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.timeout(120)]
 
@@ -32,17 +32,6 @@ def web_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(database_url=f"sqlite+aiosqlite:///{db}", **{**SANDBOX_LIMITS, "exec_wall_seconds": 15.0})
 
 
-def run(page: Any, program: str, language: str, stdin: str = "") -> Any:
-    page.select_option("#language", language)
-    page.wait_for_selector(f".cm-editor[data-language={language}]")
-    set_code(page, program)
-    page.fill("#stdin", stdin)
-    before = last_run_id(page)
-    page.wait_for_selector("#run:enabled")
-    page.click("#run")
-    return wait_new_run(page, before, timeout=60_000)
-
-
 def test_java_and_cpp_run_on_the_server_and_are_shared(web_server: ThreadedServer, new_context: Any) -> None:
     languages = web_server.api("GET", "/v1/execute/languages")
     available = {entry["language"] for entry in languages["languages"] if entry["available"]}
@@ -52,14 +41,14 @@ def test_java_and_cpp_run_on_the_server_and_are_shared(web_server: ThreadedServe
     page = join(new_context(), web_server.base_url, session_id, "Compiler")
     watcher = join(new_context(), web_server.base_url, session_id, "Watcher")
 
-    card = run(page, JAVA, "java", stdin="Ada\n")
+    card = run(page, JAVA, language="java", stdin="Ada\n")
     assert stream(card, "stdout") == "hello Ada from java"
     assert card.locator(".run-lang").inner_text() == "Java · server"
     # The server adds the run to the shared output, as the participant who pressed Run.
     assert "Compiler" in card.locator(".run-who").inner_text()
     watcher.wait_for_selector(".run:not(.live) .stdout:has-text('hello Ada from java')")
 
-    card = run(page, "int main() { return undeclared; }\n", "cpp")
+    card = run(page, "int main() { return undeclared; }\n", language="cpp")
     assert card.locator(".run-status").inner_text().startswith("exit")
     assert "undeclared" in card.locator(".compile").inner_text()
 

@@ -7,6 +7,7 @@ Once a session exists its live Yjs document is the truth: writes become CRDT tra
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from codeconnect.collab.document import initial_update
+from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.store import add_initial_update
 from codeconnect.config import Settings
 from codeconnect.errors import PayloadTooLarge, SessionNotFound
@@ -99,6 +100,23 @@ def _mirror(row: SessionRow, registry: RoomRegistry) -> None:
     row.title = room.title()
 
 
+async def _change_live(
+    db: AsyncSession, registry: RoomRegistry, session_id: str, change: Callable[[SharedDoc], object]
+) -> SessionRow:
+    """Apply ``change`` to the live document as one transaction, wait until it is in the update log, then
+    refresh the session row's mirror in the request's unit of work."""
+    await end_read_transaction(db)
+    async with registry.use(session_id) as room:
+        with room.shared.doc.transaction():
+            change(room.shared)
+        await room.committed()
+        row = await get_session(db, session_id, for_update=True)
+        _mirror(row, registry)
+        row.updated_at = utcnow()
+        await db.flush()
+    return row
+
+
 async def update_session(
     db: AsyncSession,
     settings: Settings,
@@ -109,30 +127,17 @@ async def update_session(
     title: str | None,
 ) -> SessionRow:
     check_code_size(code, settings)
-    await end_read_transaction(db)
-    async with registry.use(session_id) as room:
-        with room.shared.doc.transaction():
-            room.shared.replace_text(code)
-            if title is not None:
-                room.shared.set_meta("title", title)
-        await room.committed()
-        row = await get_session(db, session_id, for_update=True)
-        _mirror(row, registry)
-        row.updated_at = utcnow()
-        await db.flush()
-    return row
+
+    def change(shared: SharedDoc) -> None:
+        shared.replace_text(code)
+        if title is not None:
+            shared.set_meta("title", title)
+
+    return await _change_live(db, registry, session_id, change)
 
 
 async def set_language(
     db: AsyncSession, registry: RoomRegistry, session_id: str, language: str
 ) -> SessionRow:
     lang = canonical_language(language)
-    await end_read_transaction(db)
-    async with registry.use(session_id) as room:
-        room.shared.set_meta("language", lang)
-        await room.committed()
-        row = await get_session(db, session_id, for_update=True)
-        _mirror(row, registry)
-        row.updated_at = utcnow()
-        await db.flush()
-    return row
+    return await _change_live(db, registry, session_id, lambda shared: shared.set_meta("language", lang))
