@@ -2,8 +2,13 @@
 
 The room speaks the sync protocol with each peer over a :class:`Channel` (bytes in, bytes out); it knows
 nothing about HTTP or WebSockets. Every change of the document, whoever made it (a peer, a REST call, a run
-result), goes through one observer that relays the change to the other peers and appends it to the update
-log, so nothing is relayed or stored twice.
+result), goes through :meth:`Room._record`, which relays it to the other peers and appends it to the update
+log, once.
+
+A peer's update is relayed and stored as the peer sent it, once it has been validated and applied: the
+document has no permanent observer, because pycrdt builds a full transaction event (the update re-encoded,
+state vectors before and after) for every transaction of an observed document, which cost more than the
+apply itself. The server's own edits (:meth:`Room.change`) observe just their one transaction.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -90,13 +96,14 @@ class Room:
         self.doc_bytes = stored_bytes
         self.compacting = False
         self.dirty = False  # changed since the sessions row was last mirrored
-        self.updated_at: datetime | None = None
+        self.changed_at: float | None = None  # time.time() of the last change
         self.fallback_language = fallback_language
         self.fallback_title = fallback_title
         self._log = log_
-        self._origin: Peer | None = None
         self._last_commit: asyncio.Future[None] | None = None
-        self._subscription = shared.doc.observe(self._on_change)
+        # An upper bound of the text's UTF-8 size: grown by what each update may insert, measured exactly
+        # only near the limit. Measuring it on every update cost a pycrdt transaction per message.
+        self._text_bytes_bound = shared.text_bytes()
 
     # --- peers ----------------------------------------------------------------------------------------
 
@@ -127,7 +134,8 @@ class Room:
                     p.parse_state_vector(msg.payload)  # validated before Yrs decodes it
                     peer.channel.send(p.sync_step2(self.shared.doc.get_update(msg.payload)))
                 elif not peer.readonly:
-                    self._apply_from(peer, msg.payload)
+                    # An update message goes to the others as it came; a step 2 is passed on as an update.
+                    self._apply_from(peer, msg.payload, data if msg.sync_type == SyncType.UPDATE else None)
                 # A viewer's updates are dropped: it may watch, not edit.
             elif msg.type == MessageType.AWARENESS:
                 relay = self.awareness.apply(peer, msg.payload)
@@ -141,14 +149,12 @@ class Room:
         except MalformedMessage as exc:
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, f"malformed message: {exc}") from exc
 
-    def _apply_from(self, peer: Peer, update: bytes) -> None:
+    def _apply_from(self, peer: Peer, update: bytes, message: bytes | None) -> None:
         info = inspect_update(update)
         if info.is_empty:
             return
-        if info.string_bytes and self.shared.text_bytes() + info.string_bytes > self.limits.max_code_bytes:
-            raise ProtocolViolation(
-                CloseCode.TOO_LARGE, f"the code would exceed its limit of {self.limits.max_code_bytes} bytes"
-            )
+        if info.string_bytes:
+            self._grow_text(info.string_bytes)
         if self.doc_bytes + len(update) > self.limits.max_document_bytes:
             raise ProtocolViolation(
                 CloseCode.TOO_LARGE, f"the document would exceed {self.limits.max_document_bytes} bytes"
@@ -157,32 +163,56 @@ class Room:
         # parks it), yet it occupies memory; counting every peer update keeps that bounded too.
         self.doc_bytes += len(update)
         started = time.perf_counter()
-        self._origin = peer
         try:
             self.shared.doc.apply_update(update)
         except Exception as exc:
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, "the update could not be applied") from exc
-        finally:
-            self._origin = None
         elapsed = time.perf_counter() - started
         if elapsed > self.limits.slow_update_seconds:
             # Validation should make this impossible; if it happens, cut the sender off and say so.
             log.warning("an update of %d bytes took %.2f s to apply; closing its connection", len(update), elapsed)
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, "the update took too long to apply")
+        # Relayed and stored even if it changed nothing yet (its dependencies missing): Yrs keeps it and
+        # applies it once they arrive, and so must the log and the other peers.
+        self._record(update, message if message is not None else p.sync_update(update), peer)
+
+    def _grow_text(self, inserted: int) -> None:
+        limit = self.limits.max_code_bytes
+        bound = self._text_bytes_bound + inserted
+        if bound > limit:
+            bound = self.shared.text_bytes() + inserted
+            if bound > limit:
+                raise ProtocolViolation(CloseCode.TOO_LARGE, f"the code would exceed its limit of {limit} bytes")
+        self._text_bytes_bound = bound
 
     # --- every change, from anywhere -----------------------------------------------------------------------
 
-    def _on_change(self, event: TransactionEvent) -> None:
-        update: bytes = event.update
-        if len(update) <= 2:  # b"\x00\x00": a transaction that changed nothing
-            return
-        self._broadcast(p.sync_update(update), self._origin)
+    def change(self, edit: Callable[[SharedDoc], object]) -> None:
+        """Make the server's own edit of the document, as one transaction relayed and stored like a peer's."""
+        updates: list[bytes] = []
+
+        def collect(event: TransactionEvent) -> None:
+            updates.append(event.update)
+
+        doc = self.shared.doc
+        subscription = doc.observe(collect)
+        try:
+            with doc.transaction():
+                edit(self.shared)
+        finally:
+            doc.unobserve(subscription)
+        for update in updates:
+            if len(update) > 2:  # b"\x00\x00": a transaction that changed nothing
+                self.doc_bytes += len(update)
+                self._record(update, p.sync_update(update), None)
+        self._text_bytes_bound = self.shared.text_bytes()
+
+    def _record(self, update: bytes, message: bytes, origin: Peer | None) -> None:
+        self._broadcast(message, origin)
         self._last_commit = self._log.append(self.session_id, update)
         self.rows_since_snapshot += 1
-        if self._origin is None:  # peers' updates were counted when they arrived
-            self.doc_bytes += len(update)
         self.dirty = True
-        self.updated_at = datetime.now(UTC)
+        self.changed_at = time.time()
 
     def _broadcast(self, message: bytes, skip: Peer | None) -> None:
         for peer in self.peers:
@@ -213,15 +243,17 @@ class Room:
             self.fallback_title = title
         return self.fallback_title
 
+    @property
+    def updated_at(self) -> datetime | None:
+        return None if self.changed_at is None else datetime.fromtimestamp(self.changed_at, UTC)
+
     def mirror(self) -> Mirror:
         self.dirty = False
-        return Mirror(
-            code=self.shared.text(),
-            language=self.language(),
-            # Clients may write any title into the document; the column holds what REST allows.
-            title=self.title()[: self.limits.max_title_length],
-            updated_at=self.updated_at or datetime.now(UTC),
-        )
-
-    def close(self) -> None:
-        self.shared.doc.unobserve(self._subscription)
+        with self.shared.doc.transaction():  # one transaction for the three reads: a third of the cost
+            return Mirror(
+                code=self.shared.text(),
+                language=self.language(),
+                # Clients may write any title into the document; the column holds what REST allows.
+                title=self.title()[: self.limits.max_title_length],
+                updated_at=self.updated_at or datetime.now(UTC),
+            )

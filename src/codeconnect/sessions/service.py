@@ -107,8 +107,7 @@ async def _change_live(
     refresh the session row's mirror in the request's unit of work."""
     await end_read_transaction(db)
     async with registry.use(session_id) as room:
-        with room.shared.doc.transaction():
-            change(room.shared)
+        room.change(change)
         await room.committed()
         row = await get_session(db, session_id, for_update=True)
         _mirror(row, registry)
