@@ -7,8 +7,8 @@ length is checked against the bytes that are actually there before anything is s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 # JavaScript numbers are exact up to 2^53; lib0 refuses larger varUints, so do we.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -182,8 +182,7 @@ def permission_denied(reason: str) -> bytes:
     return b"\x02\x00" + _message(b"", reason.encode("utf-8"))
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     """One decoded client message. ``payload`` is the sync/awareness payload (already length-checked)."""
 
     type: MessageType
@@ -191,8 +190,20 @@ class Message:
     payload: bytes = b""
 
 
+_SYNC_TYPES = (SyncType.STEP1, SyncType.STEP2, SyncType.UPDATE)
+
+
 def parse_message(data: bytes) -> Message:
     """Decode one frame. Trailing bytes after the payload are refused: a frame holds exactly one message."""
+    # Keystrokes: a sync message with a payload under 16 KiB, its length in one or two bytes.
+    size = len(data)
+    if size >= 3 and data[0] == 0 and data[1] <= 2:
+        n = data[2]
+        if n < 0x80:
+            if size == 3 + n:
+                return Message(MessageType.SYNC, _SYNC_TYPES[data[1]], data[3:])
+        elif size >= 4 and data[3] < 0x80 and size == 4 + ((n & 0x7F) | data[3] << 7):
+            return Message(MessageType.SYNC, _SYNC_TYPES[data[1]], data[4:])
     r = Reader(data)
     kind = r.var_uint()
     if kind == MessageType.SYNC:

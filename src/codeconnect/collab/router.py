@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from codeconnect.collab.protocol import CloseCode
 from codeconnect.collab.registry import Participant, RoomRegistry
 from codeconnect.collab.room import Peer, ProtocolViolation, Room
-from codeconnect.collab.transport import WebSocketChannel
+from codeconnect.collab.transport import DirectFrames, WebSocketChannel
 from codeconnect.errors import SessionNotFound
 
 log = logging.getLogger(__name__)
@@ -36,24 +36,32 @@ class RateLimiter:
     """Token bucket per connection. Over the rate, reading is slowed to the rate (TCP pushes back on the
     client); a client that stays over it for ``grace`` seconds is disconnected."""
 
-    __slots__ = ("rate", "burst", "grace", "tokens", "last", "over_since")
+    __slots__ = ("rate", "burst", "grace", "tokens", "last", "over_since", "_loop")
 
     def __init__(self, rate: float, burst: int, grace: float) -> None:
         self.rate, self.burst, self.grace = rate, burst, grace
         self.tokens = float(burst)
-        self.last = asyncio.get_running_loop().time()
+        self._loop = asyncio.get_running_loop()
+        self.last = self._loop.time()
         self.over_since: float | None = None
 
-    async def take(self) -> bool:
-        """Take one message's token; False when the client must be disconnected."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+    def try_take(self) -> bool:
+        """Take one message's token if there is one (every message asks: no coroutine for this)."""
+        now = self._loop.time()
         self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
         if self.tokens >= 1:
             self.tokens -= 1
             self.over_since = None
             return True
+        return False
+
+    async def take(self) -> bool:
+        """Take one message's token, waiting for it; False when the client must be disconnected."""
+        if self.try_take():
+            return True
+        loop = self._loop
+        now = loop.time()
         if self.over_since is None:
             self.over_since = now
         elif now - self.over_since > self.grace:
@@ -138,7 +146,10 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
     try:
         settings = registry.settings
         channel = WebSocketChannel(
-            send, max_messages=settings.ws_send_queue_messages, max_bytes=settings.ws_send_queue_bytes
+            send,
+            max_messages=settings.ws_send_queue_messages,
+            max_bytes=settings.ws_send_queue_bytes,
+            direct=DirectFrames.of(receive),
         )
         peer = Peer(channel, participant.id, participant.name, participant.color, participant.role == "viewer")
         limiter = RateLimiter(settings.ws_rate_per_second, settings.ws_rate_burst, settings.ws_rate_grace_seconds)
@@ -157,7 +168,7 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
                 if len(data) > max_bytes:
                     close = (CloseCode.TOO_LARGE, f"message larger than {max_bytes} bytes")
                     break
-                if not await limiter.take():
+                if not limiter.try_take() and not await limiter.take():
                     close = (CloseCode.TOO_MANY, "too many messages")
                     break
                 try:

@@ -14,21 +14,21 @@ grow ``Y.Text``), so a document's code limit is enforced before the update is ap
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import NamedTuple
 
-from codeconnect.collab.protocol import MalformedMessage, Reader
+from codeconnect.collab.protocol import MAX_SAFE_INTEGER, MalformedMessage, Reader
 
 MAX_CLOCK = 0xFFFFFFFF  # Yrs clocks are u32
 MAX_DEPTH = 32  # nesting of JSON/Any values; Yrs decodes them recursively
 
 _BIT8, _BIT7, _BIT6, _BITS5 = 0x80, 0x40, 0x20, 0x1F
-_CONTENT_GC, _CONTENT_SKIP = 0, 10
+_CONTENT_GC, _CONTENT_STRING, _CONTENT_SKIP = 0, 4, 10
 _MAX_TYPE_REF = 6  # YArray, YMap, YText, YXmlElement, YXmlFragment, YXmlHook, YXmlText
 _XML_ELEMENT, _XML_HOOK = 3, 5
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateInfo:
+class UpdateInfo(NamedTuple):
     """What an update that passed validation may add to a document."""
 
     string_bytes: int  # UTF-8 bytes of string content (text inserts)
@@ -42,29 +42,41 @@ class UpdateInfo:
 
 
 def inspect_update(data: bytes) -> UpdateInfo:
-    """Validate a Yjs v1 update; raise :class:`MalformedMessage` if Yrs must not see it."""
-    r = Reader(data)
+    """Validate a Yjs v1 update; raise :class:`MalformedMessage` if Yrs must not see it.
+
+    Every live keystroke passes here, so the walk reads integers inline from local variables (a method call
+    per integer cost most of its time); the rarer content kinds go through :class:`Reader`.
+    """
+    end = len(data)
     string_bytes = 0
     content_bytes = 0
     structs = 0
     # Every client block has at least 3 bytes (count, client, clock) and every struct at least 2.
-    for _ in range(r.count(3)):
-        n = r.count(2)
-        r.var_uint()  # client
-        clock = r.var_uint()
+    clients, pos = _count(data, 0, end, 3)
+    for _ in range(clients):
+        n, pos = _count(data, pos, end, 2)
+        pos = _skip_uint(data, pos, end)  # client
+        clock, pos = _uint(data, pos, end)
         for _ in range(n):
-            info = r.byte()
+            if pos >= end:
+                raise MalformedMessage("unexpected end of message")
+            info = data[pos]
+            pos += 1
             ref = info & _BITS5
             if ref == _CONTENT_GC or ref == _CONTENT_SKIP:
-                clock += r.var_uint()
+                length, pos = _uint(data, pos, end)
+                clock += length
             else:
                 if info & _BIT8:  # origin
-                    r.var_uint()
-                    _clock(r.var_uint())
+                    pos = _skip_uint(data, pos, end)
+                    origin_clock, pos = _uint(data, pos, end)
+                    _clock(origin_clock)
                 if info & _BIT7:  # right origin
-                    r.var_uint()
-                    _clock(r.var_uint())
+                    pos = _skip_uint(data, pos, end)
+                    origin_clock, pos = _uint(data, pos, end)
+                    _clock(origin_clock)
                 if info & (_BIT7 | _BIT8) == 0:
+                    r = Reader(data, pos, end)
                     if r.var_uint() == 1:
                         r.skip_var_bytes()  # root type name
                     else:
@@ -72,22 +84,89 @@ def inspect_update(data: bytes) -> UpdateInfo:
                         _clock(r.var_uint())
                     if info & _BIT6:
                         r.skip_var_bytes()  # parent sub (map key)
-                length, s_bytes, c_bytes = _content(r, ref)
-                string_bytes += s_bytes
-                content_bytes += c_bytes
+                    pos = r.pos
+                if ref == _CONTENT_STRING:  # typing: the common case, inline
+                    size, pos = _uint(data, pos, end)
+                    if size > end - pos:
+                        raise MalformedMessage("length prefix larger than the message")
+                    raw = data[pos : pos + size]
+                    pos += size
+                    length = _utf16_length(raw)
+                    string_bytes += size
+                else:
+                    r = Reader(data, pos, end)
+                    length, s_bytes, c_bytes = _content(r, ref)
+                    pos = r.pos
+                    string_bytes += s_bytes
+                    content_bytes += c_bytes
                 clock += length
             _clock(clock)
             structs += 1
     deletes = 0
-    for _ in range(r.count(2)):
-        r.var_uint()  # client
-        for _ in range(r.count(2)):
-            clock = r.var_uint()
-            _clock(clock + r.var_uint())
+    delete_clients, pos = _count(data, pos, end, 2)
+    for _ in range(delete_clients):
+        pos = _skip_uint(data, pos, end)  # client
+        ranges, pos = _count(data, pos, end, 2)
+        for _ in range(ranges):
+            clock, pos = _uint(data, pos, end)
+            length, pos = _uint(data, pos, end)
+            _clock(clock + length)
             deletes += 1
-    if not r.done():
+    if pos != end:
         raise MalformedMessage("trailing bytes after the update")
     return UpdateInfo(string_bytes, content_bytes, structs, deletes)
+
+
+def _uint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    """The lib0 varUint at ``pos`` and the position after it (the same checks as :meth:`Reader.var_uint`)."""
+    num = 0
+    shift = 0
+    while pos < end:
+        b = data[pos]
+        pos += 1
+        if b < 0x80:
+            num |= b << shift
+            if num > MAX_SAFE_INTEGER:
+                raise MalformedMessage("integer out of range")
+            return num, pos
+        num |= (b & 0x7F) << shift
+        shift += 7
+        if shift > 56:
+            raise MalformedMessage("integer out of range")
+    raise MalformedMessage("truncated integer")
+
+
+# A varUint of at most 8 bytes (2^53 needs 8): client ids are 53-bit random numbers, read in one C call.
+_VAR_UINT = re.compile(rb"[\x80-\xff]{0,7}[\x00-\x7f]")
+
+
+def _skip_uint(data: bytes, pos: int, end: int) -> int:
+    """The position after the varUint at ``pos``, checked as :func:`_uint` would, without its value."""
+    m = _VAR_UINT.match(data, pos, end)
+    if m is None:
+        return _uint(data, pos, end)[1]  # raises: truncated, or longer than any safe integer
+    after = m.end()
+    if after - pos == 8 and data[after - 1] > 0x0F:  # bits above 2^53
+        raise MalformedMessage("integer out of range")
+    return after
+
+
+def _count(data: bytes, pos: int, end: int, min_item_bytes: int) -> tuple[int, int]:
+    n, pos = _uint(data, pos, end)
+    if n * min_item_bytes > end - pos:
+        raise MalformedMessage("count larger than the message")
+    return n, pos
+
+
+def _utf16_length(raw: bytes) -> int:
+    """Clock length of string content: UTF-16 code units, as in JavaScript."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage("invalid UTF-8 in a string") from exc
+    if len(raw) == len(text):
+        return len(text)
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
 def _clock(value: int) -> None:
@@ -108,14 +187,9 @@ def _content(r: Reader, ref: int) -> tuple[int, int, int]:
     if ref == 3:  # binary
         r.skip_var_bytes()
         return 1, 0, r.pos - start
-    if ref == 4:  # string; clock length is in UTF-16 code units, as in JavaScript
+    if ref == _CONTENT_STRING:
         raw = r.var_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MalformedMessage("invalid UTF-8 in a string") from exc
-        units = len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF) if len(raw) != len(text) else len(text)
-        return units, len(raw), 0
+        return _utf16_length(raw), len(raw), 0
     if ref == 5:  # embed
         _json(r.var_string())
         return 1, 0, r.pos - start
