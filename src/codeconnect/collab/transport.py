@@ -4,6 +4,11 @@ Outgoing messages go through a bounded queue drained by a writer task that exist
 something to send (an idle connection costs no task). A peer that does not read fills the queue; past
 ``max_messages`` or ``max_bytes`` it is dropped: its handler is cancelled and the queue freed, so one slow
 client can never grow server memory or delay the others.
+
+Under uvicorn's websockets-sansio protocol, a binary message to a writable open connection is framed here
+and written to the socket at once (:class:`DirectFrames`): the ASGI send builds a message dict, a coroutine,
+an event wait and a websockets frame object for each of the thousands of small updates a second a busy
+server relays. Anything else (a full socket, a closing connection, an unknown server) takes the ASGI path.
 """
 
 from __future__ import annotations
@@ -13,18 +18,77 @@ from collections import deque
 from collections.abc import Awaitable, Coroutine
 from typing import Any
 
-from starlette.types import Send
+from starlette.types import Receive, Send
 
 
 async def _awaiting(awaitable: Awaitable[None]) -> None:
     await awaitable
 
 
-class WebSocketChannel:
-    __slots__ = ("_send", "_queue", "_queued_bytes", "_writer", "_handler", "max_messages", "max_bytes", "overflowed")
+class DirectFrames:
+    """Unmasked, unfragmented binary frames (RFC 6455 5.2) written straight to uvicorn's transport."""
 
-    def __init__(self, send: Send, *, max_messages: int, max_bytes: int) -> None:
+    __slots__ = ("_protocol", "_transport", "_writable", "_conn", "_open")
+
+    def __init__(self, protocol: Any) -> None:
+        from websockets.protocol import State
+
+        self._protocol = protocol
+        self._transport = protocol.transport
+        self._writable = protocol.writable
+        self._conn = protocol.conn
+        self._open = State.OPEN
+
+    @classmethod
+    def of(cls, receive: Receive) -> DirectFrames | None:
+        """For a connection served by uvicorn's websockets-sansio protocol without extensions, else None."""
+        protocol: Any = getattr(receive, "__self__", None)
+        if type(protocol).__name__ != "WebSocketsSansIOProtocol":
+            return None
+        try:
+            direct = cls(protocol)
+            if protocol.conn.extensions:  # compression would have to frame every message itself
+                return None
+        except (AttributeError, ImportError):
+            return None
+        return direct
+
+    def ready(self) -> bool:
+        """Whether a frame may be written now: open, not closing, and the socket's buffer below its mark."""
+        protocol = self._protocol
+        return (
+            self._writable.is_set()
+            and not protocol.close_sent
+            and not protocol.disconnected
+            and self._conn.state is self._open
+            and not self._conn.expect_continuation_frame
+        )
+
+    def write(self, data: bytes) -> None:
+        size = len(data)
+        if size < 126:
+            header = bytes((0x82, size))
+        elif size < 65536:
+            header = bytes((0x82, 126, size >> 8, size & 0xFF))
+        else:
+            header = b"\x82\x7f" + size.to_bytes(8, "big")
+        if size < 4096:
+            self._transport.write(header + data)
+        else:
+            self._transport.writelines((header, data))
+
+
+class WebSocketChannel:
+    __slots__ = (
+        "_send", "_direct", "_queue", "_queued_bytes", "_writer", "_handler", "max_messages", "max_bytes",
+        "overflowed",
+    )
+
+    def __init__(
+        self, send: Send, *, max_messages: int, max_bytes: int, direct: DirectFrames | None = None
+    ) -> None:
         self._send = send
+        self._direct = direct
         # Allocated while there is something to send: most connections are idle most of the time.
         self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
@@ -38,6 +102,10 @@ class WebSocketChannel:
         if self.overflowed:
             return
         if self._writer is None:
+            direct = self._direct
+            if direct is not None and direct.ready():
+                direct.write(data)
+                return
             # Nothing queued: start the ASGI send right here. With a writable transport it finishes without
             # suspending (no task, no queue); only a peer whose socket is full costs a writer task.
             sending = self._send({"type": "websocket.send", "bytes": data})
