@@ -237,7 +237,10 @@ async def test_messages_of_every_frame_length_form_arrive_intact(server: LiveSer
     assert len(big.encode()) > 65535
     assert a.text == b.text == big
     # Under uvicorn's websockets-sansio protocol (as served), frames are written directly, not through ASGI.
-    assert all(peer.channel._direct is not None for peer in _registry(server).rooms[s["id"]].peers)  # type: ignore[attr-defined]
+    peers = list(_registry(server).rooms[s["id"]].peers)
+    assert all(peer.channel._direct is not None for peer in peers)  # type: ignore[attr-defined]
+    # ... and read by the shim in front of uvicorn's protocol.
+    assert {type(p.channel._direct._transport.get_protocol()).__name__ for p in peers} == {"FrameShim"}  # type: ignore[attr-defined]
     for text in ("k", "m" * 300, "n" * 70000):  # 7-bit, 16-bit and 64-bit relayed updates
         a.code += text
         await b.wait_for(lambda: b.text == a.text)

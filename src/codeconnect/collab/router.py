@@ -20,6 +20,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from codeconnect.collab.frames import FrameShim
 from codeconnect.collab.protocol import CloseCode
 from codeconnect.collab.registry import Participant, RoomRegistry
 from codeconnect.collab.room import Peer, ProtocolViolation, Room
@@ -101,12 +102,17 @@ async def _close(send: Send, code: int, reason: str) -> None:
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def _open(scope: Scope, receive: Receive, send: Send) -> tuple[RoomRegistry, Room, Participant] | None:
+_Opened = tuple[RoomRegistry, Room, Participant, FrameShim | None]
+
+
+async def _open(scope: Scope, receive: Receive, send: Send) -> _Opened | None:
     """Handshake, authentication and the room; None when the connection was refused (and closed)."""
     if (await receive())["type"] != "websocket.connect":
         return None
     registry: RoomRegistry = scope["app"].state.collab
     session_id = scope["path"][len(_PREFIX) :]
+    # Before the response, so no frame can have arrived yet; twice the app's limit, as uvicorn is configured.
+    shim = FrameShim.install(receive, 2 * registry.settings.ws_max_message_bytes)
     await send({"type": "websocket.accept"})
     if not _SESSION_ID.match(session_id):
         await _close(send, CloseCode.NOT_FOUND, "session not found")
@@ -135,14 +141,14 @@ async def _open(scope: Scope, receive: Receive, send: Send) -> tuple[RoomRegistr
         registry.release(room)
         await _close(send, CloseCode.TOO_MANY, "too many connections to this session")
         return None
-    return registry, room, participant
+    return registry, room, participant, shim
 
 
 async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
     opened = await _open(scope, receive, send)
     if opened is None:
         return
-    registry, room, participant = opened
+    registry, room, participant, shim = opened
     try:
         settings = registry.settings
         channel = WebSocketChannel(
@@ -155,11 +161,37 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         limiter = RateLimiter(settings.ws_rate_per_second, settings.ws_rate_burst, settings.ws_rate_grace_seconds)
         max_bytes = settings.ws_max_message_bytes
         close: tuple[int, str] | None = None
+
+        def on_message(data: bytes) -> None:
+            """A message read by the shim while this handler waits: handled right there, in order."""
+            nonlocal close
+            if len(data) > max_bytes or not limiter.try_take():
+                shim_.queue(data)  # the checks below close the connection or slow it down
+                return
+            try:
+                room.receive(peer, data)
+            except ProtocolViolation as exc:
+                close = (exc.code, exc.reason[:120])
+            except Exception:
+                log.exception("a live message failed")
+                close = (CloseCode.INTERNAL_ERROR, "internal error")
+            else:
+                return
+            shim_.detach()
+            shim_.wake()
+
         room.join(peer)
+        if shim is not None:
+            shim_ = shim
+            shim.on_message = on_message
         try:
-            while True:
+            while close is None:
+                if shim is not None:
+                    shim.armed = True
                 message: Message = await receive()
-                if message["type"] != "websocket.receive":
+                if shim is not None:
+                    shim.armed = False
+                if close is not None or message["type"] != "websocket.receive":
                     break
                 data = message.get("bytes")
                 if data is None:
@@ -184,6 +216,8 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
             if task is not None:
                 task.uncancel()
         finally:
+            if shim is not None:
+                shim.detach()
             room.leave(peer)
         if close is not None:
             await channel.flush(1.0)
