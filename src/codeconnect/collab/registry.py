@@ -27,7 +27,7 @@ from codeconnect.config import Settings
 from codeconnect.errors import SessionNotFound
 from codeconnect.models import SessionRow
 from codeconnect.participants.service import authenticate
-from codeconnect.security import hash_secret
+from codeconnect.security import hash_secret, secret_matches
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +98,39 @@ class RoomRegistry:
         cached = self._auth_cache.get(key) if key is not None else None
         if cached is not None and session_id in self.rooms:
             return cached[1] if cached[0] == session_id else None
-        async with self.db_lock, self._sessionmaker() as db:
-            if await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id)) is None:
-                raise SessionNotFound()
-            if cached is not None:
-                return cached[1] if cached[0] == session_id else None
-            row = await authenticate(db, session_id, token) if key is not None and token else None
-        if row is None or key is None:
+        found = await self._participant(session_id, token, key) if cached is None and key and token else None
+        # A participant's row proves its session exists; anything else needs the session looked up, so an
+        # unknown session is told apart (4404) from a bad token (4401).
+        if found is None and not await self._session_exists(session_id):
+            raise SessionNotFound()
+        if cached is not None:
+            return cached[1] if cached[0] == session_id else None
+        if found is None or key is None:
             return None
-        participant = Participant(row.id, row.name, row.color, row.role)
+        participant = found
         self._auth_cache[key] = (session_id, participant)
         if len(self._auth_cache) > _AUTH_CACHE_SIZE:
             self._auth_cache.popitem(last=False)
         return participant
+
+    async def _participant(self, session_id: str, token: str, key: str) -> Participant | None:
+        driver = self.log.driver
+        if driver is None:
+            async with self.db_lock, self._sessionmaker() as db:
+                row = await authenticate(db, session_id, token)
+            return None if row is None else Participant(row.id, row.name, row.color, row.role)
+        record = await driver.participant(key)
+        # The lookup is by hash; the constant-time check guards the comparison that decides access.
+        if record is None or record.session_id != session_id or not secret_matches(token, record.token_hash):
+            return None
+        return Participant(record.id, record.name, record.color, record.role)
+
+    async def _session_exists(self, session_id: str) -> bool:
+        driver = self.log.driver
+        if driver is not None:
+            return await driver.session_exists(session_id)
+        async with self.db_lock, self._sessionmaker() as db:
+            return await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id)) is not None
 
     # --- rooms -----------------------------------------------------------------------------------------
 

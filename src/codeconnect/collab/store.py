@@ -188,7 +188,17 @@ class UpdateLog:
 
     # --- reading and compaction --------------------------------------------------------------------------
 
+    @property
+    def driver(self) -> BatchWriter | None:
+        """Driver-level access to the same database, when there is one for it (see ``writer.py``)."""
+        return self._batch_writer
+
     async def load(self, session_id: str) -> StoredDoc:
+        if self._batch_writer is not None:
+            stored = await self._batch_writer.load(session_id)
+            if stored is None:
+                raise SessionNotFound()
+            return StoredDoc(stored.title, stored.language, stored.code, stored.row_ids, stored.updates)
         async with self._lock, self._sessionmaker() as db, db.begin():
             session = (
                 await db.execute(

@@ -1,11 +1,14 @@
-"""Group commits of the update log through the database driver itself, off the event loop's back.
+"""The live layer's database work through the driver itself, off the event loop's back: group commits of the
+update log, and the reads of a connection's first moments (its token, its session's stored document).
 
 A commit through the ORM costs about a millisecond of event-loop time (session, statement processing,
 result handling) forty times a second; live messages arriving meanwhile wait, which showed in the
-fan-out tail. SQLite commits run in one dedicated thread on a plain ``sqlite3`` connection (the C library
-releases the GIL while it works); PostgreSQL commits use one ``asyncpg`` connection, whose protocol work is
-compiled code. Both write exactly what the ORM would: rows of ``doc_updates`` and the mirror columns of
-``sessions`` (timestamps in the format SQLAlchemy stores and reads).
+fan-out tail. A read through the ORM and aiosqlite costs several thread round trips; with a class of fifty
+joining at once they queued behind each other for hundreds of milliseconds. SQLite work runs in one
+dedicated thread on a plain ``sqlite3`` connection (the C library releases the GIL while it works);
+PostgreSQL work uses one ``asyncpg`` connection, whose protocol work is compiled code. Both write exactly
+what the ORM would: rows of ``doc_updates`` and the mirror columns of ``sessions`` (timestamps in the format
+SQLAlchemy stores and reads).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from sqlalchemy.engine import make_url
 
@@ -28,10 +31,40 @@ _INSERT_SQLITE = "INSERT INTO doc_updates (session_id, data) VALUES (?, ?)"
 _MIRROR_SQLITE = "UPDATE sessions SET code = ?, language = ?, title = ?, updated_at = ? WHERE id = ?"
 _INSERT_PG = "INSERT INTO doc_updates (session_id, data) VALUES ($1, $2)"
 _MIRROR_PG = "UPDATE sessions SET code = $1, language = $2, title = $3, updated_at = $4 WHERE id = $5"
+# The reads, in the parameter style of each driver ("?" below is rewritten to "$n" for PostgreSQL).
+_PARTICIPANT = "SELECT id, session_id, name, color, role, token_hash FROM participants WHERE token_hash = ?"
+_SESSION_EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
+_SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
+_DOC_ROWS = "SELECT id, data FROM doc_updates WHERE session_id = ? ORDER BY id"
+
+
+class ParticipantRecord(NamedTuple):
+    id: str
+    session_id: str
+    name: str
+    color: str
+    role: str
+    token_hash: str
+
+
+class StoredRows(NamedTuple):
+    """A session's mirror columns and its update log rows, read in one transaction."""
+
+    title: str
+    language: str
+    code: str
+    row_ids: list[int]
+    updates: list[bytes]
 
 
 class BatchWriter(Protocol):
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None: ...
+
+    async def participant(self, token_hash: str) -> ParticipantRecord | None: ...
+
+    async def session_exists(self, session_id: str) -> bool: ...
+
+    async def load(self, session_id: str) -> StoredRows | None: ...
 
     async def close(self) -> None: ...
 
@@ -92,6 +125,34 @@ class SqliteWriter:
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch, mirrors)
 
+    def _participant(self, token_hash: str) -> ParticipantRecord | None:
+        row = self._connection().execute(_PARTICIPANT, (token_hash,)).fetchone()
+        return None if row is None else ParticipantRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+
+    def _session_exists(self, session_id: str) -> bool:
+        return self._connection().execute(_SESSION_EXISTS, (session_id,)).fetchone() is not None
+
+    def _load(self, session_id: str) -> StoredRows | None:
+        conn = self._connection()
+        conn.execute("BEGIN")  # one snapshot for both reads
+        try:
+            session = conn.execute(_SESSION_COLUMNS, (session_id,)).fetchone()
+            rows = conn.execute(_DOC_ROWS, (session_id,)).fetchall() if session is not None else []
+        finally:
+            conn.execute("COMMIT")
+        if session is None:
+            return None
+        return StoredRows(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
+
+    async def participant(self, token_hash: str) -> ParticipantRecord | None:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._participant, token_hash)
+
+    async def session_exists(self, session_id: str) -> bool:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._session_exists, session_id)
+
+    async def load(self, session_id: str) -> StoredRows | None:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._load, session_id)
+
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -100,6 +161,12 @@ class SqliteWriter:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
+
+
+def _pg(query: str) -> str:
+    """A query with asyncpg's numbered parameters in place of "?"."""
+    parts = query.split("?")
+    return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, 1))
 
 
 def _sqlite_time(m: Mirror) -> str:
@@ -113,13 +180,51 @@ class PostgresWriter:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._conn: Any = None
+        self._use = asyncio.Lock()  # an asyncpg connection runs one operation at a time
 
-    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
+    async def _connection(self) -> Any:
         import asyncpg  # type: ignore[import-untyped]
 
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(self._dsn)
-        conn = self._conn
+        return self._conn
+
+    async def participant(self, token_hash: str) -> ParticipantRecord | None:
+        row = await self._read("fetchrow", _pg(_PARTICIPANT), token_hash)
+        return None if row is None else ParticipantRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+
+    async def session_exists(self, session_id: str) -> bool:
+        return await self._read("fetchrow", _pg(_SESSION_EXISTS), session_id) is not None
+
+    async def load(self, session_id: str) -> StoredRows | None:
+        async with self._use:
+            conn = await self._connection()
+            try:
+                async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot
+                    session = await conn.fetchrow(_pg(_SESSION_COLUMNS), session_id)
+                    rows = await conn.fetch(_pg(_DOC_ROWS), session_id) if session is not None else []
+            except BaseException:
+                await self.close()
+                raise
+        if session is None:
+            return None
+        return StoredRows(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
+
+    async def _read(self, method: str, query: str, *args: Any) -> Any:
+        async with self._use:
+            conn = await self._connection()
+            try:
+                return await getattr(conn, method)(query, *args)
+            except BaseException:
+                await self.close()
+                raise
+
+    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
+        async with self._use:
+            await self._write(batch, mirrors)
+
+    async def _write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
+        conn = await self._connection()
         try:
             async with conn.transaction():
                 if batch:
