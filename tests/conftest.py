@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 import pytest
@@ -39,7 +39,11 @@ def require_service(name: str, url: str, port: int) -> None:
     """Skip when a service is down, with the reason; under CI=true that is a failure instead."""
     if _reachable(url, port):
         return
-    message = f"{name} is not reachable at {make_url(url).render_as_string(hide_password=True)}"
+    skip_or_fail(f"{name} is not reachable at {make_url(url).render_as_string(hide_password=True)}")
+
+
+def skip_or_fail(message: str) -> NoReturn:
+    """Skip a test whose requirement is missing here, saying why; under CI=true that is a failure."""
     if IN_CI:
         pytest.fail(f"{message} (CI=true: required)")
     pytest.skip(message)

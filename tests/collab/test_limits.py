@@ -115,6 +115,27 @@ async def test_updates_past_the_code_limit_close_4413(sqlite_server_factory: Ser
         await witness.close()
 
 
+async def test_the_code_limit_counts_the_text_as_it_is_after_deletions(sqlite_server_factory: ServerFactory) -> None:
+    # The server tracks an upper bound of the text's size (inserts only) and measures exactly near the limit:
+    # text deleted and typed again, any number of times, is allowed; only the real size is held to the limit.
+    server = await sqlite_server_factory(max_code_bytes=1000)
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        sid, witness = await _room(server, client)
+        c = await YClient(collab_url(server.ws_url, sid, await _token(client, sid))).connect()
+        del c.code[0 : len(c.code)]
+        for round_ in range(5):  # 5 × 900 bytes typed in all, never more than 900 at once
+            c.code.insert(0, str(round_) * 900)
+            await witness.wait_for(lambda: witness.text == c.text)
+            del c.code[0 : len(c.code)]
+        c.code.insert(0, "z" * 990)
+        await witness.wait_for(lambda: witness.text == "z" * 990)
+        c.code.insert(0, "y" * 20)  # 1010 bytes: over
+        assert await c.wait_closed() == 4413
+        assert (await client.get(f"/v1/sessions/{sid}")).json()["code"] == "z" * 990 == witness.text
+        await c.close()
+        await witness.close()
+
+
 async def test_message_rate_limit_closes_4429(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory(ws_rate_per_second=50, ws_rate_burst=20, ws_rate_grace_seconds=0.3)
     async with httpx.AsyncClient(base_url=server.base_url) as client:

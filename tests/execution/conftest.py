@@ -17,7 +17,7 @@ from codeconnect.config import Settings
 from codeconnect.db import run_migrations
 from codeconnect.execution.toolchains import Toolchains
 from codeconnect.languages import LanguageName
-from tests.conftest import IN_CI, LiveServer, ServerFactory
+from tests.conftest import LiveServer, ServerFactory, skip_or_fail
 
 # Small enough that every attack ends within a few seconds, large enough for javac and g++ on a loaded box.
 SANDBOX_LIMITS: dict[str, Any] = {
@@ -42,10 +42,7 @@ def require_sandbox() -> None:
     missing = [tool for tool in ("bwrap", "prlimit") if shutil.which(tool) is None]
     if not missing:
         return
-    message = f"{', '.join(missing)} not installed (Debian: bubblewrap, util-linux)"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: required)")
-    pytest.skip(message)
+    skip_or_fail(f"{', '.join(missing)} not installed (Debian: bubblewrap, util-linux)")
 
 
 def require_language(language: LanguageName) -> None:
@@ -53,10 +50,7 @@ def require_language(language: LanguageName) -> None:
     missing = Toolchains(Settings()).availability(language).missing
     if not missing:
         return
-    message = f"{language} toolchain missing here: {', '.join(missing)}"
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: required)")
-    pytest.skip(message)
+    skip_or_fail(f"{language} toolchain missing here: {', '.join(missing)}")
 
 
 @pytest.fixture

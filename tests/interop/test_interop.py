@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.collab.yclient import join, new_session
-from tests.conftest import IN_CI, LiveServer
+from tests.conftest import LiveServer, skip_or_fail
 
 HERE = Path(__file__).parent
 CLIENTS = 4
@@ -21,10 +20,7 @@ EDITS = 40
 def _node_ready() -> None:
     if shutil.which("node") and (HERE / "node_modules" / "y-websocket").is_dir():
         return
-    message = "Node or tests/interop/node_modules missing (run `npm ci --prefix tests/interop`)"
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
+    skip_or_fail("Node or tests/interop/node_modules missing (run `npm ci --prefix tests/interop`)")
 
 
 async def test_stock_clients_converge_share_awareness_and_match_rest(

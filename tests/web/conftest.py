@@ -21,7 +21,7 @@ import pytest
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
 from codeconnect.web.assets import PACKAGE_STATIC_DIR
-from tests.conftest import IN_CI, LiveServer, start_server
+from tests.conftest import LiveServer, skip_or_fail, start_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,11 +36,8 @@ CHROMIUM_ARGS = [
 
 def require(condition: bool, message: str) -> None:
     """Skip with the reason; under CI=true a missing prerequisite is a failure instead."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(f"{message} (CI=true: required)")
-    pytest.skip(message)
+    if not condition:
+        skip_or_fail(message)
 
 
 def require_built_page() -> None:

@@ -47,7 +47,8 @@ class FrameShim(asyncio.Protocol):
         self._passthrough = False
         # Set by the connection's handler: the callback, and whether the handler is idle (waiting for a
         # message), the only time a message may skip the queue without overtaking one still being handled.
-        self.on_message: Callable[[bytes], None] | None = None
+        # The callback returns False to have the message queued after all.
+        self.on_message: Callable[[bytes], bool] | None = None
         self.armed = False
 
     @classmethod
@@ -69,18 +70,6 @@ class FrameShim(asyncio.Protocol):
         except (AttributeError, NotImplementedError):
             return None
         return shim
-
-    def queue(self, message: bytes) -> None:
-        """Queue a message for the handler's own checks (as uvicorn would have)."""
-        self._queue.put_nowait({"type": "websocket.receive", "bytes": message})
-        inner = self._inner
-        if not inner.read_paused:  # what uvicorn does: read no more until the app has taken this
-            inner.read_paused = True
-            self._transport.pause_reading()
-
-    def wake(self) -> None:
-        """Wake the waiting handler without a message (it has something to act on)."""
-        self._queue.put_nowait({"type": "websocket.receive", "bytes": b""})
 
     def detach(self) -> None:
         """The handler is done: every later message is queued (and, with nobody reading, reading pauses)."""
@@ -151,7 +140,9 @@ class FrameShim(asyncio.Protocol):
         if inner.close_sent:
             return  # as uvicorn does: the app is past its close, the message is dropped
         callback = self.on_message
-        if callback is not None and self.armed and self._queue.empty():
-            callback(message)
-        else:
-            self.queue(message)
+        if callback is not None and self.armed and self._queue.empty() and callback(message):
+            return
+        self._queue.put_nowait({"type": "websocket.receive", "bytes": message})
+        if not inner.read_paused:  # what uvicorn does: read no more until the app has taken this
+            inner.read_paused = True
+            self._transport.pause_reading()

@@ -26,8 +26,8 @@ from codeconnect.collab.writer import batch_writer
 from codeconnect.config import Settings
 from codeconnect.errors import SessionNotFound
 from codeconnect.models import SessionRow
-from codeconnect.participants.service import authenticate
-from codeconnect.security import hash_secret, secret_matches
+from codeconnect.participants.service import admits, authenticate
+from codeconnect.security import hash_secret
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +120,7 @@ class RoomRegistry:
                 row = await authenticate(db, session_id, token)
             return None if row is None else Participant(row.id, row.name, row.color, row.role)
         record = await driver.participant(key)
-        # The lookup is by hash; the constant-time check guards the comparison that decides access.
-        if record is None or record.session_id != session_id or not secret_matches(token, record.token_hash):
+        if record is None or not admits(token, session_id, record.session_id, record.token_hash):
             return None
         return Participant(record.id, record.name, record.color, record.role)
 

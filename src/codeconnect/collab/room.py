@@ -249,11 +249,10 @@ class Room:
 
     def mirror(self) -> Mirror:
         self.dirty = False
-        with self.shared.doc.transaction():  # one transaction for the three reads: a third of the cost
-            return Mirror(
-                code=self.shared.text(),
-                language=self.language(),
-                # Clients may write any title into the document; the column holds what REST allows.
-                title=self.title()[: self.limits.max_title_length],
-                updated_at=self.updated_at or datetime.now(UTC),
-            )
+        return Mirror(
+            code=self.shared.text(),
+            language=self.language(),
+            # Clients may write any title into the document; the column holds what REST allows.
+            title=self.title()[: self.limits.max_title_length],
+            updated_at=self.updated_at or datetime.now(UTC),
+        )

@@ -162,27 +162,26 @@ async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
         max_bytes = settings.ws_max_message_bytes
         close: tuple[int, str] | None = None
 
-        def on_message(data: bytes) -> None:
-            """A message read by the shim while this handler waits: handled right there, in order."""
+        def on_message(data: bytes) -> bool:
+            """A message read by the shim while this handler waits: handled right there, in order. False
+            hands it to the loop below instead: over a limit (its checks close or slow the connection), or
+            after this connection broke a rule (the loop wakes and closes it)."""
             nonlocal close
-            if len(data) > max_bytes or not limiter.try_take():
-                shim_.queue(data)  # the checks below close the connection or slow it down
-                return
+            if close is not None or len(data) > max_bytes or not limiter.try_take():
+                return False
             try:
                 room.receive(peer, data)
             except ProtocolViolation as exc:
                 close = (exc.code, exc.reason[:120])
+                return False
             except Exception:
                 log.exception("a live message failed")
                 close = (CloseCode.INTERNAL_ERROR, "internal error")
-            else:
-                return
-            shim_.detach()
-            shim_.wake()
+                return False
+            return True
 
         room.join(peer)
         if shim is not None:
-            shim_ = shim
             shim.on_message = on_message
         try:
             while close is None:

@@ -20,7 +20,7 @@ from pycrdt import merge_updates
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.collab.writer import BatchWriter
+from codeconnect.collab.writer import BatchWriter, StoredDoc
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow
 
@@ -38,17 +38,6 @@ _MIRROR = (
         updated_at=bindparam("b_updated_at"),
     )
 )
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDoc:
-    """What a room is loaded from: the session's mirror columns and its log rows."""
-
-    title: str
-    language: str
-    code: str
-    row_ids: list[int]
-    updates: list[bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +187,7 @@ class UpdateLog:
             stored = await self._batch_writer.load(session_id)
             if stored is None:
                 raise SessionNotFound()
-            return StoredDoc(stored.title, stored.language, stored.code, stored.row_ids, stored.updates)
+            return stored
         async with self._lock, self._sessionmaker() as db, db.begin():
             session = (
                 await db.execute(

@@ -17,6 +17,7 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -47,8 +48,9 @@ class ParticipantRecord(NamedTuple):
     token_hash: str
 
 
-class StoredRows(NamedTuple):
-    """A session's mirror columns and its update log rows, read in one transaction."""
+@dataclass(frozen=True, slots=True)
+class StoredDoc:
+    """What a room is loaded from: the session's mirror columns and its log rows."""
 
     title: str
     language: str
@@ -64,7 +66,7 @@ class BatchWriter(Protocol):
 
     async def session_exists(self, session_id: str) -> bool: ...
 
-    async def load(self, session_id: str) -> StoredRows | None: ...
+    async def load(self, session_id: str) -> StoredDoc | None: ...
 
     async def close(self) -> None: ...
 
@@ -132,7 +134,7 @@ class SqliteWriter:
     def _session_exists(self, session_id: str) -> bool:
         return self._connection().execute(_SESSION_EXISTS, (session_id,)).fetchone() is not None
 
-    def _load(self, session_id: str) -> StoredRows | None:
+    def _load(self, session_id: str) -> StoredDoc | None:
         conn = self._connection()
         conn.execute("BEGIN")  # one snapshot for both reads
         try:
@@ -142,7 +144,7 @@ class SqliteWriter:
             conn.execute("COMMIT")
         if session is None:
             return None
-        return StoredRows(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
+        return StoredDoc(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
 
     async def participant(self, token_hash: str) -> ParticipantRecord | None:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._participant, token_hash)
@@ -150,7 +152,7 @@ class SqliteWriter:
     async def session_exists(self, session_id: str) -> bool:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._session_exists, session_id)
 
-    async def load(self, session_id: str) -> StoredRows | None:
+    async def load(self, session_id: str) -> StoredDoc | None:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._load, session_id)
 
     def _close(self) -> None:
@@ -196,7 +198,7 @@ class PostgresWriter:
     async def session_exists(self, session_id: str) -> bool:
         return await self._read("fetchrow", _pg(_SESSION_EXISTS), session_id) is not None
 
-    async def load(self, session_id: str) -> StoredRows | None:
+    async def load(self, session_id: str) -> StoredDoc | None:
         async with self._use:
             conn = await self._connection()
             try:
@@ -208,7 +210,7 @@ class PostgresWriter:
                 raise
         if session is None:
             return None
-        return StoredRows(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
+        return StoredDoc(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
 
     async def _read(self, method: str, query: str, *args: Any) -> Any:
         async with self._use:

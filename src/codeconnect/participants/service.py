@@ -86,7 +86,10 @@ async def authenticate(db: AsyncSession, session_id: str, token: str) -> Partici
     row = (
         await db.execute(select(ParticipantRow).where(ParticipantRow.token_hash == hash_secret(token)))
     ).scalar_one_or_none()
-    # The lookup is by hash; the constant-time check guards the comparison that decides access.
-    if row is None or row.session_id != session_id or not secret_matches(token, row.token_hash):
-        return None
-    return row
+    return row if row is not None and admits(token, session_id, row.session_id, row.token_hash) else None
+
+
+def admits(token: str, session_id: str, row_session_id: str, row_token_hash: str) -> bool:
+    """Whether the participant row found by ``token``'s hash lets it into ``session_id``. The lookup is by
+    hash; the constant-time check guards the comparison that decides access."""
+    return row_session_id == session_id and secret_matches(token, row_token_hash)
