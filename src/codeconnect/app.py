@@ -8,10 +8,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
 
 from codeconnect import __version__
 from codeconnect.collab.registry import RoomRegistry
-from codeconnect.collab.router import LiveEndpoint
+from codeconnect.collab.router import is_live, serve_connection
 from codeconnect.config import Settings
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
@@ -34,6 +35,22 @@ co-edit over the Yjs WebSocket endpoint, and run code.
 Every error has the same shape: `{"error": "<code>", "detail": "<sentence>"}`, plus `fields` for validation
 errors.
 """
+
+
+class CodeConnectApp(FastAPI):
+    """The API and the page, with the live endpoint's WebSocket requests answered before the middleware stack.
+
+    Each idle live connection keeps its whole call chain suspended for as long as it is open: every layer in
+    front of it (FastAPI's and Starlette's own middleware, which do nothing for these requests) would cost a
+    suspended coroutine and its closures per connection, in memory and in every full garbage collection.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A coroutine function still (servers tell ASGI 3 apps by that), but one frame instead of five.
+        if is_live(scope):
+            await serve_connection(self.state.collab, scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -62,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.execution = execution
             yield
 
-    app = FastAPI(
+    app = CodeConnectApp(
         title="Code Connect Live",
         version=__version__,
         description=DESCRIPTION,
@@ -88,6 +105,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     # Outermost, so an oversized body is refused before anything else looks at it.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    # The live endpoint answers its WebSocket requests before the HTTP stack (see collab/router.py).
-    app.add_middleware(LiveEndpoint)
     return app

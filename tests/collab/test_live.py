@@ -249,3 +249,30 @@ async def test_messages_of_every_frame_length_form_arrive_intact(server: LiveSer
     assert r.json()["code"] == b.text
     await a.close()
     await b.close()
+
+
+def _await_chain(task: asyncio.Task[object]) -> list[str]:
+    names: list[str] = []
+    awaited: object = task.get_coro()
+    while awaited is not None:
+        names.append(getattr(awaited, "__qualname__", type(awaited).__name__))
+        awaited = getattr(awaited, "cr_await", None)
+    return names
+
+
+async def test_an_idle_connection_waits_outside_the_http_middleware(
+    server: LiveServer, client: httpx.AsyncClient
+) -> None:
+    # Every frame of an idle connection's call chain stays in memory (and in every full garbage collection)
+    # while it is open: no middleware of the HTTP stack may sit between uvicorn and the live handler.
+    s = await new_session(client, language="python", code="x")
+    a = await YClient(collab_url(server.ws_url, s["id"], (await join(client, s["id"], "Ada"))["token"])).connect()
+    chains = [c for c in map(_await_chain, asyncio.all_tasks()) if "serve_connection" in c]
+    assert len(chains) == 1
+    chain = chains[0]
+    assert chain[: chain.index("serve_connection")] == [
+        "WebSocketsSansIOProtocol.run_asgi",
+        "ProxyHeadersMiddleware.__call__",
+        "CodeConnectApp.__call__",
+    ]
+    await a.close()

@@ -1,8 +1,9 @@
 """The live endpoint: ``ws://HOST/v1/collab/{sessionId}?token=<participant token>`` (y-websocket framing).
 
-It is a plain ASGI middleware placed outermost among the app's middleware, not a FastAPI route: each idle
-connection keeps its handler's whole call chain suspended in memory, and the route machinery (routing,
-dependency solving, exception middleware) added ~15 coroutine frames per connection for nothing.
+It is not a FastAPI route: each idle connection keeps its handler's whole call chain suspended in memory, and
+the route machinery (routing, dependency solving, exception middleware) added ~15 coroutine frames per
+connection for nothing. The app hands these requests to :func:`serve_connection` before its own middleware
+stack (see ``app.py``), so a connection's chain is uvicorn's handler, this module's, and the read it waits on.
 
 Refusals happen after the upgrade, as WebSocket close codes, because browsers hide HTTP statuses of failed
 upgrades from pages: 4404 unknown session, 4401 missing or bad token, 4429 too many connections or
@@ -14,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from codeconnect.collab.frames import FrameShim
 from codeconnect.collab.protocol import CloseCode
@@ -74,17 +74,9 @@ class RateLimiter:
         return True
 
 
-class LiveEndpoint:
-    """ASGI middleware answering WebSocket requests to ``/v1/collab/...``; everything else passes through."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Not a coroutine itself: every suspended frame is kept per idle connection, so hand over directly.
-        if scope["type"] == "websocket" and scope["path"].startswith(_PREFIX):
-            return _connection(scope, receive, send)
-        return self.app(scope, receive, send)
+def is_live(scope: Scope) -> bool:
+    """Whether a request is one for the live endpoint (answered by :func:`serve_connection`)."""
+    return scope["type"] == "websocket" and str(scope["path"]).startswith(_PREFIX)
 
 
 def _drop_handshake(scope: Scope, receive: Receive) -> None:
@@ -105,11 +97,10 @@ async def _close(send: Send, code: int, reason: str) -> None:
 _Opened = tuple[RoomRegistry, Room, Participant, FrameShim | None]
 
 
-async def _open(scope: Scope, receive: Receive, send: Send) -> _Opened | None:
+async def _open(registry: RoomRegistry, scope: Scope, receive: Receive, send: Send) -> _Opened | None:
     """Handshake, authentication and the room; None when the connection was refused (and closed)."""
     if (await receive())["type"] != "websocket.connect":
         return None
-    registry: RoomRegistry = scope["app"].state.collab
     session_id = scope["path"][len(_PREFIX) :]
     # Before the response, so no frame can have arrived yet; twice the app's limit, as uvicorn is configured.
     shim = FrameShim.install(receive, 2 * registry.settings.ws_max_message_bytes)
@@ -144,8 +135,9 @@ async def _open(scope: Scope, receive: Receive, send: Send) -> _Opened | None:
     return registry, room, participant, shim
 
 
-async def _connection(scope: Scope, receive: Receive, send: Send) -> None:
-    opened = await _open(scope, receive, send)
+async def serve_connection(registry: RoomRegistry, scope: Scope, receive: Receive, send: Send) -> None:
+    """One live connection, from the handshake to its close."""
+    opened = await _open(registry, scope, receive, send)
     if opened is None:
         return
     registry, room, participant, shim = opened
