@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
+from codeconnect.app import create_app
 from codeconnect.config import Settings
+from codeconnect.db import run_migrations
 from tests.conftest import ServerFactory
 
 
@@ -156,3 +159,20 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         env = name.upper() if name in ("host", "port") else f"CODECONNECT_{name.upper()}"
         assert f"`{env}`" in readme, f"{env} is not documented in README.md"
         assert field.description, f"{name} has no description"
+
+
+async def test_only_the_served_app_freezes_its_startup_objects(sqlite_url: str) -> None:
+    # `codeconnect serve` owns its process: what exists after startup is kept out of every full garbage
+    # collection. An app built for a process it shares (these tests) must leave the collector alone.
+    await run_migrations(sqlite_url)
+    settings = Settings(database_url=sqlite_url)
+    assert gc.get_freeze_count() == 0
+    try:
+        shared = create_app(settings)
+        async with shared.router.lifespan_context(shared):
+            assert gc.get_freeze_count() == 0
+        owned = create_app(settings, own_process=True)
+        async with owned.router.lifespan_context(owned):
+            assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()

@@ -59,7 +59,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             return 2
     asyncio.run(run_migrations(settings.database_url))
     uvicorn.run(
-        "codeconnect.app:create_app",
+        "codeconnect.app:create_served_app",
         factory=True,
         host=host,
         port=port,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -53,8 +54,19 @@ class CodeConnectApp(FastAPI):
             await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app. Nothing connects until the lifespan starts, so tests can run several apps at once."""
+def create_served_app() -> FastAPI:
+    """The app as ``codeconnect serve`` runs it: the one app of its process (see ``create_app``)."""
+    return create_app(own_process=True)
+
+
+def create_app(settings: Settings | None = None, *, own_process: bool = False) -> FastAPI:
+    """Build the app. Nothing connects until the lifespan starts, so tests can run several apps at once.
+
+    ``own_process``: the app is the only one in its process and may tune it. After startup, everything the
+    process holds by then (modules, classes, the app; ~120,000 objects) is moved out of the cyclic garbage
+    collector's sight with ``gc.freeze()``: none of it is ever garbage, yet every full collection walked it
+    all while holding the event loop, a pause of 40 ms at a few hundred connections that grew with them.
+    """
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -77,6 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     ) from exc
             stack.push_async_callback(execution.close)
             app.state.execution = execution
+            if own_process:
+                gc.collect()
+                gc.freeze()
             yield
 
     app = CodeConnectApp(
