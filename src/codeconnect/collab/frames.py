@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.types import Receive
+from websockets.protocol import Protocol
 
 try:
     from websockets.speedups import apply_mask
@@ -69,6 +70,11 @@ class FrameShim(asyncio.Protocol):
             inner.transport.set_protocol(shim)
         except (AttributeError, NotImplementedError):
             return None
+        # The library's parser is a generator that keeps the handshake request (every header) in a local for
+        # the connection's lifetime. It waits at a frame boundary with nothing buffered (checked above), so a
+        # fresh frame parser in its place is in the same state, without the request.
+        conn.parser = Protocol.parse(conn)
+        next(conn.parser)
         return shim
 
     def detach(self) -> None:
