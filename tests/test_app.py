@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from codeconnect.app import create_app
+from codeconnect.app import create_app, create_served_app
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
 from tests.conftest import ServerFactory
@@ -161,17 +161,19 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         assert field.description, f"{name} has no description"
 
 
-async def test_only_the_served_app_freezes_its_startup_objects(sqlite_url: str) -> None:
+async def test_only_the_served_app_freezes_its_startup_objects(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # `codeconnect serve` owns its process: what exists after startup is kept out of every full garbage
     # collection. An app built for a process it shares (these tests) must leave the collector alone.
     await run_migrations(sqlite_url)
-    settings = Settings(database_url=sqlite_url)
+    monkeypatch.setenv("CODECONNECT_DATABASE_URL", sqlite_url)
     assert gc.get_freeze_count() == 0
     try:
-        shared = create_app(settings)
+        shared = create_app(Settings())
         async with shared.router.lifespan_context(shared):
             assert gc.get_freeze_count() == 0
-        owned = create_app(settings, own_process=True)
+        owned = create_served_app()  # what `codeconnect serve` runs
         async with owned.router.lifespan_context(owned):
             assert gc.get_freeze_count() > 10_000
     finally:

@@ -107,11 +107,10 @@ class RoomRegistry:
             return cached[1] if cached[0] == session_id else None
         if found is None or key is None:
             return None
-        participant = found
-        self._auth_cache[key] = (session_id, participant)
+        self._auth_cache[key] = (session_id, found)
         if len(self._auth_cache) > _AUTH_CACHE_SIZE:
             self._auth_cache.popitem(last=False)
-        return participant
+        return found
 
     async def _participant(self, session_id: str, token: str, key: str) -> Participant | None:
         driver = self.log.driver

@@ -57,10 +57,9 @@ class RateLimiter:
             return True
         return False
 
-    async def take(self) -> bool:
-        """Take one message's token, waiting for it; False when the client must be disconnected."""
-        if self.try_take():
-            return True
+    async def wait_for_token(self) -> bool:
+        """After :meth:`try_take` found none: wait for the next token and take it; False when the client has
+        been over the rate for longer than ``grace`` and must be disconnected."""
         loop = self._loop
         now = loop.time()
         if self.over_since is None:
@@ -191,7 +190,7 @@ async def serve_connection(registry: RoomRegistry, scope: Scope, receive: Receiv
                 if len(data) > max_bytes:
                     close = (CloseCode.TOO_LARGE, f"message larger than {max_bytes} bytes")
                     break
-                if not limiter.try_take() and not await limiter.take():
+                if not limiter.try_take() and not await limiter.wait_for_token():
                     close = (CloseCode.TOO_MANY, "too many messages")
                     break
                 try:

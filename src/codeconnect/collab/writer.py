@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy.engine import make_url
 
@@ -28,15 +29,25 @@ from codeconnect.db import sqlite_path
 if TYPE_CHECKING:
     from codeconnect.collab.store import Mirror
 
-_INSERT_SQLITE = "INSERT INTO doc_updates (session_id, data) VALUES (?, ?)"
-_MIRROR_SQLITE = "UPDATE sessions SET code = ?, language = ?, title = ?, updated_at = ? WHERE id = ?"
-_INSERT_PG = "INSERT INTO doc_updates (session_id, data) VALUES ($1, $2)"
-_MIRROR_PG = "UPDATE sessions SET code = $1, language = $2, title = $3, updated_at = $4 WHERE id = $5"
-# The reads, in the parameter style of each driver ("?" below is rewritten to "$n" for PostgreSQL).
+# In sqlite3's parameter style; "?" is rewritten to "$n" for asyncpg below.
+_INSERT = "INSERT INTO doc_updates (session_id, data) VALUES (?, ?)"
+_MIRROR = "UPDATE sessions SET code = ?, language = ?, title = ?, updated_at = ? WHERE id = ?"
 _PARTICIPANT = "SELECT id, session_id, name, color, role, token_hash FROM participants WHERE token_hash = ?"
 _SESSION_EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
 _SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
 _DOC_ROWS = "SELECT id, data FROM doc_updates WHERE session_id = ? ORDER BY id"
+
+
+def _pg(query: str) -> str:
+    """A query with asyncpg's numbered parameters in place of "?"."""
+    parts = query.split("?")
+    return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, 1))
+
+
+_INSERT_PG, _MIRROR_PG, _PARTICIPANT_PG, _SESSION_EXISTS_PG, _SESSION_COLUMNS_PG, _DOC_ROWS_PG = map(
+    _pg, (_INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _SESSION_COLUMNS, _DOC_ROWS)
+)
+_T = TypeVar("_T")
 
 
 class ParticipantRecord(NamedTuple):
@@ -106,10 +117,10 @@ class SqliteWriter:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if batch:
-                conn.executemany(_INSERT_SQLITE, batch)
+                conn.executemany(_INSERT, batch)
             if mirrors:
                 conn.executemany(
-                    _MIRROR_SQLITE,
+                    _MIRROR,
                     [
                         (m.code, m.language, m.title, _sqlite_time(m), session_id)
                         for session_id, m in mirrors.items()
@@ -124,12 +135,16 @@ class SqliteWriter:
                 self._conn = None
             raise
 
+    async def _run(self, work: Callable[..., _T], *args: Any) -> _T:
+        """``work`` on the writer's thread, the one that owns the connection."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
+
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch, mirrors)
+        await self._run(self._write, batch, mirrors)
 
     def _participant(self, token_hash: str) -> ParticipantRecord | None:
         row = self._connection().execute(_PARTICIPANT, (token_hash,)).fetchone()
-        return None if row is None else ParticipantRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+        return None if row is None else ParticipantRecord(*row)
 
     def _session_exists(self, session_id: str) -> bool:
         return self._connection().execute(_SESSION_EXISTS, (session_id,)).fetchone() is not None
@@ -147,13 +162,13 @@ class SqliteWriter:
         return StoredDoc(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
 
     async def participant(self, token_hash: str) -> ParticipantRecord | None:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._participant, token_hash)
+        return await self._run(self._participant, token_hash)
 
     async def session_exists(self, session_id: str) -> bool:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._session_exists, session_id)
+        return await self._run(self._session_exists, session_id)
 
     async def load(self, session_id: str) -> StoredDoc | None:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._load, session_id)
+        return await self._run(self._load, session_id)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -163,12 +178,6 @@ class SqliteWriter:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
-
-
-def _pg(query: str) -> str:
-    """A query with asyncpg's numbered parameters in place of "?"."""
-    parts = query.split("?")
-    return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, 1))
 
 
 def _sqlite_time(m: Mirror) -> str:
@@ -191,57 +200,44 @@ class PostgresWriter:
             self._conn = await asyncpg.connect(self._dsn)
         return self._conn
 
-    async def participant(self, token_hash: str) -> ParticipantRecord | None:
-        row = await self._read("fetchrow", _pg(_PARTICIPANT), token_hash)
-        return None if row is None else ParticipantRecord(row[0], row[1], row[2], row[3], row[4], row[5])
-
-    async def session_exists(self, session_id: str) -> bool:
-        return await self._read("fetchrow", _pg(_SESSION_EXISTS), session_id) is not None
-
-    async def load(self, session_id: str) -> StoredDoc | None:
+    @asynccontextmanager
+    async def _using(self) -> AsyncIterator[Any]:
+        """The connection, for one operation at a time; after a failure it is closed and the next use opens a
+        fresh one (a broken connection or transaction is never reused)."""
         async with self._use:
             conn = await self._connection()
             try:
-                async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot
-                    session = await conn.fetchrow(_pg(_SESSION_COLUMNS), session_id)
-                    rows = await conn.fetch(_pg(_DOC_ROWS), session_id) if session is not None else []
+                yield conn
             except BaseException:
                 await self.close()
                 raise
+
+    async def participant(self, token_hash: str) -> ParticipantRecord | None:
+        async with self._using() as conn:
+            row = await conn.fetchrow(_PARTICIPANT_PG, token_hash)
+        return None if row is None else ParticipantRecord(*row)
+
+    async def session_exists(self, session_id: str) -> bool:
+        async with self._using() as conn:
+            return await conn.fetchrow(_SESSION_EXISTS_PG, session_id) is not None
+
+    async def load(self, session_id: str) -> StoredDoc | None:
+        async with self._using() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            session = await conn.fetchrow(_SESSION_COLUMNS_PG, session_id)  # one snapshot for both reads
+            rows = await conn.fetch(_DOC_ROWS_PG, session_id) if session is not None else []
         if session is None:
             return None
         return StoredDoc(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
 
-    async def _read(self, method: str, query: str, *args: Any) -> Any:
-        async with self._use:
-            conn = await self._connection()
-            try:
-                return await getattr(conn, method)(query, *args)
-            except BaseException:
-                await self.close()
-                raise
-
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
-        async with self._use:
-            await self._write(batch, mirrors)
-
-    async def _write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
-        conn = await self._connection()
-        try:
-            async with conn.transaction():
-                if batch:
-                    await conn.executemany(_INSERT_PG, batch)
-                if mirrors:
-                    await conn.executemany(
-                        _MIRROR_PG,
-                        [
-                            (m.code, m.language, m.title, m.updated_at, session_id)
-                            for session_id, m in mirrors.items()
-                        ],
-                    )
-        except BaseException:
-            await self.close()
-            raise
+        async with self._using() as conn, conn.transaction():
+            if batch:
+                await conn.executemany(_INSERT_PG, batch)
+            if mirrors:
+                await conn.executemany(
+                    _MIRROR_PG,
+                    [(m.code, m.language, m.title, m.updated_at, session_id) for session_id, m in mirrors.items()],
+                )
 
     async def close(self) -> None:
         if self._conn is not None:
