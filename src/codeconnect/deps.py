@@ -15,12 +15,14 @@ from codeconnect.models import SessionRow
 from codeconnect.participants.service import PresenceView
 
 
-def get_settings(request: Request) -> Settings:
+# Coroutines, though they only read app state: FastAPI runs a plain function dependency in a worker thread,
+# a thread hop per dependency per request.
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_presence(request: Request) -> PresenceView:
+async def get_presence(request: Request) -> PresenceView:
     presence: PresenceView = request.app.state.presence
     return presence
 

@@ -25,7 +25,7 @@ from codeconnect.languages import LanguageName
 from codeconnect.schemas import bind_body
 
 
-def get_execution(request: Request) -> service.ExecutionService:
+async def get_execution(request: Request) -> service.ExecutionService:
     execution: service.ExecutionService = request.app.state.execution
     return execution
 

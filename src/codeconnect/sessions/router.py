@@ -24,7 +24,7 @@ from codeconnect.sessions.schemas import (
 )
 
 
-def get_live(request: Request) -> RoomRegistry:
+async def get_live(request: Request) -> RoomRegistry:
     registry: RoomRegistry = request.app.state.collab
     return registry
 
