@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from codeconnect.config import Settings
-from codeconnect.errors import Conflict
-from codeconnect.models import ParticipantRow, utcnow
+from codeconnect.errors import Conflict, SessionNotFound
+from codeconnect.models import ParticipantRow, SessionRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
 from codeconnect.sessions.service import get_session
 
@@ -43,27 +43,28 @@ class NewParticipant:
 async def join(
     db: AsyncSession, settings: Settings, session_id: str, *, name: str, role: str
 ) -> NewParticipant:
-    # Lock the session row so concurrent joins cannot both take the last place or the same colour.
-    session = await get_session(db, session_id, for_update=True)
-    count = (
-        await db.execute(select(func.count()).where(ParticipantRow.session_id == session.id))
-    ).scalar_one()
+    # Lock the session row so concurrent joins cannot both take the last place or the same colour. Only its
+    # id: the participants are counted, not loaded (up to max_participants ORM objects per join).
+    locked = await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id).with_for_update())
+    if locked is None:
+        raise SessionNotFound()
+    count, last_seq = (
+        await db.execute(
+            select(func.count(), func.coalesce(func.max(ParticipantRow.seq), -1)).where(
+                ParticipantRow.session_id == session_id
+            )
+        )
+    ).one()
     if count >= settings.max_participants:
         raise Conflict(
             f"This session already has {settings.max_participants} participants, the most it can have.",
             code="session_full",
         )
-    seq = (
-        await db.execute(
-            select(func.coalesce(func.max(ParticipantRow.seq), -1)).where(
-                ParticipantRow.session_id == session.id
-            )
-        )
-    ).scalar_one() + 1
+    seq = last_seq + 1
     token = new_secret()
     row = ParticipantRow(
         id=new_id(),
-        session_id=session.id,
+        session_id=session_id,
         seq=seq,
         name=name,
         color=participant_color(seq),
