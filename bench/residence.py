@@ -6,7 +6,8 @@ for every update message a client sent to PORT, finds the same message leaving t
 the difference of the two kernel timestamps is the message's residence in the server, queueing included
 (waiting for the event loop, for a CPU, for the GIL). Needs root (a raw packet socket); Linux only.
 
-    sudo python3 bench/residence.py 18104 20     # port of the server, seconds to watch
+    sudo python3 bench/residence.py 18104 20          # port of the server, seconds to watch
+    sudo python3 bench/residence.py 18104 20 --last   # per update, until its last copy left (S2's 49)
 
 It assumes each TCP segment starts at a frame boundary (true for small messages written one per send), and
 counts only sync-update messages (type 0, subtype 2), matched by their bytes.
@@ -55,7 +56,7 @@ def frames(payload: bytes) -> list[bytes]:
     return out
 
 
-def watch(port: int, seconds: float) -> list[float]:
+def watch(port: int, seconds: float, last: bool = False) -> list[float]:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     sock.bind(("lo", 0))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 20)
@@ -63,6 +64,7 @@ def watch(port: int, seconds: float) -> list[float]:
     sock.settimeout(0.5)
     sent: dict[bytes, tuple[float, int]] = {}  # update message -> (time the client sent it, client port)
     residence: list[float] = []
+    latest: dict[bytes, float] = {}  # with ``last``: update message -> when its latest copy left
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -92,7 +94,12 @@ def watch(port: int, seconds: float) -> list[float]:
             elif source == port:
                 origin = sent.get(message)
                 if origin is not None and origin[1] != destination:  # to another client, not an echo
-                    residence.append((stamp - origin[0]) * 1000)
+                    if last:
+                        latest[message] = stamp
+                    else:
+                        residence.append((stamp - origin[0]) * 1000)
+    if last:
+        residence = [(stamp - sent[message][0]) * 1000 for message, stamp in latest.items()]
     return residence
 
 
@@ -100,8 +107,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("port", type=int)
     parser.add_argument("seconds", type=float)
+    parser.add_argument(
+        "--last", action="store_true", help="per update, until its last copy left (fan-out to many, as in S2)"
+    )
     args = parser.parse_args()
-    res = sorted(watch(args.port, args.seconds))
+    res = sorted(watch(args.port, args.seconds, args.last))
     if not res:
         print("no relayed update seen")
         return
@@ -111,7 +121,7 @@ def main() -> None:
         return res[min(n - 1, int(f * n))]
 
     print(
-        f"{n} relays; residence ms p50 {q(0.5):.3f} p90 {q(0.9):.3f} p99 {q(0.99):.3f} "
+        f"{n} {'updates (last copy)' if args.last else 'relays'}; residence ms p50 {q(0.5):.3f} p90 {q(0.9):.3f} p99 {q(0.99):.3f} "
         f"p99.9 {q(0.999):.3f} max {res[-1]:.3f}; over 1 ms {sum(r > 1 for r in res)}, "
         f"over 2 ms {sum(r > 2 for r in res)}, over 5 ms {sum(r > 5 for r in res)}"
     )
