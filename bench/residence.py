@@ -120,8 +120,9 @@ def main() -> None:
     def q(f: float) -> float:
         return res[min(n - 1, int(f * n))]
 
+    what = "updates (last copy)" if args.last else "relays"
     print(
-        f"{n} {'updates (last copy)' if args.last else 'relays'}; residence ms p50 {q(0.5):.3f} p90 {q(0.9):.3f} p99 {q(0.99):.3f} "
+        f"{n} {what}; residence ms p50 {q(0.5):.3f} p90 {q(0.9):.3f} p99 {q(0.99):.3f} "
         f"p99.9 {q(0.999):.3f} max {res[-1]:.3f}; over 1 ms {sum(r > 1 for r in res)}, "
         f"over 2 ms {sum(r > 2 for r in res)}, over 5 ms {sum(r > 5 for r in res)}"
     )
