@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            engine = create_engine(settings.database_url)
+            engine = create_engine(settings.database_url, wait_seconds=settings.db_wait_seconds)
             stack.push_async_callback(engine.dispose)
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)

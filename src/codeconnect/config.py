@@ -42,6 +42,10 @@ class Settings(BaseSettings):
         description="SQLAlchemy async URL. SQLite files are created on demand (WAL mode); "
         "`postgresql+asyncpg://...` for PostgreSQL.",
     )
+    db_wait_seconds: float = Field(
+        default=30.0, gt=0, le=600,
+        description="Longest time a request waits for a database connection (on SQLite: its turn) before a 503.",
+    )
     cors_origins: str = Field(
         default="*", description="Comma-separated list of origins allowed by CORS, or `*` for any."
     )

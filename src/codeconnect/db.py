@@ -35,8 +35,9 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database or "")
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An engine for ``url``; SQLite files (and their folder) are created on demand."""
+def create_engine(url: str, *, wait_seconds: float = 30.0, **kwargs: Any) -> AsyncEngine:
+    """An engine for ``url``; SQLite files (and their folder) are created on demand. A connection not free
+    within ``wait_seconds`` raises ``sqlalchemy.exc.TimeoutError`` (a 503 for requests)."""
     path = sqlite_path(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         # sleeps of up to 100 ms and lets a late comer win: 16 concurrent joins had a p99 of 1.7 s that way.
         # With one connection, requests wait for it in the pool, in arrival order.
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=30, **kwargs
+            url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0, pool_timeout=wait_seconds, **kwargs
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -65,7 +66,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kwargs)
+    return create_async_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, pool_timeout=wait_seconds, **kwargs
+    )
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
