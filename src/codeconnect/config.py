@@ -82,6 +82,12 @@ class Settings(BaseSettings):
         ge=0,
         description="How long a connection may stay over its rate before it is closed with 4429.",
     )
+    ws_close_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How long a client closed for breaking a rule has to answer the close before its socket is cut.",
+    )
     ws_send_queue_messages: int = Field(
         default=1024,
         ge=1,

@@ -136,20 +136,17 @@ def _burst(raw: RawClient, n: int) -> None:
 async def test_a_burst_over_the_rate_is_slowed_then_closed(http: tuple[LiveServer, httpx.AsyncClient]) -> None:
     server, client = http
     sid, raw, witness = await _pair(server, client)
-    # The flooder reads what it is sent (its own updates come back), so it sees the close: reading was
-    # paused at the rate, then the connection closed with 4429.
-    reading = asyncio.create_task(_read_all(raw.ws))
+    # Read paused at the rate, then the connection closed with 4429.
     _burst(raw, 3000)
     await asyncio.wait_for(raw.ws.wait_closed(), 30)
     assert raw.ws.close_code == 4429
-    assert 1000 <= await reading < 3000  # the burst allowance came back, the excess never went through
     assert 0 < len(witness.text) < 3000
     await witness.close()
 
 
 async def test_a_flooder_that_never_reads_is_let_go(http: tuple[LiveServer, httpx.AsyncClient]) -> None:
-    # Its own updates pile up unread in front of the close frame, so it never learns it was closed; the
-    # server must still let go of it, its room seat and its socket, in bounded time.
+    # It never reads, so it may never learn it was closed (a client that gets traffic has it piled up in
+    # front of the close frame); the server must still let go of it, its room seat and socket, in bounded time.
     server, client = http
     sid, raw, witness = await _pair(server, client)
     registry: RoomRegistry = server.server.config.app.state.collab
@@ -168,17 +165,6 @@ async def test_a_flooder_that_never_reads_is_let_go(http: tuple[LiveServer, http
     assert (await client.get(f"/v1/sessions/{sid}")).json()["code"] == witness.text
     raw.ws.transport.abort()
     await witness.close()
-
-
-async def _read_all(ws: ClientConnection) -> int:
-    """Read every message until the connection closes; how many there were."""
-    n = 0
-    try:
-        async for _ in ws:
-            n += 1
-    except Exception:
-        pass
-    return n
 
 
 async def test_an_open_connection_keeps_no_handshake_request(http: tuple[LiveServer, httpx.AsyncClient]) -> None:

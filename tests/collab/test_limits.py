@@ -41,6 +41,11 @@ async def _still_works(server: LiveServer, client: httpx.AsyncClient, sid: str, 
     await other.close()
 
 
+def _live_sockets(server: LiveServer) -> int:
+    """Open live connections (sockets) the server holds."""
+    return sum(type(c).__name__ == "WebSocketsSansIOProtocol" for c in server.server.server_state.connections)
+
+
 async def test_malformed_messages_close_only_that_connection(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory()
     async with httpx.AsyncClient(base_url=server.base_url) as client:
@@ -199,10 +204,49 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(sqlite_server_fac
                 break
         # The slow client was dropped; the writer is still connected and in sync with the server.
         assert len(room.peers) == 1
+        # Its socket is gone too, with what was still waiting to be sent to it: closing it the polite way
+        # would wait for those bytes to drain into a client that does not read, for good.
+        async with asyncio.timeout(10):
+            while _live_sockets(server) > 1:
+                await asyncio.sleep(0.05)
         r = await client.get(f"/v1/sessions/{sid}/participants")
         assert {q["name"]: q["online"] for q in r.json()}["Slow"] is False
         await _still_works(server, client, sid, writer)
         slow.transport.abort()
+        await writer.close()
+
+
+async def test_a_rule_breaker_that_does_not_read_its_close_has_its_socket_cut(
+    sqlite_server_factory: ServerFactory,
+) -> None:
+    # A client closed for a malformed message, with megabytes it never read still waiting for it: the close
+    # frame sits behind them and is never answered. Its socket must not stay open (with its unsent bytes).
+    server = await sqlite_server_factory(
+        ws_close_timeout_seconds=0.5, ws_send_queue_bytes=256 * 1024 * 1024, ws_send_queue_messages=100_000,
+        max_code_bytes=64 * 1024 * 1024, max_document_bytes=256 * 1024 * 1024,
+    )
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        sid, writer = await _room(server, client)
+        silent = await connect(collab_url(server.ws_url, sid, await _token(client, sid)), max_queue=1, max_size=None)
+        room = server.server.config.app.state.collab.rooms[sid]
+        async with asyncio.timeout(10):
+            while len(room.peers) < 2:
+                await asyncio.sleep(0.01)
+        peer = next(q for q in room.peers if q.name == "Mallory")
+        transport = peer.channel._direct._transport  # type: ignore[attr-defined]
+        chunk = "z" * 64 * 1024
+        async with asyncio.timeout(30):
+            while transport.get_write_buffer_size() == 0:  # the kernel's buffers are full: bytes wait here
+                writer.code += chunk
+                await asyncio.sleep(0.005)
+        assert _live_sockets(server) == 2
+        silent.transport.write(b"\x82\x83" + bytes(4) + b"\x07\x07\x07")  # message type 7: malformed
+        async with asyncio.timeout(10):
+            while len(room.peers) > 1 or _live_sockets(server) > 1:
+                await asyncio.sleep(0.05)
+        assert transport.is_closing() and transport.get_write_buffer_size() == 0
+        await _still_works(server, client, sid, writer)
+        silent.transport.abort()
         await writer.close()
 
 

@@ -2,9 +2,8 @@
 
 The room speaks the sync protocol with each peer over a :class:`Channel` (bytes in, bytes out); it knows
 nothing about HTTP or WebSockets. Every change of the document, whoever made it (a peer, a REST call, a run
-result), goes through :meth:`Room._record`, which relays it to every peer and appends it to the update log,
-once. The sender gets its own update back, as from y-websocket's server and Hocuspocus: a Yjs client ignores
-it. A client that sends without reading is held to the same bounded send queue as any slow reader.
+result), goes through :meth:`Room._record`, which relays it to the other peers and appends it to the update
+log, once.
 
 A peer's update is relayed and stored as the peer sent it, once it has been validated and applied: the
 document has no permanent observer, because pycrdt builds a full transaction event (the update re-encoded,
@@ -175,7 +174,7 @@ class Room:
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, "the update took too long to apply")
         # Relayed and stored even if it changed nothing yet (its dependencies missing): Yrs keeps it and
         # applies it once they arrive, and so must the log and the other peers.
-        self._record(update, message if message is not None else p.sync_update(update))
+        self._record(update, message if message is not None else p.sync_update(update), peer)
 
     def _grow_text(self, inserted: int) -> None:
         limit = self.limits.max_code_bytes
@@ -205,11 +204,11 @@ class Room:
         for update in updates:
             if len(update) > 2:  # b"\x00\x00": a transaction that changed nothing
                 self.doc_bytes += len(update)
-                self._record(update, p.sync_update(update))
+                self._record(update, p.sync_update(update), None)
         self._text_bytes_bound = self.shared.text_bytes()
 
-    def _record(self, update: bytes, message: bytes) -> None:
-        self._broadcast(message, None)
+    def _record(self, update: bytes, message: bytes, origin: Peer | None) -> None:
+        self._broadcast(message, origin)
         self._last_commit = self._log.append(self.session_id, update)
         self.rows_since_snapshot += 1
         self.dirty = True

@@ -89,6 +89,13 @@ def _drop_handshake(scope: Scope, receive: Receive) -> None:
         protocol.response = None
 
 
+def _abort_later(receive: Receive, delay: float) -> None:
+    """Cut the connection's socket after ``delay`` seconds, unless it is closed by then (then a no-op)."""
+    transport: Any = getattr(getattr(receive, "__self__", None), "transport", None)
+    if transport is not None:
+        asyncio.get_running_loop().call_later(delay, transport.abort)
+
+
 async def _close(send: Send, code: int, reason: str) -> None:
     await send({"type": "websocket.close", "code": code, "reason": reason})
 
@@ -201,19 +208,26 @@ async def serve_connection(registry: RoomRegistry, scope: Scope, receive: Receiv
         except asyncio.CancelledError:
             if not channel.overflowed:
                 raise
-            # Dropped for not reading: nothing more can be sent to it, the server just lets go.
+            # Dropped for not reading: nothing more can be sent to it, so the socket is cut rather than
+            # closed (a close waits, forever, for unsent bytes to reach a client that does not read).
             task = asyncio.current_task()
             if task is not None:
                 task.uncancel()
+            _abort_later(receive, 0)
         finally:
             if shim is not None:
                 shim.detach()
             room.leave(peer)
         if close is not None:
-            await channel.flush(1.0)
+            # The whole close is bounded: a client that answers it is gone long before the deadline; one that
+            # does not read would keep its socket and unsent bytes for good, as uvicorn gives up waiting for
+            # its answer with ``close()``, which first waits for those bytes to drain.
+            timeout = settings.ws_close_timeout_seconds
+            _abort_later(receive, timeout)
+            await channel.flush(min(1.0, timeout))
             channel.stop()
             try:
-                await asyncio.wait_for(_close(send, *close), 5)
+                await asyncio.wait_for(_close(send, *close), timeout)
             except (TimeoutError, Exception):
                 pass
         else:
