@@ -101,6 +101,10 @@ class LiveServer:
     server: uvicorn.Server
     task: asyncio.Task[None]
 
+    def live_sockets(self) -> int:
+        """WebSocket connections the server still holds open (their sockets, not their room seats)."""
+        return sum(type(c).__name__ == "WebSocketsSansIOProtocol" for c in self.server.server_state.connections)
+
     async def stop(self) -> None:
         self.server.should_exit = True
         await asyncio.wait_for(self.task, 15)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.db import create_engine, create_sessionmaker, run_migrations
 from tests.collab.yclient import new_session
-from tests.conftest import LiveServer, servers_on
+from tests.conftest import servers_on
 
 
 async def test_sqlite_transactions_are_served_in_arrival_order(tmp_path: Path) -> None:
@@ -60,18 +60,15 @@ async def test_a_request_that_cannot_get_the_database_in_time_is_a_503(sqlite_ur
     # Overload is the server's to report, not a fault: our error shape, a 503 with Retry-After, nothing written.
     await run_migrations(sqlite_url)
     async with servers_on(sqlite_url) as factory:
-        await _busy_database_is_a_503(await factory(db_wait_seconds=0.2))
-
-
-async def _busy_database_is_a_503(server: LiveServer) -> None:
-    maker: async_sessionmaker[AsyncSession] = server.server.config.app.state.sessionmaker
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        sid = (await new_session(client))["id"]
-        async with maker() as db, db.begin():  # the one SQLite connection, held past the wait
-            await db.execute(text("SELECT 1"))
-            r = await client.post(f"/v1/sessions/{sid}/participants", json={"name": "late"})
-        assert r.status_code == 503
-        assert r.headers["retry-after"] == "1"
-        assert r.json() == {"error": "database_busy", "detail": "The database is busy; try again shortly."}
-        assert (await client.get(f"/v1/sessions/{sid}/participants")).json() == []
-        assert (await client.post(f"/v1/sessions/{sid}/participants", json={"name": "later"})).status_code == 201
+        server = await factory(db_wait_seconds=0.2)
+        maker: async_sessionmaker[AsyncSession] = server.server.config.app.state.sessionmaker
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            sid = (await new_session(client))["id"]
+            async with maker() as db, db.begin():  # the one SQLite connection, held past the wait
+                await db.execute(text("SELECT 1"))
+                r = await client.post(f"/v1/sessions/{sid}/participants", json={"name": "late"})
+            assert r.status_code == 503
+            assert r.headers["retry-after"] == "1"
+            assert r.json() == {"error": "database_busy", "detail": "The database is busy; try again shortly."}
+            assert (await client.get(f"/v1/sessions/{sid}/participants")).json() == []
+            assert (await client.post(f"/v1/sessions/{sid}/participants", json={"name": "later"})).status_code == 201

@@ -41,11 +41,6 @@ async def _still_works(server: LiveServer, client: httpx.AsyncClient, sid: str, 
     await other.close()
 
 
-def _live_sockets(server: LiveServer) -> int:
-    """Open live connections (sockets) the server holds."""
-    return sum(type(c).__name__ == "WebSocketsSansIOProtocol" for c in server.server.server_state.connections)
-
-
 async def test_malformed_messages_close_only_that_connection(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory()
     async with httpx.AsyncClient(base_url=server.base_url) as client:
@@ -207,7 +202,7 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(sqlite_server_fac
         # Its socket is gone too, with what was still waiting to be sent to it: closing it the polite way
         # would wait for those bytes to drain into a client that does not read, for good.
         async with asyncio.timeout(10):
-            while _live_sockets(server) > 1:
+            while server.live_sockets() > 1:
                 await asyncio.sleep(0.05)
         r = await client.get(f"/v1/sessions/{sid}/participants")
         assert {q["name"]: q["online"] for q in r.json()}["Slow"] is False
@@ -239,10 +234,10 @@ async def test_a_rule_breaker_that_does_not_read_its_close_has_its_socket_cut(
             while transport.get_write_buffer_size() == 0:  # the kernel's buffers are full: bytes wait here
                 writer.code += chunk
                 await asyncio.sleep(0.005)
-        assert _live_sockets(server) == 2
+        assert server.live_sockets() == 2
         silent.transport.write(b"\x82\x83" + bytes(4) + b"\x07\x07\x07")  # message type 7: malformed
         async with asyncio.timeout(10):
-            while len(room.peers) > 1 or _live_sockets(server) > 1:
+            while len(room.peers) > 1 or server.live_sockets() > 1:
                 await asyncio.sleep(0.05)
         assert transport.is_closing() and transport.get_write_buffer_size() == 0
         await _still_works(server, client, sid, writer)
