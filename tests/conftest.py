@@ -18,8 +18,10 @@ import uvicorn
 from sqlalchemy.engine import make_url
 
 from codeconnect.app import create_app
+from codeconnect.collab.transport import WebSocketConnection
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
+from codeconnect.server import uvicorn_options
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("CODECONNECT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -103,27 +105,22 @@ class LiveServer:
 
     def live_sockets(self) -> int:
         """WebSocket connections the server still holds open (their sockets, not their room seats)."""
-        return sum(type(c).__name__ == "WebSocketsSansIOProtocol" for c in self.server.server_state.connections)
+        return sum(isinstance(c, WebSocketConnection) for c in self.server.server_state.connections)
 
     async def stop(self) -> None:
         self.server.should_exit = True
         await asyncio.wait_for(self.task, 15)
 
 
-async def start_server(settings: Settings) -> LiveServer:
+async def start_server(settings: Settings, **uvicorn_overrides: Any) -> LiveServer:
+    """Serve ``settings``' app as `codeconnect serve` does (its protocol classes and options)."""
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
-        app,
-        log_level="warning",
-        ws="websockets-sansio",
-        ws_max_size=2 * settings.ws_max_message_bytes,  # as `codeconnect serve`: the app closes 4413 first
-        ws_per_message_deflate=False,
-        lifespan="on",
-        timeout_graceful_shutdown=5,
+        app, log_level="warning", timeout_graceful_shutdown=5, **{**uvicorn_options(settings), **uvicorn_overrides}
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

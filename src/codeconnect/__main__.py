@@ -12,20 +12,29 @@ import uvicorn
 
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
+from codeconnect.execution.reaper import serve_under_init
+from codeconnect.server import uvicorn_options
 
-_SECRET_PARAM = re.compile(r"((?:token|ownerKey|owner_key)=)[^&\s\"]+")
+# Query parameters holding a secret or a session id, whatever their case or spelling (ownerKey, owner_key...).
+_SECRET_PARAM = re.compile(r"((?:token|owner_?key|session(?:_?id)?|viewer(?:_?id)?)=)[^&\s\"']+", re.IGNORECASE)
+# Path segments holding a session id: the API, the live endpoint and the page. Anything in that place is
+# redacted, existing session or not (a mistyped link is still most of one).
+_ID_PATH = re.compile(r"(/v1/sessions/|/v1/collab/|/s/)[^/?#\s\"']+")
+
+
+def redact(text: str) -> str:
+    return _ID_PATH.sub(r"\1[redacted]", _SECRET_PARAM.sub(r"\1[redacted]", text))
 
 
 class RedactSecrets(logging.Filter):
-    """Access logs show request paths; live connections carry their token in the query. Never log it."""
+    """Access logs show request paths and query strings. Tokens and owner keys are secrets, and a session id is
+    the editor invitation (whoever has it can edit): none of them is ever logged."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.args and isinstance(record.args, tuple):
-            record.args = tuple(
-                _SECRET_PARAM.sub(r"\1[redacted]", a) if isinstance(a, str) else a for a in record.args
-            )
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
         if isinstance(record.msg, str):
-            record.msg = _SECRET_PARAM.sub(r"\1[redacted]", record.msg)
+            record.msg = redact(record.msg)
         return True
 
 
@@ -64,12 +73,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         host=host,
         port=port,
         workers=workers,
-        ws="websockets-sansio",
-        # Twice the app's limit: messages between the two are closed by the app with 4413 (the code clients
-        # are told about); only absurd frames hit the protocol's own 1009 first.
-        ws_max_size=2 * settings.ws_max_message_bytes,
-        # Compression costs tens of KB per connection and CPU on every frame; code edits are tiny.
-        ws_per_message_deflate=False,
+        # Frames over the app's limit are refused by the protocol itself (4413), as their header arrives.
+        **uvicorn_options(settings),
         log_config=_log_config(settings.log_level),
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return _serve(args, settings)
+    # As PID 1 (a container without an init) the server runs under a minimal init that reaps orphans.
+    return serve_under_init(lambda: _serve(args, settings))
 
 
 if __name__ == "__main__":

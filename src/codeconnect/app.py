@@ -12,8 +12,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import Receive, Scope, Send
 
 from codeconnect import __version__
+from codeconnect.collab.admission import Admission
 from codeconnect.collab.registry import RoomRegistry
-from codeconnect.collab.router import is_live, serve_connection
+from codeconnect.collab.router import LiveEndpoint, is_live
+from codeconnect.collab.transport import LIMITS_STATE_KEY, TransportLimits
 from codeconnect.config import Settings
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
@@ -21,6 +23,7 @@ from codeconnect.execution.router import build_router as execution_router
 from codeconnect.execution.sandbox import SandboxUnavailable
 from codeconnect.execution.service import ExecutionService
 from codeconnect.health import router as health_router
+from codeconnect.hosts import HostAllowList
 from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
 from codeconnect.sessions.router import build_router as sessions_router
@@ -46,10 +49,16 @@ class CodeConnectApp(FastAPI):
     suspended coroutine and its closures per connection, in memory and in every full garbage collection.
     """
 
+    #: ``CODECONNECT_ALLOWED_HOSTS``; checked here, as the live endpoint never reaches the middleware stack.
+    host_allow_list: HostAllowList | None = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A coroutine function still (servers tell ASGI 3 apps by that), but one frame instead of five.
-        if is_live(scope):
-            await serve_connection(self.state.collab, scope, receive, send)
+        hosts = self.host_allow_list
+        if hosts is not None and scope["type"] != "lifespan" and not hosts.allows(scope):
+            await hosts.refuse(scope, receive, send)
+        elif is_live(scope):
+            await self.state.live(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
 
@@ -70,7 +79,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     settings = settings or Settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         async with AsyncExitStack() as stack:
             engine = create_engine(settings.database_url, wait_seconds=settings.db_wait_seconds)
             stack.push_async_callback(engine.dispose)
@@ -79,6 +88,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             # Rooms flush on exit, before the engine they write through is disposed (exit order is LIFO).
             collab = await stack.enter_async_context(RoomRegistry(app.state.sessionmaker, settings))
             app.state.collab = app.state.presence = app.state.run_sink = collab
+            app.state.live = LiveEndpoint(collab, Admission(settings))
             execution = ExecutionService(settings)
             if execution.enabled:
                 try:
@@ -92,7 +102,9 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             if own_process:
                 gc.collect()
                 gc.freeze()
-            yield
+            # The lifespan state reaches the server's protocol objects (ASGI lifespan state): the transport's
+            # limits, read by each new connection of this project's WebSocket and HTTP protocol classes.
+            yield {LIMITS_STATE_KEY: TransportLimits.from_settings(settings)}
 
     app = CodeConnectApp(
         title="Code Connect Live",
@@ -101,6 +113,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         lifespan=lifespan,
     )
     app.state.settings = settings
+    if settings.allowed_host_list:
+        app.host_allow_list = HostAllowList(settings.allowed_host_list)
     install_error_handlers(app)
 
     models = build_request_models(settings)
@@ -111,13 +125,16 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     # Last: the page's routes (`/`, `/s/...`, static files) must never shadow an API route.
     app.include_router(web_router(settings))
 
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=settings.cors_origin_list,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=["Location", "Retry-After"],
-    )
+    # Only when origins are configured: without the middleware, other origins get no CORS header at all (and
+    # their preflights a 405), so no website a user visits can script the API from their browser.
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["Location", "Retry-After"],
+        )
     # Outermost, so an oversized body is refused before anything else looks at it.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -7,6 +7,7 @@ which keep their plain names so the service behaves like any other container pro
 
 from __future__ import annotations
 
+import re
 from functools import cached_property
 from typing import Literal
 
@@ -17,6 +18,10 @@ KiB = 1024
 MiB = 1024 * KiB
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/codeconnect.db"
+
+# A DNS name (optionally `*.` for any subdomain), an IPv4 address, a bracketed IPv6 address, or `*`.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+_HOST_PATTERN = re.compile(rf"\*|(?:\*\.)?{_LABEL}(?:\.{_LABEL})*|\[[0-9a-f:.]+\]")
 
 
 class Settings(BaseSettings):
@@ -47,7 +52,15 @@ class Settings(BaseSettings):
         description="Longest time a request waits for a database connection (on SQLite: its turn) before a 503.",
     )
     cors_origins: str = Field(
-        default="*", description="Comma-separated list of origins allowed by CORS, or `*` for any."
+        default="",
+        description="Comma-separated origins other websites may call the API from (CORS), e.g. "
+        "`https://tools.example.com`, or `*` for any; empty: same-origin only (the page needs nothing more).",
+    )
+    allowed_hosts: str | None = Field(
+        default=None,
+        description="Comma-separated host names the server answers to (`pad.example.com`, `*.example.com`); "
+        "requests with another `Host` header, WebSocket upgrades included, get 400 `invalid_host` (protects "
+        "against DNS rebinding). Unset: any host.",
     )
     log_level: str = Field(default="info", description="Log level of the service and uvicorn.")
 
@@ -60,8 +73,9 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest HTTP request body; larger bodies are refused with 413 before they are read.",
     )
-    max_title_length: int = Field(default=200, ge=1, description="Longest session title, in characters.")
-    max_name_length: int = Field(default=64, ge=1, description="Longest participant name, in characters.")
+    # At most the columns' sizes (sessions.title, participants.name): PostgreSQL refuses longer values.
+    max_title_length: int = Field(default=200, ge=1, le=400, description="Longest session title, in characters.")
+    max_name_length: int = Field(default=64, ge=1, le=200, description="Longest participant name, in characters.")
     max_participants: int = Field(
         default=50, ge=1, description="Participants a session can have; one more gets 409 `session_full`."
     )
@@ -96,6 +110,53 @@ class Settings(BaseSettings):
     max_connections_per_session: int = Field(
         default=100, ge=1, description="Live connections one session accepts at once."
     )
+    max_connections_per_participant: int = Field(
+        default=4,
+        ge=1,
+        description="Live connections one participant (one token) may hold at once; one more closes 4429.",
+    )
+    session_seats_kept_for_editors: int = Field(
+        default=10,
+        ge=0,
+        description="Live connections of a session that viewers can never take, so viewers cannot lock editors out.",
+    )
+    ws_refusal_cooldown_max_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Longest cooldown of a participant whose connections keep being closed for breaking a rule "
+        "(1 s after the first, doubling); its reconnects meanwhile are refused with 4429 before any work.",
+    )
+    ws_preauth_bytes: int = Field(
+        default=64 * KiB,
+        ge=1024,
+        description="Bytes a live connection may send before it is authenticated and seated (larger closes 4413).",
+    )
+    ws_frame_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest time a started WebSocket frame (or fragmented message) may take to arrive whole; "
+        "a slower one closes 4408.",
+    )
+    ws_send_stall_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a live connection's outgoing backlog may make no progress before its socket is cut.",
+    )
+    ws_ping_interval_seconds: float = Field(
+        default=20.0, gt=0, description="A live connection silent for this long is sent a ping."
+    )
+    ws_ping_timeout_seconds: float = Field(
+        default=20.0, gt=0, description="How long after its ping a silent connection has to answer before it is cut."
+    )
+    http_header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest time a client may take to send a request's headers, from its first byte (or the "
+        "connection's start); a slower connection is closed.",
+    )
+    http_max_header_bytes: int = Field(
+        default=64 * KiB, ge=1024, description="Largest request head (request line and headers); larger is closed."
+    )
     commit_window_ms: int = Field(
         default=25, ge=0, le=50, description="Group-commit window for live updates, in milliseconds."
     )
@@ -111,7 +172,8 @@ class Settings(BaseSettings):
     ws_send_queue_bytes: int = Field(
         default=16 * MiB,
         ge=1024,
-        description="Outgoing bytes queued for one connection; a client that falls further behind is dropped.",
+        description="Outgoing bytes waiting for one live connection (queued or in its socket's buffer); a client "
+        "further behind is dropped. A single larger message (a first sync) may go out when nothing waits.",
     )
     max_document_bytes: int = Field(
         default=32 * MiB,
@@ -120,6 +182,12 @@ class Settings(BaseSettings):
     )
     max_awareness_state_bytes: int = Field(
         default=16 * KiB, ge=64, description="Largest awareness (presence/cursor) state of one client."
+    )
+    max_client_ids_per_participant: int = Field(
+        default=32,
+        ge=1,
+        description="Yjs client ids a loaded room remembers as one participant's (each page load is a new id); "
+        "past it the least recently used is forgotten.",
     )
     mirror_interval_seconds: float = Field(
         default=1.0,
@@ -150,6 +218,25 @@ class Settings(BaseSettings):
         default=10 * MiB, ge=0, description="Largest file a run may write (RLIMIT_FSIZE)."
     )
     exec_tmpfs_mb: int = Field(default=64, ge=1, description="Size of the run's private work directory, MB.")
+    exec_shm_mb: int = Field(default=16, ge=1, description="Size of the run's /dev/shm, MB.")
+    exec_run_memory_mb: int = Field(
+        default=1024,
+        ge=128,
+        description="Memory one run may hold in total (all its processes, its files in /work and /dev/shm, "
+        "memory no address space shows), MB; held by the run's cgroup.",
+    )
+    exec_total_memory_mb: int | None = Field(
+        default=None,
+        ge=128,
+        description="Memory all runs together may hold, MB (default: runs at once x exec_run_memory_mb); "
+        "the cgroup of all runs holds it and at most total / exec_run_memory_mb runs start at once.",
+    )
+    exec_cgroup: Literal["auto", "v2", "v1", "off"] = Field(
+        default="auto",
+        description="What bounds a run's total memory and processes: `v2` or `v1` cgroups, `auto` (v2 if "
+        "delegated with memory and pids, else v1, else off), `off`: the process limit is lowered so that "
+        "processes x address space fits exec_run_memory_mb.",
+    )
     exec_max_open_files: int = Field(default=256, ge=16, description="Open files a run may have at once.")
     exec_concurrency: int | None = Field(
         default=None, ge=1, description="Runs executing at once (default: number of CPU cores)."
@@ -219,9 +306,30 @@ class Settings(BaseSettings):
             url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
         return url
 
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: str | None) -> str | None:
+        # An entry with a scheme, path or port never equals a Host name: it would lock everyone out, so it is
+        # refused at start rather than discovered as 400s.
+        if value is None:
+            return None
+        hosts = [h.strip().lower().rstrip(".") for h in value.split(",") if h.strip()]
+        for host in hosts:
+            if not _HOST_PATTERN.fullmatch(host):
+                raise ValueError(
+                    f"{host!r} is not a host name: list names like pad.example.com or *.example.com, "
+                    "without scheme, port or path"
+                )
+        return ",".join(hosts) or None
+
     @cached_property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @cached_property
+    def allowed_host_list(self) -> list[str]:
+        """The Host allow-list, lower case; empty when any host is served."""
+        return self.allowed_hosts.split(",") if self.allowed_hosts else []
 
     @property
     def is_sqlite(self) -> bool:

@@ -38,7 +38,7 @@ class CloseCode(IntEnum):
     BAD_MESSAGE = 4400  # malformed message or update
     UNAUTHORIZED = 4401
     NOT_FOUND = 4404
-    SLOW_CLIENT = 4408  # the client does not read what it is sent
+    SLOW_CLIENT = 4408  # a frame too slow to arrive whole (a client cut for not reading gets no close frame)
     TOO_LARGE = 4413  # message over the size limit, or an update that would grow the code past its limit
     TOO_MANY = 4429  # over the message rate, or the session has too many live connections
 
@@ -155,10 +155,8 @@ def var_uint_bytes(num: int) -> bytes:
 
 
 def _message(prefix: bytes, payload: bytes) -> bytes:
-    out = bytearray(prefix)
-    write_var_uint(out, len(payload))
-    out += payload
-    return bytes(out)
+    # One allocation: a document-sized payload is copied once, not into a bytearray and again into bytes.
+    return b"".join((prefix, var_uint_bytes(len(payload)), payload))
 
 
 def sync_step1(state_vector: bytes) -> bytes:

@@ -1,13 +1,15 @@
 """The live endpoint: ``ws://HOST/v1/collab/{sessionId}?token=<participant token>`` (y-websocket framing).
 
-It is not a FastAPI route: each idle connection keeps its handler's whole call chain suspended in memory, and
-the route machinery (routing, dependency solving, exception middleware) added ~15 coroutine frames per
-connection for nothing. The app hands these requests to :func:`serve_connection` before its own middleware
-stack (see ``app.py``), so a connection's chain is uvicorn's handler, this module's, and the read it waits on.
+It is not a FastAPI route: the app hands these requests to :class:`LiveEndpoint` before its own middleware
+stack (see ``app.py``). Under ``codeconnect serve`` the connection is this project's
+:class:`~codeconnect.collab.transport.WebSocketConnection`: once the peer is authenticated and in its room,
+the handler hands the connection a message callback and returns, so an idle connection keeps no coroutine.
+Under any other ASGI server the same endpoint works through plain ASGI messages.
 
 Refusals happen after the upgrade, as WebSocket close codes, because browsers hide HTTP statuses of failed
-upgrades from pages: 4404 unknown session, 4401 missing or bad token, 4429 too many connections or
-messages, 4413 message or document too large, 4400 malformed message, 1003 text frame, 4408 slow reader.
+upgrades from pages: 4404 unknown session, 4401 missing or bad token, 4429 too many connections or messages
+(or a participant cooling down after repeated refusals), 4413 message or document too large, 4400 malformed
+message, 1003 text frame, 4408 a frame too slow to arrive.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import deque
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from codeconnect.collab.frames import FrameShim
+from codeconnect.collab.admission import Admission
 from codeconnect.collab.protocol import CloseCode
 from codeconnect.collab.registry import Participant, RoomRegistry
 from codeconnect.collab.room import Peer, ProtocolViolation, Room
-from codeconnect.collab.transport import DirectFrames, WebSocketChannel
+from codeconnect.collab.transport import LIVE_EXTENSION, WebSocketConnection
 from codeconnect.errors import SessionNotFound
 
 log = logging.getLogger(__name__)
@@ -33,204 +36,198 @@ _PREFIX = "/v1/collab/"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class RateLimiter:
-    """Token bucket per connection. Over the rate, reading is slowed to the rate (TCP pushes back on the
-    client); a client that stays over it for ``grace`` seconds is disconnected."""
-
-    __slots__ = ("rate", "burst", "grace", "tokens", "last", "over_since", "_loop")
-
-    def __init__(self, rate: float, burst: int, grace: float) -> None:
-        self.rate, self.burst, self.grace = rate, burst, grace
-        self.tokens = float(burst)
-        self._loop = asyncio.get_running_loop()
-        self.last = self._loop.time()
-        self.over_since: float | None = None
-
-    def try_take(self) -> bool:
-        """Take one message's token if there is one (every message asks: no coroutine for this)."""
-        now = self._loop.time()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
-        self.last = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            self.over_since = None
-            return True
-        return False
-
-    async def wait_for_token(self) -> bool:
-        """After :meth:`try_take` found none: wait for the next token and take it; False when the client has
-        been over the rate for longer than ``grace`` and must be disconnected."""
-        loop = self._loop
-        now = loop.time()
-        if self.over_since is None:
-            self.over_since = now
-        elif now - self.over_since > self.grace:
-            return False
-        await asyncio.sleep((1 - self.tokens) / self.rate)
-        now = loop.time()
-        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate) - 1
-        self.last = now
-        return True
-
-
 def is_live(scope: Scope) -> bool:
-    """Whether a request is one for the live endpoint (answered by :func:`serve_connection`)."""
+    """Whether a request is one for the live endpoint (answered by :class:`LiveEndpoint`)."""
     return scope["type"] == "websocket" and str(scope["path"]).startswith(_PREFIX)
 
 
-def _drop_handshake(scope: Scope, receive: Receive) -> None:
-    """Free what only the handshake needed. An idle connection is mostly server bookkeeping, and uvicorn's
-    websockets-sansio protocol keeps the upgrade request and response (headers included) for the
-    connection's lifetime: ~4 KB of 25 per idle connection. Nothing reads them after the accept."""
-    scope["headers"] = []
-    protocol: Any = getattr(receive, "__self__", None)
-    if type(protocol).__name__ == "WebSocketsSansIOProtocol" and hasattr(protocol, "response"):
-        protocol.request = None
-        protocol.response = None
+class Refused(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
 
 
-def _abort_later(receive: Receive, delay: float) -> None:
-    """Cut the connection's socket after ``delay`` seconds, unless it is closed by then (then a no-op)."""
-    transport: Any = getattr(getattr(receive, "__self__", None), "transport", None)
-    if transport is not None:
-        asyncio.get_running_loop().call_later(delay, transport.abort)
+class LiveEndpoint:
+    """Authenticates a live connection, seats it in its room and wires its messages to the room."""
 
+    def __init__(self, registry: RoomRegistry, admission: Admission) -> None:
+        self.registry = registry
+        self.admission = admission
 
-async def _close(send: Send, code: int, reason: str) -> None:
-    await send({"type": "websocket.close", "code": code, "reason": reason})
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        try:
+            participant = await self._authenticate(scope)
+            room = await self._room(scope["path"][len(_PREFIX) :], participant)
+        except Refused as refused:
+            await send({"type": "websocket.close", "code": refused.code, "reason": refused.reason})
+            return
+        connection = scope.get("extensions", {}).get(LIVE_EXTENSION)
+        if isinstance(connection, WebSocketConnection):
+            self._listen(connection, room, participant)
+        else:
+            await _serve_asgi(self, room, participant, receive, send)
 
+    async def _authenticate(self, scope: Scope) -> Participant:
+        session_id = scope["path"][len(_PREFIX) :]
+        if not _SESSION_ID.match(session_id):
+            raise Refused(CloseCode.NOT_FOUND, "session not found")
+        tokens = parse_qs(scope["query_string"].decode("latin-1")).get("token")
+        scope["headers"] = []  # nothing reads them after this; an open connection should not keep them
+        try:
+            participant = await self.registry.authorize(session_id, tokens[0] if tokens else None)
+        except SessionNotFound:
+            raise Refused(CloseCode.NOT_FOUND, "session not found") from None
+        if participant is None:
+            raise Refused(CloseCode.UNAUTHORIZED, "missing or invalid token")
+        wait = self.admission.cooling_down(participant.id)
+        if wait > 0:
+            raise Refused(CloseCode.TOO_MANY, f"too many refused connections; retry in {wait:.0f} s")
+        return participant
 
-_Opened = tuple[RoomRegistry, Room, Participant, FrameShim | None]
-
-
-async def _open(registry: RoomRegistry, scope: Scope, receive: Receive, send: Send) -> _Opened | None:
-    """Handshake, authentication and the room; None when the connection was refused (and closed)."""
-    if (await receive())["type"] != "websocket.connect":
-        return None
-    session_id = scope["path"][len(_PREFIX) :]
-    # Before the response, so no frame can have arrived yet; twice the app's limit, as uvicorn is configured.
-    shim = FrameShim.install(receive, 2 * registry.settings.ws_max_message_bytes)
-    await send({"type": "websocket.accept"})
-    if not _SESSION_ID.match(session_id):
-        await _close(send, CloseCode.NOT_FOUND, "session not found")
-        return None
-    tokens = parse_qs(scope["query_string"].decode("latin-1")).get("token")
-    _drop_handshake(scope, receive)
-    try:
-        participant = await registry.authorize(session_id, tokens[0] if tokens else None)
-    except SessionNotFound:
-        await _close(send, CloseCode.NOT_FOUND, "session not found")
-        return None
-    if participant is None:
-        await _close(send, CloseCode.UNAUTHORIZED, "missing or invalid token")
-        return None
-    try:
-        room = await registry.acquire(session_id)
-    except SessionNotFound:
-        await _close(send, CloseCode.NOT_FOUND, "session not found")
-        return None
-    except Exception:
-        # Never serve an empty document in place of one that failed to load.
-        log.exception("loading a session's document failed")
-        await _close(send, CloseCode.INTERNAL_ERROR, "the document could not be loaded")
-        return None
-    if len(room.peers) >= registry.settings.max_connections_per_session:
-        registry.release(room)
-        await _close(send, CloseCode.TOO_MANY, "too many connections to this session")
-        return None
-    return registry, room, participant, shim
-
-
-async def serve_connection(registry: RoomRegistry, scope: Scope, receive: Receive, send: Send) -> None:
-    """One live connection, from the handshake to its close."""
-    opened = await _open(registry, scope, receive, send)
-    if opened is None:
-        return
-    registry, room, participant, shim = opened
-    try:
-        settings = registry.settings
-        channel = WebSocketChannel(
-            send,
-            max_messages=settings.ws_send_queue_messages,
-            max_bytes=settings.ws_send_queue_bytes,
-            direct=DirectFrames.of(receive),
+    async def _room(self, session_id: str, participant: Participant) -> Room:
+        try:
+            room = await self.registry.acquire(session_id)
+        except SessionNotFound:
+            raise Refused(CloseCode.NOT_FOUND, "session not found") from None
+        except Exception:
+            # Never serve an empty document in place of one that failed to load.
+            log.exception("loading a session's document failed")
+            raise Refused(CloseCode.INTERNAL_ERROR, "the document could not be loaded") from None
+        refusal = self.admission.seat_refusal(
+            [(peer.participant_id, peer.readonly) for peer in room.peers], participant.id, participant.role == "viewer"
         )
-        peer = Peer(channel, participant.id, participant.name, participant.color, participant.role == "viewer")
-        limiter = RateLimiter(settings.ws_rate_per_second, settings.ws_rate_burst, settings.ws_rate_grace_seconds)
-        max_bytes = settings.ws_max_message_bytes
-        close: tuple[int, str] | None = None
+        if refusal is not None:
+            self.registry.release(room)
+            raise Refused(CloseCode.TOO_MANY, refusal)
+        return room
 
-        def on_message(data: bytes) -> bool:
-            """A message read by the shim while this handler waits: handled right there, in order. False
-            hands it to the loop below instead: over a limit (its checks close or slow the connection), or
-            after this connection broke a rule (the loop wakes and closes it)."""
-            nonlocal close
-            if close is not None or len(data) > max_bytes or not limiter.try_take():
-                return False
+    def _listen(self, connection: WebSocketConnection, room: Room, participant: Participant) -> None:
+        peer = _peer(connection, participant)
+        left = False
+
+        def on_message(data: bytes) -> None:
             try:
                 room.receive(peer, data)
             except ProtocolViolation as exc:
-                close = (exc.code, exc.reason[:120])
-                return False
+                connection.close(exc.code, exc.reason[:120])
             except Exception:
                 log.exception("a live message failed")
-                close = (CloseCode.INTERNAL_ERROR, "internal error")
-                return False
-            return True
+                connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+
+        def on_closed() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                self.admission.strike(participant.id, connection.close_code)
+                room.leave(peer)
+                self.registry.release(room)
 
         room.join(peer)
-        if shim is not None:
-            shim.on_message = on_message
+        connection.listen(on_message, on_closed)
+
+
+def _peer(channel: Any, participant: Participant) -> Peer:
+    return Peer(channel, participant.id, participant.name, participant.color, participant.role == "viewer")
+
+
+class _AsgiChannel:
+    """A peer's outgoing side over plain ASGI ``send``: a bounded queue drained by a writer task that exists
+    while there is something to send. A peer past the budget is dropped (its handler task cancelled)."""
+
+    __slots__ = ("_send", "_queue", "_bytes", "_writer", "_handler", "_max_messages", "_max_bytes", "overflowed")
+
+    def __init__(self, send: Send, max_messages: int, max_bytes: int) -> None:
+        self._send = send
+        self._queue: deque[bytes] = deque()
+        self._bytes = 0
+        self._writer: asyncio.Task[None] | None = None
+        self._handler = asyncio.current_task()
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        self.overflowed = False
+
+    def send(self, data: bytes) -> None:
+        if self.overflowed:
+            return
+        if len(self._queue) >= self._max_messages or self._bytes > self._max_bytes:
+            self.overflowed = True
+            self._queue.clear()
+            if self._handler is not None:
+                self._handler.cancel()
+            return
+        self._queue.append(data)
+        self._bytes += len(data)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
         try:
-            while close is None:
-                if shim is not None:
-                    shim.armed = True
-                message: Message = await receive()
-                if shim is not None:
-                    shim.armed = False
-                if close is not None or message["type"] != "websocket.receive":
-                    break
-                data = message.get("bytes")
-                if data is None:
-                    close = (CloseCode.UNSUPPORTED_DATA, "binary messages only")
-                    break
-                if len(data) > max_bytes:
-                    close = (CloseCode.TOO_LARGE, f"message larger than {max_bytes} bytes")
-                    break
-                if not limiter.try_take() and not await limiter.wait_for_token():
-                    close = (CloseCode.TOO_MANY, "too many messages")
-                    break
+            while self._queue:
+                data = self._queue.popleft()
+                self._bytes -= len(data)
+                await self._send({"type": "websocket.send", "bytes": data})
+        except Exception:
+            self._queue.clear()  # the peer is gone; its handler notices on its next receive
+        finally:
+            self._writer = None
+
+    def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+        self._queue.clear()
+
+
+async def _serve_asgi(
+    endpoint: LiveEndpoint, room: Room, participant: Participant, receive: Receive, send: Send
+) -> None:
+    """The endpoint through plain ASGI messages (servers other than ``codeconnect serve``)."""
+    settings = endpoint.registry.settings
+    channel = _AsgiChannel(send, settings.ws_send_queue_messages, settings.ws_send_queue_bytes)
+    peer = _peer(channel, participant)
+    close: tuple[int, str] | None = None
+    loop = asyncio.get_running_loop()
+    tokens, last = float(settings.ws_rate_burst), loop.time()
+    room.join(peer)
+    try:
+        while close is None:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                break
+            data = message.get("bytes")
+            now = loop.time()
+            tokens = min(settings.ws_rate_burst, tokens + (now - last) * settings.ws_rate_per_second) - 1
+            last = now
+            if data is None:
+                close = (CloseCode.UNSUPPORTED_DATA, "binary messages only")
+            elif len(data) > settings.ws_max_message_bytes:
+                close = (CloseCode.TOO_LARGE, f"message larger than {settings.ws_max_message_bytes} bytes")
+            elif tokens < -settings.ws_rate_per_second * settings.ws_rate_grace_seconds:
+                close = (CloseCode.TOO_MANY, "too many messages")
+            else:
+                if tokens < 0:
+                    await asyncio.sleep(-tokens / settings.ws_rate_per_second)
                 try:
                     room.receive(peer, data)
                 except ProtocolViolation as exc:
                     close = (exc.code, exc.reason[:120])
-                    break
-        except asyncio.CancelledError:
-            if not channel.overflowed:
-                raise
-            # Dropped for not reading: nothing more can be sent to it, so the socket is cut rather than
-            # closed (a close waits, forever, for unsent bytes to reach a client that does not read).
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            _abort_later(receive, 0)
-        finally:
-            if shim is not None:
-                shim.detach()
-            room.leave(peer)
-        if close is not None:
-            # The whole close is bounded: a client that answers it is gone long before the deadline; one that
-            # does not read would keep its socket and unsent bytes for good, as uvicorn gives up waiting for
-            # its answer with ``close()``, which first waits for those bytes to drain.
-            timeout = settings.ws_close_timeout_seconds
-            _abort_later(receive, timeout)
-            await channel.flush(min(1.0, timeout))
-            channel.stop()
-            try:
-                await asyncio.wait_for(_close(send, *close), timeout)
-            except (TimeoutError, Exception):
-                pass
-        else:
-            channel.stop()
+    except asyncio.CancelledError:
+        if not channel.overflowed:
+            raise
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()  # dropped for not reading: the server ends the connection below
+        close = (CloseCode.SLOW_CLIENT, "not reading")
     finally:
-        registry.release(room)
+        channel.stop()
+        room.leave(peer)
+        endpoint.registry.release(room)
+    if close is not None:
+        endpoint.admission.strike(participant.id, close[0])
+        try:
+            await asyncio.wait_for(send({"type": "websocket.close", "code": close[0], "reason": close[1]}), 5)
+        except Exception:
+            pass

@@ -1,0 +1,81 @@
+"""Who may open another live connection: seats per participant and per session, and a cooldown for
+participants whose connections keep getting closed for breaking a rule.
+
+A stock y-websocket client reconnects forever (backoff capped at a few seconds) and re-sends, on every
+reconnect, whatever got it closed: a refused update would cost the server an authentication and a full sync
+every few seconds, for as long as the tab stays open. Each such close is a strike against the participant;
+while a participant is cooling down (1 s after the first strike, doubling up to
+``ws_refusal_cooldown_max_seconds``) its new connections are refused right after the handshake, before any
+database or document work. A legitimate client breaks no rule, so it never meets a cooldown; a strike
+expires after a quiet period as long as the longest cooldown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from codeconnect.collab.protocol import CloseCode
+from codeconnect.config import Settings
+
+# Closes that mean the peer broke a rule (the others: the server restarting, the peer leaving, a slow link).
+STRIKE_CODES = frozenset(
+    {CloseCode.BAD_MESSAGE, CloseCode.TOO_LARGE, CloseCode.TOO_MANY, CloseCode.UNSUPPORTED_DATA, 1002, 1007}
+)
+_TRACKED = 4096  # participants remembered; the oldest strike is forgotten first
+
+
+@dataclass(slots=True)
+class _Strikes:
+    count: int
+    until: float
+    last: float
+
+
+class Admission:
+    """Seats and cooldowns of this process's live connections."""
+
+    __slots__ = ("settings", "_strikes")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._strikes: OrderedDict[str, _Strikes] = OrderedDict()
+
+    def cooling_down(self, participant_id: str) -> float:
+        """Seconds left before ``participant_id`` may connect again (0: it may now)."""
+        entry = self._strikes.get(participant_id)
+        if entry is None:
+            return 0.0
+        now = time.monotonic()
+        if now - entry.last > self.settings.ws_refusal_cooldown_max_seconds:
+            del self._strikes[participant_id]
+            return 0.0
+        return max(0.0, entry.until - now)
+
+    def strike(self, participant_id: str, code: int | None) -> None:
+        """Count a close of ``participant_id``'s connection, if it was for breaking a rule."""
+        if code not in STRIKE_CODES:
+            return
+        now = time.monotonic()
+        entry = self._strikes.pop(participant_id, None)
+        longest = self.settings.ws_refusal_cooldown_max_seconds
+        count = 1 if entry is None or now - entry.last > longest else entry.count + 1
+        delay = min(longest, 2.0 ** (count - 1))
+        self._strikes[participant_id] = _Strikes(count, now + delay, now)
+        if len(self._strikes) > _TRACKED:
+            self._strikes.popitem(last=False)
+
+    def seat_refusal(self, peers: list[tuple[str, bool]], participant_id: str, readonly: bool) -> str | None:
+        """Why a new connection of ``participant_id`` may not join a room whose peers are ``peers``
+        (participant id, read-only) — None when it may. Viewers never take the seats kept for editors."""
+        s = self.settings
+        if len(peers) >= s.max_connections_per_session:
+            return "too many connections to this session"
+        if sum(1 for pid, _ in peers if pid == participant_id) >= s.max_connections_per_participant:
+            return "too many connections of this participant"
+        if readonly:
+            viewers = sum(1 for _, ro in peers if ro)
+            if viewers >= s.max_connections_per_session - s.session_seats_kept_for_editors:
+                return "the session's viewer seats are taken"
+        return None

@@ -1,0 +1,142 @@
+"""uvicorn's ``http=`` protocol class: its own HTTP/1.1 protocol, behind a deadline for request heads.
+
+uvicorn times out idle keep-alive connections, but not a client that opens a connection (or starts a
+request) and then sends its headers a byte at a time, or never finishes them: each such connection holds a
+socket and a parser for as long as the client likes. This wrapper follows the byte stream just far enough to
+know where each request head ends (``\\r\\n\\r\\n``) and how long its body is (``Content-Length``), and
+closes a connection whose head is not complete within ``http_header_timeout`` of its first byte (or of the
+connection's start), or grows past ``http_max_header_bytes``. Everything else, and every byte, goes to
+uvicorn's protocol unchanged, constructed with the same arguments uvicorn gives this class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any, cast
+
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+from codeconnect.collab.transport.connection import LIMITS_STATE_KEY, TransportLimits
+
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,18})[ \t]*\r\n", re.IGNORECASE)
+_CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
+_TIMEOUT_RESPONSE = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+_TOO_LARGE_RESPONSE = b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+_HEAD, _BODY, _IDLE, _UNTRACKED = range(4)
+
+
+class HeadDeadlineHTTP(asyncio.Protocol):
+    """uvicorn's HTTP protocol with a deadline and a size limit on every request head."""
+
+    __slots__ = ("_inner", "_transport", "_loop", "_timeout", "_max_head", "_state", "_head", "_body_left",
+                 "_started", "_timer")
+
+    def __init__(
+        self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        self._inner: asyncio.Protocol = AutoHTTPProtocol(  # type: ignore[call-arg]
+            config=config, server_state=server_state, app_state=app_state, _loop=_loop
+        )
+        limits = app_state.get(LIMITS_STATE_KEY)
+        limits = limits if isinstance(limits, TransportLimits) else TransportLimits()
+        self._timeout = limits.header_timeout
+        self._max_head = limits.max_header_bytes
+        self._loop = _loop or asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._state = _HEAD
+        self._head = bytearray()
+        self._body_left = 0
+        self._started = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement the interface without subclassing asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
+        self._arm()
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self._inner.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def data_received(self, data: bytes) -> None:
+        if self._state != _UNTRACKED and not self._follow(data):
+            return
+        self._inner.data_received(data)
+
+    def _follow(self, data: bytes) -> bool:
+        """Advance the request-boundary tracker over ``data``; False when the connection was closed."""
+        pos, end = 0, len(data)
+        while pos < end:
+            if self._state == _IDLE:
+                self._state = _HEAD
+                self._arm()
+            if self._state == _BODY:
+                step = min(self._body_left, end - pos)
+                self._body_left -= step
+                pos += step
+                if self._body_left == 0:
+                    self._state = _IDLE
+                continue
+            if self._state == _UNTRACKED:
+                return True
+            # _HEAD: look for its end, also across the previous chunk's last bytes.
+            before = len(self._head)
+            self._head += data[pos:]
+            found = self._head.find(b"\r\n\r\n", max(0, before - 3))
+            if found < 0:
+                if len(self._head) > self._max_head:
+                    return self._refuse(_TOO_LARGE_RESPONSE)
+                return True
+            head = bytes(self._head[: found + 4])
+            pos += found + 4 - before
+            self._head.clear()
+            self._disarm()
+            if len(head) > self._max_head:
+                return self._refuse(_TOO_LARGE_RESPONSE)
+            if _CHUNKED.search(head):
+                self._state = _UNTRACKED  # a streamed body: its end is the app's business, not the head's
+                return True
+            length = _CONTENT_LENGTH.search(head)
+            self._body_left = int(length.group(1)) if length else 0
+            self._state = _BODY if self._body_left else _IDLE
+        return True
+
+    def _arm(self) -> None:
+        self._started = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_later(self._timeout, self._deadline)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _deadline(self) -> None:
+        self._timer = None
+        if self._state != _HEAD:
+            return
+        left = self._started + self._timeout - self._loop.time()
+        if left > 0:
+            self._timer = self._loop.call_later(left, self._deadline)
+        else:
+            self._refuse(_TIMEOUT_RESPONSE)
+
+    def _refuse(self, response: bytes) -> bool:
+        self._disarm()
+        self._state = _UNTRACKED
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(response)
+            self._transport.close()
+        return False

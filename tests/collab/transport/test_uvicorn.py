@@ -1,0 +1,62 @@
+"""The seam with uvicorn: its documented ``ws``/``http`` options construct this project's protocol classes,
+and the live endpoint also works through plain ASGI under uvicorn's own WebSocket protocol."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from codeconnect.collab.transport import WebSocketConnection
+from codeconnect.collab.transport.http import HeadDeadlineHTTP
+from codeconnect.config import Settings
+from codeconnect.db import run_migrations
+from tests.collab.yclient import YClient, collab_url, join, new_session
+from tests.conftest import LiveServer, start_server
+
+
+@pytest.fixture
+async def settings(sqlite_url: str) -> Settings:
+    await run_migrations(sqlite_url)
+    return Settings(database_url=sqlite_url)
+
+
+async def _co_edit(server: LiveServer) -> list[object]:
+    """Two clients co-edit; returns the room's peers' channels while both are connected."""
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        sid = (await new_session(client, code=""))["id"]
+        a = await YClient(collab_url(server.ws_url, sid, (await join(client, sid, "A"))["token"])).connect()
+        b = await YClient(collab_url(server.ws_url, sid, (await join(client, sid, "B"))["token"])).connect()
+        a.code += "hello"
+        await b.wait_for(lambda: b.text == "hello")
+        channels: list[object] = [peer.channel for peer in server.server.config.app.state.collab.rooms[sid].peers]
+        await a.close()
+        await b.close()
+        assert (await client.get(f"/v1/sessions/{sid}")).json()["code"] == "hello"
+        return channels
+
+
+@pytest.fixture
+async def served(settings: Settings) -> AsyncIterator[LiveServer]:
+    server = await start_server(settings)
+    yield server
+    await server.stop()
+
+
+async def test_uvicorn_constructs_our_protocol_classes(served: LiveServer) -> None:
+    # uvicorn builds `ws=` and `http=` classes as cls(config=..., server_state=..., app_state=...), then
+    # connection_made / data_received / set_protocol; a release that changes that fails here.
+    assert served.server.config.ws_protocol_class is WebSocketConnection
+    assert served.server.config.http_protocol_class is HeadDeadlineHTTP
+    channels = await _co_edit(served)
+    assert len(channels) == 2 and all(isinstance(c, WebSocketConnection) for c in channels)
+
+
+async def test_the_live_endpoint_works_through_plain_asgi(settings: Settings) -> None:
+    server = await start_server(settings, ws="websockets-sansio", http="h11")
+    try:
+        channels = await _co_edit(server)
+        assert len(channels) == 2 and not any(isinstance(c, WebSocketConnection) for c in channels)
+    finally:
+        await server.stop()

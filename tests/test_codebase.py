@@ -1,0 +1,51 @@
+"""Promises about the code itself: it builds on other packages' public APIs only."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "codeconnect"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def private_reaches(source: str) -> list[str]:
+    """Every place that reaches a private name of another object or module: ``x._y`` (but ``self._y`` and
+    ``cls._y``), ``getattr(x, "_y")`` and friends, and imports of ``_private`` modules or names."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            if not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")):
+                found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+            "getattr", "setattr", "hasattr", "delattr"
+        ):
+            if len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
+                if _private(node.args[1].value):
+                    found.append(f"{node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            module = node.module or ""
+            if any(_private(part) for part in module.split(".")) or any(_private(a.name) for a in node.names):
+                found.append(f"{node.lineno}: from {module} import ...")
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if any(_private(part) for part in alias.name.split(".")):
+                    found.append(f"{node.lineno}: import {alias.name}")
+    return found
+
+
+def test_the_check_finds_what_it_looks_for() -> None:
+    sample = (
+        "import a._b\nfrom c import _d\nfrom e._f import g\n"
+        "x = obj._hidden\ny = getattr(obj, '_hidden')\nz = self._mine\nw = obj.__class__\n"
+    )
+    assert [line.split(":")[0] for line in private_reaches(sample)] == ["1", "2", "3", "4", "5"]
+
+
+def test_no_private_attribute_of_another_object_or_package_is_reached() -> None:
+    found = [f"{path.relative_to(SRC)}:{where}" for path in sorted(SRC.rglob("*.py"))
+             for where in private_reaches(path.read_text())]
+    assert not found, "private names reached from outside their object:\n" + "\n".join(found)
