@@ -82,7 +82,11 @@ def test_sandbox_under_uvloop() -> None:
     settings = Settings(execution="sandbox")
 
     async def main() -> bytes:
-        outcome = await Sandbox(settings).run(Toolchains(settings).plan("python", "print(input())"), b"uv\n")
+        sandbox = Sandbox(settings)
+        try:
+            outcome = await sandbox.run(Toolchains(settings).plan("python", "print(input())"), b"uv\n")
+        finally:
+            await sandbox.close()  # removes the cgroup of its runs
         assert outcome.exit_code == 0, outcome
         return outcome.stdout
 

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+
+from codeconnect.config import Settings
+
+
+def total_memory_mb(settings: Settings) -> int:
+    """Memory all runs together may hold: the setting, or every slot's budget."""
+    if settings.exec_total_memory_mb is not None:
+        return settings.exec_total_memory_mb
+    return (settings.exec_concurrency or os.cpu_count() or 1) * settings.exec_run_memory_mb
+
+
+def admitted_runs(settings: Settings) -> int:
+    """Runs that may execute at once: the concurrency, lowered until every run's full memory budget fits in the
+    memory of all runs together (never below one; the cgroup of all runs still holds the total then)."""
+    wanted = settings.exec_concurrency or os.cpu_count() or 1
+    return max(1, min(wanted, total_memory_mb(settings) // settings.exec_run_memory_mb))
 
 
 class PoolBusy(Exception):

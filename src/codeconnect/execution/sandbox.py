@@ -2,15 +2,22 @@
 
 Layers, outermost first:
 
-* the server starts ``setpriv ... prlimit ... -- bwrap ...`` as ``exec_uid`` (65534) when it runs as root:
+* a ``sh`` run as the server's user writes itself into the run's cgroup (``cgroups.py``) and only then becomes
+  what follows, so bwrap and everything the program forks are in it from the start: the run's total memory and
+  processes are bounded there; without cgroups the driver lowers RLIMIT_NPROC per step instead
+  (:func:`cgroups.fallback_processes`);
+* then ``setpriv ... prlimit ... -- bwrap ...`` runs as ``exec_uid`` (65534) when the server runs as root:
   RLIMIT_NPROC is not enforced for processes that are root outside the namespace, and nothing inside may be root-owned
   (``exec_slot_uid_base`` gives each run slot its own uid, so runs do not share one process budget);
 * ``prlimit`` sets the limits of the whole container: processes, open files, file size, no core dumps;
 * ``bwrap --unshare-all`` gives new user/pid/net/ipc/uts/cgroup namespaces (network: only ``lo``), a read-only
   ``/usr`` (``/usr/local`` hidden), a few files of ``/etc``, a fresh size-limited tmpfs at ``/work`` (``/tmp``
-  points there) and a clean environment; no nested user namespaces; ``--die-with-parent`` + the pid namespace
-  mean killing the bwrap process we started kills every process of the run;
-* a seccomp filter (``seccomp.py``) denies system calls ordinary programs never need;
+  points there) and one at ``/dev/shm``, and a clean environment; ``/``, ``/dev`` and ``/usr/local`` are
+  memory-backed too, so they are remounted read-only: nothing writable is without a size; no nested user
+  namespaces; ``--die-with-parent`` + the pid namespace mean killing the bwrap process we started kills every
+  process of the run;
+* a seccomp filter (``seccomp.py``) denies system calls ordinary programs never need (without a cgroup, also
+  those that make memory no address space shows: memfd, SysV shared memory and message queues);
 * a bash driver inside sets CPU seconds and address space per step (compile, then run), and reports the
   compile status on a private pipe so the host can switch from the compile to the run wall clock.
 
@@ -26,18 +33,35 @@ import os
 import shlex
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from codeconnect.config import Settings
-from codeconnect.execution.seccomp import sandbox_filter
+from codeconnect.execution.cgroups import (
+    SANDBOX_PROCESSES,
+    Budget,
+    RunCgroup,
+    RunCgroups,
+    fallback_processes,
+    open_cgroups,
+)
+from codeconnect.execution.pool import admitted_runs, total_memory_mb
+from codeconnect.execution.seccomp import FALLBACK_DENIED, sandbox_filter
 from codeconnect.execution.toolchains import SANDBOX_PATH, Plan, Step
 
 WORK = "/work"
 _READ_CHUNK = 64 * 1024
 # After the container is gone every pipe is closed; this only bounds a pathological wait for EOF.
 _DRAIN_SECONDS = 2.0
+MiB = 1024 * 1024
+# Run as the server's user before anything of the run: the process writes itself ("0") into each of the run's
+# cgroup.procs files, then becomes setpriv/prlimit/bwrap. It is in the cgroup before the first exec, so nothing
+# of the run ever runs outside it.
+_ENTER_CGROUP = (
+    'n=$1; shift; while [ "$n" -gt 0 ]; do echo 0 > "$1" || { echo "sandbox: cannot enter the cgroup $1" >&2;'
+    ' exit 125; }; shift; n=$((n - 1)); done; exec "$@"'
+)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -57,6 +81,8 @@ class Outcome:
     output_truncated: bool = False
     compiled: bool = True
     duration_ms: int = 0
+    memory_peak_bytes: int | None = None  # from the run's cgroup, where there is one
+    oom_kills: int = 0
 
 
 class _Capture:
@@ -98,30 +124,45 @@ def _write_all(fd: int, content: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-async def _pipe_reader(fd: int) -> asyncio.StreamReader:
+async def _pipe_reader(fd: int) -> tuple[asyncio.StreamReader, asyncio.ReadTransport]:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=_READ_CHUNK * 2)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
-    return reader
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0)
+    )
+    return reader, transport
 
 
-def _ulimits(step: Step) -> str:
+def _ulimits(step: Step, processes: int | None = None) -> str:
     # Hard limits are set too, so the program cannot raise them back. The CPU hard limit is one second past
     # the soft one: the soft limit sends SIGXCPU (reported as a time-out), the hard one SIGKILL.
-    return (
+    limits = (
         f"ulimit -S -t {step.cpu_seconds} && ulimit -H -t {step.cpu_seconds + 1}"
         f" && ulimit -v {step.memory_mb * 1024}"
     )
+    return limits if processes is None else f"{limits} && ulimit -u {processes}"
 
 
-def driver_script(plan: Plan, compile_fd: int, status_fd: int) -> str:
-    """The bash program bwrap runs: the compile step (output and status on private pipes), then the run."""
+def driver_script(
+    plan: Plan, compile_fd: int, status_fd: int, processes: Callable[[Step, int], int] | None = None
+) -> str:
+    """The bash program bwrap runs: the compile step (output and status on private pipes), then the run.
+
+    ``processes(step, sandbox_own)``, when given, is the RLIMIT_NPROC of a step (no cgroup bounds the run);
+    ``sandbox_own`` counts the sandbox's processes beside the step's.
+    """
+
+    def nproc(step: Step, own: int) -> int | None:
+        return None if processes is None else processes(step, own)
+
     lines = ["set +e"]
     if plan.compile is not None:
         cmd = shlex.join(plan.compile.argv)
         lines += [
             f"exec 3>&{compile_fd} 4>&{status_fd} {compile_fd}>&- {status_fd}>&-",
-            f"( {_ulimits(plan.compile)} && exec {cmd} ) </dev/null >&3 2>&3",
+            # The waiting driver is one more process of the sandbox's own during the compile.
+            f"( {_ulimits(plan.compile, nproc(plan.compile, SANDBOX_PROCESSES + 1))} && exec {cmd} )"
+            " </dev/null >&3 2>&3",
             "rc=$?",
             'echo "$rc" >&4',
             # CPU time of the compiler and its children (cc1plus, ...): tells a CPU-limit kill from an error.
@@ -129,7 +170,10 @@ def driver_script(plan: Plan, compile_fd: int, status_fd: int) -> str:
             "exec 3>&- 4>&-",
             '[ "$rc" -eq 0 ] || exit "$rc"',
         ]
-    lines += [f"{_ulimits(plan.run)} || exit 125", f"exec {shlex.join(plan.run.argv)}"]
+    lines += [
+        f"{_ulimits(plan.run, nproc(plan.run, SANDBOX_PROCESSES))} || exit 125",
+        f"exec {shlex.join(plan.run.argv)}",
+    ]
     return "\n".join(lines)
 
 
@@ -139,6 +183,59 @@ class Sandbox:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._live: set[asyncio.subprocess.Process] = set()
+        self._cgroups: RunCgroups | None = None
+        self._bounds: str | None = None
+
+    # --- What bounds a run's total memory and processes -----------------------------------------------------
+
+    def bounds(self) -> str:
+        """Choose, once, what bounds every run's total memory and processes, and say what it is.
+
+        Raises :class:`SandboxUnavailable` when ``exec_cgroup`` names a cgroup version that cannot be used here.
+        """
+        if self._bounds is not None:
+            return self._bounds
+        s = self.settings
+        runs = admitted_runs(s)
+        total_mb = total_memory_mb(s)
+        try:
+            cgroups, why = open_cgroups(s.exec_cgroup, Budget(total_mb * MiB, runs * s.exec_max_processes))
+        except OSError as exc:
+            cgroups, why = None, f"cannot read this process's cgroups: {exc}"
+        if cgroups is None and s.exec_cgroup in ("v1", "v2"):
+            raise SandboxUnavailable(f"CODECONNECT_EXEC_CGROUP={s.exec_cgroup} but {why}")
+        self._cgroups = cgroups
+        per_run = f"{s.exec_run_memory_mb} MB and {s.exec_max_processes} processes per run"
+        if cgroups is not None:
+            self._bounds = f"{cgroups.describe()}: {per_run}, {total_mb} MB for all runs ({runs} at once)"
+        else:
+            single = fallback_processes(
+                s.exec_run_memory_mb, s.exec_memory_mb, s.exec_tmpfs_mb + s.exec_shm_mb, s.exec_max_processes
+            )
+            unmapped = "denied" if s.exec_seccomp else "NOT bounded (CODECONNECT_EXEC_SECCOMP is off)"
+            self._bounds = (
+                f"rlimits, no cgroup ({why}): a run's processes x address space stay within {s.exec_run_memory_mb}"
+                f" MB (e.g. {single} processes or threads of {s.exec_memory_mb} MB; memfd and SysV shared memory "
+                f"{unmapped}); {runs} runs at once"
+            )
+        return self._bounds
+
+    @property
+    def cgroups(self) -> RunCgroups | None:
+        """The cgroup of all runs (after :meth:`bounds`), None when runs are bounded by rlimits."""
+        return self._cgroups
+
+    @property
+    def mechanism(self) -> str:
+        """``cgroup2``, ``cgroup1`` or ``rlimits`` (after :meth:`bounds`)."""
+        return self._cgroups.mechanism if self._cgroups is not None else "rlimits"
+
+    def _fallback_processes(self, step: Step, sandbox_own: int) -> int:
+        s = self.settings
+        room = fallback_processes(
+            s.exec_run_memory_mb, step.memory_mb, s.exec_tmpfs_mb + s.exec_shm_mb, s.exec_max_processes
+        )
+        return room + sandbox_own
 
     # --- Construction of the command line -------------------------------------------------------------------
 
@@ -165,7 +262,7 @@ class Sandbox:
         return args
 
     def _root_binds(self) -> list[str]:
-        args = ["--ro-bind", "/usr", "/usr", "--tmpfs", "/usr/local"]
+        args = ["--ro-bind", "/usr", "/usr", "--tmpfs", "/usr/local", "--remount-ro", "/usr/local"]
         for top in ("bin", "sbin", "lib", "lib64", "lib32", "libx32"):
             host = Path("/") / top
             if host.is_symlink():
@@ -181,8 +278,12 @@ class Sandbox:
         script: str,
         seccomp_fd: int | None = None,
         slot: int = 0,
+        cgroup_procs: Sequence[Path] = (),
     ) -> list[str]:
         s = self.settings
+        enter: list[str] = []
+        if cgroup_procs:
+            enter = ["sh", "-c", _ENTER_CGROUP, "sh", str(len(cgroup_procs)), *map(str, cgroup_procs)]
         # setpriv, not subprocess's user=/group=: uvloop (uvicorn's loop when installed) does not support those,
         # and preexec_fn is unsafe in a threaded process. setpriv and prlimit exec in place: no extra process.
         setpriv: list[str] = []
@@ -215,8 +316,16 @@ class Sandbox:
             "/proc",
             "--dev",
             "/dev",
+            # bwrap's /dev is a tmpfs without a size, like its root: both become read-only once set up. /dev/shm
+            # gets a tmpfs of its own, with a size.
             "--size",
-            str(s.exec_tmpfs_mb * 1024 * 1024),
+            str(s.exec_shm_mb * MiB),
+            "--tmpfs",
+            "/dev/shm",
+            "--remount-ro",
+            "/dev",
+            "--size",
+            str(s.exec_tmpfs_mb * MiB),
             "--tmpfs",
             WORK,
             "--symlink",
@@ -229,6 +338,7 @@ class Sandbox:
             bwrap += ["--seccomp", str(seccomp_fd)]
         for host, dest in plan.ro_binds:
             bwrap += ["--ro-bind", host, dest]
+        bwrap += ["--remount-ro", "/"]  # after the last mount and file placed in it
         env = {
             "PATH": SANDBOX_PATH,
             "HOME": WORK,
@@ -241,12 +351,31 @@ class Sandbox:
         for key, value in env.items():
             bwrap += ["--setenv", key, value]
         bwrap += ["--chdir", WORK, "/usr/bin/bash", "--noprofile", "--norc", "-c", script]
-        return setpriv + prlimit + bwrap
+        return enter + setpriv + prlimit + bwrap
 
     # --- Running -------------------------------------------------------------------------------------------
 
     async def run(self, plan: Plan, stdin: bytes, slot: int = 0) -> Outcome:
         """Run ``plan`` in a new container; ``slot`` (from the pool) picks the uid when uids are per slot."""
+        self.bounds()
+        tree, group = self._cgroups, None
+        if tree is not None:
+            s = self.settings
+            try:
+                group = tree.new_run(Budget(s.exec_run_memory_mb * MiB, s.exec_max_processes))
+            except OSError as exc:
+                raise SandboxUnavailable(f"cannot create the run's cgroup: {exc}") from exc
+        try:
+            outcome = await self._run(plan, stdin, slot, group)
+            if group is not None:
+                outcome.memory_peak_bytes = group.peak_memory()
+                outcome.oom_kills = group.oom_kills()
+            return outcome
+        finally:
+            if tree is not None and group is not None:
+                await tree.end_run(group)
+
+    async def _run(self, plan: Plan, stdin: bytes, slot: int, cgroup: RunCgroup | None) -> Outcome:
         uid, gid = self._identity(slot)
         passwd = f"sandbox:x:{uid}:{gid}:sandbox:{WORK}:/usr/sbin/nologin\n".encode()
         group = f"sandbox:x:{gid}:\n".encode()
@@ -262,7 +391,9 @@ class Sandbox:
                 owned.append(fd)
                 file_fds.append((fd, dest))
             extra_fds: list[int] = []
-            program = sandbox_filter() if self.settings.exec_seccomp else None
+            # Without a cgroup nothing would count memory that is in no address space: deny making such memory.
+            denied = FALLBACK_DENIED if cgroup is None else ()
+            program = sandbox_filter(denied) if self.settings.exec_seccomp else None
             if program is not None:
                 seccomp_fd = _memfd("seccomp", program)
                 owned.append(seccomp_fd)
@@ -271,8 +402,10 @@ class Sandbox:
             status_r, status_w = os.pipe()
             owned += [compile_w, status_w]
             parent_only = [compile_r, status_r]
-            script = driver_script(plan, compile_w, status_w)
-            argv = self.command(plan, file_fds, script, extra_fds[0] if extra_fds else None, slot)
+            script = driver_script(plan, compile_w, status_w, None if cgroup else self._fallback_processes)
+            argv = self.command(
+                plan, file_fds, script, extra_fds[0] if extra_fds else None, slot, cgroup.procs_files if cgroup else ()
+            )
             started = time.monotonic()
             try:
                 proc = await asyncio.create_subprocess_exec(
@@ -315,8 +448,8 @@ class Sandbox:
         out = _Capture(s.exec_max_output_bytes, overflow)
         err = _Capture(s.exec_max_output_bytes, overflow)
         comp = _Capture(s.exec_max_output_bytes, overflow)
-        compile_reader = await _pipe_reader(compile_r)
-        status_reader = await _pipe_reader(status_r)
+        compile_reader, compile_transport = await _pipe_reader(compile_r)
+        status_reader, status_transport = await _pipe_reader(status_r)
         readers = [
             asyncio.create_task(out.drain(proc.stdout)),
             asyncio.create_task(err.drain(proc.stderr)),
@@ -380,8 +513,8 @@ class Sandbox:
                     task.cancel()
             compile_reader.feed_eof()
             await asyncio.gather(*readers, feeder, overflowed, return_exceptions=True)
-            for reader in (compile_reader, status_reader):
-                _close_reader(reader)
+            compile_transport.close()
+            status_transport.close()
         outcome.stdout, outcome.stderr, outcome.compile_output = out.data, err.data, comp.data
         outcome.output_truncated = out.truncated or err.truncated or comp.truncated
         rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
@@ -403,6 +536,9 @@ class Sandbox:
         for proc in list(self._live):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(proc.wait(), 5)
+        if self._cgroups is not None:
+            await self._cgroups.close()
+        self._cgroups, self._bounds = None, None
 
 
 def _kill(proc: asyncio.subprocess.Process) -> None:
@@ -419,12 +555,6 @@ def _children_cpu_seconds(times_output: bytes) -> float:
         minutes, _, seconds = field.rstrip("s").partition("m")
         total += int(minutes) * 60 + float(seconds)
     return total
-
-
-def _close_reader(reader: asyncio.StreamReader) -> None:
-    transport = getattr(reader, "_transport", None)
-    if transport is not None:
-        transport.close()
 
 
 async def _feed(writer: asyncio.StreamWriter, data: bytes) -> None:

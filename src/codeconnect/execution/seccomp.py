@@ -13,6 +13,7 @@ from __future__ import annotations
 import errno
 import platform
 import struct
+from collections.abc import Iterable
 
 _AUDIT_ARCH_X86_64 = 0xC000003E
 _X32_SYSCALL_BIT = 0x40000000
@@ -79,6 +80,12 @@ DENIED_X86_64: dict[str, int] = {
 }
 
 
+# Denied only when no cgroup bounds the run: memory these make is in no address space (memfd pages written with
+# write(2), SysV segments after shmdt, message queues), so without a cgroup nothing would count it.
+FALLBACK_DENIED: tuple[str, ...] = ("memfd_create", "shmget", "msgget")
+_FALLBACK_X86_64: dict[str, int] = {"memfd_create": 319, "shmget": 29, "msgget": 68}
+
+
 def _insn(code: int, jt: int, jf: int, k: int) -> bytes:
     return struct.pack("=HBBI", code, jt, jf, k)
 
@@ -102,8 +109,10 @@ def deny_list_program(denied: list[int]) -> bytes:
     return b"".join(prog)
 
 
-def sandbox_filter() -> bytes | None:
-    """The filter for this machine, or None where it has no syscall table here."""
+def sandbox_filter(also: Iterable[str] = ()) -> bytes | None:
+    """The filter for this machine (denying ``also`` too, names of :data:`FALLBACK_DENIED`), or None where it has
+    no syscall table here."""
     if platform.machine() not in ("x86_64", "amd64", "AMD64"):
         return None
-    return deny_list_program(sorted(DENIED_X86_64.values()))
+    numbers = set(DENIED_X86_64.values()) | {_FALLBACK_X86_64[name] for name in also}
+    return deny_list_program(sorted(numbers))

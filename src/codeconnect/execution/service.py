@@ -23,7 +23,7 @@ from codeconnect.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool
+from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool, admitted_runs
 from codeconnect.execution.sandbox import Outcome, Sandbox, SandboxUnavailable
 from codeconnect.execution.schemas import ExecuteResult, LanguagesResponse, LanguageStatus
 from codeconnect.execution.toolchains import Plan, Step, Toolchains
@@ -114,7 +114,7 @@ class ExecutionService:
         self.enabled = settings.execution == "sandbox"
         self.toolchains = Toolchains(settings)
         self.sandbox = Sandbox(settings)
-        self.pool = RunnerPool(settings.exec_concurrency or os.cpu_count() or 1, settings.exec_queue_size)
+        self.pool = RunnerPool(admitted_runs(settings), settings.exec_queue_size)
         self.rate = ClientRate(settings.exec_rate_per_minute)
 
     def languages(self) -> LanguagesResponse:
@@ -161,7 +161,11 @@ class ExecutionService:
 
     async def self_test(self) -> None:
         """Start one container and check what it must guarantee; raise :class:`SandboxUnavailable` if not."""
-        await check_sandbox(self.settings, self.sandbox)
+        try:
+            await check_sandbox(self.settings, self.sandbox)
+        except SandboxUnavailable:
+            await self.sandbox.close()  # the app will not start: leave no cgroup behind
+            raise
 
     async def close(self) -> None:
         await self.sandbox.close()
@@ -175,25 +179,43 @@ set -e
 nets=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')
 [ "$nets" = "lo " ] || { echo "network interfaces visible: $nets"; exit 1; }
 echo probe > /work/probe && [ "$(cat /tmp/probe)" = probe ]
+for d in / /dev /usr/local; do ! : 2>/dev/null > "$d/probe" || { echo "$d is writable"; exit 1; }; done
+grep -q ' /dev/shm .*size=' /proc/self/mountinfo || { echo "/dev/shm has no size"; exit 1; }
 echo sandbox-ok
 """
 
 
-async def check_sandbox(settings: Settings, sandbox: Sandbox | None = None) -> None:
-    """The start-up self-test of ``CODECONNECT_EXECUTION=sandbox``."""
-    for tool in (settings.exec_bwrap_path, "prlimit", "setpriv", "bash"):
+async def check_sandbox(settings: Settings, sandbox: Sandbox | None = None) -> str:
+    """The start-up self-test of ``CODECONNECT_EXECUTION=sandbox``; returns (and logs) what bounds each run's
+    total memory and processes: a cgroup v2 or v1, or the rlimit fallback."""
+    for tool in (settings.exec_bwrap_path, "prlimit", "setpriv", "bash", "sh"):
         if shutil.which(tool) is None:
             raise SandboxUnavailable(f"`{tool}` is not installed (Debian: bubblewrap, util-linux, bash)")
+    own = sandbox is None
     sandbox = sandbox or Sandbox(settings)
     project = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    step = Step(("/usr/bin/bash", "-c", _SELF_TEST, "self-test", project), 5, 20.0, 256)
+    # 64 MB of address space: small enough that the rlimit fallback still allows the probe's few processes.
+    step = Step(("/usr/bin/bash", "-c", _SELF_TEST, "self-test", project), 5, 20.0, 64)
     try:
-        outcome = await sandbox.run(Plan(files={}, run=step), b"")
-    except OSError as exc:
-        raise SandboxUnavailable(f"could not start bwrap: {exc}") from exc
+        bounds, mechanism = sandbox.bounds(), sandbox.mechanism
+        try:
+            outcome = await sandbox.run(Plan(files={}, run=step), b"")
+        except OSError as exc:
+            raise SandboxUnavailable(f"could not start bwrap: {exc}") from exc
+    finally:
+        if own:
+            await sandbox.close()
     if outcome.exit_code != 0 or b"sandbox-ok" not in outcome.stdout:
         why = (outcome.stdout + outcome.stderr).decode("utf-8", "replace").strip()[-500:]
         raise SandboxUnavailable(f"the sandbox self-test failed (exit {outcome.exit_code}): {why}")
+    # None: the kernel keeps no peak (cgroup v2 before Linux 5.19); 0: nothing of the run was in its cgroup.
+    if mechanism != "rlimits" and outcome.memory_peak_bytes == 0:
+        raise SandboxUnavailable(f"the self-test run was not charged to its cgroup ({bounds})")
+    if mechanism == "rlimits":
+        log.warning("sandbox: runs are bounded by %s", bounds)
+    else:
+        log.info("sandbox: runs are bounded by %s", bounds)
+    return bounds
 
 
 # --- The per-session switch --------------------------------------------------------------------------------
