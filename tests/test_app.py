@@ -90,8 +90,11 @@ async def test_cors(server_factory: ServerFactory) -> None:
         assert "access-control-allow-origin" not in r.headers
 
 
-async def test_cors_default_allows_any_origin(client: httpx.AsyncClient) -> None:
-    r = await client.get("/healthz", headers={"Origin": "https://anywhere.example"})
+async def test_cors_star_allows_any_origin(server_factory: ServerFactory) -> None:
+    # Same-origin by default (tests/adversarial/test_network_defaults.py); `*` is an explicit choice.
+    server = await server_factory(cors_origins="*")
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        r = await client.get("/healthz", headers={"Origin": "https://anywhere.example"})
     assert r.headers["access-control-allow-origin"] == "*"
 
 
@@ -141,7 +144,7 @@ def test_settings_defaults(clean_env: None) -> None:
     assert (s.host, s.port) == ("0.0.0.0", 3000)
     assert s.database_url == "sqlite+aiosqlite:///./data/codeconnect.db"
     assert (s.max_code_bytes, s.max_body_bytes, s.max_participants) == (1 << 20, 2 << 20, 50)
-    assert (s.max_title_length, s.max_name_length, s.cors_origins) == (200, 64, "*")
+    assert (s.max_title_length, s.max_name_length, s.cors_origins, s.allowed_hosts) == (200, 64, "", None)
     assert s.execution == "off"
 
 

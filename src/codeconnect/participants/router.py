@@ -8,6 +8,7 @@ from codeconnect.deps import DB, ExistingSessionId, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import ParticipantRow
 from codeconnect.participants import service
+from codeconnect.participants.schemas import checked_join_model
 from codeconnect.schemas import bind_body
 from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels
 
@@ -46,10 +47,14 @@ def build_router(models: RequestModels) -> APIRouter:
     async def join(
         session_id: ExistingSessionId, body: JoinRequest, db: DB, settings: SettingsDep, presence: Presence
     ) -> ParticipantWithToken:
-        """Add a participant. The response carries its secret `token` for the live connection, shown once."""
+        """Add a participant. The response carries its secret `token` for the live connection, shown once.
+
+        The name is normalised (NFC, trimmed); control characters, direction overrides and names with nothing
+        visible are refused with 422. A name already in the session (compared ignoring case, width and
+        invisible characters) comes back numbered: `Ada (2)`."""
         joined = await service.join(db, settings, session_id, name=body.name, role=body.role)
         participant = to_participant(joined.row, presence.online_participants(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
 
-    bind_body(join, models.join)
+    bind_body(join, checked_join_model(models.join))
     return router

@@ -6,12 +6,13 @@ import colorsys
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from codeconnect.config import Settings
 from codeconnect.errors import Conflict, SessionNotFound
 from codeconnect.models import ParticipantRow, SessionRow, utcnow
+from codeconnect.participants.names import distinct_name, name_key
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
 from codeconnect.sessions.service import get_session
 
@@ -33,7 +34,6 @@ class PresenceView(Protocol):
     def online_participants(self, session_id: str) -> frozenset[str]: ...
 
 
-
 @dataclass(frozen=True, slots=True)
 class NewParticipant:
     row: ParticipantRow
@@ -43,30 +43,37 @@ class NewParticipant:
 async def join(
     db: AsyncSession, settings: Settings, session_id: str, *, name: str, role: str
 ) -> NewParticipant:
-    # Lock the session row so concurrent joins cannot both take the last place or the same colour. Only its
-    # id: the participants are counted, not loaded (up to max_participants ORM objects per join).
+    # Lock the session row so concurrent joins cannot both take the last place, the same colour or the same name
+    # (two joins as "Ada" at once are decided one after the other). Only its id; the participants are read as
+    # plain (name, seq) rows, not loaded as up to max_participants ORM objects per join.
     locked = await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id).with_for_update())
     if locked is None:
         raise SessionNotFound()
-    count, last_seq = (
+    present = (
         await db.execute(
-            select(func.count(), func.coalesce(func.max(ParticipantRow.seq), -1)).where(
-                ParticipantRow.session_id == session_id
-            )
+            select(ParticipantRow.name, ParticipantRow.seq).where(ParticipantRow.session_id == session_id)
         )
-    ).one()
-    if count >= settings.max_participants:
+    ).all()
+    if len(present) >= settings.max_participants:
         raise Conflict(
             f"This session already has {settings.max_participants} participants, the most it can have.",
             code="session_full",
         )
-    seq = last_seq + 1
+    taken = {name_key(p.name) for p in present}
+    shown = distinct_name(name, taken, settings.max_name_length)
+    if shown is None:
+        raise Conflict(
+            "Someone in this session already has this name, and the name limit leaves no room to number it; "
+            "choose another name.",
+            code="name_taken",
+        )
+    seq = max((p.seq for p in present), default=-1) + 1
     token = new_secret()
     row = ParticipantRow(
         id=new_id(),
         session_id=session_id,
         seq=seq,
-        name=name,
+        name=shown,
         color=participant_color(seq),
         role=role,
         token_hash=hash_secret(token),
