@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import socket
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from typing import Any
 
 import pytest
 from pycrdt import Doc, Text
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from codeconnect.collab.document import initial_update
-from codeconnect.collab.store import Mirror, UpdateLog, add_initial_update
+from codeconnect.collab.store import Mirror, UpdateLog, add_initial_update, is_outage, storable_text
 from codeconnect.collab.writer import batch_writer
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import ServiceUnavailable
@@ -35,16 +37,16 @@ async def test_group_commit_retries_a_failed_batch_and_compacts(database_url: st
     engine, maker = await _setup(database_url)
     log = UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url) if driver else None)
     failures = 2
-    real_commit = log._commit
+    real_write = log._write
 
-    async def flaky(batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
+    async def flaky(batch: Sequence[tuple[str, bytes]], mirrors: Sequence[Mapping[str, Mirror]]) -> Any:
         nonlocal failures
         if failures:
             failures -= 1
-            raise OSError("disk on fire")
-        await real_commit(batch, mirrors)
+            raise OSError("disk on fire")  # an outage: the whole batch waits and is retried
+        return await real_write(batch, mirrors)
 
-    log._commit = flaky  # type: ignore[method-assign]
+    log._write = flaky  # type: ignore[method-assign]
     doc = Doc()
     text = doc.get("code", type=Text)
     updates: list[bytes] = []
@@ -81,3 +83,235 @@ async def test_group_commit_retries_a_failed_batch_and_compacts(database_url: st
     async with maker() as db:
         assert await db.scalar(select(func.count()).select_from(DocUpdateRow)) == 1
     await engine.dispose()
+
+
+# --- one session's rows never hold up another's ------------------------------------------------------------------
+
+C0 = "".join(map(chr, range(0x20)))
+
+
+async def _add_session(maker: Any, session_id: str) -> None:
+    async with maker() as db, db.begin():
+        now = utcnow()
+        db.add(SessionRow(id=session_id, title="t", language="python", code="", owner_key_hash="x",
+                          execution_enabled=True, created_at=now, updated_at=now))
+
+
+async def _refuse(engine: Any, url: str, table: str, column: str, session_id: str) -> str:
+    """A trigger that makes the database refuse writes of ``session_id`` to ``table``; returns its drop statement."""
+    name = f"refuse_{table}"
+    event = "UPDATE" if table == "sessions" else "INSERT"
+    async with engine.begin() as conn:
+        if url.startswith("sqlite"):
+            await conn.execute(text(
+                f"CREATE TRIGGER {name} BEFORE {event} ON {table} WHEN NEW.{column} = '{session_id}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            ))
+            return f"DROP TRIGGER {name}"
+        await conn.execute(text(
+            "CREATE OR REPLACE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql "
+            "AS $$ BEGIN RAISE EXCEPTION 'refused'; END $$"
+        ))
+        await conn.execute(text(
+            f"CREATE TRIGGER {name} BEFORE {event} ON {table} FOR EACH ROW "
+            f"WHEN (NEW.{column} = '{session_id}') EXECUTE FUNCTION refuse()"
+        ))
+        return f"DROP TRIGGER {name} ON {table}"
+
+
+async def _rows(maker: Any, session_id: str) -> int:
+    async with maker() as db:
+        count: int = await db.scalar(
+            select(func.count()).select_from(DocUpdateRow).where(DocUpdateRow.session_id == session_id)
+        )
+        return count
+
+
+def _updates(n: int) -> list[bytes]:
+    doc: Doc[Any] = Doc()
+    code = doc.get("code", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda e: updates.append(e.update))
+    for i in range(n):
+        code += f"{i};"
+    return updates
+
+
+@pytest.mark.parametrize("driver", [True, False], ids=["driver", "orm"])
+async def test_mirror_text_is_made_storable(database_url: str, driver: bool) -> None:
+    """NUL, lone surrogates and every C0 control in the mirror: stored, NUL and surrogates as U+FFFD."""
+    engine, maker = await _setup(database_url)
+    async with UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url) if driver else None) as log:
+        code = f"a\x00b\ud800c\udfff{C0}\n"
+        title = "T\x00\udc00" + "x" * 500  # longer than the column, too
+        log.mirror("s1", Mirror(code=code, language="python", title=title, updated_at=utcnow()))
+        await log.flush()
+        async with maker() as db:
+            row = await db.get(SessionRow, "s1")
+            assert row is not None
+            assert row.code == f"a\ufffdb\ufffdc\ufffd\ufffd{C0[1:]}\n"
+            assert row.title == ("T\ufffd\ufffd" + "x" * 500)[:400]
+    assert storable_text(C0[1:] + "é✨😀") == C0[1:] + "é✨😀"
+    await engine.dispose()
+
+
+@pytest.mark.parametrize("driver", [True, False], ids=["driver", "orm"])
+async def test_a_refused_mirror_row_blocks_nothing(
+    database_url: str, driver: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The database refuses one session's row (a trigger): its updates and everyone else's are committed, the
+    refused mirror is retried alone and dropped with one error in the log."""
+    engine, maker = await _setup(database_url)
+    await _add_session(maker, "bad")
+    await _refuse(engine, database_url, "sessions", "id", "bad")
+    updates = _updates(6)
+    async with UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url) if driver else None) as log:
+        good = log.append("s1", updates[0])
+        bad = log.append("bad", updates[1])
+        log.mirror("s1", Mirror(code="0;", language="java", title="good", updated_at=utcnow()))
+        log.mirror("bad", Mirror(code="1;", language="java", title="bad", updated_at=utcnow()))
+        await good
+        await bad  # its updates are in; only its mirror row was refused
+        await log.flush()
+        for i in range(2, 6):  # the refused row comes back with every mirror pass; others go on
+            log.mirror("bad", Mirror(code="x", language="java", title="bad", updated_at=utcnow()))
+            log.mirror("s1", Mirror(code=f"{i}", language="java", title="good", updated_at=utcnow()))
+            await log.append("s1", updates[i])
+            await log.flush()
+        assert (await _rows(maker, "s1"), await _rows(maker, "bad")) == (1 + 5, 1)
+        async with maker() as db:
+            s1, refused = await db.get(SessionRow, "s1"), await db.get(SessionRow, "bad")
+            assert s1 is not None and (s1.code, s1.title) == ("5", "good")
+            assert refused is not None and (refused.code, refused.title) == ("", "t")
+    dropped = [r for r in caplog.records if "was refused" in r.getMessage()]
+    assert len(dropped) == 1 and dropped[0].levelname == "ERROR"
+    await engine.dispose()
+
+
+@pytest.mark.parametrize("driver", [True, False], ids=["driver", "orm"])
+async def test_refused_updates_of_one_session_are_held_and_retried_alone(database_url: str, driver: bool) -> None:
+    """The database refuses one session's log rows: the others' commits go on (their writers hear 200-worthy
+    success), the refused ones are kept, their writers told 503, and stored once the database takes them."""
+    engine, maker = await _setup(database_url)
+    await _add_session(maker, "bad")
+    drop = await _refuse(engine, database_url, "doc_updates", "session_id", "bad")
+    updates = _updates(8)
+    async with UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url) if driver else None) as log:
+        good = log.append("s1", updates[0])
+        bad = log.append("bad", updates[1])
+        log.mirror("bad", Mirror(code="1;", language="java", title="b", updated_at=utcnow()))
+        await good
+        with pytest.raises(ServiceUnavailable):
+            await bad
+        for u in updates[2:6]:  # while "bad" is held, the others commit as usual
+            await log.append("s1", u)
+        log.append("bad", updates[6])
+        await log.append("s1", updates[7])
+        assert (await _rows(maker, "s1"), await _rows(maker, "bad")) == (1 + 6, 0)
+        async with maker() as db:
+            row = await db.get(SessionRow, "bad")
+            assert row is not None and row.language == "java"  # its mirror is not held up either
+        async with engine.begin() as conn:
+            await conn.execute(text(drop))
+        for _ in range(200):  # retried alone, with backoff (0.2 s, 0.4 s, ...): no new traffic needed
+            if await _rows(maker, "bad") == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert await _rows(maker, "bad") == 2
+        await log.flush()
+    await engine.dispose()
+
+
+async def test_an_outage_is_retried_as_a_whole(database_url: str) -> None:
+    """A connection-level failure (not one session's values) is not isolated session by session: the batch waits."""
+    engine, maker = await _setup(database_url)
+    await _add_session(maker, "s2")
+    log = UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url))
+    calls: list[int] = []
+    real_write = log._write
+
+    async def down_once(batch: Sequence[tuple[str, bytes]], mirrors: Sequence[Mapping[str, Mirror]]) -> Any:
+        calls.append(len(batch))
+        if len(calls) == 1:
+            raise ConnectionRefusedError("database down")
+        return await real_write(batch, mirrors)
+
+    log._write = down_once  # type: ignore[method-assign]
+    updates = _updates(2)
+    async with log:
+        a, b = log.append("s1", updates[0]), log.append("s2", updates[1])
+        for waiter in (a, b):
+            with pytest.raises(ServiceUnavailable):
+                await waiter
+        with suppress(ServiceUnavailable):
+            await log.flush()
+        await log.flush()
+        assert calls == [2, 2]  # the same batch twice, never split
+        assert (await _rows(maker, "s1"), await _rows(maker, "s2")) == (2, 1)
+    await engine.dispose()
+
+
+async def test_the_writer_confines_a_refused_mirror_group_to_its_savepoint(database_url: str) -> None:
+    """Below the store's cleaning: values no driver or database takes (NUL, a lone surrogate) fail only their group;
+    the log rows and the other groups of the same transaction are committed and the connection stays usable."""
+    engine, maker = await _setup(database_url)
+    await _add_session(maker, "s2")
+    writer = batch_writer(database_url)
+    assert writer is not None
+    updates = _updates(3)
+    try:
+        ok = {"s1": Mirror(code="fine", language="java", title="ok", updated_at=utcnow())}
+        errors = await writer.write(
+            [("s1", updates[0]), ("s2", updates[1])],
+            [
+                {"s2": Mirror(code="a\ud800", language="java", title="x", updated_at=utcnow())},
+                ok,
+                {"s2": Mirror(code="a\x00" if "postgres" in database_url else "a\udfff", language="java", title="x",
+                              updated_at=utcnow())},
+            ],
+        )
+        assert [e is None for e in errors] == [False, True, False]
+        assert await writer.write([("s2", updates[2])], []) == []
+        assert (await _rows(maker, "s1"), await _rows(maker, "s2")) == (2, 2)
+        async with maker() as db:
+            s1, s2 = await db.get(SessionRow, "s1"), await db.get(SessionRow, "s2")
+            assert s1 is not None and s2 is not None and (s1.code, s2.code) == ("fine", "")
+    finally:
+        await writer.close()
+        await engine.dispose()
+
+
+async def test_outages_are_told_apart_from_refused_values(database_url: str, tmp_path: Any) -> None:
+    """What decides between "hold everything and retry" and "find the session whose values were refused"."""
+    engine, maker = await _setup(database_url)
+    writer = batch_writer(database_url)
+    assert writer is not None
+    try:
+        unstorable = Mirror(code="\ud800", language="x", title="t", updated_at=utcnow())
+        [refused] = await writer.write([], [{"s1": unstorable}])
+        assert refused is not None and not is_outage(refused)
+        with pytest.raises(Exception) as fk:  # a log row of a session that does not exist
+            await writer.write([("missing", b"\x00\x00")], [])
+        assert not is_outage(fk.value)
+    finally:
+        await writer.close()
+        await engine.dispose()
+    if database_url.startswith("sqlite"):
+        down = f"sqlite+aiosqlite:///{tmp_path}"  # a folder: the database file cannot be opened
+    else:
+        with socket.socket() as s:  # a port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        down = f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test"
+    dead_writer = batch_writer(down)
+    assert dead_writer is not None
+    with pytest.raises(Exception) as driver_error:
+        await dead_writer.write([("s1", b"\x00\x00")], [])
+    await dead_writer.close()
+    assert is_outage(driver_error.value)
+    dead_engine = create_engine(down)
+    with pytest.raises(Exception) as orm_error:
+        async with create_sessionmaker(dead_engine)() as db, db.begin():
+            await db.execute(select(1))
+    await dead_engine.dispose()
+    assert is_outage(orm_error.value)

@@ -164,6 +164,45 @@ async def test_lone_surrogates_are_rejected(client: httpx.AsyncClient) -> None:
         assert r.status_code == 422, r.text
 
 
+@pytest.mark.parametrize(
+    ("path", "raw", "field"),
+    [
+        ("", b'{"code": "a\\u0000b"}', "body.code"),
+        ("", b'{"code": "ok", "title": "a\\u0000"}', "body.title"),
+        ("", b'{"code": "a\\ud800b"}', "body.code"),
+        ("", b'{"code": "ok", "title": "\\udfffa"}', "body.title"),
+        ("/language", b'{"language": "py\\u0000"}', "body.language"),
+        ("/language", b'{"language": "py\\udc00"}', "body.language"),
+        ("/participants", b'{"name": "Ann\\u0000"}', "body.name"),
+        ("/participants", b'{"name": "Ann\\ud800"}', "body.name"),
+    ],
+)
+async def test_unstorable_text_is_refused_and_changes_nothing(
+    client: httpx.AsyncClient, path: str, raw: bytes, field: str
+) -> None:
+    # NUL (PostgreSQL text cannot hold it) and lone surrogates (no UTF-8 encoder takes them) are 422 in the
+    # error shape on every write, never a storage failure; other control characters are valid text.
+    created = await create(client, title="Same", code="keep\n")
+    url = f"/v1/sessions/{created['id']}{path}"
+    send = client.post if path == "/participants" else client.put
+    r = await send(url, content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["error"] == "validation_error"
+    assert r.json()["fields"][0]["field"] == field
+    after = (await client.get(f"/v1/sessions/{created['id']}")).json()
+    assert (after["code"], after["title"], after["participants"]) == ("keep\n", "Same", [])
+
+
+async def test_control_characters_are_valid_text(client: httpx.AsyncClient) -> None:
+    controls = "".join(map(chr, range(1, 0x20)))
+    created = await create(client, title=f"t{controls}", code=controls)
+    assert (created["title"], created["code"]) == (f"t{controls}", controls)
+    r = await client.put(f"/v1/sessions/{created['id']}", json={"code": controls + "x", "title": f"u{controls}"})
+    assert r.status_code == 200, r.text
+    got = (await client.get(f"/v1/sessions/{created['id']}")).json()
+    assert (got["code"], got["title"]) == (controls + "x", f"u{controls}")
+
+
 async def test_body_must_be_an_object(client: httpx.AsyncClient) -> None:
     for raw in (b"[]", b"0", b'"x"', b"null"):
         r = await client.post("/v1/sessions", content=raw, headers={"content-type": "application/json"})

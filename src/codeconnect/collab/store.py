@@ -3,21 +3,37 @@
 Every accepted update is appended to ``doc_updates``. One writer task commits everything that arrived
 within ``commit_window_ms`` of the first pending update in ONE transaction, for all rooms at once: SQLite
 allows one writer, so per-update (or per-room) transactions would cap throughput at a few hundred
-commits per second. Callers get a future that resolves once their update is durable (REST writes wait
-for it). A failed commit is logged and retried; it is never dropped silently.
+commits per second. Callers get a future that resolves once their session's updates are durable (REST writes
+wait for it). A failed commit is logged and retried; it is never dropped silently.
+
+One session can never hold up another's commit:
+
+* the mirror columns copied from a document are made storable first (:func:`storable_text`): the document may
+  hold text no database column can (NUL, for PostgreSQL), and the binary log stays the truth;
+* the mirror rows are written under a savepoint after the log rows, so a refused mirror never rolls back an
+  update; a group that fails is written row by row, and a row that keeps failing is dropped, loudly;
+* when the database refuses the log rows of a batch (not an outage), each session is committed alone and the
+  refused session's updates are held back and retried alone, with their own backoff, while everyone else's
+  commit as before. An outage (the database unreachable, out of disk, shutting down) stops everything: the batch
+  is retried as a whole with backoff.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
+from asyncpg import InterfaceError as PgInterfaceError  # type: ignore[import-untyped]
 from pycrdt import merge_updates
-from sqlalchemy import Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import String, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.collab.writer import BatchWriter, StoredDoc
@@ -27,6 +43,7 @@ from codeconnect.models import DocUpdateRow, SessionRow
 log = logging.getLogger(__name__)
 
 _RETRIES = 5
+_MAX_BACKOFF_SECONDS = 5.0
 _SESSIONS = cast(Table, SessionRow.__table__)
 _MIRROR = (
     update(_SESSIONS)
@@ -38,6 +55,24 @@ _MIRROR = (
         updated_at=bindparam("b_updated_at"),
     )
 )
+_TITLE_LENGTH = cast(String, _SESSIONS.c.title.type).length or 400
+_LANGUAGE_LENGTH = cast(String, _SESSIONS.c.language.type).length or 16
+
+# NUL (PostgreSQL text cannot hold it) and the surrogate code points: in a Python string every one is a lone
+# surrogate, which no UTF-8 encoder (sqlite3, asyncpg) accepts. Every other character is valid text everywhere.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# SQLSTATE classes saying the database could not do the work at all, whatever the values: connection, invalid
+# transaction state, authorization, missing database, rollback (serialization, deadlock), resources (disk full),
+# object state (locks), operator intervention (shutdown), system and internal errors.
+_OUTAGE_CLASSES = frozenset({"08", "25", "28", "3D", "40", "53", "55", "57", "58", "XX"})
+
+
+def storable_text(value: str) -> str:
+    """``value`` as every supported database can store it in a text column: NUL and lone surrogates become
+    U+FFFD (the replacement character); everything else, other control characters included, is kept."""
+    if _UNSTORABLE.search(value) is None:
+        return value
+    return _UNSTORABLE.sub("\ufffd", value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +81,63 @@ class Mirror:
     language: str
     title: str
     updated_at: datetime
+
+
+def storable_mirror(mirror: Mirror) -> Mirror:
+    """The mirror as its columns can hold it: storable text, and no longer than the columns."""
+    return Mirror(
+        code=storable_text(mirror.code),
+        language=storable_text(mirror.language)[:_LANGUAGE_LENGTH],
+        title=storable_text(mirror.title)[:_TITLE_LENGTH],
+        updated_at=mirror.updated_at,
+    )
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database could not work at all (unreachable, out of disk, shutting down), as
+    opposed to refusing the values of a statement, which concerns only the sessions those values belong to."""
+    seen: set[int] = set()
+    err: BaseException | None = exc
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError | sqlite3.OperationalError):
+            return True
+        if isinstance(err, DBAPIError) and err.connection_invalidated:
+            return True
+        state = getattr(err, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state[:2] in _OUTAGE_CLASSES
+        if isinstance(err, PgInterfaceError) and not isinstance(err, ValueError):
+            return True  # the client's connection, not the values (those are ValueErrors)
+        err = getattr(err, "orig", None) or err.__cause__ or err.__context__
+    return False
+
+
+def _unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable("The document store is unavailable; try again.")
+
+
+def _backoff(failures: int) -> float:
+    return min(_MAX_BACKOFF_SECONDS, 0.1 * 2.0**failures)
+
+
+@dataclass(slots=True)
+class _Held:
+    """A session whose log rows the database refused: its updates are retried alone, with backoff."""
+
+    failures: int = 0
+    due: float = 0.0
+
+
+@dataclass(slots=True)
+class _Round:
+    """The outcome of one writer round."""
+
+    unstored: list[tuple[str, bytes]] = field(default_factory=list)
+    outage: BaseException | None = None
+
+    def sessions(self) -> set[str]:
+        return {session_id for session_id, _ in self.unstored}
 
 
 class UpdateLog:
@@ -63,8 +155,12 @@ class UpdateLog:
         self._lock = lock
         self._window = commit_window_ms / 1000
         self._pending: list[tuple[str, bytes]] = []
-        self._batch: asyncio.Future[None] | None = None
+        self._waiters: dict[str, asyncio.Future[None]] = {}  # per session: what its writers wait for
+        self._batch: asyncio.Future[None] | None = None  # the whole batch: what flush() waits for
         self._mirrors: dict[str, Mirror] = {}
+        self._held: dict[str, _Held] = {}
+        self._mirror_failures: dict[str, int] = {}  # sessions whose mirror row failed alone, times in a row
+        self._retry: asyncio.TimerHandle | None = None
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -85,29 +181,38 @@ class UpdateLog:
         self._wakeup.set()
         if self._task is not None:
             await self._task
+        if self._retry is not None:
+            self._retry.cancel()
         if self._batch_writer is not None:
             await self._batch_writer.close()
 
     # --- writing -----------------------------------------------------------------------------------------
 
     def append(self, session_id: str, data: bytes) -> asyncio.Future[None]:
-        """Queue ``data`` for the next group commit; the future resolves once it is committed."""
+        """Queue ``data`` for the next group commit; the future resolves once the session's updates of this batch
+        are committed, or fails with :class:`ServiceUnavailable` if they could not be (they are retried)."""
         self._pending.append((session_id, data))
-        return self._batch_future()
+        waiter = self._waiters.get(session_id)
+        if waiter is None:
+            waiter = self._waiters[session_id] = asyncio.get_running_loop().create_future()
+        self._batch_future()
+        return waiter
 
     def mirror(self, session_id: str, mirror: Mirror) -> None:
-        """Update the session row's code/language/title columns in the next commit (latest wins)."""
-        self._mirrors[session_id] = mirror
+        """Update the session row's code/language/title columns in the next commit (latest wins), cleaned by
+        :func:`storable_mirror`: the document may hold what the columns cannot."""
+        self._mirrors[session_id] = storable_mirror(mirror)
         self._batch_future()
 
     async def flush(self) -> None:
-        """Wait until everything queued so far is committed."""
+        """Wait until everything queued so far has been committed, or held back because the database refused
+        that session's rows (logged; retried alone). Raises :class:`ServiceUnavailable` when the database is out."""
         if self._pending or self._mirrors:
             await asyncio.shield(self._batch_future())
         await self._idle.wait()
 
     def _batch_future(self) -> asyncio.Future[None]:
-        # One future per batch, shared by everything in it (a REST write waits on it; peers do not).
+        # One future per batch (flush waits for it); each session's writers have their own (see append).
         fut = self._batch
         if fut is None:
             fut = self._batch = asyncio.get_running_loop().create_future()
@@ -117,7 +222,7 @@ class UpdateLog:
         return fut
 
     async def _writer(self) -> None:
-        failures = 0
+        outages = 0
         while True:
             await self._wakeup.wait()
             if self._closing and not self._pending and not self._mirrors:
@@ -126,54 +231,237 @@ class UpdateLog:
                 await asyncio.sleep(self._window)
             self._wakeup.clear()
             batch, self._pending = self._pending, []
+            waiters, self._waiters = self._waiters, {}
             mirrors, self._mirrors = self._mirrors, {}
             done, self._batch = self._batch, None
-            try:
-                await self._commit(batch, mirrors)
-            except Exception:
-                # Loud, and never dropped while the process lives: the batch goes back to the front of the
-                # queue and is retried with backoff. Writers waiting for it are told the store is unavailable.
-                failures += 1
-                log.exception("committing %d document updates failed (%d in a row)", len(batch), failures)
-                if done is not None and not done.done():
-                    done.set_exception(ServiceUnavailable("The document store is unavailable; try again."))
-                if self._closing and failures >= _RETRIES:
-                    log.error("shutting down with %d document updates not stored", len(batch))
-                    self._wakeup.set()
-                    continue
-                self._pending[:0] = batch
-                for session_id, m in mirrors.items():
-                    self._mirrors.setdefault(session_id, m)
-                self._batch_future()
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
-                continue
-            failures = 0
-            self.commits += 1
+            result = await self._round(batch, mirrors)
+            unstored = result.sessions()
+            for session_id, waiter in waiters.items():
+                if not waiter.done():
+                    if session_id in unstored:
+                        waiter.set_exception(_unavailable())
+                        waiter.exception()  # peers never await theirs: not "never retrieved"; awaiters still get it
+                    else:
+                        waiter.set_result(None)
             if done is not None and not done.done():
-                done.set_result(None)
+                if result.outage is not None:
+                    done.set_exception(_unavailable())
+                else:
+                    done.set_result(None)
+            if result.outage is not None:
+                # Loud, and never dropped while the process lives: the batch goes back to the front of the queue
+                # and is retried with backoff. Writers waiting for it are told the store is unavailable.
+                outages += 1
+                log.error(
+                    "committing %d document updates failed (%d in a row)",
+                    len(result.unstored), outages, exc_info=result.outage,
+                )
+            else:
+                outages = 0
+                if not result.unstored:
+                    self.commits += 1
+            left = self._last_attempts(result.unstored, outages) if self._closing else result.unstored
+            self._pending[:0] = left
+            if result.outage is not None and (self._pending or self._mirrors):
+                self._batch_future()
+                await asyncio.sleep(_backoff(outages))
+                continue
+            if self._mirrors or (self._closing and self._pending):
+                self._batch_future()  # mirrors to retry alone; at shutdown, held sessions get their last tries now
+            elif self._pending:
+                self._retry_held()
             if self._batch is None:
                 self._idle.set()
+            if self._closing:
+                self._wakeup.set()
 
-    async def _commit(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
-        if not batch and not mirrors:
+    def _last_attempts(self, unstored: list[tuple[str, bytes]], outages: int) -> list[tuple[str, bytes]]:
+        """At shutdown: what is still worth another attempt; the rest is dropped, loudly."""
+        if outages >= _RETRIES:
+            log.error(
+                "shutting down with %d document updates and %d session mirrors not stored",
+                len(unstored), len(self._mirrors),
+            )
+            self._mirrors.clear()
+            return []
+        given_up = {s for s, _ in unstored if s in self._held and self._held[s].failures >= _RETRIES}
+        for session_id in given_up:
+            count = sum(1 for s, _ in unstored if s == session_id)
+            log.error("shutting down with %d document updates of session %s not stored", count, session_id)
+        return [(s, d) for s, d in unstored if s not in given_up]
+
+    def _retry_held(self) -> None:
+        """Wake the writer when the first held session with updates waiting is due for its next attempt."""
+        waiting = {session_id for session_id, _ in self._pending}
+        due = min((h.due for s, h in self._held.items() if s in waiting), default=None)
+        if due is None:
             return
+        if self._retry is not None:
+            self._retry.cancel()
+        self._retry = asyncio.get_running_loop().call_later(max(0.0, due - time.monotonic()), self._batch_future)
+
+    async def _round(self, batch: list[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> _Round:
+        """Commit one batch: in the normal case ONE transaction with every log row and every mirror row."""
+        result = _Round()
+        main = batch
+        held: dict[str, list[tuple[str, bytes]]] = {}
+        if self._held:  # sessions refused before wait for their turn and go alone, not with everyone else
+            now = time.monotonic()
+            main = []
+            for session_id, data in batch:
+                h = self._held.get(session_id)
+                if h is None:
+                    main.append((session_id, data))
+                elif self._closing or h.due <= now:
+                    held.setdefault(session_id, []).append((session_id, data))
+                else:
+                    result.unstored.append((session_id, data))
+        groups = self._mirror_groups(mirrors)
+        try:
+            errors = await self._write(main, groups)
+        except Exception as exc:
+            if is_outage(exc):
+                result.outage = exc
+                result.unstored[:0] = main
+            else:
+                # The database refused some values: find whose, so everyone else's are committed now.
+                sessions = _by_session(main)
+                log.warning("committing %d document updates of %d sessions failed; committing each session alone",
+                            len(main), len(sessions), exc_info=exc)
+                if len(sessions) == 1:
+                    [(session_id, rows)] = sessions.items()
+                    self._hold(session_id, exc)
+                    result.unstored.extend(rows)
+                else:
+                    await self._commit_each(sessions, result)
+            if result.outage is None:
+                await self._write_mirrors(groups, result)
+            else:
+                for session_id, mirror in mirrors.items():
+                    self._mirrors.setdefault(session_id, mirror)
+        else:
+            await self._write_mirrors(self._settle_mirrors(groups, errors, result), result)
+        if held:
+            if result.outage is None:
+                await self._commit_each(held, result)
+            else:
+                result.unstored.extend(row for rows in held.values() for row in rows)
+        return result
+
+    async def _commit_each(self, sessions: dict[str, list[tuple[str, bytes]]], result: _Round) -> None:
+        """Each session's rows in a transaction of its own; a refused session is held, an outage stops it all."""
+        for session_id, rows in sessions.items():
+            if result.outage is not None:
+                result.unstored.extend(rows)
+                continue
+            try:
+                await self._write(rows, [])
+            except Exception as exc:
+                result.unstored.extend(rows)
+                if is_outage(exc):
+                    result.outage = exc
+                else:
+                    self._hold(session_id, exc)
+                continue
+            held = self._held.pop(session_id, None)
+            if held is not None:
+                log.warning("the held-back document updates of session %s are stored (after %d failures)",
+                            session_id, held.failures)
+
+    def _hold(self, session_id: str, exc: BaseException) -> None:
+        held = self._held.setdefault(session_id, _Held())
+        held.failures += 1
+        held.due = time.monotonic() + _backoff(held.failures)
+        # Loud every time; the traceback once.
+        log.error(
+            "the database refused the document updates of session %s (%d in a row): %s; they are kept and retried "
+            "alone, other sessions are not affected", session_id, held.failures, exc,
+            exc_info=exc if held.failures == 1 else None,
+        )
+
+    def _mirror_groups(self, mirrors: dict[str, Mirror]) -> list[dict[str, Mirror]]:
+        # All in one statement, except rows that failed before: those go alone, so they cannot fail the others.
+        healthy = {s: m for s, m in mirrors.items() if s not in self._mirror_failures}
+        return ([healthy] if healthy else []) + [{s: m} for s, m in mirrors.items() if s in self._mirror_failures]
+
+    def _settle_mirrors(
+        self, groups: list[dict[str, Mirror]], errors: Sequence[BaseException | None], result: _Round
+    ) -> list[dict[str, Mirror]]:
+        """Note what each group's savepoint did; returns the rows of failed groups, to be written one by one."""
+        alone: list[dict[str, Mirror]] = []
+        for group, error in zip(groups, errors, strict=True):
+            if error is None:
+                for session_id in group:
+                    self._mirror_failures.pop(session_id, None)
+            elif len(group) > 1 and not is_outage(error):
+                log.warning("updating %d session rows in one statement failed (%s); updating each alone", len(group),
+                            error)
+                alone.extend({session_id: mirror} for session_id, mirror in group.items())
+            else:
+                for session_id, mirror in group.items():
+                    self._mirror_failed(session_id, mirror, error, result)
+        return alone
+
+    async def _write_mirrors(self, groups: list[dict[str, Mirror]], result: _Round) -> None:
+        """Mirror rows in a transaction of their own (after the log rows are safe)."""
+        while groups:
+            try:
+                errors = await self._write([], groups)
+            except Exception as exc:
+                for group in groups:
+                    for session_id, mirror in group.items():
+                        self._mirror_failed(session_id, mirror, exc, result)
+                return
+            groups = self._settle_mirrors(groups, errors, result)
+
+    def _mirror_failed(self, session_id: str, mirror: Mirror, error: BaseException, result: _Round) -> None:
+        if is_outage(error):
+            result.outage = result.outage or error
+            self._mirrors.setdefault(session_id, mirror)  # a newer one, queued meanwhile, wins
+            return
+        failures = self._mirror_failures.get(session_id, 0) + 1
+        self._mirror_failures[session_id] = failures
+        if failures < _RETRIES:
+            self._mirrors.setdefault(session_id, mirror)
+        elif failures == _RETRIES:
+            # A mirror is a copy: dropping it loses nothing (the log has every change, reads go through the
+            # document), but the columns stay stale until a later copy of this session succeeds.
+            log.error(
+                "the sessions row of session %s was refused %d times in a row; its code/language/title columns are "
+                "not updated (the document keeps every change)", session_id, failures, exc_info=error,
+            )
+
+    async def _write(
+        self, batch: Sequence[tuple[str, bytes]], mirrors: Sequence[Mapping[str, Mirror]]
+    ) -> list[BaseException | None]:
+        """One transaction: the log rows, then each mirror group under a savepoint of its own (see ``writer.py``).
+        Raises if the log rows or the commit failed (then nothing of it is stored)."""
+        if not batch and not mirrors:
+            return []
         if self._batch_writer is not None:
             async with self._lock:
-                await self._batch_writer.write(batch, mirrors)
-            return
+                return await self._batch_writer.write(batch, mirrors)
         async with self._lock, self._sessionmaker() as db, db.begin():
             if batch:
                 await db.execute(insert(DocUpdateRow), [{"session_id": s, "data": d} for s, d in batch])
-            if mirrors:
-                # One executemany on the table for all rooms: no ORM bookkeeping on the event loop.
-                await db.execute(
-                    _MIRROR,
-                    [
-                        {"b_id": sid, "b_code": m.code, "b_language": m.language, "b_title": m.title,
-                         "b_updated_at": m.updated_at}
-                        for sid, m in mirrors.items()
-                    ],
-                )
+            errors: list[BaseException | None] = []
+            for group in mirrors:
+                try:
+                    async with db.begin_nested():
+                        # One executemany on the table for all rooms: no ORM bookkeeping on the event loop.
+                        await db.execute(
+                            _MIRROR,
+                            [
+                                {"b_id": sid, "b_code": m.code, "b_language": m.language, "b_title": m.title,
+                                 "b_updated_at": m.updated_at}
+                                for sid, m in group.items()
+                            ],
+                        )
+                except Exception as exc:  # the savepoint is rolled back; the log rows stay
+                    errors.append(exc)
+                else:
+                    errors.append(None)
+            return errors
 
     # --- reading and compaction --------------------------------------------------------------------------
 
@@ -238,6 +526,13 @@ class UpdateLog:
             )
             await db.execute(insert(DocUpdateRow).values(session_id=session_id, data=merged))
         return len(merged)
+
+
+def _by_session(rows: Sequence[tuple[str, bytes]]) -> dict[str, list[tuple[str, bytes]]]:
+    sessions: dict[str, list[tuple[str, bytes]]] = {}
+    for row in rows:
+        sessions.setdefault(row[0], []).append(row)
+    return sessions
 
 
 def _consume(fut: asyncio.Future[None]) -> None:

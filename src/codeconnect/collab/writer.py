@@ -9,13 +9,18 @@ dedicated thread on a plain ``sqlite3`` connection (the C library releases the G
 PostgreSQL work uses one ``asyncpg`` connection, whose protocol work is compiled code. Both write exactly
 what the ORM would: rows of ``doc_updates`` and the mirror columns of ``sessions`` (timestamps in the format
 SQLAlchemy stores and reads).
+
+A write is one transaction: the log rows first, then each group of mirror rows under a savepoint of its own, so
+a refused mirror row rolls back only its group, never an update. What to do about a refused group (retry its
+rows one by one, drop one that keeps failing) is the store's decision; the text reaching the columns was made
+storable there (``store.storable_mirror``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -70,8 +75,15 @@ class StoredDoc:
     updates: list[bytes]
 
 
+MirrorGroups = Sequence[Mapping[str, "Mirror"]]
+
+
 class BatchWriter(Protocol):
-    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None: ...
+    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+        """In one transaction: insert ``batch``, then update each group of mirror rows under its own savepoint.
+        Returns one entry per group: None if written, else the error that rolled the group back. Raises if the
+        inserts or the commit failed (nothing of the transaction is stored then)."""
+        ...
 
     async def participant(self, token_hash: str) -> ParticipantRecord | None: ...
 
@@ -112,21 +124,15 @@ class SqliteWriter:
             self._conn = conn
         return self._conn
 
-    def _write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
+    def _write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
             if batch:
                 conn.executemany(_INSERT, batch)
-            if mirrors:
-                conn.executemany(
-                    _MIRROR,
-                    [
-                        (m.code, m.language, m.title, _sqlite_time(m), session_id)
-                        for session_id, m in mirrors.items()
-                    ],
-                )
+            errors = [self._mirror(conn, group) for group in mirrors]
             conn.execute("COMMIT")
+            return errors
         except BaseException:
             try:
                 conn.execute("ROLLBACK")
@@ -135,12 +141,27 @@ class SqliteWriter:
                 self._conn = None
             raise
 
+    @staticmethod
+    def _mirror(conn: sqlite3.Connection, group: Mapping[str, Mirror]) -> BaseException | None:
+        conn.execute("SAVEPOINT mirror")
+        try:
+            conn.executemany(
+                _MIRROR, [(m.code, m.language, m.title, _sqlite_time(m), session_id) for session_id, m in group.items()]
+            )
+        except Exception as exc:
+            # If even the rollback fails, that propagates: the whole transaction is given up.
+            conn.execute("ROLLBACK TO mirror")
+            conn.execute("RELEASE mirror")
+            return exc
+        conn.execute("RELEASE mirror")
+        return None
+
     async def _run(self, work: Callable[..., _T], *args: Any) -> _T:
         """``work`` on the writer's thread, the one that owns the connection."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
-    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
-        await self._run(self._write, batch, mirrors)
+    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+        return await self._run(self._write, batch, mirrors)
 
     def _participant(self, token_hash: str) -> ParticipantRecord | None:
         row = self._connection().execute(_PARTICIPANT, (token_hash,)).fetchone()
@@ -229,15 +250,23 @@ class PostgresWriter:
             return None
         return StoredDoc(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
 
-    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> None:
+    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+        errors: list[BaseException | None] = []
         async with self._using() as conn, conn.transaction():
             if batch:
                 await conn.executemany(_INSERT_PG, batch)
-            if mirrors:
-                await conn.executemany(
-                    _MIRROR_PG,
-                    [(m.code, m.language, m.title, m.updated_at, session_id) for session_id, m in mirrors.items()],
-                )
+            for group in mirrors:
+                try:
+                    async with conn.transaction():  # nested: a savepoint
+                        await conn.executemany(
+                            _MIRROR_PG,
+                            [(m.code, m.language, m.title, m.updated_at, sid) for sid, m in group.items()],
+                        )
+                except Exception as exc:  # the savepoint is rolled back; a broken connection fails the commit
+                    errors.append(exc)
+                else:
+                    errors.append(None)
+        return errors
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from codeconnect.collab.document import SharedDoc, initial_update
-from codeconnect.collab.store import add_initial_update
+from codeconnect.collab.store import add_initial_update, storable_text
 from codeconnect.config import Settings
 from codeconnect.errors import PayloadTooLarge, SessionNotFound
 from codeconnect.languages import LanguageName, get_language, normalize_language
@@ -95,9 +95,11 @@ def _mirror(row: SessionRow, registry: RoomRegistry) -> None:
     room = registry.peek(row.id)
     if room is None:
         return
-    row.code = room.shared.text()
+    # Clients may write into the document what no column can hold (NUL) or what REST would refuse (a long title);
+    # the document keeps it, the row gets its storable copy (the same rule as the update log's mirror).
+    row.code = storable_text(room.shared.text())
     row.language = room.language()
-    row.title = room.title()
+    row.title = storable_text(room.title())[: registry.settings.max_title_length]
 
 
 async def _change_live(
