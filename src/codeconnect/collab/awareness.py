@@ -1,19 +1,39 @@
 """Server-side awareness (presence, cursors) of one room, as y-protocols ``awareness.js`` encodes it.
 
 An awareness update is ``varUint(n)`` then n entries ``(clientID, clock, JSON state)``; the state ``null``
-means the client went away. The server keeps the latest state per client and relays changes, with two
-rules stock servers do not have: a connection may only speak for its own Yjs clientID (the first one it
-announces that no other connection holds), and the ``user`` of every state it relays carries the
-participant's real name, colour and id, whatever the client claimed.
+means the client went away. The server keeps the latest state per client and relays changes, with rules
+stock servers do not have:
+
+- a connection may only speak for its own Yjs clientID (the first one it announces that no other connection
+  holds);
+- a state must be a JSON object (or ``null``) of valid UTF-8 without lone surrogates, else its sender is
+  closed (4400);
+- only the fields the page and its editor binding use are relayed, rebuilt by the server: ``user`` is the
+  participant's real name, colour and id, whatever the client claimed; ``cursor`` is ``null`` or
+  ``{anchor, head}``, each a Yjs relative position (``{type, tname, item, assoc}``: ids of safe non-negative
+  integers, a root type name of the document schema, an integer ``assoc``, and something to resolve), and
+  is refused otherwise. y-codemirror.next reads a remote position as it arrives and throws on ``{}``, on a
+  missing ``item`` and on one with nothing to resolve, which broke the editor of everyone else; it is relayed
+  in full form (absent keys as ``null``, ``assoc`` 0) so positions in y-protocols' short JSON form work too.
+  Other fields are dropped, not refused: a client may carry more state than this page shows, and dropping it
+  keeps such clients connected while nothing unchecked reaches anyone.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from codeconnect.collab.protocol import MalformedMessage, Reader, write_var_uint
+from codeconnect.collab.document import CODE, META, RUNS
+from codeconnect.collab.protocol import MAX_SAFE_INTEGER, MalformedMessage, Reader, write_var_uint
+
+_ROOT_TYPES = frozenset({CODE, META, RUNS})
+_POSITION_KEYS = frozenset({"type", "tname", "item", "assoc"})
+_CURSOR_KEYS = {"anchor", "head"}
+_ID_KEYS = {"client", "clock"}
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class AwarenessOwner(Protocol):
@@ -77,7 +97,7 @@ class RoomAwareness:
                 conn.client_id = client_id  # the connection's own client: first unclaimed id it announces
             if len(raw) > self.max_state_bytes:
                 raise MalformedMessage("awareness state too large")
-            state = self._stamp(raw, conn.user)
+            state = _relayed_state(raw, conn.user)
             current = self._entries.get(client_id)
             if state == b"null":
                 if current is None or clock < current.clock:
@@ -103,22 +123,67 @@ class RoomAwareness:
         del self._entries[client_id]
         return encode_entries([(client_id, entry.clock + 1, b"null")])
 
-    @staticmethod
-    def _stamp(raw: bytes, user: dict[str, str]) -> bytes:
+
+def _relayed_state(raw: bytes, user: dict[str, str]) -> bytes:
+    """The state to relay for ``raw``, rebuilt from its known fields; raises MalformedMessage."""
+    try:
+        state: Any = json.loads(raw.decode("utf-8"))  # strict UTF-8: no surrogates encoded as bytes
+    except (ValueError, RecursionError) as exc:
+        raise MalformedMessage("awareness state is not JSON") from exc
+    if state is None:
+        return b"null"
+    if not isinstance(state, dict):
+        raise MalformedMessage("awareness state is not an object")
+    if _SURROGATE_ESCAPE.search(raw) is not None:
+        # "\ud800" is valid JSON but not text: it cannot be encoded again, for this server or for anyone.
         try:
-            state: Any = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
-            raise MalformedMessage("awareness state is not JSON") from exc
-        if state is None:
-            return b"null"
-        if not isinstance(state, dict):
-            return raw
-        claimed = state.get("user")
-        stamped = {**claimed, **user} if isinstance(claimed, dict) else dict(user)
-        # Editor bindings paint remote selections with `colorLight` in a style attribute: derive it from the
-        # participant's colour instead of relaying whatever a client wrote there.
-        stamped["colorLight"] = user["color"] + "33"
-        if claimed == stamped:
-            return raw
-        state["user"] = stamped
-        return json.dumps(state, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            json.dumps(state, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise MalformedMessage("lone surrogate in the awareness state") from exc
+    # Editor bindings paint remote selections with `colorLight` in a style attribute: derive it from the
+    # participant's colour instead of relaying whatever a client wrote there.
+    relayed: dict[str, Any] = {"user": {**user, "colorLight": user["color"] + "33"}}
+    if "cursor" in state:
+        relayed["cursor"] = _cursor(state["cursor"])
+    return json.dumps(relayed, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _cursor(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.keys() != _CURSOR_KEYS:
+        raise MalformedMessage("awareness cursor is not {anchor, head}")
+    return {"anchor": _position(value["anchor"]), "head": _position(value["head"])}
+
+
+def _position(value: Any) -> dict[str, Any]:
+    """A Yjs relative position in the full form ``Y.RelativePosition`` serialises to."""
+    if not isinstance(value, dict) or not value.keys() <= _POSITION_KEYS:
+        raise MalformedMessage("awareness cursor position is not a relative position")
+    type_id, item = _id(value.get("type")), _id(value.get("item"))
+    tname = value.get("tname")
+    if tname is not None and not (isinstance(tname, str) and tname in _ROOT_TYPES):
+        raise MalformedMessage("awareness cursor position names an unknown type")
+    assoc = value.get("assoc")
+    if assoc is None:
+        assoc = 0
+    elif not _is_int(assoc) or abs(assoc) > MAX_SAFE_INTEGER:
+        raise MalformedMessage("awareness cursor position has an invalid assoc")
+    if item is None and tname is None and type_id is None:
+        raise MalformedMessage("awareness cursor position points nowhere")
+    return {"type": type_id, "tname": tname, "item": item, "assoc": assoc}
+
+
+def _id(value: Any) -> dict[str, int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.keys() != _ID_KEYS:
+        raise MalformedMessage("awareness cursor id is not {client, clock}")
+    client, clock = value["client"], value["clock"]
+    if not (_is_int(client) and _is_int(clock) and 0 <= client <= MAX_SAFE_INTEGER and 0 <= clock <= MAX_SAFE_INTEGER):
+        raise MalformedMessage("awareness cursor id is out of range")
+    return {"client": client, "clock": clock}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

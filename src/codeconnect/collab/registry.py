@@ -71,6 +71,7 @@ class RoomRegistry:
             max_title_length=settings.max_title_length,
             compact_after_updates=settings.compact_after_updates,
             slow_update_seconds=settings.update_decode_timeout_seconds,
+            max_client_ids_per_participant=settings.max_client_ids_per_participant,
         )
 
     async def __aenter__(self) -> RoomRegistry:

@@ -9,7 +9,9 @@ The walk is linear in the update size and allocates nothing per claimed item, so
 hostile update is bounded by the message-size limit.
 
 It also measures what the update would add: the UTF-8 bytes of string content (the only content that can
-grow ``Y.Text``), so a document's code limit is enforced before the update is applied, not after.
+grow ``Y.Text``), so a document's code limit is enforced before the update is applied, not after; and it
+reports each client block's range of clocks, so the room can tell whose client ids an update writes under.
+String content holding NUL is refused: PostgreSQL text cannot hold it and no editor types it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ _BIT8, _BIT7, _BIT6, _BITS5 = 0x80, 0x40, 0x20, 0x1F
 _CONTENT_GC, _CONTENT_STRING, _CONTENT_SKIP = 0, 4, 10
 _MAX_TYPE_REF = 6  # YArray, YMap, YText, YXmlElement, YXmlFragment, YXmlHook, YXmlText
 _XML_ELEMENT, _XML_HOOK = 3, 5
+_NUL = "NUL in text content"
 
 
 class UpdateInfo(NamedTuple):
@@ -35,6 +38,7 @@ class UpdateInfo(NamedTuple):
     content_bytes: int  # bytes of every other kind of content (map/array values, JSON, binary)
     structs: int
     deletes: int
+    blocks: tuple[tuple[int, int, int], ...] = ()  # (client, first clock, end clock) of each client block
 
     @property
     def is_empty(self) -> bool:
@@ -51,12 +55,14 @@ def inspect_update(data: bytes) -> UpdateInfo:
     string_bytes = 0
     content_bytes = 0
     structs = 0
+    blocks: list[tuple[int, int, int]] = []
     # Every client block has at least 3 bytes (count, client, clock) and every struct at least 2.
     clients, pos = _count(data, 0, end, 3)
     for _ in range(clients):
         n, pos = _count(data, pos, end, 2)
-        pos = _skip_uint(data, pos, end)  # client
+        client, pos = _uint(data, pos, end)
         clock, pos = _uint(data, pos, end)
+        first = clock
         for _ in range(n):
             if pos >= end:
                 raise MalformedMessage("unexpected end of message")
@@ -91,6 +97,8 @@ def inspect_update(data: bytes) -> UpdateInfo:
                         raise MalformedMessage("length prefix larger than the message")
                     raw = data[pos : pos + size]
                     pos += size
+                    if b"\x00" in raw:
+                        raise MalformedMessage(_NUL)
                     length = _utf16_length(raw)
                     string_bytes += size
                 else:
@@ -102,6 +110,7 @@ def inspect_update(data: bytes) -> UpdateInfo:
                 clock += length
             _clock(clock)
             structs += 1
+        blocks.append((client, first, clock))
     deletes = 0
     delete_clients, pos = _count(data, pos, end, 2)
     for _ in range(delete_clients):
@@ -114,7 +123,7 @@ def inspect_update(data: bytes) -> UpdateInfo:
             deletes += 1
     if pos != end:
         raise MalformedMessage("trailing bytes after the update")
-    return UpdateInfo(string_bytes, content_bytes, structs, deletes)
+    return UpdateInfo(string_bytes, content_bytes, structs, deletes, tuple(blocks))
 
 
 def _uint(data: bytes, pos: int, end: int) -> tuple[int, int]:
@@ -189,6 +198,8 @@ def _content(r: Reader, ref: int) -> tuple[int, int, int]:
         return 1, 0, r.pos - start
     if ref == _CONTENT_STRING:
         raw = r.var_bytes()
+        if b"\x00" in raw:
+            raise MalformedMessage(_NUL)
         return _utf16_length(raw), len(raw), 0
     if ref == 5:  # embed
         _json(r.var_string())

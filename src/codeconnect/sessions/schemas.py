@@ -15,6 +15,7 @@ from pydantic import Field, create_model, field_validator
 from codeconnect.config import Settings
 from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
 from codeconnect.schemas import NO_NUL, NOT_BLANK_NO_NUL, CamelModel, StrictRequest
+from codeconnect.titles import title_type
 
 Role = Literal["editor", "viewer"]
 
@@ -63,7 +64,7 @@ Lang = Annotated[str, Field(pattern=LANGUAGE_PATTERN, description=_LANG_DOC)]
 
 
 def _title(max_length: int) -> Any:
-    return Annotated[str, Field(min_length=1, max_length=max_length, pattern=NO_NUL)]
+    return title_type(max_length)  # shared with the live room, which ignores titles REST would refuse
 
 
 def _code(max_bytes: int) -> Any:

@@ -1,0 +1,279 @@
+"""Room without a server: sync, relay and storage, authorship of client ids, limits, and what REST reads."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Text
+
+from codeconnect.collab import protocol as p
+from codeconnect.collab.protocol import CloseCode
+from codeconnect.collab.room import ProtocolViolation
+from tests.collab.fakes import LIMITS, HandPeer, awareness_states, clock_of, gc_update, make_room
+
+
+def refused(hand: HandPeer, data: bytes) -> CloseCode:
+    with pytest.raises(ProtocolViolation) as exc:
+        hand.room.receive(hand.peer, data)
+    return exc.value.code
+
+
+# --- sync, relay, storage ------------------------------------------------------------------------------------------
+
+
+def test_join_sends_step1_then_the_presence_of_others() -> None:
+    room, _ = make_room()
+    ada = HandPeer(room, "ada").join()
+    ada.announce({"cursor": None})
+    bob = HandPeer(room, "bob")
+    room.join(bob.peer)
+    first, second = bob.channel.take()
+    assert p.parse_message(first) == p.Message(p.MessageType.SYNC, p.SyncType.STEP1, room.shared.doc.get_state())
+    assert [cid for cid, _, _ in awareness_states([second])] == [ada.client_id]
+
+
+def test_an_update_is_applied_relayed_to_the_others_and_stored_once() -> None:
+    room, log = make_room()
+    ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    stored = len(log.updates)
+    update = ada.edit("# ada\n")
+    assert room.shared.text().endswith("# ada\n")
+    assert log.updates[stored:] == [update]
+    assert ada.channel.sent == [] and bob.channel.sent == [p.sync_update(update)]
+
+
+def test_a_viewers_updates_are_dropped() -> None:
+    room, log = make_room()
+    viewer = HandPeer(room, "vic", readonly=True).join()
+    stored = len(log.updates)
+    viewer.edit("# nope\n")
+    assert "nope" not in room.shared.text() and len(log.updates) == stored
+
+
+def test_peers_with_the_same_state_vector_share_one_reply_until_the_document_changes() -> None:
+    room, _ = make_room()
+    a, b, c = (HandPeer(room, name) for name in ("a", "b", "c"))
+    empty = p.sync_step1(Doc().get_state())
+    room.receive(a.peer, empty)
+    room.receive(b.peer, empty)
+    assert a.channel.sent[-1] is b.channel.sent[-1]
+    room.change(lambda shared: shared.replace_text("changed\n"))
+    room.receive(c.peer, empty)
+    assert c.channel.sent[-1] != a.channel.sent[-1]
+    replica: Doc = Doc()
+    replica.apply_update(p.parse_message(c.channel.sent[-1]).payload)
+    assert str(replica.get("code", type=Text)) == "changed\n"
+
+
+def test_leaving_tells_the_others_the_presence_is_gone() -> None:
+    room, _ = make_room()
+    ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    ada.announce({})
+    bob.channel.take()
+    ada.leave()
+    assert awareness_states(bob.channel.take()) == [(ada.client_id, 2, None)]
+    assert room.online_participants() == {"bob"}
+
+
+# --- authorship of client ids --------------------------------------------------------------------------------------
+
+
+def test_structs_under_another_participants_client_id_are_refused() -> None:
+    room, log = make_room()
+    ada, mallory = HandPeer(room, "ada").join(), HandPeer(room, "mallory").join()
+    ada.edit("# ada\n")
+    stored, text = len(log.updates), room.shared.text()
+    forged = gc_update(ada.client_id, clock_of(room.shared.doc, ada.client_id), 10**6)
+    for message in (p.sync_update(forged), p.sync_step2(forged)):
+        assert refused(mallory, message) == CloseCode.BAD_MESSAGE
+    assert (len(log.updates), room.shared.text()) == (stored, text)
+    assert clock_of(room.shared.doc, ada.client_id) < 10**6
+
+
+def test_presence_claims_the_client_id_before_any_edit() -> None:
+    room, _ = make_room()
+    ada, mallory = HandPeer(room, "ada").join(), HandPeer(room, "mallory").join()
+    ada.announce({"cursor": None})
+    assert refused(mallory, p.sync_update(gc_update(ada.client_id, 0, 10**6))) == CloseCode.BAD_MESSAGE
+    ada.edit("# still mine\n")
+    assert room.shared.text().endswith("# still mine\n")
+
+
+def test_a_viewers_presence_claims_nothing() -> None:
+    room, _ = make_room()
+    viewer = HandPeer(room, "vic", readonly=True).join()
+    viewer.announce({})
+    editor = HandPeer(room, "ed", doc=viewer.doc).join()  # another participant writing under that id
+    editor.edit("# fine\n")
+    assert room.shared.text().endswith("# fine\n")
+
+
+def test_duplicates_of_anothers_structs_are_harmless_and_accepted() -> None:
+    room, _ = make_room()
+    ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    update = ada.edit("# ada\n")
+    bob.room.receive(bob.peer, p.sync_update(update))  # e.g. a step 2 racing the relay of the same edit
+    bob.room.receive(bob.peer, p.sync_step2(room.shared.doc.get_update()))
+    assert room.shared.text().count("# ada") == 1
+
+
+def test_anyone_may_delete() -> None:
+    room, _ = make_room()
+    ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    ada.edit("# ada\n")
+    bob.deliver()
+    before = bob.doc.get_state()
+    del bob.code[0 : len(bob.code)]
+    bob.room.receive(bob.peer, p.sync_update(bob.doc.get_update(before)))
+    assert room.shared.text() == ""
+
+
+def test_connections_of_one_participant_share_its_client_ids() -> None:
+    room, _ = make_room()
+    tab1 = HandPeer(room, "ada").join()
+    tab1.edit("# tab 1\n")
+    tab1.leave()
+    again = HandPeer(room, "ada", doc=tab1.doc).join()  # a reconnect, maybe before the old socket is gone
+    again.edit("# again\n")
+    assert room.shared.text().endswith("# tab 1\n# again\n")
+
+
+def test_a_lone_new_client_id_in_a_step2_is_claimed_by_its_sender() -> None:
+    room, _ = make_room()
+    offline = Doc()
+    offline.apply_update(room.shared.doc.get_update())
+    offline.get("code", type=Text).insert(0, "# written offline\n")
+    ada = HandPeer(room, "ada", doc=offline).join()  # its step 2 carries the offline edit
+    assert room.shared.text().startswith("# written offline\n")
+    mallory = HandPeer(room, "mallory").join()
+    assert refused(mallory, p.sync_update(gc_update(ada.client_id, clock_of(offline, ada.client_id), 10))) == 4400
+
+
+def test_a_step2_restoring_several_peoples_structs_claims_none_of_them() -> None:
+    room, _ = make_room()
+    stored = room.shared.doc.get_update()
+    ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    ada.edit("# ada\n")
+    bob.deliver()
+    bob.edit("# bob\n")
+    crashed, _ = make_room(stored)
+    HandPeer(crashed, "bob", doc=bob.doc).join()
+    ada_again = HandPeer(crashed, "ada", doc=ada.doc).join()
+    ada_again.deliver()
+    ada_again.edit("# ada again\n")
+    assert crashed.shared.text().endswith("# ada again\n")
+
+
+def test_client_ids_per_participant_are_bounded() -> None:
+    limits = dataclasses.replace(LIMITS, max_client_ids_per_participant=2)
+    room, _ = make_room(limits=limits)
+    docs = []
+    for i in range(3):  # three reloads of ada's page: three client ids
+        hand = HandPeer(room, "ada").join()
+        hand.edit(f"# {i}\n")
+        docs.append(hand.doc)
+        hand.leave()
+    bob = HandPeer(room, "bob").join()
+    # The oldest id was forgotten: it is nobody's now. The two recent ones are still ada's.
+    bob.room.receive(bob.peer, p.sync_update(gc_update(docs[0].client_id, clock_of(docs[0], docs[0].client_id), 1)))
+    assert refused(bob, p.sync_update(gc_update(docs[2].client_id, clock_of(docs[2], docs[2].client_id), 1))) == 4400
+
+
+def test_the_state_vector_is_read_once_not_per_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    # An attacker adding a client id per update grows the state vector; parsing it per update was quadratic.
+    parses = 0
+    parse = p.parse_state_vector
+
+    def counting(data: bytes) -> dict[int, int]:
+        nonlocal parses
+        if data != room.shared.doc.get_state():
+            return parse(data)  # a peer's step 1, not the room's own state
+        parses += 1
+        return parse(data)
+
+    room, _ = make_room()
+    monkeypatch.setattr(p, "parse_state_vector", counting)
+    ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    dup = ada.edit("# ada\n")
+    for i in range(50):
+        fresh = Doc()
+        fresh.apply_update(room.shared.doc.get_update())
+        before = fresh.get_state()
+        fresh.get("code", type=Text).insert(0, f"{i}")
+        room.receive(bob.peer, p.sync_update(fresh.get_update(before)))
+        room.receive(bob.peer, p.sync_update(dup))  # a duplicate of ada's: checked against the clocks
+    assert parses <= 1
+    assert refused(bob, p.sync_update(gc_update(ada.client_id, clock_of(room.shared.doc, ada.client_id), 5))) == 4400
+
+
+def test_the_servers_client_id_is_nobody_elses() -> None:
+    room, _ = make_room()
+    room.change(lambda shared: shared.set_meta("title", "By REST"))
+    server = int(room.shared.doc.client_id)
+    mallory = HandPeer(room, "mallory").join()
+    mallory.announce({}, client_id=server)  # presence under that id claims nothing for the document
+    assert refused(mallory, p.sync_update(gc_update(server, clock_of(room.shared.doc, server), 5))) == 4400
+
+
+# --- limits and malformed input ------------------------------------------------------------------------------------
+
+
+def test_nul_in_the_code_is_refused() -> None:
+    room, log = make_room()
+    mallory = HandPeer(room, "mallory").join()
+    stored = len(log.updates)
+    mallory.code += "a\x00b"
+    assert refused(mallory, p.sync_update(mallory.doc.get_update())) == CloseCode.BAD_MESSAGE
+    assert "\x00" not in room.shared.text() and len(log.updates) == stored
+
+
+def test_code_past_its_limit_is_refused() -> None:
+    room, _ = make_room(limits=dataclasses.replace(LIMITS, max_code_bytes=64))
+    ada = HandPeer(room, "ada").join()
+    ada.code += "x" * 100
+    assert refused(ada, p.sync_update(ada.doc.get_update())) == CloseCode.TOO_LARGE
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=64))
+def test_arbitrary_messages_are_handled_or_refused_with_4400(data: bytes) -> None:
+    room, _ = make_room()
+    hand = HandPeer(room, "fuzz").join()
+    try:
+        room.receive(hand.peer, data)
+    except ProtocolViolation as exc:
+        assert exc.code in (CloseCode.BAD_MESSAGE, CloseCode.TOO_LARGE)
+
+
+# --- what REST reads -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["t" * 201, "a\x00b", "", 42, None])
+def test_a_title_rest_would_refuse_is_ignored(bad: object) -> None:
+    room, _ = make_room(title="Interview")
+    ada = HandPeer(room, "ada").join()
+    before = ada.doc.get_state()
+    ada.meta["title"] = "t" * 200
+    room.receive(ada.peer, p.sync_update(ada.doc.get_update(before)))
+    assert room.title() == "t" * 200
+    before = ada.doc.get_state()
+    if bad is None:
+        del ada.meta["title"]
+    else:
+        ada.meta["title"] = bad
+    room.receive(ada.peer, p.sync_update(ada.doc.get_update(before)))
+    assert room.title() == "t" * 200
+    assert room.mirror().title == "t" * 200
+
+
+def test_a_language_outside_the_table_is_ignored() -> None:
+    room, _ = make_room(language="python")
+    ada = HandPeer(room, "ada").join()
+    for value, expected in (("JS", "javascript"), ("cobol", "javascript"), ("cpp", "cpp"), ("c\x00", "cpp")):
+        before = ada.doc.get_state()
+        ada.meta["language"] = value
+        room.receive(ada.peer, p.sync_update(ada.doc.get_update(before)))
+        assert room.language() == expected
