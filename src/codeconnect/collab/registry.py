@@ -24,7 +24,7 @@ from codeconnect.collab.room import Room, RoomLimits
 from codeconnect.collab.store import UpdateLog
 from codeconnect.collab.writer import batch_writer
 from codeconnect.config import Settings
-from codeconnect.errors import SessionNotFound
+from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import SessionRow
 from codeconnect.participants.service import admits, authenticate
 from codeconnect.security import hash_secret
@@ -84,12 +84,19 @@ class RoomRegistry:
             self._mirror_task.cancel()
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
-        for room in list(self.rooms.values()):
-            if room.unload_timer is not None:
-                room.unload_timer.cancel()
-            await self._flush(room, compact=True)
-        self.rooms.clear()
-        await self.log.__aexit__(*exc)
+        try:
+            for room in list(self.rooms.values()):
+                if room.unload_timer is not None:
+                    room.unload_timer.cancel()
+                try:
+                    await self._flush(room, compact=True)
+                except ServiceUnavailable:
+                    # Already logged by the log's writer; the other rooms still get their flush, and the log
+                    # its last attempts below.
+                    pass
+            self.rooms.clear()
+        finally:
+            await self.log.__aexit__(*exc)
 
     # --- auth ------------------------------------------------------------------------------------------
 
