@@ -109,7 +109,7 @@ class WebSocketConnection(asyncio.Protocol):
         "_request", "_state", "_parser", "_fragments", "_fragment_opcode", "_fragment_bytes", "_partial_since",
         "_frame_timer", "_tokens", "_refilled", "_over_since", "_throttle", "_read_paused", "_asgi_queue",
         "_waiter", "_on_message", "_on_closed", "_backlog", "_backlog_bytes", "_backlog_offset",
-        "_write_paused", "_stall_timer", "_close_timer", "_ping_timer", "_last_seen", "_ping_due",
+        "_write_paused", "_stall_timer", "_close_timer", "_ping_timer", "_last_seen", "_ping_sent",
         "_accepted", "close_code", "_listening", "_close_received", "_queued_bytes", "_denial",
     )
 
@@ -153,7 +153,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._last_seen = 0.0
-        self._ping_due = False
+        self._ping_sent = 0.0  # loop time of our last ping
         self._accepted = False
         self._close_received = False
         self._queued_bytes = 0  # bytes of the messages in _asgi_queue
@@ -449,8 +449,7 @@ class WebSocketConnection(asyncio.Protocol):
                 self._throttle = self._loop.call_later((1 - self._tokens) / limits.rate, self._unthrottle)
                 break
             if self._tokens >= limits.burst / 2:
-                # Clearly back under the rate (a throttled sender only ever sees one token at a time, however
-                # late the loop wakes it).
+                # Clearly back under the rate (a throttled sender only ever sees one token at a time).
                 self._over_since = None
             try:
                 frame = self._parser.next_frame()
@@ -471,6 +470,11 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _unthrottle(self) -> None:
         self._throttle = None
+        # A throttled sender gets one token per wake, however late the loop wakes it: a late timer must not
+        # look like a pause in the flood.
+        now = self._loop.time()
+        self._tokens = min(1.0, self._tokens + (now - self._refilled) * self._limits.rate)
+        self._refilled = now
         if self._state in (_OPEN, _CLOSING):
             if self._listening or not self._queue_full():
                 self._resume_reading()
@@ -740,11 +744,12 @@ class WebSocketConnection(asyncio.Protocol):
             self._abort()  # not a frame, not even a pong, for that long: the peer is gone
             return
         if silent >= interval:
-            if not self._ping_due:
-                self._ping_due = True
+            # One ping per silence: a frame since the last ping (its pong) ended that silence, so this one needs its
+            # own; otherwise a quiet peer that answers every ping would still be cut.
+            if self._ping_sent <= self._last_seen:
+                self._ping_sent = self._loop.time()
                 self.send_frame(Opcode.PING, b"")
             delay = interval + float(timeout if timeout is not None else interval) - silent
         else:
-            self._ping_due = False
             delay = interval - silent
         self._ping_timer = self._loop.call_later(max(delay, 0.05), self._keepalive)
