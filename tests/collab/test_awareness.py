@@ -207,3 +207,16 @@ def test_any_state_is_relayed_in_a_shape_the_editor_binding_can_read_or_refused(
                 assert set(position[key]) == {"client", "clock"}
                 assert all(0 <= v <= MAX_SAFE_INTEGER for v in position[key].values())
         assert position["tname"] in (None, "code", "meta", "runs")
+
+
+def test_a_reconnect_of_the_same_participant_takes_its_client_id_over() -> None:
+    # A browser that reconnects while its old socket is still open keeps its client id: the new connection
+    # takes the entry over, and the old one's end must not tell everyone the person left.
+    room = RoomAwareness(1024)
+    old, new, other = Conn(), Conn(), Conn({**USER, "participantId": "p-bob"})
+    room.apply(old, update(1, 1, {}))
+    assert room.apply(other, update(1, 2, {})) is None  # another participant may not
+    assert decode(room.apply(new, update(1, 2, {})))[0][:2] == (1, 2)
+    assert new.client_id == 1
+    assert room.remove(old) is None
+    assert decode(room.remove(new)) == [(1, 3, None)]

@@ -92,9 +92,17 @@ class RoomAwareness:
             clock = r.var_uint()
             raw = r.var_bytes()
             if client_id != conn.client_id:
-                if conn.client_id is not None or client_id in self._entries:
+                if conn.client_id is not None:
                     continue
-                conn.client_id = client_id  # the connection's own client: first unclaimed id it announces
+                held = self._entries.get(client_id)
+                if held is not None and held.owner.user["participantId"] != conn.user["participantId"]:
+                    continue
+                # The connection's own client: the first id it announces that no one else holds. One the same
+                # participant holds is a reconnect whose old socket is not gone yet: the new one takes it over,
+                # so the old one's end does not tell everyone the person left.
+                conn.client_id = client_id
+                if held is not None:
+                    held.owner = conn
             if len(raw) > self.max_state_bytes:
                 raise MalformedMessage("awareness state too large")
             state = _relayed_state(raw, conn.user)
