@@ -124,14 +124,16 @@ async def start_server(settings: Settings, **uvicorn_overrides: Any) -> LiveServ
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(500):
-        if server.started:
-            break
+    # With the sandbox on, start-up runs a program in every language (javac and the JVM take seconds on a busy
+    # machine): a deadline in seconds, generous, rather than a count of polls.
+    deadline = asyncio.get_running_loop().time() + 60
+    while not server.started:
         if task.done():
             task.result()
+            raise RuntimeError("server stopped before it started")
+        if asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError("server did not start")
         await asyncio.sleep(0.01)
-    else:
-        raise RuntimeError("server did not start")
     return LiveServer(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", server, task)
 
 

@@ -67,7 +67,12 @@ async def test_missing_toolchain_is_501(server_factory: ServerFactory, tmp_path:
         assert r.json()["error"] == "language_unavailable"
         assert "sucrase" in r.json()["detail"]
         listed = {e["language"]: e for e in (await client.get("/v1/execute/languages")).json()["languages"]}
-        assert listed["typescript"] == {"language": "typescript", "available": False, "missing": ["sucrase"]}
+        assert listed["typescript"] == {
+            "language": "typescript",
+            "available": False,
+            "missing": ["sucrase"],
+            "reason": "missing sucrase",
+        }
         assert listed["python"]["available"] is True
         # The other languages still run.
         assert (await run(client, "javascript", "console.log(2)"))["stdout"] == "2\n"

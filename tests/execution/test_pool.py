@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool
+from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool, SlotAbandoned
 
 
 async def test_pool_bounds_running_and_waiting() -> None:
@@ -53,6 +53,43 @@ async def test_cancelled_waiter_frees_its_place() -> None:
     release.set()
     await running
     assert pool.running == 0
+
+
+async def test_a_run_stopped_in_the_queue_leaves_it_at_once() -> None:
+    pool = RunnerPool(concurrency=1, queue_size=2)
+    release = asyncio.Event()
+    order: list[str] = []
+
+    async def job(name: str, stop: asyncio.Event | None = None) -> str:
+        try:
+            async with pool.slot(stop):
+                order.append(name)
+                await release.wait()
+        except SlotAbandoned:
+            return f"{name} abandoned"
+        return f"{name} ran"
+
+    first = asyncio.create_task(job("first"))
+    await asyncio.sleep(0)
+    stop = asyncio.Event()
+    stopped = asyncio.create_task(job("stopped", stop))
+    after = asyncio.create_task(job("after", asyncio.Event()))
+    await asyncio.sleep(0.01)
+    assert (pool.running, pool.waiting) == (1, 2)
+    stop.set()
+    assert await asyncio.wait_for(stopped, 1) == "stopped abandoned"  # without waiting for the slot
+    assert pool.waiting == 1
+    release.set()
+    assert await asyncio.gather(first, after) == ["first ran", "after ran"]
+    assert order == ["first", "after"]
+    assert (pool.running, pool.waiting) == (0, 0)
+    already = asyncio.Event()
+    already.set()
+    with pytest.raises(SlotAbandoned):
+        async with pool.slot(already):
+            pass
+    async with pool.slot(asyncio.Event()):  # every slot was given back
+        assert pool.running == 1
 
 
 def test_client_rate_window() -> None:

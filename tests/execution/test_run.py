@@ -121,11 +121,14 @@ async def test_exit_code_and_signal(sandbox_client: Client) -> None:
     body = await run(sandbox_client, "python", "import sys\nsys.exit(3)\n")
     assert body["exitCode"] == 3
     assert body["signal"] is None
+    assert body["signalName"] is None
     body = await run(sandbox_client, "cpp", "#include <cstdlib>\nint main() { std::abort(); }\n")
     assert body["exitCode"] is None
     assert body["signal"] == signal.SIGABRT
+    assert body["signalName"] == "SIGABRT"
     body = await run(sandbox_client, "cpp", "int main() { volatile int* p = nullptr; return *p; }\n")
     assert body["signal"] == signal.SIGSEGV
+    assert body["signalName"] == "SIGSEGV"
 
 
 async def test_java_class_named_after_the_public_class(sandbox_client: Client) -> None:

@@ -40,6 +40,7 @@ async def test_session_run_and_switch(sandbox_server: LiveServer, sandbox_client
     assert set(run) == {
         "id", "by", "source", "language", "stdout", "stderr", "exitCode", "signal", "timedOut",
         "outputTruncated", "compileOutput", "durationMs", "startedAt",
+        "outcome", "signalName",
     }  # fmt: skip
     assert run["startedAt"].endswith("Z")
 
@@ -135,3 +136,17 @@ async def test_a_participant_run_is_theirs_and_uses_the_live_text(
         assert len(runs) == 1
     finally:
         await client.close()
+
+
+async def test_a_crashed_program_is_recorded_with_its_signal_name(
+    sandbox_server: LiveServer, sandbox_client: httpx.AsyncClient
+) -> None:
+    sink = RecordingSink()
+    sandbox_server.server.config.app.state.run_sink = sink
+    code = "int main() { volatile int* p = nullptr; return *p; }\n"
+    session = (await sandbox_client.post("/v1/sessions", json={"language": "cpp", "code": code})).json()
+    r = await sandbox_client.post(f"/v1/sessions/{session['id']}/execute", json={})
+    assert r.status_code == 200, r.text
+    [(_, run)] = sink.runs
+    assert (run["exitCode"], run["signal"], run["signalName"]) == (None, 11, "SIGSEGV"), run
+    assert run["outcome"] == "crashed"

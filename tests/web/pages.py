@@ -57,11 +57,10 @@ def last_run(page: Any) -> Any:
 
 
 def stream(card: Any, name: str) -> str:
-    """The text of one output stream of a run card ("stdout", "stderr"), without the final newline."""
-    locator = card.locator(f".{name}")
-    if locator.count() == 0:
-        return ""
-    text: str = locator.inner_text()
+    """The text of one output stream of a run card ("stdout", "stderr"), without the final newline.
+
+    Output is shown in the order it was written, so a stream may be in several pieces between the other's."""
+    text = "".join(card.locator(f".{name}").all_text_contents())
     return text.removesuffix("\n")
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import secrets
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from codeconnect.config import Settings
 from tests.execution.conftest import SANDBOX_LIMITS, require_sandbox
-from tests.web.conftest import ThreadedServer
-from tests.web.pages import join, run, stream
+from tests.execution.test_stop import marked_processes, sleeper
+from tests.web.conftest import ThreadedServer, require_built_page, start_threaded_server
+from tests.web.pages import join, run, run_cards, set_code, stream
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox, pytest.mark.timeout(120)]
 
@@ -88,3 +92,72 @@ def test_the_owner_can_turn_running_off_for_the_session(web_server: ThreadedServ
         )
     assert refused.value.code == 403
     assert json.load(refused.value)["error"] == "execution_disabled_for_session"
+
+
+# The run's own wall clock in the Stop test: short, so waiting until it would have passed stays quick.
+STOP_WALL_SECONDS = 4.0
+
+
+@pytest.fixture
+def short_run_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedServer]:
+    require_sandbox()
+    require_built_page()
+    db = tmp_path_factory.mktemp("stop-db") / "codeconnect.db"
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{db}", **{**SANDBOX_LIMITS, "exec_wall_seconds": STOP_WALL_SECONDS}
+    )
+    server = start_threaded_server(settings)
+    yield server
+    server.stop()
+
+
+def _wait(condition: Any, seconds: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, f"not within {seconds} s: {what}"
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+@pytest.mark.parametrize("stop_request", ["delivered", "lost"])
+def test_stop_ends_a_server_run_at_once_and_only_once(
+    short_run_server: ThreadedServer, new_context: Any, stop_request: str
+) -> None:
+    """Stop kills the run's sandbox; everyone sees one card, "stopped". When the stop request itself cannot get
+    through, the page drops the run's request after a grace period, and that stops the run too."""
+    languages = short_run_server.api("GET", "/v1/execute/languages")
+    if not any(e["language"] == "cpp" and e["available"] for e in languages["languages"]):
+        pytest.skip(f"C++ toolchain missing on this machine: {languages}")
+    session_id = short_run_server.create_session("Stop me", language="cpp")
+    page = join(new_context(), short_run_server.base_url, session_id, "Runner")
+    if stop_request == "lost":
+        page.route("**/runs/*/stop", lambda route: route.abort())
+    watcher = join(new_context(), short_run_server.base_url, session_id, "Watcher")
+    marker = "stop" + secrets.token_hex(4)
+    set_code(page, sleeper("cpp", marker))
+    page.wait_for_selector("#run:enabled")
+    page.click("#run")
+    _wait(lambda: bool(marked_processes(marker)), 30, "the program started on the server")
+    program_started = time.monotonic()
+
+    page.click("#stop")
+    stopped_at = time.monotonic()
+    # At once; through the dropped request, after the page's grace period (3 s) for the stop to be answered.
+    within = 3.0 if stop_request == "delivered" else 6.0
+    page.wait_for_selector(".runs .run:not(.live) .run-status:has-text('stopped')", timeout=within * 1000)
+    shown_after = time.monotonic() - stopped_at
+    # The sandbox is gone by then, not when its wall clock runs out.
+    _wait(lambda: not marked_processes(marker), 1.5, "the sandbox was killed")
+    assert shown_after < within, shown_after
+    card = run_cards(page).last
+    assert card.locator(".run-lang").inner_text() == "C++ · server"
+    assert "Runner" in card.locator(".run-who").inner_text()
+    watcher.wait_for_selector(".runs .run:not(.live) .run-status:has-text('stopped')")
+
+    # Until the run's own time limit would have ended it, and a margin: still that one card, everywhere.
+    while time.monotonic() < program_started + STOP_WALL_SECONDS + 3:
+        for p in (page, watcher):
+            statuses = p.locator(".runs .run:not(.live) .run-status").all_inner_texts()
+            assert statuses == ["stopped"], statuses
+        time.sleep(0.25)
+    assert page.locator(".runs .run.live").count() == 0

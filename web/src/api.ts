@@ -29,14 +29,21 @@ export interface JoinedParticipant extends Participant {
   token: string;
 }
 
-export interface Session {
-  id: string;
+/** A session as its read-only link shows it: no session id, nothing that leads to it. */
+export interface SessionView {
   title: string;
   language: Language;
   code: string;
   createdAt: string;
   updatedAt: string;
   participants: Participant[];
+}
+
+export interface Session extends SessionView {
+  id: string;
+  /** The read-only link's own id; `viewUrl` is its page, `/v/{viewerId}`. */
+  viewerId: string;
+  viewUrl: string;
 }
 
 export interface CreatedSession extends Session {
@@ -93,11 +100,25 @@ export const api = {
   join: (id: string, name: string, role: "editor" | "viewer") =>
     request<JoinedParticipant>("POST", `/v1/sessions/${enc(id)}/participants`, { name, role }),
   participants: (id: string) => request<Participant[]>("GET", `/v1/sessions/${enc(id)}/participants`),
+  /** The read-only link's side: everything by viewer id, nothing by session id. */
+  view: (viewerId: string) => request<SessionView>("GET", `/v1/views/${enc(viewerId)}`),
+  joinView: (viewerId: string, name: string) =>
+    request<JoinedParticipant>("POST", `/v1/views/${enc(viewerId)}/participants`, { name }),
+  viewParticipants: (viewerId: string) => request<Participant[]>("GET", `/v1/views/${enc(viewerId)}/participants`),
   serverLanguages: () => request<ServerLanguages>("GET", "/v1/execute/languages"),
   sessionSettings: (id: string) => request<SessionSettings>("GET", `/v1/sessions/${enc(id)}/settings`),
   /** Run the session's live code on the server as this participant; the server adds it to the shared output. */
-  executeInSession: (id: string, token: string, stdin: string, signal: AbortSignal) =>
-    request<ServerRunResult>("POST", `/v1/sessions/${enc(id)}/execute`, { stdin }, signal, {
+  executeInSession: (id: string, token: string, stdin: string, runId: string, signal: AbortSignal) =>
+    request<ServerRunResult>("POST", `/v1/sessions/${enc(id)}/execute`, { stdin, runId }, signal, {
       "X-Participant-Token": token,
     }),
+  /** Kill the server run started with ``runId``; its own request then answers with the outcome "stopped". */
+  stopRun: (id: string, runId: string, token: string) =>
+    request<{ runId: string; running: boolean }>(
+      "POST",
+      `/v1/sessions/${enc(id)}/runs/${enc(runId)}/stop`,
+      undefined,
+      undefined,
+      { "X-Participant-Token": token },
+    ),
 };

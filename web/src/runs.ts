@@ -11,14 +11,29 @@ export interface RunBy {
   color: string;
 }
 
-/** What a run produced, wherever it ran (the server's `/execute` answer has the same fields). */
+export type StreamName = "stdout" | "stderr";
+
+/** A piece of output as it was written: stdout and stderr interleave in the order the program wrote them. */
+export type OutputChunk = [StreamName, string];
+
+/** How a run ended, in the same words for every runner and the server (`outcome` of `/v1/execute`). */
+export type Outcome = "ok" | "error" | "stopped" | "time_limit" | "output_limit" | "crashed";
+
+const OUTCOMES: ReadonlySet<string> = new Set<Outcome>(["ok", "error", "stopped", "time_limit", "output_limit", "crashed"]);
+
+/** What a run produced, wherever it ran (the server's `/execute` answer has the same fields, without `output`). */
 export interface RunResult {
   stdout: string;
   stderr: string;
+  /** Both streams in the order they were written; absent where the runner cannot tell (server runs, old records). */
+  output?: OutputChunk[];
   exitCode: number | null;
   signal: number | null;
+  /** "SIGSEGV" when the outcome is "crashed". */
+  signalName: string | null;
   timedOut: boolean;
   outputTruncated: boolean;
+  outcome: Outcome;
   compileOutput: string;
   durationMs: number;
   language: Language;
@@ -30,6 +45,39 @@ export interface RunRecord extends RunResult {
   by: RunBy | null;
   source: "browser" | "server";
   startedAt: string;
+}
+
+/** The flags every runner reports; {@link classify} turns them into the outcome. */
+export interface RunFlags {
+  exitCode: number | null;
+  signal: number | null;
+  timedOut: boolean;
+  outputTruncated: boolean;
+  /** Someone pressed Stop (the program may have been interrupted or its worker terminated). */
+  stopped: boolean;
+}
+
+// Linux numbering, as the server's sandbox reports them.
+const SIGNAL_NAMES: Record<number, string> = {
+  1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT", 7: "SIGBUS", 8: "SIGFPE",
+  9: "SIGKILL", 10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM",
+  24: "SIGXCPU", 25: "SIGXFSZ", 31: "SIGSYS",
+};
+
+export function signalName(signal: number | null): string | null {
+  return signal === null ? null : (SIGNAL_NAMES[signal] ?? null);
+}
+
+/**
+ * The outcome of a run from its flags: the one place the page reads them (the server does the same in
+ * execution/service.py). A limit or a Stop explains the interrupt or kill that enforced it, so they come first.
+ */
+export function classify(flags: RunFlags): { outcome: Outcome; signalName: string | null } {
+  if (flags.stopped) return { outcome: "stopped", signalName: null };
+  if (flags.timedOut) return { outcome: "time_limit", signalName: null };
+  if (flags.outputTruncated) return { outcome: "output_limit", signalName: null };
+  if (flags.exitCode === null && flags.signal !== null) return { outcome: "crashed", signalName: signalName(flags.signal) };
+  return { outcome: flags.exitCode === 0 ? "ok" : "error", signalName: null };
 }
 
 const encoder = new TextEncoder();
@@ -44,23 +92,57 @@ export function capUtf8(text: string, maxBytes = MAX_STREAM_BYTES): { text: stri
   return { text: decoder.decode(bytes.subarray(0, maxBytes)).replace(/\uFFFD$/, ""), cut: true };
 }
 
+/** Keep ``chunks`` within the per-stream cap, so the ordered copy never holds more than stdout and stderr do. */
+export function capChunks(chunks: readonly OutputChunk[]): { chunks: OutputChunk[]; cut: boolean } {
+  const used: Record<StreamName, number> = { stdout: 0, stderr: 0 };
+  const kept: OutputChunk[] = [];
+  let cut = false;
+  for (const [stream, text] of chunks) {
+    const room = MAX_STREAM_BYTES - used[stream];
+    const capped = capUtf8(text, Math.max(room, 0));
+    cut ||= capped.cut;
+    if (!capped.text) continue;
+    used[stream] += encoder.encode(capped.text).length;
+    const last = kept.at(-1);
+    if (last && last[0] === stream) last[1] += capped.text;
+    else kept.push([stream, capped.text]);
+  }
+  return { chunks: kept, cut };
+}
+
 /** Append a run and drop the oldest past MAX_RUNS, in one transaction, as every writer must. */
 export function appendRun(doc: Y.Doc, runs: Y.Array<Record<string, unknown>>, run: RunRecord): void {
   const stdout = capUtf8(run.stdout);
   const stderr = capUtf8(run.stderr);
   const compile = capUtf8(run.compileOutput);
+  const output = run.output ? capChunks(run.output) : null;
   const capped: RunRecord = {
     ...run,
     stdout: stdout.text,
     stderr: stderr.text,
     compileOutput: compile.text,
-    outputTruncated: run.outputTruncated || stdout.cut || stderr.cut || compile.cut,
+    outputTruncated: run.outputTruncated || stdout.cut || stderr.cut || compile.cut || (output?.cut ?? false),
   };
+  if (output) capped.output = output.chunks;
+  else delete capped.output;
   doc.transact(() => {
     runs.push([{ ...capped }]);
     const excess = runs.length - MAX_RUNS;
     if (excess > 0) runs.delete(0, excess);
   });
+}
+
+function parseOutput(value: unknown): OutputChunk[] | undefined {
+  if (!Array.isArray(value)) return undefined;
+  const chunks: OutputChunk[] = [];
+  for (const item of value as unknown[]) {
+    if (!Array.isArray(item) || item.length !== 2) return undefined;
+    const [stream, text] = item as unknown[];
+    if ((stream !== "stdout" && stream !== "stderr") || typeof text !== "string") return undefined;
+    chunks.push([stream, text]);
+  }
+  // Another client wrote it: hold it to the same caps as the streams before it reaches the page.
+  return capChunks(chunks).chunks;
 }
 
 /** Read one entry defensively: the array is shared, so any client (or a bug) may have put anything there. */
@@ -70,20 +152,39 @@ export function parseRun(value: unknown): RunRecord | null {
   const str = (x: unknown): string => (typeof x === "string" ? x : "");
   const num = (x: unknown): number | null => (typeof x === "number" && Number.isFinite(x) ? x : null);
   const byRaw = v.by as Record<string, unknown> | null | undefined;
+  const source = v.source === "server" ? "server" : "browser";
+  const exitCode = num(v.exitCode);
+  const signal = num(v.signal);
+  const timedOut = v.timedOut === true;
+  const outputTruncated = v.outputTruncated === true;
+  // Records written before `outcome` existed: a browser run that ended by SIGINT or SIGKILL and hit no limit
+  // was stopped (those are the signals Stop uses there).
+  const derived = classify({
+    exitCode,
+    signal,
+    timedOut,
+    outputTruncated,
+    stopped: source === "browser" && exitCode === null && (signal === 2 || signal === 9) && !timedOut && !outputTruncated,
+  });
+  const outcome = typeof v.outcome === "string" && OUTCOMES.has(v.outcome) ? (v.outcome as Outcome) : derived.outcome;
+  const output = parseOutput(v.output);
   return {
     id: str(v.id),
     by:
       byRaw && typeof byRaw === "object"
         ? { participantId: str(byRaw.participantId), name: str(byRaw.name), color: str(byRaw.color) }
         : null,
-    source: v.source === "server" ? "server" : "browser",
+    source,
     language: str(v.language) as Language,
     stdout: str(v.stdout),
     stderr: str(v.stderr),
-    exitCode: num(v.exitCode),
-    signal: num(v.signal),
-    timedOut: v.timedOut === true,
-    outputTruncated: v.outputTruncated === true,
+    ...(output ? { output } : {}),
+    exitCode,
+    signal,
+    signalName: typeof v.signalName === "string" ? v.signalName : signalName(signal),
+    timedOut,
+    outputTruncated,
+    outcome,
     compileOutput: str(v.compileOutput),
     durationMs: num(v.durationMs) ?? 0,
     startedAt: str(v.startedAt),

@@ -31,6 +31,10 @@ class PoolBusy(Exception):
     """Every slot is taken and the queue is full."""
 
 
+class SlotAbandoned(Exception):
+    """The run was stopped while it waited for a slot."""
+
+
 class RateExceeded(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after)
@@ -57,14 +61,15 @@ class RunnerPool:
         return self._waiting
 
     @asynccontextmanager
-    async def slot(self) -> AsyncIterator[int]:
-        """Wait for a free slot and hold it; yields the slot's number (0 .. concurrency-1)."""
+    async def slot(self, abandon: asyncio.Event | None = None) -> AsyncIterator[int]:
+        """Wait for a free slot and hold it; yields the slot's number (0 .. concurrency-1). Setting ``abandon``
+        while waiting gives the queue place up (:class:`SlotAbandoned`): a stopped run must not wait its turn."""
         # Checked synchronously (no await in between), so two requests cannot both take the last queue place.
         if self._slots.locked() and self._waiting >= self.queue_size:
             raise PoolBusy()
         self._waiting += 1
         try:
-            await self._slots.acquire()
+            await self._acquire(abandon)
         finally:
             self._waiting -= 1
         self._running += 1
@@ -74,6 +79,35 @@ class RunnerPool:
         finally:
             self._free.append(number)
             self._running -= 1
+            self._slots.release()
+
+    async def _acquire(self, abandon: asyncio.Event | None) -> None:
+        if abandon is not None and abandon.is_set():
+            raise SlotAbandoned()
+        if abandon is None or not self._slots.locked():
+            # A free slot is taken without suspending, so the next request already sees it taken.
+            await self._slots.acquire()
+            return
+        acquiring: asyncio.Future[bool] = asyncio.ensure_future(self._slots.acquire())
+        abandoned: asyncio.Future[bool] = asyncio.ensure_future(abandon.wait())
+        try:
+            await asyncio.wait({acquiring, abandoned}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            await self._give_up(acquiring)
+            raise
+        finally:
+            abandoned.cancel()
+        if acquiring.done() and not abandon.is_set():
+            return
+        await self._give_up(acquiring)
+        raise SlotAbandoned()
+
+    async def _give_up(self, acquiring: asyncio.Future[bool]) -> None:
+        # A cancelled waiter that was already handed the slot passes it on; one it finished taking is ours to
+        # give back.
+        acquiring.cancel()
+        [got] = await asyncio.gather(acquiring, return_exceptions=True)
+        if got is True:
             self._slots.release()
 
 

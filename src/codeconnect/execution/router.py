@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 
 from codeconnect.config import Settings
 from codeconnect.deps import DB, SessionId
-from codeconnect.errors import responses
+from codeconnect.errors import Conflict, responses
 from codeconnect.execution import service
+from codeconnect.execution.registry import RunIdInUse
 from codeconnect.execution.schemas import (
+    RUN_ID_PATTERN,
     ExecuteRequest,
     ExecuteResult,
     LanguagesResponse,
     SessionExecuteRequest,
     SessionSettings,
     SessionSettingsUpdate,
+    StopRunResult,
     execute_request_model,
     session_execute_request_model,
 )
 from codeconnect.languages import LanguageName
 from codeconnect.schemas import bind_body
+from codeconnect.security import new_id
 
 
 async def get_execution(request: Request) -> service.ExecutionService:
@@ -43,8 +50,34 @@ OwnerKey = Annotated[
 ]
 
 
+RunId = Annotated[str, Path(alias="runId", pattern=RUN_ID_PATTERN, description="The id the run was started with.")]
+
+
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+@asynccontextmanager
+async def stop_when_client_leaves(request: Request, stop: asyncio.Event) -> AsyncIterator[None]:
+    """Set ``stop`` when the client goes away while the run is in progress (a closed tab, an aborted fetch):
+    nobody is waiting for the answer, and the run would otherwise hold a slot until a limit ended it.
+
+    The body has been read by then, so the next ASGI message of the request is ``http.disconnect``; the
+    server sends it as soon as the connection closes.
+    """
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            await asyncio.sleep(0.1)  # not expected once the body is read; never spin on it
+        stop.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with suppress(asyncio.CancelledError):
+            await watcher
 
 
 def build_router(settings: Settings) -> APIRouter:
@@ -68,7 +101,9 @@ def build_router(settings: Settings) -> APIRouter:
         the browser. A compile error is a normal answer with `compileOutput` and a non-zero `exitCode`."""
         service.check_sizes(settings, body.code, body.stdin)
         language = cast(LanguageName, body.language)
-        return await execution.execute(language, body.code, body.stdin, _client(request))
+        stop = asyncio.Event()
+        async with stop_when_client_leaves(request, stop):
+            return await execution.execute(language, body.code, body.stdin, _client(request), stop)
 
     @router.get(
         "/sessions/{sessionId}/settings",
@@ -108,7 +143,8 @@ def build_router(settings: Settings) -> APIRouter:
     ) -> ExecuteResult:
         """Run the session's code in its language. 403 `execution_disabled` when the deployment has execution
         off, 403 `execution_disabled_for_session` when the owner switched it off. The run is also appended to
-        the session's shared output."""
+        the session's shared output, once, with `runId` as its id. It is stopped (outcome `stopped`) by
+        `POST .../runs/{runId}/stop` or when the client goes away before the answer."""
         if not execution.enabled:
             raise service.execution_disabled()
         maker = request.app.state.sessionmaker
@@ -117,12 +153,42 @@ def build_router(settings: Settings) -> APIRouter:
             raise service.session_execution_disabled()
         by = await service.runner_of(maker, session_id, participant_token)
         service.check_sizes(settings, program.code, body.stdin)
+        run_id = body.run_id or new_id()
         started_at = datetime.now(UTC)
-        result = await execution.execute(program.language, program.code, body.stdin, _client(request))
+        try:
+            with execution.runs.track(session_id, run_id) as stop:
+                async with stop_when_client_leaves(request, stop):
+                    result = await execution.execute(
+                        program.language, program.code, body.stdin, _client(request), stop
+                    )
+        except RunIdInUse:
+            raise Conflict("A run with this id is already running in this session.", code="run_id_in_use") from None
         await service.publish_run(
-            request.app.state.run_sink, session_id, service.run_record(result, started_at, by)
+            request.app.state.run_sink, session_id, service.run_record(result, started_at, by, run_id)
         )
         return result
+
+    @router.post(
+        "/sessions/{sessionId}/runs/{runId}/stop",
+        summary="Stop a server run of the session",
+        status_code=202,
+        response_model=StopRunResult,
+        responses=responses(403, 404, 422),
+    )
+    async def stop_run(
+        session_id: SessionId,
+        run_id: RunId,
+        execution: Execution,
+        request: Request,
+        participant_token: ParticipantToken = None,
+    ) -> StopRunResult:
+        """Kill the run started with this `runId` at once; its answer and its shared record say `stopped`.
+        The run id is what allows it (the starter chose it; it is shown only once the run has ended); with an
+        `X-Participant-Token` header the token must be an editor's of the session (viewers cannot stop runs).
+        A stop for a run not running (yet) is kept for a minute, so it still applies if it overtook its run."""
+        # Its own short transaction, not the request's: SQLite takes its write lock at BEGIN.
+        await service.check_stopper(request.app.state.sessionmaker, session_id, participant_token)
+        return StopRunResult(run_id=run_id, running=execution.runs.stop(session_id, run_id))
 
     bind_body(execute, execute_request_model(settings))
     bind_body(execute_session, session_execute_request_model(settings))

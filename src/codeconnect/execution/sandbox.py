@@ -22,7 +22,8 @@ Layers, outermost first:
   compile status on a private pipe so the host can switch from the compile to the run wall clock.
 
 The host reads stdout, stderr and compiler output concurrently, keeps at most ``max_output_bytes`` of each and
-kills the container when one overflows or a wall clock expires.
+kills the container when one overflows, a wall clock expires or the run is stopped (its ``stop`` event is set:
+Stop on the page, or the client that asked for the run went away).
 """
 
 from __future__ import annotations
@@ -83,6 +84,19 @@ class Outcome:
     duration_ms: int = 0
     memory_peak_bytes: int | None = None  # from the run's cgroup, where there is one
     oom_kills: int = 0
+    stopped: bool = False  # ended by its stop event, not by itself or a limit
+
+
+def signal_name(number: int | None) -> str | None:
+    """``SIGSEGV`` for 11: what people look up when a program crashes (the number alone is opaque)."""
+    if number is None:
+        return None
+    if signal.SIGRTMIN < number <= signal.SIGRTMAX:
+        return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return None
 
 
 class _Capture:
@@ -242,6 +256,11 @@ class Sandbox:
     def _drop_privileges(self) -> bool:
         return os.geteuid() == 0
 
+    def runs_as_other_user(self) -> bool:
+        """Runs get an unprivileged uid of their own (the server is root): what they read must be readable to
+        every user."""
+        return self._drop_privileges()
+
     def _identity(self, slot: int) -> tuple[int, int]:
         if not self._drop_privileges():
             return os.getuid(), os.getgid()
@@ -355,8 +374,14 @@ class Sandbox:
 
     # --- Running -------------------------------------------------------------------------------------------
 
-    async def run(self, plan: Plan, stdin: bytes, slot: int = 0) -> Outcome:
-        """Run ``plan`` in a new container; ``slot`` (from the pool) picks the uid when uids are per slot."""
+    async def run(self, plan: Plan, stdin: bytes, slot: int = 0, stop: asyncio.Event | None = None) -> Outcome:
+        """Run ``plan`` in a new container; ``slot`` (from the pool) picks the uid when uids are per slot.
+
+        Setting ``stop`` kills the container at once; the outcome is then ``stopped`` (nothing starts if it is
+        already set).
+        """
+        if stop is not None and stop.is_set():
+            return Outcome(stopped=True)
         self.bounds()
         tree, group = self._cgroups, None
         if tree is not None:
@@ -366,7 +391,7 @@ class Sandbox:
             except OSError as exc:
                 raise SandboxUnavailable(f"cannot create the run's cgroup: {exc}") from exc
         try:
-            outcome = await self._run(plan, stdin, slot, group)
+            outcome = await self._run(plan, stdin, slot, group, stop)
             if group is not None:
                 outcome.memory_peak_bytes = group.peak_memory()
                 outcome.oom_kills = group.oom_kills()
@@ -375,7 +400,9 @@ class Sandbox:
             if tree is not None and group is not None:
                 await tree.end_run(group)
 
-    async def _run(self, plan: Plan, stdin: bytes, slot: int, cgroup: RunCgroup | None) -> Outcome:
+    async def _run(
+        self, plan: Plan, stdin: bytes, slot: int, cgroup: RunCgroup | None, stop: asyncio.Event | None
+    ) -> Outcome:
         uid, gid = self._identity(slot)
         passwd = f"sandbox:x:{uid}:{gid}:sandbox:{WORK}:/usr/sbin/nologin\n".encode()
         group = f"sandbox:x:{gid}:\n".encode()
@@ -426,7 +453,7 @@ class Sandbox:
                 os.close(fd)
         self._live.add(proc)
         try:
-            return await self._supervise(proc, plan, stdin, compile_r, status_r, started)
+            return await self._supervise(proc, plan, stdin, compile_r, status_r, started, stop or asyncio.Event())
         finally:
             self._live.discard(proc)
             if proc.returncode is None:
@@ -441,6 +468,7 @@ class Sandbox:
         compile_r: int,
         status_r: int,
         started: float,
+        stop: asyncio.Event,
     ) -> Outcome:
         s = self.settings
         assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
@@ -458,13 +486,14 @@ class Sandbox:
         feeder = asyncio.create_task(_feed(proc.stdin, stdin))
         exited = asyncio.create_task(proc.wait())
         overflowed = asyncio.create_task(overflow.wait())
+        stopping = asyncio.create_task(stop.wait())
         outcome = Outcome()
         killed = False
         try:
             if plan.compile is not None:
                 status = asyncio.create_task(status_reader.readline())
                 done, _ = await asyncio.wait(
-                    {status, exited, overflowed},
+                    {status, exited, overflowed, stopping},
                     timeout=plan.compile.wall_seconds,
                     return_when="FIRST_COMPLETED",
                 )
@@ -474,6 +503,9 @@ class Sandbox:
                 if not done:
                     outcome.timed_out = killed = True
                     outcome.compiled = False
+                elif stopping in done and exited not in done:
+                    outcome.stopped = killed = True
+                    outcome.compiled = line.strip() == b"0"
                 elif line.strip():
                     rc = int(line.strip() or b"1")
                     outcome.compiled = rc == 0
@@ -487,10 +519,12 @@ class Sandbox:
             if not killed:
                 # After a failed compile the driver exits at once; the run's wall clock still bounds the wait.
                 done, _ = await asyncio.wait(
-                    {exited, overflowed}, timeout=plan.run.wall_seconds, return_when="FIRST_COMPLETED"
+                    {exited, overflowed, stopping}, timeout=plan.run.wall_seconds, return_when="FIRST_COMPLETED"
                 )
                 if not done:
                     outcome.timed_out = killed = True
+                elif stopping in done and exited not in done:
+                    outcome.stopped = killed = True
                 elif overflowed in done and exited not in done:
                     killed = True
             if killed and proc.returncode is None:
@@ -508,11 +542,11 @@ class Sandbox:
                 async with asyncio.timeout(_DRAIN_SECONDS):
                     await asyncio.gather(*readers, return_exceptions=True)
         finally:
-            for task in (*readers, feeder, overflowed, exited):
+            for task in (*readers, feeder, overflowed, stopping, exited):
                 if not task.done():
                     task.cancel()
             compile_reader.feed_eof()
-            await asyncio.gather(*readers, feeder, overflowed, return_exceptions=True)
+            await asyncio.gather(*readers, feeder, overflowed, stopping, return_exceptions=True)
             compile_transport.close()
             status_transport.close()
         outcome.stdout, outcome.stderr, outcome.compile_output = out.data, err.data, comp.data
@@ -549,7 +583,10 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
 
 def _children_cpu_seconds(times_output: bytes) -> float:
     """User + system seconds of the children from bash's ``times`` (its last line: ``0m1.020s 0m0.104s``)."""
-    last = times_output.decode().strip().splitlines()[-1]
+    lines = times_output.decode().strip().splitlines()
+    if not lines:
+        return 0.0  # the driver never reported: bwrap could not set the container up
+    last = lines[-1]
     total = 0.0
     for field in last.split():
         minutes, _, seconds = field.rstrip("s").partition("m")

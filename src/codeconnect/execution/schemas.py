@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -24,6 +24,10 @@ class ExecuteRequest(StrictRequest):
         return normalize_language(v) or v
 
 
+# How a run ended, in the same words for every runner (browser and server) and in the shared run records.
+RunOutcome = Literal["ok", "error", "stopped", "time_limit", "output_limit", "crashed"]
+
+
 class ExecuteResult(CamelModel):
     """What a run produced."""
 
@@ -31,8 +35,15 @@ class ExecuteResult(CamelModel):
     stderr: str
     exit_code: int | None = Field(description="Exit status; None when killed by a signal.")
     signal: int | None = Field(default=None, description="Signal that ended the program, if any.")
+    signal_name: str | None = Field(
+        default=None, description='Name of `signal` ("SIGSEGV") when the outcome is `crashed`.'
+    )
     timed_out: bool
     output_truncated: bool
+    outcome: RunOutcome = Field(
+        description="How the run ended: ok (exit 0), error (other exit status or no start), stopped (by a person), "
+        "time_limit, output_limit (64 KiB per stream), crashed (a signal, named in `signalName`)."
+    )
     compile_output: str = Field(default="", description="Compiler messages (Java, C++, TypeScript).")
     duration_ms: int
     language: LanguageName
@@ -58,6 +69,11 @@ class LanguageStatus(CamelModel):
     language: LanguageName
     available: bool
     missing: list[str] = Field(description="Tools this host lacks for the language (empty when it has them).")
+    reason: str | None = Field(
+        default=None,
+        description="Why it cannot run here (missing tools, or its start-up self-test failed, with the output); "
+        "None when it can.",
+    )
 
 
 class LanguagesResponse(CamelModel):
@@ -81,10 +97,30 @@ class SessionSettingsUpdate(StrictRequest):
     execution_enabled: bool
 
 
+# A run id is chosen by whoever starts the run and is its only handle until it ends: long enough to be unguessable.
+RUN_ID_PATTERN = r"^[A-Za-z0-9_-]{16,64}$"
+
+
 class SessionExecuteRequest(StrictRequest):
     """Body of `POST /v1/sessions/{sessionId}/execute`: the session's code and language are used."""
 
     stdin: str = ""
+    run_id: str | None = Field(
+        default=None,
+        pattern=RUN_ID_PATTERN,
+        description="An id the caller chooses for this run (16-64 of A-Z a-z 0-9 _ -): `POST "
+        "/v1/sessions/{sessionId}/runs/{runId}/stop` stops it, and the shared run record carries it.",
+    )
+
+
+class StopRunResult(CamelModel):
+    """Body of the 202 answer of `POST /v1/sessions/{sessionId}/runs/{runId}/stop`."""
+
+    run_id: str
+    running: bool = Field(
+        description="True: the run was running and is being killed. False: no such run is running; the stop is "
+        "kept for a minute and applies if a run with this id starts (a stop can overtake its run)."
+    )
 
 
 def session_execute_request_model(settings: Settings) -> type[SessionExecuteRequest]:

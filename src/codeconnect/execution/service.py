@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -23,9 +24,12 @@ from codeconnect.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool, admitted_runs
-from codeconnect.execution.sandbox import Outcome, Sandbox, SandboxUnavailable
-from codeconnect.execution.schemas import ExecuteResult, LanguagesResponse, LanguageStatus
+from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool, SlotAbandoned, admitted_runs
+from codeconnect.execution.probes import check_languages
+from codeconnect.execution.registry import RunRegistry
+from codeconnect.execution.sandbox import Outcome, Sandbox, SandboxUnavailable, signal_name
+from codeconnect.execution.schemas import ExecuteResult, LanguagesResponse, LanguageStatus, RunOutcome
+from codeconnect.execution.staging import SandboxFiles
 from codeconnect.execution.toolchains import Plan, Step, Toolchains
 from codeconnect.languages import LanguageName
 from codeconnect.models import SessionRow
@@ -92,14 +96,42 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
+def classify(
+    *, exit_code: int | None, signal: int | None, timed_out: bool, output_truncated: bool, stopped: bool = False
+) -> tuple[RunOutcome, str | None]:
+    """The run's outcome (and the crash signal's name) from the sandbox's flags: the one place they are read.
+
+    A limit explains the kill that enforced it, so limits come before a signal; the page maps its own runs the
+    same way (web/src/runs.ts).
+    """
+    if stopped:
+        return "stopped", None
+    if timed_out:
+        return "time_limit", None
+    if output_truncated:
+        return "output_limit", None
+    if exit_code is None and signal is not None:
+        return "crashed", signal_name(signal)
+    return ("ok" if exit_code == 0 else "error"), None
+
+
 def to_result(language: LanguageName, outcome: Outcome) -> ExecuteResult:
+    how, crash_signal = classify(
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        timed_out=outcome.timed_out,
+        output_truncated=outcome.output_truncated,
+        stopped=outcome.stopped,
+    )
     return ExecuteResult(
         stdout=_text(outcome.stdout),
         stderr=_text(outcome.stderr),
         exit_code=outcome.exit_code,
         signal=outcome.signal,
+        signal_name=crash_signal,
         timed_out=outcome.timed_out,
         output_truncated=outcome.output_truncated,
+        outcome=how,
         compile_output=_text(outcome.compile_output),
         duration_ms=outcome.duration_ms,
         language=language,
@@ -116,27 +148,42 @@ class ExecutionService:
         self.sandbox = Sandbox(settings)
         self.pool = RunnerPool(admitted_runs(settings), settings.exec_queue_size)
         self.rate = ClientRate(settings.exec_rate_per_minute)
+        self.runs = RunRegistry()
+        self.files: SandboxFiles | None = None
+        # Languages whose tools are present but whose start-up self-test failed, with why.
+        self.failed_self_test: dict[LanguageName, str] = {}
+
+    def unavailable_reason(self, language: LanguageName) -> str | None:
+        missing = self.toolchains.availability(language).missing
+        if missing:
+            return f"missing {', '.join(missing)}"
+        return self.failed_self_test.get(language)
 
     def languages(self) -> LanguagesResponse:
-        return LanguagesResponse(
-            enabled=self.enabled,
-            languages=[
+        statuses = []
+        for a in self.toolchains.all_availability():
+            reason = self.unavailable_reason(a.language)
+            statuses.append(
                 LanguageStatus(
-                    language=a.language, available=a.available and self.enabled, missing=list(a.missing)
+                    language=a.language,
+                    available=reason is None and self.enabled,
+                    missing=list(a.missing),
+                    reason=reason,
                 )
-                for a in self.toolchains.all_availability()
-            ],
-        )
+            )
+        return LanguagesResponse(enabled=self.enabled, languages=statuses)
 
-    async def execute(self, language: LanguageName, code: str, stdin: str, client: str) -> ExecuteResult:
-        """Run ``code``; raises 403/429/501 errors for the cases the API documents."""
+    async def execute(
+        self, language: LanguageName, code: str, stdin: str, client: str, stop: asyncio.Event | None = None
+    ) -> ExecuteResult:
+        """Run ``code``; raises 403/429/501 errors for the cases the API documents. Setting ``stop`` ends the run
+        at once (its container is killed, or it leaves the queue) with the outcome ``stopped``."""
         if not self.enabled:
             raise execution_disabled()
-        availability = self.toolchains.availability(language)
-        if not availability.available:
+        reason = self.unavailable_reason(language)
+        if reason is not None:
             raise NotImplementedByServer(
-                f"{language} cannot run on this server: missing {', '.join(availability.missing)}.",
-                code="language_unavailable",
+                f"{language} cannot run on this server: {reason}.", code="language_unavailable"
             )
         try:
             self.rate.check(client)
@@ -148,8 +195,10 @@ class ExecutionService:
             ) from None
         plan = self.toolchains.plan(language, code)
         try:
-            async with self.pool.slot() as slot:
-                outcome = await self.sandbox.run(plan, stdin.encode("utf-8", "surrogatepass"), slot)
+            async with self.pool.slot(stop) as slot:
+                outcome = await self.sandbox.run(plan, stdin.encode("utf-8", "surrogatepass"), slot, stop)
+        except SlotAbandoned:
+            outcome = Outcome(stopped=True)
         except PoolBusy:
             retry = max(1, math.ceil(self.settings.exec_wall_seconds / 2))
             raise TooManyRequests(
@@ -160,15 +209,35 @@ class ExecutionService:
         return to_result(language, outcome)
 
     async def self_test(self) -> None:
-        """Start one container and check what it must guarantee; raise :class:`SandboxUnavailable` if not."""
+        """Copy what runs read into a folder of the server's own, start one container and check what it must
+        guarantee, then run a tiny program in every language whose tools are present. Raises
+        :class:`SandboxUnavailable` when the sandbox does not hold or no language runs; a language that alone
+        fails is unavailable with the reason (:meth:`languages`)."""
         try:
+            if self.toolchains.typescript_available():
+                self.files = SandboxFiles.create(other_users=self.sandbox.runs_as_other_user())
+                try:
+                    copy = await asyncio.to_thread(self.files.add_tree, "ts", self.toolchains.ts_dir)
+                except OSError as exc:
+                    raise SandboxUnavailable(f"cannot copy the TypeScript stripper for runs: {exc}") from exc
+                self.toolchains.ts_bind_source = copy
             await check_sandbox(self.settings, self.sandbox)
+            self.failed_self_test = await check_languages(self.toolchains, self.sandbox, self.pool.concurrency)
+            tried = [a.language for a in self.toolchains.all_availability() if a.available]
+            if tried and all(language in self.failed_self_test for language in tried):
+                raise SandboxUnavailable(
+                    "no language passed its self-test: "
+                    + "; ".join(f"{language}: {why}" for language, why in self.failed_self_test.items())
+                )
         except SandboxUnavailable:
-            await self.sandbox.close()  # the app will not start: leave no cgroup behind
+            await self.close()  # the app will not start: leave no cgroup or copied files behind
             raise
 
     async def close(self) -> None:
         await self.sandbox.close()
+        if self.files is not None:
+            self.files.close()
+            self.files = None
 
 
 _SELF_TEST = r"""
@@ -302,10 +371,22 @@ async def runner_of(
     return by
 
 
-def run_record(result: ExecuteResult, started_at: datetime, by: dict[str, str] | None = None) -> dict[str, Any]:
-    """The entry appended to the session's shared ``runs`` array (the live document's schema)."""
+async def check_stopper(maker: async_sessionmaker[AsyncSession], session_id: str, token: str | None) -> None:
+    """Who may stop a run of the session: anyone holding its run id (the starter chose it; nobody else sees it
+    before the run ends), but with a participant token only an editor of this session (as for a run)."""
+    async with maker() as db:
+        await _row(db, session_id)
+        await db.rollback()
+    await runner_of(maker, session_id, token)
+
+
+def run_record(
+    result: ExecuteResult, started_at: datetime, by: dict[str, str] | None = None, run_id: str | None = None
+) -> dict[str, Any]:
+    """The entry appended to the session's shared ``runs`` array (the live document's schema); its id is the
+    one the caller chose for the run, so the page that started it can tell it apart."""
     return {
-        "id": new_id(),
+        "id": run_id or new_id(),
         "by": by,
         "source": "server",
         "language": result.language,
@@ -313,8 +394,10 @@ def run_record(result: ExecuteResult, started_at: datetime, by: dict[str, str] |
         "stderr": result.stderr,
         "exitCode": result.exit_code,
         "signal": result.signal,
+        "signalName": result.signal_name,
         "timedOut": result.timed_out,
         "outputTruncated": result.output_truncated,
+        "outcome": result.outcome,
         "compileOutput": result.compile_output,
         "durationMs": result.duration_ms,
         "startedAt": started_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),

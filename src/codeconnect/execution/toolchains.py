@@ -1,8 +1,9 @@
 """The toolchain table: for each language, which tools it needs, how it is compiled and how it runs.
 
 Commands here are argv lists as seen *inside* the sandbox (``/work`` is the run's private directory,
-``/opt/ts`` the read-only TypeScript stripper). Tools are looked up on the host in ``/usr/bin:/bin`` only,
-because only ``/usr`` is bound into the sandbox (``/usr/local`` is hidden).
+``/opt/ts`` the read-only TypeScript stripper, bound from the server's own copy: see ``staging.py``). Tools are
+looked up on the host in ``/usr/bin:/bin`` only, because only ``/usr`` is bound into the sandbox (``/usr/local``
+is hidden).
 """
 
 from __future__ import annotations
@@ -82,6 +83,11 @@ class Toolchains:
     def __init__(self, settings: Settings) -> None:
         self._s = settings
         self.ts_dir = Path(settings.exec_typescript_dir) if settings.exec_typescript_dir else DEFAULT_TS_DIR
+        # What runs bind at /opt/ts: the copy made at start-up, never the checkout itself once there is one.
+        self.ts_bind_source = self.ts_dir
+
+    def typescript_available(self) -> bool:
+        return (self.ts_dir / "strip.cjs").is_file() and (self.ts_dir / "node_modules/sucrase/package.json").is_file()
 
     def _tool_missing(self, name: str) -> bool:
         return shutil.which(name, path=SANDBOX_PATH) is None
@@ -95,10 +101,7 @@ class Toolchains:
             "cpp": ("g++", "as", "ld"),
         }
         missing = [t for t in tools[language] if self._tool_missing(t)]
-        if language == "typescript" and not (
-            (self.ts_dir / "strip.cjs").is_file()
-            and (self.ts_dir / "node_modules/sucrase/package.json").is_file()
-        ):
+        if language == "typescript" and not self.typescript_available():
             missing.append("sucrase")
         return Availability(language, tuple(missing))
 
@@ -132,7 +135,7 @@ class Toolchains:
                 compile=compile_step(
                     ("node", f"{TS_MOUNT}/strip.cjs", "main.ts", "main.js"), s.exec_node_memory_mb
                 ),
-                ro_binds=((str(self.ts_dir), TS_MOUNT),),
+                ro_binds=((str(self.ts_bind_source), TS_MOUNT),),
             )
         if language == "java":
             name = java_class_name(code)

@@ -1,5 +1,7 @@
 // Messages between the page and a runner worker.
-export type Stream = "stdout" | "stderr";
+import type { OutputChunk, StreamName } from "../runs";
+
+export type Stream = StreamName;
 
 export interface RunMessage {
   type: "run";
@@ -22,7 +24,8 @@ export type FromWorker =
   | { type: "loading"; what: string }
   | { type: "ready" }
   | { type: "started" }
-  | { type: "output"; stream: Stream; text: string }
+  /** Output in the order it was written, both streams in one list. */
+  | { type: "output"; chunks: OutputChunk[] }
   | {
       type: "done";
       exitCode: number | null;
@@ -34,10 +37,12 @@ export type FromWorker =
 
 /**
  * Collects a program's output in the worker and forwards it in batches: a print in a tight loop would
- * otherwise post one message per call. Past the cap it stops forwarding and asks the program to stop.
+ * otherwise post one message per call. The batch is one ordered list, so stdout and stderr keep the order the
+ * program wrote them in. Past the cap it stops forwarding and asks the program to stop.
  */
 export class OutputPump {
-  private buffers: Record<Stream, string> = { stdout: "", stderr: "" };
+  private chunks: OutputChunk[] = [];
+  private pending = 0;
   private sent = 0;
   private lastFlush = 0;
   truncated = false;
@@ -57,19 +62,20 @@ export class OutputPump {
       this.truncated = true;
     }
     this.sent += text.length;
-    this.buffers[stream] += text;
+    this.pending += text.length;
+    const last = this.chunks.at(-1);
+    if (last && last[0] === stream) last[1] += text;
+    else this.chunks.push([stream, text]);
     const now = Date.now();
-    if (this.truncated || this.buffers[stream].length > 8192 || now - this.lastFlush > 40) this.flush();
+    if (this.truncated || this.pending > 8192 || now - this.lastFlush > 40) this.flush();
     if (this.truncated) this.onOverflow();
   }
 
   flush(): void {
     this.lastFlush = Date.now();
-    for (const stream of ["stdout", "stderr"] as const) {
-      if (this.buffers[stream]) {
-        this.post({ type: "output", stream, text: this.buffers[stream] });
-        this.buffers[stream] = "";
-      }
-    }
+    if (this.chunks.length === 0) return;
+    this.post({ type: "output", chunks: this.chunks });
+    this.chunks = [];
+    this.pending = 0;
   }
 }

@@ -3,6 +3,7 @@
 // Pyodide only loads in a module worker. Stop works through Pyodide's interrupt buffer (SharedArrayBuffer);
 // the page terminates the worker when that does not stop the program in time.
 import type { PyodideInterface } from "pyodide";
+import type { PyCallable } from "pyodide/ffi";
 import { OutputPump, type FromWorker, type RunMessage, type ToWorker } from "./protocol";
 
 declare const self: DedicatedWorkerGlobalScope;
@@ -10,15 +11,46 @@ declare const self: DedicatedWorkerGlobalScope;
 const post = (m: FromWorker): void => self.postMessage(m);
 
 // Runs the program as __main__ in a fresh namespace each time, and turns the ways a program ends into an exit
-// status the way CPython would, with the traceback trimmed to the user's own frames.
+// status the way CPython would. Top-level await is allowed (as in `python -m asyncio`); the program's coroutine
+// and asyncio.run() block through Pyodide's run_sync, which needs the call to come in through callPromising
+// (JS promise integration). The source is put in linecache under its file name so tracebacks show its lines,
+// and the runner's own frames are left out of them.
 const PRELUDE = `
-import sys, traceback
+import ast, inspect, linecache, sys, traceback
 
-def _ccl_run(source):
-    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+def _ccl_frame_is_users(frame):
+    name = frame.filename
+    return name != "<exec>" and "/pyodide/" not in name and "/_pyodide/" not in name
+
+def _ccl_print_exception(exc):
+    report = traceback.TracebackException.from_exception(exc)
+    for part in (report, report.__cause__, report.__context__):
+        if part is not None:
+            part.stack = traceback.StackSummary.from_list([f for f in part.stack if _ccl_frame_is_users(f)])
+    print("".join(report.format()), end="", file=sys.stderr)
+
+def _ccl_cancel_tasks():
+    # Tasks the program started and left running would print into the next run; asyncio.run() cancels them too.
     try:
-        code = compile(source, "main.py", "exec")
-        exec(code, namespace)
+        import asyncio
+        loop = asyncio.get_event_loop()
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+    except Exception:
+        pass
+
+def _ccl_run(source, can_block):
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    linecache.cache["main.py"] = (len(source), None, source.splitlines(True), "main.py")
+    try:
+        code = compile(source, "main.py", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+        result = eval(code, namespace)
+        if code.co_flags & inspect.CO_COROUTINE:
+            if not can_block:
+                result.close()
+                raise RuntimeError("top-level await needs a browser with WebAssembly JavaScript Promise Integration")
+            from pyodide.ffi import run_sync
+            run_sync(result)
         return 0
     except SystemExit as exc:
         if exc.code is None:
@@ -31,13 +63,16 @@ def _ccl_run(source):
         print("KeyboardInterrupt", file=sys.stderr)
         return -2
     except BaseException as exc:
-        tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
-        traceback.print_exception(type(exc), exc, tb)
+        _ccl_print_exception(exc)
         return 1
     finally:
+        _ccl_cancel_tasks()
         sys.stdout.flush()
         sys.stderr.flush()
 `;
+
+/** Pyodide can block Python on a promise (asyncio.run, time.sleep, top-level await) only with JSPI. */
+const CAN_BLOCK = typeof (WebAssembly as { Suspending?: unknown }).Suspending === "function";
 
 let pyodide: Promise<PyodideInterface> | null = null;
 
@@ -97,12 +132,12 @@ async function run(message: RunMessage): Promise<void> {
   });
   if (interrupt) py.setInterruptBuffer(interrupt);
 
-  const runner = py.globals.get("_ccl_run") as (source: string) => number;
+  const runner = py.globals.get("_ccl_run") as PyCallable;
   post({ type: "started" });
   let exitCode: number | null = 1;
   let interrupted = false;
   try {
-    const rc = runner(message.code);
+    const rc = (CAN_BLOCK ? await runner.callPromising(message.code, true) : runner(message.code, false)) as number;
     if (rc === -2) {
       interrupted = true;
       exitCode = null;
@@ -116,9 +151,7 @@ async function run(message: RunMessage): Promise<void> {
     exitCode = interrupted ? null : 1;
     pump.write("stderr", interrupted ? "KeyboardInterrupt\n" : `${text}\n`);
   } finally {
-    if (typeof (runner as { destroy?: () => void }).destroy === "function") {
-      (runner as unknown as { destroy: () => void }).destroy();
-    }
+    runner.destroy();
   }
   pump.flush();
   post({ type: "done", exitCode, interrupted, truncated: pump.truncated, compileOutput: "" });

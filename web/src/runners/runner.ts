@@ -3,7 +3,7 @@
 // worker, which nothing running inside it can survive.
 import { api, ApiError } from "../api";
 import type { Language } from "../languages";
-import { capUtf8, MAX_STREAM_BYTES } from "../runs";
+import { capUtf8, classify, MAX_STREAM_BYTES, type Outcome, type OutputChunk } from "../runs";
 import type { FromWorker, Stream } from "./protocol";
 
 export interface RunRequest {
@@ -20,11 +20,15 @@ export interface RunOutcome {
   source: "browser" | "server";
   stdout: string;
   stderr: string;
+  /** Both streams in the order they were written (browser runs). */
+  output?: OutputChunk[];
   exitCode: number | null;
   signal: number | null;
+  signalName: string | null;
   timedOut: boolean;
   stopped: boolean;
   outputTruncated: boolean;
+  outcome: Outcome;
   compileOutput: string;
   durationMs: number;
   /** The server already added this run to the session's shared output. */
@@ -43,6 +47,15 @@ const SIGKILL = 9;
 const GRACE_MS = 1500;
 /** Longest time a runner may take to load before the run is given up. */
 const LOAD_LIMIT_MS = 120_000;
+/** How long the server gets to answer a Stop before the run's request is dropped (which stops it too). */
+const SERVER_STOP_GRACE_MS = 3000;
+
+/** The id a server run is started with: Stop names it, and the shared record carries it. */
+function newRunId(): string {
+  // crypto.randomUUID needs a secure context; a LAN deployment over plain HTTP is not one.
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 interface ActiveRun {
   stop(timedOut: boolean): void;
@@ -99,6 +112,7 @@ class WorkerRunner {
     const shared = typeof SharedArrayBuffer !== "undefined" && crossOriginIsolated;
     const interrupt = shared ? new SharedArrayBuffer(4) : null;
     const out: Record<Stream, string> = { stdout: "", stderr: "" };
+    const output: OutputChunk[] = [];
     let truncated = false;
 
     return new Promise<RunOutcome>((resolve) => {
@@ -110,7 +124,8 @@ class WorkerRunner {
       let killTimer = 0;
       const loadTimer = window.setTimeout(() => halt(false, `${this.label} did not load in time.`), LOAD_LIMIT_MS);
 
-      const finish = (outcome: Omit<RunOutcome, "source" | "stdout" | "stderr" | "durationMs">): void => {
+      type Ending = Pick<RunOutcome, "exitCode" | "signal" | "timedOut" | "stopped" | "outputTruncated" | "compileOutput">;
+      const finish = (ending: Ending): void => {
         if (finished) return;
         finished = true;
         window.clearTimeout(loadTimer);
@@ -118,12 +133,14 @@ class WorkerRunner {
         window.clearTimeout(killTimer);
         worker.removeEventListener("message", onMessage);
         this.active = null;
+        const flags = { ...ending, outputTruncated: ending.outputTruncated || truncated };
         resolve({
-          ...outcome,
+          ...flags,
+          ...classify(flags),
           source: "browser",
           stdout: out.stdout,
           stderr: out.stderr,
-          outputTruncated: outcome.outputTruncated || truncated,
+          output,
           durationMs: startedAt ? Math.round(performance.now() - startedAt) : 0,
         });
       };
@@ -133,7 +150,11 @@ class WorkerRunner {
         if (capped.cut) truncated = true;
         const added = capped.text.slice(out[stream].length);
         out[stream] = capped.text;
-        if (added) events.output(stream, added);
+        if (!added) return;
+        const last = output.at(-1);
+        if (last && last[0] === stream) last[1] += added;
+        else output.push([stream, added]);
+        events.output(stream, added);
       };
 
       const terminate = (note: string): void => {
@@ -181,7 +202,7 @@ class WorkerRunner {
             limitTimer = window.setTimeout(() => halt(true), request.limitMs);
             break;
           case "output":
-            append(m.stream, m.text);
+            for (const [stream, text] of m.chunks) append(stream, text);
             break;
           case "done": {
             const elapsed = performance.now() - startedAt;
@@ -233,7 +254,7 @@ export class Runners {
     () => new Worker(new URL("./js.worker.ts", import.meta.url), { type: "module", name: "javascript" }),
     "JavaScript",
   );
-  private serverAbort: AbortController | null = null;
+  private serverRun: ActiveRun | null = null;
 
   constructor(private readonly serverLanguages: () => Set<string>) {}
 
@@ -253,7 +274,7 @@ export class Runners {
   stop(): void {
     this.python.stop();
     this.js.stop();
-    this.serverAbort?.abort();
+    this.serverRun?.stop(false);
   }
 
   async run(request: RunRequest, events: RunEvents): Promise<RunOutcome> {
@@ -265,33 +286,56 @@ export class Runners {
 
   private async runOnServer(request: RunRequest, events: RunEvents): Promise<RunOutcome> {
     const abort = new AbortController();
-    this.serverAbort = abort;
+    const runId = newRunId();
+    let giveUp = 0;
+    // Stop kills the run's sandbox on the server, and the run's own request then answers "stopped": the server
+    // records the run once, for everyone. Only aborting the request would leave the program running there until
+    // its time limit, and its record would arrive after the page had already given up on it.
+    this.serverRun = {
+      stop: () => {
+        if (giveUp) return;
+        events.phase("Stopping…");
+        // The server also stops a run whose client goes away: the fallback when the stop cannot get through.
+        giveUp = window.setTimeout(() => abort.abort(), SERVER_STOP_GRACE_MS);
+        api.stopRun(request.sessionId, runId, request.token).catch(() => abort.abort());
+      },
+    };
     const started = performance.now();
     events.phase("Running on the server…");
     try {
-      const r = await api.executeInSession(request.sessionId, request.token, request.stdin, abort.signal);
-      return { ...r, source: "server", stopped: false, shared: true };
+      const r = await api.executeInSession(request.sessionId, request.token, request.stdin, runId, abort.signal);
+      return { ...r, source: "server", stopped: r.outcome === "stopped", shared: true };
     } catch (err) {
-      const stopped = err instanceof DOMException && err.name === "AbortError";
-      const message = stopped
-        ? "Stopped."
-        : err instanceof ApiError
-          ? `${err.message} (${err.code})`
-          : String(err);
+      // Dropped after Stop: the server saw the client go away, stopped the run and records it itself.
+      if (err instanceof DOMException && err.name === "AbortError") return this.stoppedOnServer(started);
+      const message = err instanceof ApiError ? `${err.message} (${err.code})` : String(err);
+      const flags = { exitCode: null, signal: null, timedOut: false, stopped: false, outputTruncated: false };
       return {
+        ...flags,
+        ...classify(flags),
         source: "server",
         stdout: "",
         stderr: `${message}\n`,
-        exitCode: null,
-        signal: null,
-        timedOut: false,
-        stopped,
-        outputTruncated: false,
         compileOutput: "",
         durationMs: Math.round(performance.now() - started),
       };
     } finally {
-      this.serverAbort = null;
+      window.clearTimeout(giveUp);
+      this.serverRun = null;
     }
+  }
+
+  private stoppedOnServer(started: number): RunOutcome {
+    const flags = { exitCode: null, signal: null, timedOut: false, stopped: true, outputTruncated: false };
+    return {
+      ...flags,
+      ...classify(flags),
+      source: "server",
+      stdout: "",
+      stderr: "",
+      compileOutput: "",
+      durationMs: Math.round(performance.now() - started),
+      shared: true,
+    };
   }
 }

@@ -2,19 +2,47 @@
 // live output of the run this browser is doing right now.
 import type * as Y from "yjs";
 import { languageInfo } from "../languages";
-import { parseRun, type RunRecord } from "../runs";
+import { parseRun, type OutputChunk, type RunRecord, type StreamName } from "../runs";
 import { h, safeColor } from "./dom";
 
+/** The card's status, in the words of the run's outcome (the same for every runner and the server). */
 function status(run: RunRecord): { text: string; tone: "ok" | "bad" | "warn" } {
-  if (run.timedOut) return { text: "timed out", tone: "warn" };
-  if (run.signal !== null && run.exitCode === null) return { text: run.signal === 2 ? "stopped" : "killed", tone: "warn" };
-  if (run.exitCode === 0) return { text: "exit 0", tone: "ok" };
-  if (run.exitCode === null) return { text: "failed", tone: "bad" };
-  return { text: `exit ${run.exitCode}`, tone: "bad" };
+  switch (run.outcome) {
+    case "ok":
+      return { text: "exit 0", tone: "ok" };
+    case "error":
+      return { text: run.exitCode === null ? "error" : `exit ${run.exitCode}`, tone: "bad" };
+    case "stopped":
+      return { text: "stopped", tone: "warn" };
+    case "time_limit":
+      return { text: `time limit · ${(run.durationMs / 1000).toFixed(1)} s`, tone: "warn" };
+    case "output_limit":
+      return { text: "output limit", tone: "warn" };
+    case "crashed":
+      return { text: `crashed · ${run.signalName ?? (run.signal === null ? "signal" : `signal ${run.signal}`)}`, tone: "bad" };
+  }
 }
 
 function duration(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+}
+
+/** Append ``text`` to an ordered output block, in the span of its stream (a new one when the stream changes). */
+function appendChunk(block: HTMLElement, stream: StreamName, text: string): void {
+  const last = block.lastElementChild;
+  if (last instanceof HTMLElement && last.classList.contains(stream)) last.textContent += text;
+  else block.append(h("span", { class: stream }, text));
+}
+
+function outputBlock(run: RunRecord): HTMLElement | null {
+  // Records from runners that cannot tell the order (the server's) show stdout, then stderr.
+  const chunks: OutputChunk[] = run.output ?? [
+    ["stdout", run.stdout],
+    ["stderr", run.stderr],
+  ];
+  const block = h("pre", { class: "stream output" });
+  for (const [stream, text] of chunks) if (text) appendChunk(block, stream, text);
+  return block.childElementCount ? block : null;
 }
 
 function runCard(run: RunRecord): HTMLElement {
@@ -24,14 +52,14 @@ function runCard(run: RunRecord): HTMLElement {
   if (run.compileOutput && run.compileOutput !== run.stderr) {
     body.append(h("pre", { class: "stream compile" }, run.compileOutput));
   }
-  if (run.stdout) body.append(h("pre", { class: "stream stdout" }, run.stdout));
-  if (run.stderr) body.append(h("pre", { class: "stream stderr" }, run.stderr));
-  if (!run.stdout && !run.stderr && !run.compileOutput) body.append(h("div", { class: "stream empty" }, "(no output)"));
+  const output = outputBlock(run);
+  if (output) body.append(output);
+  if (!output && !run.compileOutput) body.append(h("div", { class: "stream empty" }, "(no output)"));
   if (run.outputTruncated) body.append(h("div", { class: "stream note" }, "Output was cut at 64 KB."));
   const time = run.startedAt ? new Date(run.startedAt) : null;
   return h(
     "article",
-    { class: "run", "data-run-id": run.id, "data-status": s.tone },
+    { class: "run", "data-run-id": run.id, "data-status": s.tone, "data-outcome": run.outcome },
     h(
       "header",
       { class: "run-head" },
@@ -49,8 +77,7 @@ export class OutputPanel {
   readonly el: HTMLElement;
   private readonly list: HTMLElement;
   private live: HTMLElement | null = null;
-  private liveStdout: HTMLElement | null = null;
-  private liveStderr: HTMLElement | null = null;
+  private liveOut: HTMLElement | null = null;
   private livePhase: HTMLElement | null = null;
 
   constructor(private readonly runs: Y.Array<Record<string, unknown>>) {
@@ -89,8 +116,7 @@ export class OutputPanel {
 
   /** Show the run this browser started, streaming, until its result lands in the shared list. */
   beginLive(who: string, color: string, language: string): void {
-    this.liveStdout = h("pre", { class: "stream stdout" });
-    this.liveStderr = h("pre", { class: "stream stderr" });
+    this.liveOut = h("pre", { class: "stream output" });
     this.livePhase = h("span", { class: "run-status running" }, "Starting…");
     this.live = h(
       "article",
@@ -103,7 +129,7 @@ export class OutputPanel {
         h("span", { class: "run-lang" }, languageInfo(language).label),
         this.livePhase,
       ),
-      h("div", { class: "run-body" }, this.liveStdout, this.liveStderr),
+      h("div", { class: "run-body" }, this.liveOut),
     );
     this.render();
   }
@@ -112,16 +138,15 @@ export class OutputPanel {
     if (this.livePhase) this.livePhase.textContent = text;
   }
 
-  liveOutput(stream: "stdout" | "stderr", text: string): void {
-    const target = stream === "stdout" ? this.liveStdout : this.liveStderr;
-    if (!target) return;
-    target.textContent += text;
+  liveOutput(stream: StreamName, text: string): void {
+    if (!this.liveOut) return;
+    appendChunk(this.liveOut, stream, text);
     this.list.scrollTop = this.list.scrollHeight;
   }
 
   endLive(): void {
     this.live = null;
-    this.liveStdout = this.liveStderr = this.livePhase = null;
+    this.liveOut = this.livePhase = null;
     this.render();
   }
 }
