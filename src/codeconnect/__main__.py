@@ -17,9 +17,9 @@ from codeconnect.server import uvicorn_options
 
 # Query parameters holding a secret or a session id, whatever their case or spelling (ownerKey, owner_key...).
 _SECRET_PARAM = re.compile(r"((?:token|owner_?key|session(?:_?id)?|viewer(?:_?id)?)=)[^&\s\"']+", re.IGNORECASE)
-# Path segments holding a session id: the API, the live endpoint and the page. Anything in that place is
-# redacted, existing session or not (a mistyped link is still most of one).
-_ID_PATH = re.compile(r"(/v1/sessions/|/v1/collab/|/s/)[^/?#\s\"']+")
+# Path segments holding a session id or a viewer id (a read-only link): the API, the live endpoint and the page.
+# Anything in that place is redacted, existing session or not (a mistyped link is still most of one).
+_ID_PATH = re.compile(r"(/v1/sessions/|/v1/views/|/v1/collab/(?:v/)?|/s/|/v/)[^/?#\s\"']+")
 
 
 def redact(text: str) -> str:

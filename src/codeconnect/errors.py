@@ -109,6 +109,13 @@ class SessionNotFound(NotFound):
         super().__init__("No session exists with this id.")
 
 
+class ViewNotFound(NotFound):
+    code = "view_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No session has this read-only link.")
+
+
 def error_response(
     status: int,
     code: str,

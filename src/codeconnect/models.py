@@ -20,6 +20,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from codeconnect.security import new_id
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -62,6 +64,9 @@ class SessionRow(Base):
     language: Mapped[str] = mapped_column(String(16))
     code: Mapped[str] = mapped_column(Text)
     owner_key_hash: Mapped[str] = mapped_column(String(64))
+    # The read-only link's id: random on its own, never derived from ``id``, so a viewer link cannot lead to the
+    # editor link. Made here for every new row, whoever creates it.
+    viewer_id: Mapped[str] = mapped_column(String(64), index=True, unique=True, default=new_id)
     execution_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -134,6 +134,11 @@ OTHER = "Zz9yY8xX7wW6vV5uU4tT3s"
         (f"/s/{SID}?view=1", "/s/[redacted]?view=1"),
         (f"/s/{SID}/", "/s/[redacted]/"),
         (f"/v1/collab/{SID}?token=secret-token", "/v1/collab/[redacted]?token=[redacted]"),
+        # Viewer ids: a read capability, kept out of logs like session ids.
+        (f"/v/{SID}", "/v/[redacted]"),
+        (f"/v1/views/{SID}", "/v1/views/[redacted]"),
+        (f"/v1/views/{SID}/participants", "/v1/views/[redacted]/participants"),
+        (f"/v1/collab/v/{SID}?token=secret-token", "/v1/collab/v/[redacted]?token=[redacted]"),
         (f"/?session={SID}&viewer={OTHER}", "/?session=[redacted]&viewer=[redacted]"),
         (f"/x?sessionId={SID}&view=1&session_id={OTHER}", "/x?sessionId=[redacted]&view=1&session_id=[redacted]"),
         ("/v1/sessions/%E2%80%AE", "/v1/sessions/[redacted]"),
@@ -168,9 +173,11 @@ def test_every_route_with_a_session_id_is_redacted(sqlite_url: str) -> None:
     app = create_app(Settings(database_url=sqlite_url))
     checked = []
     for path in route_paths(app.router.routes):
-        if "{sessionId}" not in path and "{session_id}" not in path:
+        if not any(name in path for name in ("{sessionId}", "{session_id}", "{viewerId}", "{viewer_id}")):
             continue
-        concrete = path.replace("{sessionId}", SID).replace("{session_id}", SID)
+        concrete = path
+        for name in ("{sessionId}", "{session_id}", "{viewerId}", "{viewer_id}"):
+            concrete = concrete.replace(name, SID)
         assert "{" not in concrete, f"{path}: another parameter next to the session id; extend this test"
         for method in ("GET", "POST", "PUT"):
             line = redact("127.0.0.1:5000", method, concrete, "1.1", 200)
@@ -189,8 +196,8 @@ def test_served_access_log_has_no_session_ids(sqlite_url: str, tmp_path: Path) -
     try:
         with httpx.Client(base_url=sp.base_url, timeout=30) as client:
             created = client.post("/v1/sessions", json={"title": "log me"}).json()
-            sid, owner_key = created["id"], created["ownerKey"]
-            secrets += [sid, owner_key]
+            sid, owner_key, viewer_id = created["id"], created["ownerKey"], created["viewerId"]
+            secrets += [sid, owner_key, viewer_id]
             token = client.post(f"/v1/sessions/{sid}/participants", json={"name": "Ann"}).json()["token"]
             secrets.append(token)
             unknown = "A" * 22
@@ -213,6 +220,12 @@ def test_served_access_log_has_no_session_ids(sqlite_url: str, tmp_path: Path) -
             ws_base = sp.base_url.replace("http://", "ws://")
             with ws_connect(f"{ws_base}/v1/collab/{sid}?token={token}") as ws:
                 ws.recv(timeout=10)  # the server's first sync message: the connection was served
+            watcher = client.post(f"/v1/views/{viewer_id}/participants", json={"name": "Bo"}).json()["token"]
+            secrets.append(watcher)
+            client.get(f"/v1/views/{viewer_id}")
+            client.get(f"/v/{viewer_id}")
+            with ws_connect(f"{ws_base}/v1/collab/v/{viewer_id}?token={watcher}") as ws:
+                ws.recv(timeout=10)
             client.get("/healthz", params={"last": "1"})
     finally:
         stop(sp)
@@ -230,6 +243,9 @@ def test_served_access_log_has_no_session_ids(sqlite_url: str, tmp_path: Path) -
         '"GET /v1/sessions/[redacted] HTTP/1.1" 404',
         "/s/[redacted]?view=1",
         "/?session=[redacted]&viewer=[redacted]",
+        '"POST /v1/views/[redacted]/participants HTTP/1.1" 201',
+        '"GET /v1/views/[redacted] HTTP/1.1" 200',
+        '"GET /v/[redacted] HTTP/1.1" 200',
     ]:
         assert shown in log, f"no {shown!r} in the log:\n{log}"
 

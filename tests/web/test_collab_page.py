@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.web.conftest import ThreadedServer
-from tests.web.pages import code, join, last_run, set_code, wait_code, wait_connected
+from tests.web.pages import code, join, last_run, run, set_code, wait_code, wait_connected
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -110,6 +110,7 @@ def test_reload_rejoins_as_the_same_participant(web_server: ThreadedServer, new_
 
 def test_viewer_link_cannot_edit(web_server: ThreadedServer, new_context: Any) -> None:
     session_id = web_server.create_session("Watch only")
+    viewer_id = web_server.api("GET", f"/v1/sessions/{session_id}")["viewerId"]
     editor_context = new_context()
     editor_context.grant_permissions(["clipboard-read", "clipboard-write"])
     editor = join(editor_context, web_server.base_url, session_id, "Editor")
@@ -117,7 +118,9 @@ def test_viewer_link_cannot_edit(web_server: ThreadedServer, new_context: Any) -
     editor.click("#copy-viewer-link")
     editor.wait_for_selector("#copy-viewer-link:has-text('Copied')")
     viewer_link = editor.evaluate("navigator.clipboard.readText()")
-    assert viewer_link == f"{web_server.base_url}/s/{session_id}?view=1"
+    # The read-only link is the viewer id's own page: nothing to delete from it to become an editor.
+    assert viewer_link == f"{web_server.base_url}/v/{viewer_id}"
+    assert session_id not in viewer_link
     assert editor.input_value("#copy-editor-link-url") == f"{web_server.base_url}/s/{session_id}"
     editor.keyboard.press("Escape")
     assert editor.is_hidden("#share-menu")
@@ -146,6 +149,109 @@ def test_viewer_link_cannot_edit(web_server: ThreadedServer, new_context: Any) -
     assert "viewer was here" not in code(editor)
     participants = web_server.api("GET", f"/v1/sessions/{session_id}/participants")
     assert {p["name"]: p["role"] for p in participants} == {"Editor": "editor", "Watcher": "viewer"}
+
+    # A reload rejoins as the same viewer, still without a join form.
+    viewer.reload()
+    wait_connected(viewer)
+    assert viewer.locator("#join-name").count() == 0
+    assert len(web_server.api("GET", f"/v1/sessions/{session_id}/participants")) == 2
+
+
+# Where the selection is after Ctrl+A: inside the editor's text only, or anywhere else on the page.
+_SELECTION_JS = """() => {
+  const selection = getSelection();
+  const content = document.querySelector('.cm-content');
+  const inside = (node) => node !== null && content.contains(node);
+  return {text: selection.toString(), inEditor: inside(selection.anchorNode) && inside(selection.focusNode)};
+}"""
+
+
+def test_the_viewer_page_never_learns_the_session_id(web_server: ThreadedServer, new_context: Any) -> None:
+    """Everything a viewer's browser gets (the page, every response, every live frame, its storage) is free of
+    the session id and the editor's secrets; the Input box and the editor are read-only; Ctrl+A selects the
+    code, not the page."""
+    created = web_server.api("POST", "/v1/sessions", {"title": "Secret pairing", "language": "javascript"})
+    session_id, viewer_id = created["id"], created["viewerId"]
+    editor_page = join(new_context(), web_server.base_url, session_id, "Editor")
+    card = run(editor_page, 'console.log("ran by the editor")\n')
+    assert "ran by the editor" in card.inner_text()
+    editor_token = editor_page.evaluate(
+        f"JSON.parse(localStorage.getItem('ccl.participant.{session_id}.editor')).token"
+    )
+    secrets = [session_id, editor_token, created["ownerKey"]]
+
+    context = new_context()
+    responses: list[Any] = []
+    frames: list[str | bytes] = []
+    sockets: list[str] = []
+    context.on("response", lambda response: responses.append(response))
+
+    def on_websocket(ws: Any) -> None:
+        sockets.append(ws.url)
+        ws.on("framereceived", lambda payload: frames.append(payload))
+        ws.on("framesent", lambda payload: frames.append(payload))
+
+    page = context.new_page()
+    page.on("websocket", on_websocket)
+    page.goto(f"{web_server.base_url}/v/{viewer_id}")
+    page.fill("#join-name", "Watcher")
+    page.click("#join-submit")
+    wait_connected(page)
+    wait_code(page, "text.includes('ran by the editor')")
+    page.wait_for_selector(".runs .run:not(.live) .stdout:has-text('ran by the editor')")
+    page.wait_for_selector("#people li[data-online=true]:has-text('Editor')")
+    page.wait_for_selector("#people li:has-text('Watcher (you)') .tag:has-text('viewer')")
+    assert page.inner_text("#session-title") == "Secret pairing"
+    editor_page.click(".cm-content")
+    editor_page.keyboard.press("ControlOrMeta+End")
+    editor_page.keyboard.insert_text("// more\n")
+    wait_code(page, "text.includes('// more')")
+
+    # Read-only: the editor and the Input box take no typing, Run and the language cannot be used.
+    before = code(page)
+    assert page.get_attribute(".cm-content", "contenteditable") == "false"
+    assert not page.is_editable("#stdin")
+    page.click("#stdin")
+    page.keyboard.type("typed by the viewer")
+    assert page.input_value("#stdin") == ""
+    page.click(".cm-content")
+    page.keyboard.type("typed by the viewer")
+    assert code(page) == before
+    assert page.is_disabled("#run") and page.is_disabled("#language")
+
+    # Ctrl+A selects the code, whether the editor or something else on the page was clicked last.
+    for target in (".cm-content", "#people", ".output-panel h2"):
+        page.click(target)
+        page.keyboard.press("ControlOrMeta+a")
+        selected = page.evaluate(_SELECTION_JS)
+        assert selected["inEditor"], (target, selected)
+        assert "ran by the editor" in selected["text"] and "People" not in selected["text"], (target, selected)
+
+    # The Share menu offers the read-only link only.
+    page.click("#share")
+    assert page.input_value("#copy-viewer-link-url") == f"{web_server.base_url}/v/{viewer_id}"
+    assert page.locator("#copy-editor-link-url").count() == 0
+
+    seen: list[tuple[str, bytes]] = [
+        ("url", page.url.encode()),
+        ("html", page.content().encode()),
+        ("title", page.title().encode()),
+        ("localStorage", page.evaluate("JSON.stringify(Object.entries(localStorage))").encode()),
+        ("sessionStorage", page.evaluate("JSON.stringify(Object.entries(sessionStorage))").encode()),
+        ("cookies", repr(context.cookies()).encode()),
+    ]
+    seen += [("websocket url", url.encode()) for url in sockets]
+    seen += [("frame", f if isinstance(f, bytes) else f.encode()) for f in frames]
+    for response in responses:
+        head = f"{response.status} {response.url}\n{response.all_headers()}".encode()
+        seen.append((response.url, head))
+        if not 300 <= response.status < 400:
+            seen.append((response.url, response.body()))
+    assert any(what == "frame" for what, _ in seen) and sockets
+    assert any("/v1/views/" in what for what, _ in seen)
+    for what, data in seen:
+        for secret in secrets:
+            assert secret.encode() not in data, f"{what} holds a secret"
 
 
 def test_offline_edits_merge_after_reconnect(web_server: ThreadedServer, new_context: Any) -> None:
@@ -209,3 +315,10 @@ def test_unknown_session_says_so(web_server: ThreadedServer, new_context: Any) -
     page.goto(web_server.base_url + "/s/does-not-exist")
     page.wait_for_selector("h1:has-text('Session not found')")
     assert last_run(page).count() == 0
+
+
+def test_unknown_read_only_link_says_so(web_server: ThreadedServer, new_context: Any) -> None:
+    page = new_context().new_page()
+    page.goto(web_server.base_url + "/v/does-not-exist")
+    page.wait_for_selector("h1:has-text('Session not found')")
+    assert page.locator("#join-name").count() == 0

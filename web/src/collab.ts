@@ -42,12 +42,18 @@ export class Collab {
   private listeners = new Set<(s: CollabStatus) => void>();
   private everSynced = false;
 
-  constructor(sessionId: string, token: string, user: CollabUser, onClosed: (code: number, reason: string) => void) {
+  /** ``live``: the endpoint's path and room, `/v1/collab` + session id, or `/v1/collab/v` + viewer id. */
+  constructor(
+    live: { path: string; room: string },
+    token: string,
+    user: CollabUser,
+    onClosed: (code: number, reason: string) => void,
+  ) {
     this.text = this.doc.getText("code");
     this.meta = this.doc.getMap("meta");
     this.runs = this.doc.getArray("runs");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    this.provider = new WebsocketProvider(`${scheme}//${location.host}/v1/collab`, sessionId, this.doc, {
+    this.provider = new WebsocketProvider(`${scheme}//${location.host}${live.path}`, live.room, this.doc, {
       params: { token },
       // Every change goes through the server, which enforces roles; tabs must not sync around it.
       disableBc: true,

@@ -139,8 +139,17 @@ export class CodeEditor {
   focus(): void {
     this.view.focus();
   }
+
+  /** Select the whole program (and take the focus, so the selection is the page's and copies as text). */
+  selectAll(): void {
+    this.view.focus();
+    this.view.dispatch({ selection: { anchor: 0, head: this.view.state.doc.length }, userEvent: "select" });
+  }
 }
 
 function readOnlyExtension(readOnly: boolean): Extension {
-  return readOnly ? [EditorState.readOnly.of(true), EditorView.editable.of(false)] : [];
+  // Not editable, yet focusable: a read-only editor still scrolls with the keyboard, selects and copies.
+  return readOnly
+    ? [EditorState.readOnly.of(true), EditorView.editable.of(false), EditorView.contentAttributes.of({ tabindex: "0" })]
+    : [];
 }

@@ -65,7 +65,7 @@ export function homePage(): void {
                   h(
                     "li",
                     {},
-                    h("a", { href: `/s/${encodeURIComponent(s.id)}` }, s.title),
+                    h("a", { href: s.path ?? `/s/${encodeURIComponent(s.id)}` }, s.title),
                     h("span", { class: "muted small" }, `${LANGUAGES.find((l) => l.name === s.language)?.label ?? s.language} · ${ago(s.openedAt)}`),
                   ),
                 ),

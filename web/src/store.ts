@@ -1,9 +1,13 @@
 // What this browser remembers: the person's name, the sessions it created or opened, and its participant in
-// each session (token included, so a reload rejoins as the same participant instead of a new one).
+// each session (token included, so a reload rejoins as the same participant instead of a new one). Entries of a
+// read-only link are filed under its viewer id.
 import type { Language } from "./languages";
 
 export interface RecentSession {
+  /** The session id, or for a read-only link `view.{viewerId}` (its page never learns the session id). */
   id: string;
+  /** The page to reopen when it is not `/s/{id}`. */
+  path?: string;
   title: string;
   language: Language;
   ownerKey?: string;

@@ -1,4 +1,5 @@
-"""The live endpoint: ``ws://HOST/v1/collab/{sessionId}?token=<participant token>`` (y-websocket framing).
+"""The live endpoint: ``ws://HOST/v1/collab/{sessionId}?token=<participant token>`` (y-websocket framing), and
+``ws://HOST/v1/collab/v/{viewerId}?token=...`` for read-only links, which seats every connection as a viewer.
 
 It is not a FastAPI route: the app hands these requests to :class:`LiveEndpoint` before its own middleware
 stack (see ``app.py``). Under ``codeconnect serve`` the connection is this project's
@@ -18,6 +19,8 @@ import asyncio
 import logging
 import re
 from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 _PREFIX = "/v1/collab/"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_VIEW = "v/"  # /v1/collab/v/{viewerId}: the read-only link's live URL (no session id has a slash)
 
 
 def is_live(scope: Scope) -> bool:
@@ -51,17 +55,24 @@ class Refused(Exception):
 class LiveEndpoint:
     """Authenticates a live connection, seats it in its room and wires its messages to the room."""
 
-    def __init__(self, registry: RoomRegistry, admission: Admission) -> None:
+    def __init__(
+        self,
+        registry: RoomRegistry,
+        admission: Admission,
+        viewed_session: Callable[[str], Awaitable[str | None]] | None = None,
+    ) -> None:
         self.registry = registry
         self.admission = admission
+        #: The session a viewer id opens (None: unknown); without it, read-only links are refused.
+        self.viewed_session = viewed_session
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
         try:
-            participant = await self._authenticate(scope)
-            room = await self._room(scope["path"][len(_PREFIX) :], participant)
+            session_id, participant = await self._authenticate(scope)
+            room = await self._room(session_id, participant)
         except Refused as refused:
             await send({"type": "websocket.close", "code": refused.code, "reason": refused.reason})
             return
@@ -71,22 +82,34 @@ class LiveEndpoint:
         else:
             await _serve_asgi(self, room, participant, receive, send)
 
-    async def _authenticate(self, scope: Scope) -> Participant:
-        session_id = scope["path"][len(_PREFIX) :]
-        if not _SESSION_ID.match(session_id):
+    async def _authenticate(self, scope: Scope) -> tuple[str, Participant]:
+        target = scope["path"][len(_PREFIX) :]
+        viewing = target.startswith(_VIEW)
+        key = target[len(_VIEW) :] if viewing else target
+        if not _SESSION_ID.match(key):
             raise Refused(CloseCode.NOT_FOUND, "session not found")
         tokens = parse_qs(scope["query_string"].decode("latin-1")).get("token")
         scope["headers"] = []  # nothing reads them after this; an open connection should not keep them
+        session_id = await self._viewed(key) if viewing else key
         try:
             participant = await self.registry.authorize(session_id, tokens[0] if tokens else None)
         except SessionNotFound:
             raise Refused(CloseCode.NOT_FOUND, "session not found") from None
         if participant is None:
             raise Refused(CloseCode.UNAUTHORIZED, "missing or invalid token")
+        if viewing:
+            # A read-only link watches, whoever comes through it (an editor's token included).
+            participant = replace(participant, role="viewer")
         wait = self.admission.cooling_down(participant.id)
         if wait > 0:
             raise Refused(CloseCode.TOO_MANY, f"too many refused connections; retry in {wait:.0f} s")
-        return participant
+        return session_id, participant
+
+    async def _viewed(self, viewer_id: str) -> str:
+        session_id = await self.viewed_session(viewer_id) if self.viewed_session is not None else None
+        if session_id is None:
+            raise Refused(CloseCode.NOT_FOUND, "session not found")
+        return session_id
 
     async def _room(self, session_id: str, participant: Participant) -> Room:
         try:

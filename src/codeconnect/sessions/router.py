@@ -50,6 +50,8 @@ def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | Non
         created_at=row.created_at,
         updated_at=updated_at,
         participants=[to_participant(p, online) for p in row.participants],
+        viewer_id=row.viewer_id,
+        view_url=f"/v/{row.viewer_id}",
     )
 
 

@@ -47,6 +47,11 @@ class Session(CamelModel):
     created_at: datetime
     updated_at: datetime
     participants: list[Participant]
+    viewer_id: str = Field(
+        description="The read-only link's id (128 random bits, unrelated to `id`): it opens the session as a viewer "
+        "and leads to nothing else. Only answers that already need the session id carry it."
+    )
+    view_url: str = Field(description="The read-only page, relative to this server: `/v/{viewerId}`.")
 
 
 class CreatedSession(Session):

@@ -1,4 +1,5 @@
-"""The web page: `/` and `/s/{sessionId}` serve the app; `/assets/...` and `/pyodide-<version>/...` its files.
+"""The web page: `/`, `/s/{sessionId}` and `/v/{viewerId}` (a read-only link) serve the app; `/assets/...` and
+`/pyodide-<version>/...` its files.
 
 Included last by the app factory, so every API route wins over these.
 """
@@ -57,6 +58,11 @@ def build_router(settings: Settings) -> APIRouter:
     @router.api_route("/s/{session_id}", methods=["GET", "HEAD"])
     async def session_page(session_id: str) -> HTMLResponse:
         # The page itself finds out whether the session exists and says so; any id gets the app.
+        return page()
+
+    @router.api_route("/v/{viewer_id}", methods=["GET", "HEAD"])
+    async def view_page(viewer_id: str) -> HTMLResponse:
+        # The same app, which reads the viewer id from its own address; the page carries nothing of the session.
         return page()
 
     @router.api_route("/assets/{path:path}", methods=["GET", "HEAD"])

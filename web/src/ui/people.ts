@@ -1,5 +1,5 @@
 // Who is in the session: everyone who joined (from the API), online when their awareness state is present.
-import { api, type Participant } from "../api";
+import type { Participant } from "../api";
 import type { Awareness } from "y-protocols/awareness";
 import { h, initials, safeColor } from "./dom";
 
@@ -19,7 +19,8 @@ export class PeopleView {
   private inflight = false;
 
   constructor(
-    private readonly sessionId: string,
+    /** The people list as this page may read it (by session id, or by viewer id on a read-only link). */
+    private readonly load: () => Promise<Participant[]>,
     private readonly awareness: Awareness,
     private readonly selfId: string,
   ) {
@@ -41,7 +42,7 @@ export class PeopleView {
     if (this.inflight) return;
     this.inflight = true;
     try {
-      this.known = await api.participants(this.sessionId);
+      this.known = await this.load();
     } catch {
       // Offline or the server restarting: keep the last list and the live awareness states.
     } finally {
