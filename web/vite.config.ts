@@ -1,6 +1,6 @@
 // Builds the page into the Python package's static folder, where the FastAPI app serves it.
 import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { constants, gzipSync } from "node:zlib";
 import { defineConfig, type Plugin } from "vite";
@@ -23,6 +23,46 @@ function copyPyodide(): Plugin {
       const target = join(outDir, pyodideBase);
       mkdirSync(target, { recursive: true });
       for (const file of pyodideFiles) copyFileSync(join(pyodideDir, file), join(target, file));
+    },
+  };
+}
+
+// The API documentation pages (/docs, /redoc) load Swagger UI and ReDoc from here: the machines are offline. Each
+// goes in a folder named with its package's version, so the server can cache these unhashed files for a long time.
+const apiDocs: { pkg: string; folder: string; files: string[]; offline?: [string, string] }[] = [
+  { pkg: "swagger-ui-dist", folder: "swagger-ui", files: ["swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"] },
+  {
+    pkg: "redoc",
+    folder: "redoc",
+    files: ["bundles/redoc.standalone.js"],
+    // ReDoc 2 shows Redocly's logo under its menu, loaded from Redocly's CDN, with no option to leave it out. Given
+    // an image that loads nothing, the logo hides itself (ReDoc's own fallback for a failed load); the text stays.
+    offline: ["https://cdn.redoc.ly/redoc/logo-mini.svg", "data:,"],
+  },
+];
+
+function copyApiDocs(): Plugin {
+  return {
+    name: "ccl-copy-api-docs",
+    apply: "build",
+    writeBundle() {
+      for (const { pkg, folder, files, offline } of apiDocs) {
+        const dir = resolve(here, "node_modules", pkg);
+        const { version } = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { version: string };
+        const target = join(outDir, `${folder}-${version}`);
+        mkdirSync(target, { recursive: true });
+        for (const file of files) copyFileSync(join(dir, file), join(target, basename(file)));
+        if (offline) {
+          const [remote, local] = offline;
+          for (const file of files.filter((f) => f.endsWith(".js"))) {
+            const path = join(target, basename(file));
+            const text = readFileSync(path, "utf8");
+            // A new version may load it differently: stop here rather than build pages that reach the internet.
+            if (!text.includes(remote)) throw new Error(`${pkg} ${version}: ${file} no longer has ${remote}; check it`);
+            writeFileSync(path, text.replaceAll(remote, local));
+          }
+        }
+      }
     },
   };
 }
@@ -59,7 +99,7 @@ function precompress(): Plugin {
 
 export default defineConfig({
   define: { __PYODIDE_BASE__: JSON.stringify(pyodideBase) },
-  plugins: [copyPyodide(), precompress()],
+  plugins: [copyPyodide(), copyApiDocs(), precompress()],
   build: {
     outDir,
     emptyOutDir: true,

@@ -28,6 +28,9 @@ from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
+from codeconnect.views.router import build_router as views_router
+from codeconnect.views.service import ViewerLinks
+from codeconnect.web.apidocs import build_router as api_docs_router
 from codeconnect.web.router import build_router as web_router
 
 log = logging.getLogger(__name__)
@@ -88,7 +91,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             # Rooms flush on exit, before the engine they write through is disposed (exit order is LIFO).
             collab = await stack.enter_async_context(RoomRegistry(app.state.sessionmaker, settings))
             app.state.collab = app.state.presence = app.state.run_sink = collab
-            app.state.live = LiveEndpoint(collab, Admission(settings))
+            views = ViewerLinks(app.state.sessionmaker, collab.db_lock)
+            app.state.live = LiveEndpoint(collab, Admission(settings), views.session_of)
             execution = ExecutionService(settings)
             if execution.enabled:
                 try:
@@ -111,6 +115,9 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Served by codeconnect.web.apidocs instead, with Swagger UI and ReDoc from this process, not a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     if settings.allowed_host_list:
@@ -121,8 +128,10 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     app.include_router(health_router)
     app.include_router(sessions_router(models))
     app.include_router(participants_router(models))
+    app.include_router(views_router(models))
     app.include_router(execution_router(settings))
     # Last: the page's routes (`/`, `/s/...`, static files) must never shadow an API route.
+    app.include_router(api_docs_router(settings))
     app.include_router(web_router(settings))
 
     # Only when origins are configured: without the middleware, other origins get no CORS header at all (and

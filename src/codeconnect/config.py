@@ -142,11 +142,14 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a live connection's outgoing backlog may make no progress before its socket is cut.",
     )
+    # A vanished browser is cut interval + timeout after its last frame, which may be its awareness renewal (every
+    # 15 s); the others' pages drop its awareness state 30 s after that renewal, and the REST online flag should
+    # not lag behind them: 10 + 15 = 25 s.
     ws_ping_interval_seconds: float = Field(
-        default=20.0, gt=0, description="A live connection silent for this long is sent a ping."
+        default=10.0, gt=0, description="A live connection silent for this long is sent a ping."
     )
     ws_ping_timeout_seconds: float = Field(
-        default=20.0, gt=0, description="How long after its ping a silent connection has to answer before it is cut."
+        default=15.0, gt=0, description="How long after its ping a silent connection has to answer before it is cut."
     )
     http_header_timeout_seconds: float = Field(
         default=10.0,

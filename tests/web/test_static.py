@@ -38,6 +38,12 @@ def build(tmp_path: Path) -> Path:
     (root / "pyodide-1.2.3" / "pyodide.mjs").write_text("export {};\n")
     (root / "pyodide-1.2.3" / "pyodide.asm.wasm").write_bytes(b"\0asm\1\0\0\0")
     (root / "pyodide-1.2.3" / "python_stdlib.zip").write_bytes(b"PK\5\6" + bytes(18))
+    (root / "swagger-ui-5.0.1").mkdir()
+    (root / "swagger-ui-5.0.1" / "swagger-ui-bundle.js").write_text("var SwaggerUIBundle = function () {};\n")
+    (root / "swagger-ui-5.0.1" / "swagger-ui.css").write_text(".swagger-ui { color: black }\n")
+    (root / "swagger-ui-5.0.1" / "favicon-32x32.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (root / "redoc-2.0.1").mkdir()
+    (root / "redoc-2.0.1" / "redoc.standalone.js").write_text("/* ReDoc */\n")
     (tmp_path / "secret.txt").write_text("not for the web")
     return root
 
@@ -66,7 +72,7 @@ def assert_isolated(response: httpx.Response) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
 
 
-@pytest.mark.parametrize("path", ["/", "/s/AbC_123-xyz", "/s/AbC_123-xyz?view=1"])
+@pytest.mark.parametrize("path", ["/", "/s/AbC_123-xyz", "/s/AbC_123-xyz?view=1", "/v/AbC_123-xyz"])
 async def test_app_pages_are_isolated_and_carry_the_config(web: httpx.AsyncClient, path: str) -> None:
     r = await web.get(path)
     assert r.status_code == 200
@@ -145,7 +151,49 @@ async def test_api_routes_win_over_the_page(web: httpx.AsyncClient) -> None:
     assert r.status_code == 404
     assert r.json()["error"] == "session_not_found"
     paths = (await web.get("/openapi.json")).json()["paths"]
-    assert not any(p == "/" or p.startswith(("/s/", "/assets", "/pyodide")) for p in paths)
+    assert not any(p == "/" or p.startswith(("/s/", "/v/", "/assets", "/pyodide")) for p in paths)
+
+
+async def test_api_docs_load_everything_from_the_server(web: httpx.AsyncClient) -> None:
+    # Swagger UI, ReDoc, their favicon: all from this server; no CDN, no Google fonts (the machines are offline).
+    docs = await web.get("/docs")
+    assert docs.status_code == 200
+    assert docs.headers["content-type"] == "text/html; charset=utf-8"
+    assert '<script src="/swagger-ui-5.0.1/swagger-ui-bundle.js">' in docs.text
+    assert 'href="/swagger-ui-5.0.1/swagger-ui.css"' in docs.text
+    assert 'href="/swagger-ui-5.0.1/favicon-32x32.png"' in docs.text
+    assert "url: '/openapi.json'" in docs.text
+    redoc = await web.get("/redoc")
+    assert redoc.status_code == 200
+    assert '<script src="/redoc-2.0.1/redoc.standalone.js">' in redoc.text
+    assert 'spec-url="/openapi.json"' in redoc.text
+    for page in (docs, redoc):
+        assert "https://" not in page.text and "http://" not in page.text, page.text
+        assert page.headers["cache-control"] == "no-cache"
+    for path, media_type in [
+        ("/swagger-ui-5.0.1/swagger-ui-bundle.js", "text/javascript; charset=utf-8"),
+        ("/swagger-ui-5.0.1/swagger-ui.css", "text/css; charset=utf-8"),
+        ("/swagger-ui-5.0.1/favicon-32x32.png", "image/png"),
+        ("/redoc-2.0.1/redoc.standalone.js", "text/javascript; charset=utf-8"),
+    ]:
+        r = await web.get(path)
+        assert r.status_code == 200, path
+        assert r.headers["content-type"] == media_type
+        # The folder name carries the package's version: a new version is a new URL.
+        assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert (await web.get("/swagger-ui-5.0.1/../index.html")).status_code == 404
+    assert (await web.get("/redoc-9.9.9/redoc.standalone.js")).status_code == 404
+
+
+async def test_api_docs_without_a_build_are_a_clear_503(sqlite_url: str, tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-built"
+    empty.mkdir()
+    async for web in _client(sqlite_url, empty):
+        for path in ("/docs", "/redoc"):
+            r = await web.get(path)
+            assert r.status_code == 503
+            assert "scripts/build-web" in r.json()["detail"]
+        assert (await web.get("/openapi.json")).status_code == 200
 
 
 async def test_missing_build_is_a_clear_503(sqlite_url: str, tmp_path: Path) -> None:
@@ -177,3 +225,15 @@ def test_real_build_has_the_page_and_the_python_runtime() -> None:
         assert (runtime / name).is_file(), name
     assert (runtime / "pyodide.asm.wasm.gz").is_file()
     assert list((PACKAGE_STATIC_DIR / "assets").glob("*.wasm")), "the QuickJS module is part of the build"
+
+
+def test_real_build_has_swagger_ui_and_redoc() -> None:
+    require_built_page()
+    (swagger,) = PACKAGE_STATIC_DIR.glob("swagger-ui-*")
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"):
+        assert (swagger / name).is_file(), name
+    (redoc,) = PACKAGE_STATIC_DIR.glob("redoc-*")
+    assert (redoc / "redoc.standalone.js").is_file()
+    # The large scripts go out compressed to browsers that accept it.
+    assert (swagger / "swagger-ui-bundle.js.gz").is_file()
+    assert (redoc / "redoc.standalone.js.gz").is_file()

@@ -1,5 +1,7 @@
 // The session page: join (or rejoin) as a participant, then the shared editor, runner and output.
-import { api, ApiError, type Session } from "./api";
+import { padAccess, type PadAccess, type PadInfo, type PadRoute } from "./access";
+import { api, ApiError } from "./api";
+import { announceLanguageSwitches } from "./authors";
 import { CLOSE_NOT_FOUND, CLOSE_TOO_LARGE, CLOSE_UNAUTHORIZED, Collab, type CollabStatus } from "./collab";
 import { pageConfig } from "./config";
 import { CodeEditor } from "./editor";
@@ -8,6 +10,7 @@ import { Runners } from "./runners/runner";
 import { appendRun } from "./runs";
 import { store, type StoredParticipant } from "./store";
 import { h, lighten } from "./ui/dom";
+import { Notice } from "./ui/notice";
 import { OutputPanel } from "./ui/output";
 import { PeopleView } from "./ui/people";
 
@@ -25,7 +28,8 @@ function showProblem(title: string, detail: string): void {
   fullPage(h("h1", {}, title), h("p", { class: "muted" }, detail), h("a", { class: "button primary", href: "/" }, "Start a new session"));
 }
 
-function askName(session: Session, role: "editor" | "viewer"): Promise<StoredParticipant> {
+function askName(session: PadInfo, access: PadAccess): Promise<StoredParticipant> {
+  const role = access.role;
   return new Promise((resolve) => {
     const input = h("input", {
       id: "join-name",
@@ -54,11 +58,11 @@ function askName(session: Session, role: "editor" | "viewer"): Promise<StoredPar
         return;
       }
       submit.disabled = true;
-      api.join(session.id, name, role).then(
+      access.join(name).then(
         (p) => {
           store.setName(name);
           const stored: StoredParticipant = { id: p.id, token: p.token, name: p.name, color: p.color, role: p.role };
-          store.setParticipant(session.id, stored);
+          store.setParticipant(access.key, stored);
           resolve(stored);
         },
         (err: unknown) => {
@@ -107,11 +111,12 @@ function slug(title: string): string {
   return title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "main";
 }
 
-export async function sessionPage(sessionId: string, params: URLSearchParams): Promise<void> {
-  const role: "editor" | "viewer" = params.has("view") ? "viewer" : "editor";
-  let session: Session;
+export async function sessionPage(route: PadRoute): Promise<void> {
+  const access = padAccess(route);
+  const role = access.role;
+  let session: PadInfo;
   try {
-    session = await api.getSession(sessionId);
+    session = await access.load();
   } catch (err) {
     if (err instanceof ApiError && (err.status === 404 || err.status === 422)) {
       showProblem("Session not found", "This link does not point to a session on this server. It may have been deleted.");
@@ -120,16 +125,16 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
     }
     return;
   }
-  store.remember({ id: session.id, title: session.title, language: session.language });
+  store.remember({ id: access.key, title: session.title, language: session.language, path: access.path });
   document.title = `${session.title} · Code Connect Live`;
-  const me = store.participant(sessionId, role) ?? (await askName(session, role));
+  const me = store.participant(access.key, role) ?? (await askName(session, access));
   const readOnly = me.role === "viewer";
   const config = pageConfig();
   let serverLanguages = new Set<string>();
 
   let onClosed: (code: number, reason: string) => void = () => undefined;
   const collab = new Collab(
-    sessionId,
+    access.live,
     me.token,
     { name: me.name, color: me.color, colorLight: lighten(me.color), participantId: me.id },
     (code, reason) => onClosed(code, reason),
@@ -146,10 +151,9 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   const stopButton = h("button", { class: "button stop", id: "stop", disabled: true, title: "Stop the run" }, "■ Stop");
   const runNote = h("span", { class: "run-note", id: "run-note" });
   const banner = h("div", { class: "banner", id: "banner", role: "alert", hidden: true });
+  const notice = new Notice();
   const conn = h("span", { class: "conn", id: "conn" }, h("span", { class: "conn-dot" }), h("span", { class: "conn-text" }, "Connecting…"));
-  const editorLink = `${location.origin}/s/${encodeURIComponent(sessionId)}`;
-  const viewerLink = `${editorLink}?view=1`;
-  const shareMenu = shareMenuFor(editorLink, viewerLink);
+  const shareMenu = shareMenuFor(session.links.editor, session.links.viewer);
   const shareButton = h("button", { class: "button ghost", id: "share", "aria-expanded": "false" }, "Share");
   const showShare = (open: boolean): void => {
     shareMenu.hidden = !open;
@@ -170,9 +174,10 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
     id: "stdin",
     class: "stdin",
     spellcheck: "false",
-    placeholder: "Text the program reads with input() / readline()",
+    placeholder: readOnly ? "Viewers cannot run code" : "Text the program reads with input() / readline()",
+    readonly: readOnly,
   });
-  const people = new PeopleView(sessionId, collab.awareness, me.id);
+  const people = new PeopleView(() => access.participants(), collab.awareness, me.id);
   const output = new OutputPanel(collab.runs);
 
   document.body.replaceChildren(
@@ -197,6 +202,7 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
         downloadButton,
       ),
       banner,
+      notice.el,
       runNote,
       h(
         "main",
@@ -226,7 +232,7 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   onClosed = (code, reason) => {
     if (code === CLOSE_UNAUTHORIZED) {
       // The token is no longer valid (the server's data was reset): join again, the name is remembered.
-      store.forgetParticipant(sessionId, role);
+      store.forgetParticipant(access.key, role);
       location.reload();
     } else if (code === CLOSE_NOT_FOUND) {
       showProblem("Session not found", "This session no longer exists on the server.");
@@ -254,8 +260,10 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   let executionOff = false;
   const offNote = "The session owner turned off running code in this session.";
   const checkExecution = async (): Promise<void> => {
+    // A read-only link has no session id to ask with, and nothing to run.
+    if (access.sessionId === null) return;
     try {
-      executionOff = !(await api.sessionSettings(session.id)).executionEnabled;
+      executionOff = !(await api.sessionSettings(access.sessionId)).executionEnabled;
     } catch {
       return; // Unreachable server: keep the last known state.
     }
@@ -281,6 +289,7 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
     refreshRunState();
   };
   collab.meta.observe(applyMeta);
+  announceLanguageSwitches(collab, me.id, (text) => notice.show(text));
 
   languageSelect.addEventListener("change", () => {
     const next = languageSelect.value;
@@ -320,7 +329,8 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   // --- Running ----------------------------------------------------------------------------------------------
   async function run(): Promise<void> {
     const language = currentLanguage();
-    if (running || readOnly || runners.unavailable(language)) return;
+    const sessionId = access.sessionId;
+    if (running || readOnly || sessionId === null || runners.unavailable(language)) return;
     running = true;
     refreshRunState();
     await checkExecution();
@@ -340,7 +350,7 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
           language,
           stdin: stdin.value,
           limitMs: config.runTimeLimitSeconds * 1000,
-          sessionId: session.id,
+          sessionId,
           token: me.token,
         },
         { phase: (t) => output.livePhaseText(t), output: (s, t) => output.liveOutput(s, t) },
@@ -352,10 +362,13 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
         language,
         stdout: outcome.stdout,
         stderr: outcome.stderr,
+        ...(outcome.output ? { output: outcome.output } : {}),
         exitCode: outcome.exitCode,
         signal: outcome.signal,
+        signalName: outcome.signalName,
         timedOut: outcome.timedOut,
         outputTruncated: outcome.outputTruncated,
+        outcome: outcome.outcome,
         compileOutput: outcome.compileOutput,
         durationMs: outcome.durationMs,
         startedAt,
@@ -374,6 +387,25 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
       event.preventDefault();
       void run();
     }
+  });
+  // Select all means the code: a page-wide selection (toolbar, people, output) is never what is wanted, and a
+  // read-only editor does not keep the focus that would scope it. Text fields keep their own select all.
+  document.addEventListener("keydown", (event) => {
+    const target = event.target;
+    if (
+      event.key.toLowerCase() !== "a" ||
+      !(event.ctrlKey || event.metaKey) ||
+      event.altKey ||
+      event.shiftKey ||
+      event.defaultPrevented ||
+      target instanceof HTMLInputElement ||
+      target instanceof HTMLTextAreaElement ||
+      target instanceof HTMLSelectElement
+    ) {
+      return;
+    }
+    event.preventDefault();
+    editor.selectAll();
   });
 
   refreshRunState();
@@ -399,7 +431,7 @@ export async function sessionPage(sessionId: string, params: URLSearchParams): P
   performance.mark("ccl-editor-ready");
 }
 
-function shareMenuFor(editorLink: string, viewerLink: string): HTMLElement {
+function shareMenuFor(editorLink: string | null, viewerLink: string): HTMLElement {
   const row = (label: string, hint: string, link: string, id: string): HTMLElement => {
     const input = h("input", { readonly: true, value: link, id: `${id}-url`, "aria-label": label });
     const button = h("button", { class: "button small", id }, "Copy");
@@ -414,8 +446,9 @@ function shareMenuFor(editorLink: string, viewerLink: string): HTMLElement {
   const menu = h(
     "div",
     { class: "share-menu", id: "share-menu" },
-    row("Editor link", "Anyone with it can edit and run", editorLink, "copy-editor-link"),
-    row("Read-only link", "Watch the code and output", viewerLink, "copy-viewer-link"),
+    // A read-only page knows only its own link: the editor link is exactly what it must not learn.
+    editorLink === null ? null : row("Editor link", "Anyone with it can edit and run", editorLink, "copy-editor-link"),
+    row("Read-only link", "Watch the code and output; it never leads to the editor link", viewerLink, "copy-viewer-link"),
   );
   menu.hidden = true;
   return menu;

@@ -92,6 +92,19 @@ class WebAssets:
                 return StaticFile(compressed, kind, "gzip")
         return StaticFile(path, kind)
 
+    def versioned(self, name: str) -> str | None:
+        """The build's folder ``<name>-<version>`` (one package's files, e.g. ``swagger-ui-5.35.0``), if any.
+
+        Looked up on each use: a rebuild may bring another version, and the build's top level has a handful of
+        entries."""
+        if not self.root.is_dir():
+            return None
+        found = sorted(
+            entry.name for entry in self.root.iterdir()
+            if entry.is_dir() and entry.name.startswith(f"{name}-") and _SAFE_SEGMENT.match(entry.name)
+        )
+        return found[-1] if found else None
+
     def index_html(self, config: dict[str, object]) -> str:
         """The page, with the settings it needs written into it (re-read when the build changes)."""
         path = self.root / "index.html"
