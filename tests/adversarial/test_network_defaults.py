@@ -178,7 +178,8 @@ def test_every_route_with_a_session_id_is_redacted(sqlite_url: str) -> None:
         concrete = path
         for name in ("{sessionId}", "{session_id}", "{viewerId}", "{viewer_id}"):
             concrete = concrete.replace(name, SID)
-        assert "{" not in concrete, f"{path}: another parameter next to the session id; extend this test"
+        # Other parameters (a run id, ...) are not secrets: any value stands for them.
+        concrete = re.sub(r"\{[^}]+\}", "other-parameter", concrete)
         for method in ("GET", "POST", "PUT"):
             line = redact("127.0.0.1:5000", method, concrete, "1.1", 200)
             assert SID not in line, line
