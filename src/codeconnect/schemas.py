@@ -11,8 +11,6 @@ from pydantic.alias_generators import to_camel
 
 # PostgreSQL text cannot hold NUL, and no editor produces it: the schema says so and requests with it are 422.
 NO_NUL = r"^[^\x00]*$"
-# At least one non-space character (names are trimmed; an all-blank name is not a name).
-NOT_BLANK_NO_NUL = r"^[^\x00]*[^\s\x00][^\x00]*$"
 
 
 class CamelModel(BaseModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Collection
+from functools import cache
 
 # Overrides, embeddings and isolates (with their POP), and the implicit direction marks: each changes the
 # order in which the characters around it are drawn.
@@ -52,6 +53,41 @@ def normalize_name(raw: str) -> str:
     if not visible:
         raise InvalidName("Names need at least one visible character.")
     return name
+
+
+def _drawn_as_nothing_or_refused(char: str) -> bool:
+    category = unicodedata.category(char)
+    return (
+        category in ("Cc", "Cs")
+        or char in _DIRECTION_CONTROLS
+        or category[0] in "ZM"
+        or char.isspace()
+        or _ignorable(char, category)
+        or char in _BLANK
+    )
+
+
+def _escape(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+@cache
+def name_pattern() -> str:
+    """The rules above as a regular expression for the API schema, so that clients (and schema-driven tests)
+    know which names are refused: no control or direction character anywhere, and at least one character that
+    is drawn. Built from the same checks as :func:`normalize_name` (about 300 ranges; computed once)."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x110000):
+        if 0xD800 <= code <= 0xDFFF:
+            continue  # not characters: the validator refuses them, and no regex engine here can name them
+        if _drawn_as_nothing_or_refused(chr(code)):
+            if ranges and ranges[-1][1] == code - 1:
+                ranges[-1] = (ranges[-1][0], code)
+            else:
+                ranges.append((code, code))
+    invisible = "".join(_escape(lo) if lo == hi else f"{_escape(lo)}-{_escape(hi)}" for lo, hi in ranges)
+    refused = "\\x00-\\x1f\\x7f-\\x9f" + "".join(_escape(ord(c)) for c in sorted(_DIRECTION_CONTROLS))
+    return f"^[^{refused}]*[^{invisible}][^{refused}]*$"
 
 
 def _ignorable(char: str, category: str) -> bool:

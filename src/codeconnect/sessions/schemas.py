@@ -14,7 +14,8 @@ from pydantic import Field, create_model, field_validator
 
 from codeconnect.config import Settings
 from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
-from codeconnect.schemas import NO_NUL, NOT_BLANK_NO_NUL, CamelModel, StrictRequest
+from codeconnect.participants.names import name_pattern
+from codeconnect.schemas import NO_NUL, CamelModel, StrictRequest
 from codeconnect.titles import title_type
 
 Role = Literal["editor", "viewer"]
@@ -89,8 +90,10 @@ def _name(max_length: int) -> Any:
         Field(
             min_length=1,
             max_length=max_length,
-            pattern=NOT_BLANK_NO_NUL,
-            description="Display name; surrounding spaces are trimmed.",
+            # The name rules (participants/names.py) as a pattern: the schema says which names are refused.
+            pattern=name_pattern(),
+            description="Display name; surrounding spaces are trimmed. No control or direction characters, and at "
+            "least one visible character; a name already in the session gets a number, e.g. `Ada (2)`.",
         ),
     ]
 
