@@ -226,7 +226,11 @@ class Room:
         self._reply = None
         try:
             self.shared.doc.apply_update(update)
-        except Exception as exc:
+        except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
+            raise
+        except BaseException as exc:
+            # A panic inside Yrs reaches Python as pyo3's PanicException, which is not an Exception: the
+            # validator should make it impossible, and if it happens it is this peer's update that caused it.
             self._clocks = None  # whatever Yrs kept of it: read the clocks afresh
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, "the update could not be applied") from exc
         clocks = self._clocks

@@ -71,6 +71,8 @@ def inspect_update(data: bytes) -> UpdateInfo:
             ref = info & _BITS5
             if ref == _CONTENT_GC or ref == _CONTENT_SKIP:
                 length, pos = _uint(data, pos, end)
+                if length == 0:
+                    raise MalformedMessage("a struct of length zero")  # Yjs never writes one; Yrs panics on it
                 clock += length
             else:
                 if info & _BIT8:  # origin
@@ -107,6 +109,8 @@ def inspect_update(data: bytes) -> UpdateInfo:
                     pos = r.pos
                     string_bytes += s_bytes
                     content_bytes += c_bytes
+                if length == 0:
+                    raise MalformedMessage("a struct of length zero")  # Yjs never writes one; Yrs panics on it
                 clock += length
             _clock(clock)
             structs += 1
