@@ -602,10 +602,10 @@ class WebSocketConnection(asyncio.Protocol):
         self.send_frame(Opcode.BINARY, data)
 
     def send_frame(self, opcode: Opcode, data: bytes) -> None:
-        if self._state != _OPEN:
-            return
         transport = self._transport
-        assert transport is not None
+        # A transport that is closing (cut, or the peer reset it) until connection_lost arrives takes no more.
+        if self._state != _OPEN or transport is None or transport.is_closing():
+            return
         if self._backlog is None and not self._write_paused and len(data) <= _SLICE:
             transport.write(frame_header(opcode, len(data)) + data)
             return
@@ -632,7 +632,9 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _write_control(self, opcode: Opcode, payload: bytes) -> None:
         """A control frame, after whatever is queued (frames are never interleaved)."""
-        if self._backlog is None and not self._write_paused and self._transport is not None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        if self._backlog is None and not self._write_paused:
             self._transport.write(frame_header(opcode, len(payload)) + payload)
             return
         self._enqueue(frame_header(opcode, len(payload)), payload)
@@ -640,7 +642,7 @@ class WebSocketConnection(asyncio.Protocol):
     def _flush(self) -> None:
         backlog = self._backlog
         transport = self._transport
-        if backlog is None or transport is None:
+        if backlog is None or transport is None or transport.is_closing():
             return
         while backlog and not self._write_paused:
             item = backlog[0]
