@@ -1,5 +1,6 @@
 """Attackers of the live endpoint over raw sockets: the fuzzer (many connections writing shots from
-:mod:`tests.adversarial.fuzzing`, reconnecting after each close) and the soak's other nuisances.
+:mod:`tests.adversarial.shots`, reconnecting after each close), and a command line that also runs the soak's
+nuisances (:mod:`tests.adversarial.nuisances`).
 
 The WebSocket client is written here on a plain asyncio stream: a client library refuses to send most of what
 a fuzzer must send (unmasked frames, reserved bits, lying lengths), and framing by hand costs next to nothing,

@@ -104,6 +104,11 @@ class ShotFactory:
         shots = list(first or [])
         shots += [self.benign() for _ in range(size - 1 - len(shots))]
         shots.append(self.rng.choice(self._risky)())
+        # The risky shot may be a mutation of this document's latest edit that the server took as it came: the
+        # server's history under this client id and ours may differ from here on, and a stock client's next edit
+        # would then rightly fail. Later edits come from a new document under a new client id (claimed by its
+        # first update).
+        self.doc = Doc(client_id=self.rng.randrange(1, 2**32))
         return shots
 
     def benign(self) -> Shot:
@@ -158,10 +163,13 @@ class ShotFactory:
 
     def _fragmented(self) -> Shot:
         """A valid message in 2-4 fragments, a ping between them: the path of fragmented messages."""
-        message = self.rng.choice((
-            QUERY_AWARENESS, sync_update(self._fresh_update()),
-            awareness([(self.own_id, self._next_clock(), stock_state(self.rng, self.max_state_bytes))]),
-        ))
+        choice = self.rng.randrange(3)  # only the message sent is made: an edit made and not sent leaves a gap
+        if choice == 0:
+            message = QUERY_AWARENESS
+        elif choice == 1:
+            message = sync_update(self._fresh_update())
+        else:
+            message = awareness([(self.own_id, self._next_clock(), stock_state(self.rng, self.max_state_bytes))])
         cuts = sorted(self.rng.sample(range(1, len(message)), min(len(message) - 1, self.rng.randint(1, 3))))
         parts = [message[a:b] for a, b in zip([0, *cuts], [*cuts, len(message)], strict=True)]
         wire = bytearray()

@@ -36,7 +36,7 @@ import pytest
 
 from codeconnect.db import run_migrations
 from tests.adversarial.attacker import Fuzzer, FuzzStats, Target, narrow, replay
-from tests.adversarial.fuzzing import EXPECTED_CLOSES
+from tests.adversarial.fuzzing import EXPECTED_CLOSES, read_var_uint, sync_update, var_uint
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import ServerFactory, servers_on
 
@@ -274,9 +274,9 @@ FOUND = [
     ),
     pytest.param(
         # Text typed under a client id, then a struct of zero length under the same id at its current clock (an
-        # empty string, right origin set). It passes the update validator, and Yrs 0.28 panics applying it
+        # empty string, right origin set). It passed the update validator, and Yrs 0.28 panicked applying it
         # (update.rs:85, BlockSet::exclude: `Option::unwrap()` on None); PanicException is a BaseException, so it
-        # escapes `except Exception`: the transport logs "Fatal error" with the traceback and drops the socket.
+        # escaped `except Exception`: the transport logged "Fatal error" with the traceback and dropped the socket.
         [
             "0002270101b9ffb49b0f00040104636f646516c3a9c593c593c39fc398c3bcc593c3a6c3a9c3bcc3a700",
             "0002140101b9ffb49b0f0b44b99b0fffb49b0f00017900",
@@ -303,3 +303,39 @@ async def test_what_the_fuzzer_found_closes_only_its_sender(sqlite_servers: Serv
             await witness.close()
         assert code is None or code in EXPECTED_CLOSES, code
         assert not logs.tracebacks(), logs.tracebacks()
+
+
+def state_vector_of(data: bytes) -> dict[int, int]:
+    n, pos = read_var_uint(data, 0)
+    vector = {}
+    for _ in range(n):
+        client, pos = read_var_uint(data, pos)
+        vector[client], pos = read_var_uint(data, pos)
+    return vector
+
+
+async def test_an_update_waiting_for_someones_next_edit_does_not_disconnect_them(sqlite_servers: ServerFactory) -> None:
+    # Found by the soak (a fuzzer's benign edit closed 4400) and narrowed down offline: an update whose only struct
+    # has, as its parent, an item that does not exist yet passes validation and is parked by Yrs; the update that
+    # creates that item (here the victim's next keystroke, a string: not a type) then fails to apply, "block parent
+    # must be deleted or shared ref type", and the server closes the victim (4400) and counts a strike against it.
+    # The attacker stayed connected and could park another for the victim's following keystroke. Pass: such an
+    # update (its parent neither in the document nor in the update) is refused with 4400, and the victim types on.
+    server = await sqlite_servers()
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        sid = (await new_session(http))["id"]
+        victim = await YClient(collab_url(server.ws_url, sid, (await join(http, sid, "Victim"))["token"])).connect()
+        witness = await YClient(collab_url(server.ws_url, sid, (await join(http, sid, "Witness"))["token"])).connect()
+        victim.code.insert(0, "ab")
+        await witness.wait_for(lambda: "ab" in witness.text)
+        # The victim's client id and next clock: in the document's state vector, which every peer can read.
+        me, at = victim.doc.client_id, state_vector_of(victim.doc.get_state())[victim.doc.client_id]
+        # One struct under a fresh client id, clock 0: binary content whose parent is the item `me:at`.
+        parked = b"\x01\x01" + var_uint(424242) + b"\x00\x03\x00" + var_uint(me) + var_uint(at) + b"\x02hi\x00"
+        mallory = Target(sid, (await join(http, sid, "Mallory"))["token"])
+        assert await replay(server.ws_url, mallory, [sync_update(parked)]) == 4400
+        victim.code.insert(2, "cd")
+        await witness.wait_for(lambda: witness.text.startswith("abcd"))
+        assert victim.close_code is None
+        await witness.close()
+        await victim.close()

@@ -213,6 +213,8 @@ class Room:
         if info.is_empty:
             return
         claims = self._authorship(peer, info.blocks, reply) if info.blocks else ()
+        if info.parents:
+            self._require_parents(info.parents, info.blocks)
         if info.string_bytes:
             self._grow_text(info.string_bytes)
         if self.doc_bytes + len(update) > self.limits.max_document_bytes:
@@ -286,6 +288,24 @@ class Room:
         if len(ids) > self.limits.max_client_ids_per_participant:
             forgotten, _ = ids.popitem(last=False)
             del self._owners[forgotten]
+
+    def _require_parents(
+        self, parents: tuple[tuple[int, int], ...], blocks: tuple[tuple[int, int, int], ...]
+    ) -> None:
+        """Refuse an item whose parent item is neither in the document nor in the same update.
+
+        Yrs would park it until that item arrives; if the item it waits for is someone else's next keystroke
+        (plain text, not a type), that keystroke's update then fails to apply and its author, not this
+        sender, would be closed: one parked struct per keystroke would keep any editor out. Stock clients
+        name a parent item only for nested types they have (created by them or received from the server).
+        """
+        bounds = self._clock_bounds()
+        for client, clock in parents:
+            if clock < bounds.get(client, 0):
+                continue
+            if any(c == client and first <= clock < end for c, first, end in blocks):
+                continue
+            raise ProtocolViolation(CloseCode.BAD_MESSAGE, "an item whose parent is not in the document")
 
     def _clock_bounds(self) -> dict[int, int]:
         """Per client id, the end of the structs the document holds or has been given.

@@ -39,6 +39,7 @@ class UpdateInfo(NamedTuple):
     structs: int
     deletes: int
     blocks: tuple[tuple[int, int, int], ...] = ()  # (client, first clock, end clock) of each client block
+    parents: tuple[tuple[int, int], ...] = ()  # (client, clock) of the items named as parents (nested types)
 
     @property
     def is_empty(self) -> bool:
@@ -56,6 +57,7 @@ def inspect_update(data: bytes) -> UpdateInfo:
     content_bytes = 0
     structs = 0
     blocks: list[tuple[int, int, int]] = []
+    parents: list[tuple[int, int]] = []
     # Every client block has at least 3 bytes (count, client, clock) and every struct at least 2.
     clients, pos = _count(data, 0, end, 3)
     for _ in range(clients):
@@ -88,8 +90,10 @@ def inspect_update(data: bytes) -> UpdateInfo:
                     if r.var_uint() == 1:
                         r.skip_var_bytes()  # root type name
                     else:
-                        r.var_uint()
-                        _clock(r.var_uint())
+                        parent_client = r.var_uint()
+                        parent_clock = r.var_uint()
+                        _clock(parent_clock)
+                        parents.append((parent_client, parent_clock))
                     if info & _BIT6:
                         r.skip_var_bytes()  # parent sub (map key)
                     pos = r.pos
@@ -127,7 +131,7 @@ def inspect_update(data: bytes) -> UpdateInfo:
             deletes += 1
     if pos != end:
         raise MalformedMessage("trailing bytes after the update")
-    return UpdateInfo(string_bytes, content_bytes, structs, deletes, tuple(blocks))
+    return UpdateInfo(string_bytes, content_bytes, structs, deletes, tuple(blocks), tuple(parents))
 
 
 def _uint(data: bytes, pos: int, end: int) -> tuple[int, int]:
