@@ -2,7 +2,7 @@
 
 The room speaks the sync protocol with each peer over a :class:`Channel` (bytes in, bytes out); it knows
 nothing about HTTP or WebSockets. Every change of the document, whoever made it (a peer, a REST call, a run
-result), goes through :meth:`Room._record`, which relays it to the other peers and appends it to the update
+result), goes through one recording step of the room, which relays it to the other peers and appends it to the update
 log, once.
 
 A peer's update is relayed and stored as the peer sent it, once it has been validated and applied: the
