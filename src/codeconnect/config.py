@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     ws_rate_burst: int = Field(
         default=1000, ge=1, description="Token-bucket size: messages a connection may send in a burst."
     )
+    ws_messages_per_turn: int = Field(
+        default=8,
+        ge=1,
+        description="Messages of one connection handled before the others get their turn (what a burst from one "
+        "connection can delay everyone else by).",
+    )
     ws_rate_grace_seconds: float = Field(
         default=2.0,
         ge=0,

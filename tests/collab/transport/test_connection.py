@@ -188,6 +188,20 @@ async def test_pings_count_toward_the_rate_and_a_flood_is_closed() -> None:
     assert h.closes() == [4429] and h.closed == 1
 
 
+async def test_a_burst_is_handled_in_turns_so_another_peer_is_not_held_up() -> None:
+    flooder, other = Harness(TransportLimits(per_turn=16)), Harness(TransportLimits(per_turn=16))
+    order: list[bytes] = []
+    flooder.messages = other.messages = order  # both listeners write to one list: the order they ran in
+    await flooder.open()
+    await other.open()
+    flooder.conn.data_received(b"".join(client_frame(b"f%d" % i) for i in range(40)))
+    assert len(order) == 16  # one turn's worth; the rest waits for the loop's next round
+    other.conn.data_received(client_frame(b"honest"))  # ready in the same round
+    assert order[16] == b"honest"
+    await flooder.settle()
+    assert order[17:] == [b"f%d" % i for i in range(16, 40)]  # nothing lost, in order
+
+
 async def test_an_unfinished_frame_is_cut_after_the_timeout() -> None:
     h = Harness(TransportLimits(frame_timeout=0.05))
     await h.open()

@@ -71,6 +71,7 @@ class TransportLimits:
     frame_timeout: float = 10.0
     rate: float = 200.0
     burst: int = 1000
+    per_turn: int = 8
     grace: float = 2.0
     send_budget_bytes: int = 16 * 1024 * 1024
     send_budget_messages: int = 1024
@@ -87,6 +88,7 @@ class TransportLimits:
             frame_timeout=s.ws_frame_timeout_seconds,
             rate=s.ws_rate_per_second,
             burst=s.ws_rate_burst,
+            per_turn=s.ws_messages_per_turn,
             grace=s.ws_rate_grace_seconds,
             send_budget_bytes=s.ws_send_queue_bytes,
             send_budget_messages=s.ws_send_queue_messages,
@@ -136,7 +138,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._tokens = float(self._limits.burst)
         self._refilled = self._loop.time()
         self._over_since: float | None = None
-        self._throttle: asyncio.TimerHandle | None = None
+        # The deferred read: a wait for the next rate token, or the next turn after a full one.
+        self._throttle: asyncio.Handle | None = None
         self._read_paused = False
         # Messages for the app before it listens (pre-authentication) or for a plain-ASGI handler.
         self._asgi_queue: deque[dict[str, Any]] = deque()
@@ -430,8 +433,11 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _pump(self) -> None:
         """Handle the complete frames received, as fast as the rate allows."""
+        if self._throttle is not None:
+            return  # the deferred read handles them
         limits = self._limits
         progressed = False
+        handled = 0
         while self._state in (_OPEN, _CLOSING):
             now = self._loop.time()
             self._tokens = min(limits.burst, self._tokens + (now - self._refilled) * limits.rate)
@@ -451,6 +457,11 @@ class WebSocketConnection(asyncio.Protocol):
             if self._tokens >= limits.burst / 2:
                 # Clearly back under the rate (a throttled sender only ever sees one token at a time).
                 self._over_since = None
+            if handled >= limits.per_turn:
+                # One connection's burst (a read can hold hundreds of messages) must not hold up everyone else's:
+                # the rest waits for the loop's next round, after the reads that are ready now.
+                self._throttle = self._loop.call_soon(self._next_turn)
+                break
             try:
                 frame = self._parser.next_frame()
             except FrameError as exc:
@@ -465,8 +476,14 @@ class WebSocketConnection(asyncio.Protocol):
                 break
             self._tokens -= 1
             progressed = True
+            handled += 1
             self._handle(frame)
         self._watch_partial(progressed)
+
+    def _next_turn(self) -> None:
+        self._throttle = None
+        if self._state in (_OPEN, _CLOSING):
+            self._pump()
 
     def _unthrottle(self) -> None:
         self._throttle = None
