@@ -102,6 +102,20 @@ async def closed_within(c: YClient, timeout: float) -> int | None:
         return None
 
 
+async def seated_or_refused(c: YClient, timeout: float = 30) -> int | None:
+    """None once the server seats ``c`` (it syncs), else the code it closed ``c`` with; whichever comes first, so
+    a slow machine only makes it wait longer."""
+    synced = asyncio.ensure_future(c.synced.wait())
+    closed = asyncio.ensure_future(c.closed.wait())
+    try:
+        done, _ = await asyncio.wait({synced, closed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        synced.cancel()
+        closed.cancel()
+    assert done, f"neither seated nor refused within {timeout} s"
+    return c.close_code if c.closed.is_set() and not c.synced.is_set() else None
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -168,13 +182,13 @@ async def test_one_participant_cannot_take_every_seat_and_viewers_leave_editors_
         clients = [YClient(collab_url(server.ws_url, sid, viewer)) for _ in range(8)]
         for c in clients:
             await c.connect(wait_sync=False)
-        codes = [await closed_within(c, 1.0) for c in clients]
+        codes = [await seated_or_refused(c) for c in clients]
         assert codes.count(None) == 4 and codes.count(4429) == 4, codes
         more = [(await join(client, sid, f"Viewer {i}", role="viewer"))["token"] for i in range(3)]
         extra = [YClient(collab_url(server.ws_url, sid, t)) for t in more for _ in range(2)]
         for c in extra:
             await c.connect(wait_sync=False)
-        extra_codes = [await closed_within(c, 1.0) for c in extra]
+        extra_codes = [await seated_or_refused(c) for c in extra]
         # 12 seats, 4 kept for editors: viewers hold 8 at most (4 + 4 of the six tries).
         assert extra_codes.count(None) == 4 and extra_codes.count(4429) == 2, extra_codes
         editor = await YClient(collab_url(server.ws_url, sid, (await join(client, sid, "Ed"))["token"])).connect()
@@ -303,14 +317,14 @@ async def test_a_refused_client_reconnecting_in_a_loop_costs_little(factory: Ser
         await bad.close()
         refused = 0
         started = time.monotonic()
-        while time.monotonic() - started < 0.8:
+        # Attempts well inside the first cooldown (1 s): margin for a slow machine between client and server.
+        while time.monotonic() - started < 0.5:
             again = await YClient(collab_url(server.ws_url, sid, token)).connect(wait_sync=False)
-            code = await closed_within(again, 2)
+            code = await seated_or_refused(again)
             await again.close()
-            if code != 4429:
-                break
+            assert code == 4429, f"{code} {time.monotonic() - started:.2f} s after the close, inside the cooldown"
             refused += 1
-        assert refused >= 3
+        assert refused >= 1
         honest.code += "unaffected"
         await honest.wait_for(lambda: honest.text.endswith("unaffected"))
         async with asyncio.timeout(10):

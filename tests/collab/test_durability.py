@@ -49,8 +49,10 @@ class Process:
         self.proc = subprocess.Popen([str(BIN), "serve"], env=env, stdout=self._log, stderr=self._log)
 
     async def ready(self) -> None:
+        # Start-up (imports, migrations) can take tens of seconds on a loaded 2-core machine.
+        deadline = time.monotonic() + 90
         async with httpx.AsyncClient(base_url=self.base_url) as c:
-            for _ in range(300):
+            while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited with {self.proc.returncode}")
                 try:
