@@ -2,18 +2,20 @@
 
 Not a test. Starts ``codeconnect serve`` on a free port of 127.0.0.1 with a fresh SQLite database (per-connection
 rate limit and refusal cooldown raised, as in the fuzz test, so the fuzzer's messages reach the parsers), opens
-one honest room (one writer typing stamped edits, several readers), measures its fan-out latency (an edit's send
-time until the last reader applied it) for ``--seconds`` quietly, then again for ``--seconds`` while the fuzzer
-of ``tests/adversarial`` (a separate process) attacks other sessions, and prints p50/p95/p99 of both phases and
-their ratio (target: fuzzed p99 within 2x of quiet):
+one honest room (one writer typing stamped edits, several readers), and measures its fan-out latency (an edit's
+send time until the last reader applied it) in ``--rounds`` pairs of phases of ``--seconds`` each: quiet, then
+while the fuzzer of ``tests/adversarial`` (a separate process) attacks other sessions. Alternating the phases
+keeps a change in the machine's other load from landing on one side only. It prints p50/p95/p99 of all quiet and
+all fuzzed edits and their ratio (target: fuzzed p99 within 2x of quiet):
 
-    .venv/bin/python bench/fuzz_timing.py                     # 30 s per phase, 5 readers, 20 edits/s
-    .venv/bin/python bench/fuzz_timing.py --seconds 10 --fuzzers 16 --seed 7
-    .venv/bin/python bench/fuzz_timing.py --fuzz-rate 1000          # a fuzzer held to 1,000 messages/s
+    .venv/bin/python bench/fuzz_timing.py                     # 3 rounds of 10 s + 10 s, unlimited fuzzer
+    .venv/bin/python bench/fuzz_timing.py --fuzz-rate 500 --pin     # a fuzzer held to 500 messages/s
     .venv/bin/python bench/fuzz_timing.py --defences default  # the server's own rate limit and cooldown
 
-The machine's two cores are shared by the server, the fuzzer and the honest clients: the attacked phase also
-measures the fuzzer taking CPU from everyone, as an attacker on the same host would.
+By default the machine's cores are shared by the server, the fuzzer and the honest clients: the attacked phase
+then also measures the fuzzer taking CPU from everyone, as an attacker on the same host would. ``--pin`` puts the
+fuzzer on the last core and the server and honest clients on the others, as an attacker on another host would
+be: what is left is what the attack costs inside the server.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,6 +41,7 @@ from liveload import (  # noqa: E402
     Latencies,
     ServerProcess,
     converged,
+    cpu_seconds,
     new_session,
     new_token,
     percentiles,
@@ -62,14 +68,32 @@ async def measure(writer: HonestClient, latencies: Latencies, seconds: float, ra
     return latencies.take()
 
 
-def line(name: str, samples: list[float]) -> str:
+def line(name: str, samples: list[float], cpu: float, attacker_cpu: float | None = None) -> str:
     p50, p95, p99 = percentiles(samples)
-    return f"{name:<8} edits {len(samples):>6}   p50 {p50:7.2f}   p95 {p95:7.2f}   p99 {p99:7.2f} ms"
+    text = (
+        f"{name:<8} edits {len(samples):>6}   p50 {p50:7.2f}   p95 {p95:7.2f}   p99 {p99:7.2f} ms   "
+        f"server CPU {100 * cpu:5.1f} %"
+    )
+    if attacker_cpu is not None:
+        text += f"   fuzzer CPU {100 * attacker_cpu:5.1f} %"
+    return text
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Keep ``pid`` (and the threads it starts later) on ``cpus``."""
+    os.sched_setaffinity(pid, cpus)
 
 
 async def main(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
+    cores = sorted(os.sched_getaffinity(0))
+    if args.pin and len(cores) < 2:
+        raise SystemExit("--pin needs at least two cores")
+    fuzzer_cores, others = {cores[-1]}, set(cores[:-1])
     server = await ServerProcess.start(DEFENCES[args.defences])
+    if args.pin:
+        pin(server.process.pid, others)
+        pin(0, others)
     clients: list[HonestClient] = []
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
@@ -91,52 +115,85 @@ async def main(args: argparse.Namespace) -> int:
                 sid = await new_session(http, f"fuzzed {s}")
                 for t in range(TOKENS_PER_SESSION):
                     role = "viewer" if t == TOKENS_PER_SESSION - 1 else "editor"
-                    targets.append({"session_id": sid, "token": await new_token(http, sid, f"F{s}-{t}", role),
-                                    "role": role})
+                    targets.append(
+                        {"session_id": sid, "token": await new_token(http, sid, f"F{s}-{t}", role), "role": role}
+                    )
 
         await measure(writer, latencies, min(3.0, args.seconds), args.rate)  # warm-up, not reported
         rss_quiet = server.rss_mib()
-        cpu, started = server.cpu_seconds(), time.monotonic()
-        quiet = await measure(writer, latencies, args.seconds, args.rate)
-        cpu_quiet = (server.cpu_seconds() - cpu) / (time.monotonic() - started)
+        quiet: list[float] = []
+        fuzzed: list[float] = []
+        cpu_quiet = cpu_fuzzed = cpu_attacker = span_quiet = span_fuzzed = 0.0
+        results: list[dict[str, Any]] = []
+        for round_ in range(args.rounds):
+            cpu, started = server.cpu_seconds(), time.monotonic()
+            quiet += await measure(writer, latencies, args.seconds, args.rate)
+            cpu_quiet += server.cpu_seconds() - cpu
+            span_quiet += time.monotonic() - started
 
-        # The fuzzer runs a little longer than the measured phase, which starts once it is attacking.
-        attacker = AttackerProcess(server.ws_url, targets, args.seconds + 3, [
-            "--connections", str(args.fuzzers), "--seed", str(seed), "--rate", str(args.fuzz_rate),
-        ])
-        await attacker.start()
-        await asyncio.sleep(1)  # past its first connections' handshakes
-        rss_start = server.rss_mib()
-        cpu, started = server.cpu_seconds(), time.monotonic()
-        fuzzed = await measure(writer, latencies, args.seconds, args.rate)
-        cpu_fuzzed = (server.cpu_seconds() - cpu) / (time.monotonic() - started)
+            # The fuzzer runs a little longer than the measured phase, which starts once it is attacking.
+            attacker = AttackerProcess(
+                server.ws_url,
+                targets,
+                args.seconds + 3,
+                [
+                    "--connections",
+                    str(args.fuzzers),
+                    "--seed",
+                    str(seed + round_),
+                    "--rate",
+                    str(args.fuzz_rate),
+                ],
+            )
+            await attacker.start()
+            assert attacker.process is not None
+            if args.pin:
+                pin(attacker.process.pid, fuzzer_cores)
+            await asyncio.sleep(1)  # past its first connections' handshakes
+            cpu, cpu_a, started = server.cpu_seconds(), cpu_seconds(attacker.process.pid), time.monotonic()
+            fuzzed += await measure(writer, latencies, args.seconds, args.rate)
+            cpu_fuzzed += server.cpu_seconds() - cpu
+            cpu_attacker += cpu_seconds(attacker.process.pid) - cpu_a
+            span_fuzzed += time.monotonic() - started
+            results.append(await attacker.wait() or {})
         rss_fuzzed = server.rss_mib()
-        result = await attacker.wait() or {}
         stuck = await converged([clients])
 
-        print(f"honest room: 1 writer, {args.readers} readers, {args.rate:g} edits/s, {args.seconds:g} s per phase; "
-              f"defences {args.defences}")
-        print(line("quiet", quiet) + f"   server CPU {100 * cpu_quiet:5.1f} %")
-        print(line("fuzzed", fuzzed) + f"   server CPU {100 * cpu_fuzzed:5.1f} %")
+        print(
+            f"honest room: 1 writer, {args.readers} readers, {args.rate:g} edits/s; {args.rounds} rounds of "
+            f"{args.seconds:g} s quiet + {args.seconds:g} s fuzzed; defences {args.defences}; "
+            f"{'fuzzer pinned to CPU ' + str(cores[-1]) if args.pin else 'cores shared'}"
+        )
+        print(line("quiet", quiet, cpu_quiet / span_quiet))
+        print(line("fuzzed", fuzzed, cpu_fuzzed / span_fuzzed, cpu_attacker / span_fuzzed))
         q, f = percentiles(quiet), percentiles(fuzzed)
-        print("ratio    " + "   ".join(f"{name} {b / a:5.2f}x" for name, a, b in zip(("p50", "p95", "p99"), q, f,
-                                                                                       strict=True)))
+        print(
+            "ratio    "
+            + "   ".join(f"{name} {b / a:5.2f}x" for name, a, b in zip(("p50", "p95", "p99"), q, f, strict=True))
+        )
         print(f"target: fuzzed p99 within 2x of quiet: {'met' if f[2] <= 2 * q[2] else 'NOT met'}")
+        closes: Counter[str] = Counter()
+        findings: Counter[str] = Counter()
+        for r in results:
+            closes.update(r.get("closes", {}))
+            findings.update(r.get("finding_counts", {}))
+        delivered = sum(r.get("delivered") or 0 for r in results)
         print(
             f"fuzzer (seed {seed}, {args.fuzzers} connections, rate {args.fuzz_rate or 'unlimited'}): sent "
-            f"{result.get('sent')}, delivered "
-            f"{result.get('delivered')} in {result.get('seconds', 0):.1f} s, {result.get('connections')} "
-            f"connections, closes {json.dumps(result.get('closes', {}))}, findings "
-            f"{json.dumps(result.get('finding_counts', {}))}"
+            f"{sum(r.get('sent') or 0 for r in results)}, delivered {delivered} "
+            f"({delivered / max(1e-9, sum(r.get('seconds', 0) for r in results)):.0f}/s), "
+            f"{sum(r.get('connections') or 0 for r in results)} connections, closes {json.dumps(dict(closes))}, "
+            f"findings {json.dumps(dict(findings))}"
         )
-        for finding in result.get("findings", []):
-            batch = finding.get("batch") or [{}]
-            brief = {k: v for k, v in finding.items() if k not in ("batch", "previous_batch")}
-            print(f"finding: {json.dumps(brief)}; last of {len(batch)} messages: {json.dumps(batch[-1])}")
+        for r in results:
+            for finding in r.get("findings", []):
+                batch = finding.get("batch") or [{}]
+                brief = {k: v for k, v in finding.items() if k not in ("batch", "previous_batch")}
+                print(f"finding: {json.dumps(brief)}; last of {len(batch)} messages: {json.dumps(batch[-1])}")
         print(
-            f"server RSS: {rss_quiet:.0f} MiB quiet, {rss_start:.0f} -> {rss_fuzzed:.0f} MiB fuzzed; tracebacks in "
-            f"its log: {server.tracebacks()}; honest room converged: {'yes' if not stuck else 'NO'}; honest "
-            f"clients closed: {sum(c.closed.is_set() for c in clients)}"
+            f"server RSS: {rss_quiet:.0f} MiB before, {rss_fuzzed:.0f} MiB after; tracebacks in its log: "
+            f"{server.tracebacks()}; honest room converged: {'yes' if not stuck else 'NO'}; honest clients closed: "
+            f"{sum(c.closed.is_set() for c in clients)}"
         )
         return 0 if not stuck else 1
     finally:
@@ -147,14 +204,18 @@ async def main(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=30, help="length of each phase (default 30)")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each phase (default 10)")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of quiet and fuzzed phases (default 3)")
+    parser.add_argument("--pin", action="store_true", help="the fuzzer on a core of its own")
     parser.add_argument("--readers", type=int, default=5)
     parser.add_argument("--rate", type=float, default=20, help="the writer's edits per second (default 20)")
     parser.add_argument("--fuzzers", type=int, default=32, help="fuzzing connections (default 32)")
     parser.add_argument("--fuzz-rate", type=float, default=0, help="fuzz messages a second (default: unlimited)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument(
-        "--defences", choices=tuple(DEFENCES), default="none",
+        "--defences",
+        choices=tuple(DEFENCES),
+        default="none",
         help="none: per-connection rate limit and refusal cooldown out of the fuzzer's way, as in the fuzz test "
         "(default); cooldown: only the cooldown; default: the server's own settings, which refuse most of the "
         "fuzzer's reconnects",
