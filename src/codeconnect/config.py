@@ -175,8 +175,11 @@ class Settings(BaseSettings):
     room_unload_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long an empty room stays in memory before it is unloaded."
     )
-    update_decode_timeout_seconds: float = Field(
-        default=2.0, gt=0, description="Longest time one incoming update may take to decode and apply."
+    slow_update_close_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        description="An update that took longer than this to apply closes its sender (checked once it is "
+        "applied: the validator keeps such updates out, this catches what it missed).",
     )
     ws_send_queue_bytes: int = Field(
         default=16 * MiB,

@@ -52,11 +52,6 @@ class AppError(Exception):
         self.headers = headers
 
 
-class BadRequest(AppError):
-    status_code = 400
-    code = "bad_request"
-
-
 class Unauthorized(AppError):
     status_code = 401
     code = "unauthorized"
@@ -80,11 +75,6 @@ class Conflict(AppError):
 class PayloadTooLarge(AppError):
     status_code = 413
     code = "payload_too_large"
-
-
-class Unprocessable(AppError):
-    status_code = 422
-    code = "validation_error"
 
 
 class TooManyRequests(AppError):

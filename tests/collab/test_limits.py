@@ -265,7 +265,8 @@ async def test_parked_updates_count_toward_the_document_limit(sqlite_server_fact
                 break
         assert await c.wait_closed() == 4413
         await c.close()
-        # The room is full until it unloads (parked updates are never stored); others are unaffected.
+        # Parked updates are stored like any other (once their dependencies arrive they are part of the text,
+        # so durability needs them) and keep counting; other sessions are unaffected.
         assert (await client.get(f"/v1/sessions/{sid}")).status_code == 200
         other_sid, other_witness = await _room(server, client)
         await _still_works(server, client, other_sid, other_witness)

@@ -175,11 +175,6 @@ def awareness_message(payload: bytes) -> bytes:
     return _message(b"\x01", payload)
 
 
-def permission_denied(reason: str) -> bytes:
-    # messageAuth(2) + permissionDenied(0) + varString(reason): what y-websocket clients log.
-    return b"\x02\x00" + _message(b"", reason.encode("utf-8"))
-
-
 class Message(NamedTuple):
     """One decoded client message. ``payload`` is the sync/awareness payload (already length-checked)."""
 

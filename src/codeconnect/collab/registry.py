@@ -70,7 +70,7 @@ class RoomRegistry:
             max_awareness_state_bytes=settings.max_awareness_state_bytes,
             max_title_length=settings.max_title_length,
             compact_after_updates=settings.compact_after_updates,
-            slow_update_seconds=settings.update_decode_timeout_seconds,
+            slow_update_seconds=settings.slow_update_close_seconds,
             max_client_ids_per_participant=settings.max_client_ids_per_participant,
         )
 

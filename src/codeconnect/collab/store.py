@@ -166,7 +166,6 @@ class UpdateLog:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
-        self.commits = 0
 
     async def __aenter__(self) -> UpdateLog:
         self._task = asyncio.create_task(self._writer(), name="update-log-writer")
@@ -258,8 +257,6 @@ class UpdateLog:
                 )
             else:
                 outages = 0
-                if not result.unstored:
-                    self.commits += 1
             left = self._last_attempts(result.unstored, outages) if self._closing else result.unstored
             self._pending[:0] = left
             if result.outage is not None and (self._pending or self._mirrors):
@@ -491,7 +488,7 @@ class UpdateLog:
                     .order_by(DocUpdateRow.id)
                 )
             ).all()
-        return StoredDoc(session.title, session.language, session.code, [r.id for r in rows], [r.data for r in rows])
+        return StoredDoc(session.title, session.language, session.code, [r.data for r in rows])
 
     async def compact(self, session_id: str, snapshot: Callable[[], bytes] | None = None) -> int:
         """Replace the session's log rows by one snapshot; returns its size.

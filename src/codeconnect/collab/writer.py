@@ -40,7 +40,7 @@ _MIRROR = "UPDATE sessions SET code = ?, language = ?, title = ?, updated_at = ?
 _PARTICIPANT = "SELECT id, session_id, name, color, role, token_hash FROM participants WHERE token_hash = ?"
 _SESSION_EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
 _SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
-_DOC_ROWS = "SELECT id, data FROM doc_updates WHERE session_id = ? ORDER BY id"
+_DOC_ROWS = "SELECT data FROM doc_updates WHERE session_id = ? ORDER BY id"
 
 
 def _pg(query: str) -> str:
@@ -71,7 +71,6 @@ class StoredDoc:
     title: str
     language: str
     code: str
-    row_ids: list[int]
     updates: list[bytes]
 
 
@@ -180,7 +179,7 @@ class SqliteWriter:
             conn.execute("COMMIT")
         if session is None:
             return None
-        return StoredDoc(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
+        return StoredDoc(session[0], session[1], session[2], [bytes(r[0]) for r in rows])
 
     async def participant(self, token_hash: str) -> ParticipantRecord | None:
         return await self._run(self._participant, token_hash)
@@ -248,7 +247,7 @@ class PostgresWriter:
             rows = await conn.fetch(_DOC_ROWS_PG, session_id) if session is not None else []
         if session is None:
             return None
-        return StoredDoc(session[0], session[1], session[2], [r[0] for r in rows], [bytes(r[1]) for r in rows])
+        return StoredDoc(session[0], session[1], session[2], [bytes(r[0]) for r in rows])
 
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
         errors: list[BaseException | None] = []
