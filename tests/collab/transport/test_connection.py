@@ -196,10 +196,12 @@ async def test_a_burst_is_handled_in_turns_so_another_peer_is_not_held_up() -> N
     await other.open()
     flooder.conn.data_received(b"".join(client_frame(b"f%d" % i) for i in range(40)))
     assert len(order) == 16  # one turn's worth; the rest waits for the loop's next round
+    assert not flooder.transport.reading  # and reads no more meanwhile: its buffer cannot grow by a read a round
     other.conn.data_received(client_frame(b"honest"))  # ready in the same round
     assert order[16] == b"honest"
     await flooder.settle()
     assert order[17:] == [b"f%d" % i for i in range(16, 40)]  # nothing lost, in order
+    assert flooder.transport.reading
 
 
 async def test_an_unfinished_frame_is_cut_after_the_timeout() -> None:

@@ -436,7 +436,7 @@ class WebSocketConnection(asyncio.Protocol):
         if self._throttle is not None:
             return  # the deferred read handles them
         limits = self._limits
-        progressed = False
+        progressed = drained = False
         handled = 0
         while self._state in (_OPEN, _CLOSING):
             now = self._loop.time()
@@ -444,6 +444,7 @@ class WebSocketConnection(asyncio.Protocol):
             self._refilled = now
             if self._tokens < 1:
                 if self._parser.buffered == 0:
+                    drained = True
                     break
                 if self._over_since is None:
                     self._over_since = now
@@ -459,7 +460,9 @@ class WebSocketConnection(asyncio.Protocol):
                 self._over_since = None
             if handled >= limits.per_turn:
                 # One connection's burst (a read can hold hundreds of messages) must not hold up everyone else's:
-                # the rest waits for the loop's next round, after the reads that are ready now.
+                # the rest waits for the loop's next round, after the reads that are ready now. Reading pauses
+                # meanwhile, or the buffer would grow by a whole read per round while a round takes a few frames.
+                self._pause_reading()
                 self._throttle = self._loop.call_soon(self._next_turn)
                 break
             try:
@@ -473,11 +476,17 @@ class WebSocketConnection(asyncio.Protocol):
                     self._fail(exc.code, exc.reason)
                 return
             if frame is None:
+                drained = True
                 break
             self._tokens -= 1
             progressed = True
             handled += 1
             self._handle(frame)
+        if drained and self._read_paused and self._state in (_OPEN, _CLOSING):
+            # Reading resumes only once what was read has been handled: a sender held back by the rate or by
+            # its turn gets no more of its bytes buffered here than one read, however long it keeps sending.
+            if self._listening or not self._queue_full():
+                self._resume_reading()
         self._watch_partial(progressed)
 
     def _next_turn(self) -> None:
@@ -493,9 +502,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._tokens = min(1.0, self._tokens + (now - self._refilled) * self._limits.rate)
         self._refilled = now
         if self._state in (_OPEN, _CLOSING):
-            if self._listening or not self._queue_full():
-                self._resume_reading()
-            self._pump()
+            self._pump()  # which reads again once what is buffered is handled
 
     def _watch_partial(self, progressed: bool) -> None:
         """A started frame (or fragmented message) must be complete within ``frame_timeout``."""
