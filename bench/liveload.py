@@ -86,16 +86,20 @@ class ServerProcess:
                 env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir.name,
             )
         server = cls(process, port, log_path, workdir)
+        deadline = time.monotonic() + 120  # start-up on a busy 2-core machine can take tens of seconds
         async with httpx.AsyncClient(timeout=2) as client:
-            for _ in range(300):
+            while time.monotonic() < deadline:
                 if process.poll() is not None:
-                    raise RuntimeError(f"the server exited with {process.returncode}: {server.log_tail()}")
+                    tail = server.log_tail()
+                    server.stop()
+                    raise RuntimeError(f"the server exited with {process.returncode}: {tail}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{server.base_url}/healthz")).status_code == 200:
                         return server
                 await asyncio.sleep(0.1)
+        tail = server.log_tail()
         server.stop()
-        raise RuntimeError(f"the server did not answer /healthz in 30 s: {server.log_tail()}")
+        raise RuntimeError(f"the server did not answer /healthz in 120 s: {tail}")
 
     def log_tail(self, n: int = 2000) -> str:
         return self.log_path.read_text(errors="replace")[-n:]

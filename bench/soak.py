@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import random
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,23 @@ async def provision(server: ServerProcess, rooms: int, per_room: int, latencies:
             return await HonestClient(url, latencies).connect()
 
     return [list(await asyncio.gather(*(join(u) for u in room))) for room in urls]
+
+
+def stored_mib(server: ServerProcess, attacked: set[str]) -> tuple[float, float]:
+    """The update log's bytes of the attacked sessions and of the others (read-only, beside the server)."""
+    db = sqlite3.connect(f"file:{server.workdir.name}/bench.db?mode=ro", uri=True, timeout=5)
+    try:
+        rows = db.execute("SELECT session_id, SUM(LENGTH(data)) FROM doc_updates GROUP BY session_id").fetchall()
+    finally:
+        db.close()
+    hit = sum(n for sid, n in rows if sid in attacked)
+    rest = sum(n for sid, n in rows if sid not in attacked)
+    return hit / 2**20, rest / 2**20
+
+
+def stored_column(server: ServerProcess, attacked: set[str]) -> str:
+    hit, rest = stored_mib(server, attacked)
+    return f"{hit:8.1f} / {rest:6.1f}"
 
 
 async def attack_targets(server: ServerProcess) -> list[dict[str, str]]:
@@ -120,7 +138,9 @@ async def main(args: argparse.Namespace) -> int:
         counts = {"edits": 0, "skipped": 0}
         typing = [asyncio.create_task(typist(c, args.edits_per_sec, until, counts)) for c in clients]
         print(f"attackers started (seed {seed}, defences {args.defences}); every {args.report_every:g} s:", flush=True)
-        print("  t(s)  RSS MiB  sockets  fan-out p50/p99 ms  edits  skipped  honest closed  tracebacks  attackers")
+        attacked = {t["session_id"] for t in targets}
+        print("  t(s)  RSS MiB  sockets  fan-out p50/p99 ms  edits  skipped  honest closed  tracebacks  "
+              "stored MiB attacked/honest  attackers")
         previous: dict[str, Any] = {}
         edits_before = skipped_before = 0
         next_report = begin + args.report_every
@@ -135,7 +155,7 @@ async def main(args: argparse.Namespace) -> int:
                 f"{time.monotonic() - begin:6.0f}  {server.rss_mib():7.0f}  {server.sockets():7d}  "
                 f"{p50:8.2f} / {p99:7.2f}  {counts['edits'] - edits_before:6d}  {counts['skipped'] - skipped_before:7d}"
                 f"  {sum(c.closed.is_set() for c in clients):13d}  {server.tracebacks():10d}  "
-                f"{json.dumps(_delta(progress, previous))}",
+                f"{stored_column(server, attacked)}  {json.dumps(_delta(progress, previous))}",
                 flush=True,
             )
             previous = progress
@@ -161,6 +181,16 @@ async def main(args: argparse.Namespace) -> int:
         if args.findings_out and result.get("findings"):
             Path(args.findings_out).write_text(json.dumps(result["findings"], indent=1))
             print(f"findings with their whole batches: {args.findings_out}")
+        # What stays once everyone has left and the rooms have unloaded tells growth from a leak: the documents
+        # are then only in the database.
+        for room in rooms:
+            for c in room:
+                await c.close()
+        rss_loaded = server.rss_mib()
+        await asyncio.sleep(args.unload_wait)
+        print(f"after everyone left: server RSS {rss_loaded:.0f} MiB, {args.unload_wait:g} s later (rooms unloaded) "
+              f"{server.rss_mib():.0f} MiB; stored attacked/honest {stored_column(server, attacked).strip()} "
+              f"MiB; sockets {server.sockets()}")
         if server.tracebacks():
             print("server log (end):\n" + server.log_tail(4000))
         return 0 if not stuck and not server.tracebacks() else 1
@@ -204,6 +234,9 @@ if __name__ == "__main__":
         help="cooldown: the refusal cooldown shortened so the fuzzer's reconnects get in (default); default: the "
         "server's own settings; none: the per-connection rate limit raised too (a ping flood then takes the loop)",
     )
+    parser.add_argument("--unload-wait", type=float, default=20,
+                        help="seconds to wait after everyone left before the last RSS (default 20; rooms unload "
+                        "10 s after their last peer)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--findings-out", help="write the attackers' findings (whole batches, hex) to this JSON file")
     sys.exit(asyncio.run(main(parser.parse_args())))
