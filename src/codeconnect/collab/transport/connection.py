@@ -185,6 +185,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._backlog_bytes = 0
         self._parser.clear()
         self._fragments = None
+        self._handshake = self._request = None  # a timer may keep this object a while: not what it parsed
         if was_open or self._accepted:
             self._closed()
         else:
