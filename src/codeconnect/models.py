@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -68,6 +69,8 @@ class SessionRow(Base):
     # editor link. Made here for every new row, whoever creates it.
     viewer_id: Mapped[str] = mapped_column(String(64), index=True, unique=True, default=new_id)
     execution_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Whether editors may clear the shared run output (the owner's switch).
+    allow_clear_output: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

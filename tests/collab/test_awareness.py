@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codeconnect.collab.awareness import RoomAwareness, encode_entries
+from codeconnect.collab.awareness import (
+    LIVE_OUTPUT_MAX_BYTES,
+    LIVE_OUTPUT_MAX_OFFSET,
+    LIVE_OUTPUT_MAX_PIECES,
+    RoomAwareness,
+    encode_entries,
+)
 from codeconnect.collab.protocol import MAX_SAFE_INTEGER, MalformedMessage, Reader
 
 USER = {"name": "Ada", "color": "#d1495b", "participantId": "p-ada"}
@@ -17,8 +23,9 @@ STAMPED = {**USER, "colorLight": "#d1495b33"}
 
 
 class Conn:
-    def __init__(self, user: dict[str, str] = USER) -> None:
+    def __init__(self, user: dict[str, str] = USER, readonly: bool = False) -> None:
         self.client_id: int | None = None
+        self.readonly = readonly
         self._user = user
 
     @property
@@ -220,3 +227,68 @@ def test_a_reconnect_of_the_same_participant_takes_its_client_id_over() -> None:
     assert new.client_id == 1
     assert room.remove(old) is None
     assert decode(room.remove(new)) == [(1, 3, None)]
+
+
+# --- the live output of a run in progress (``run``) ---------------------------------------------------------------
+
+RUN = {
+    "id": "0123456789abcdef0123456789abcdef",
+    "language": "python",
+    "startedAt": "2026-01-02T03:04:05.678Z",
+    "phase": "running",
+    "offset": 12,
+    "output": [["stdout", "line 1\n"], ["stderr", "oops\n"]],
+}
+
+
+def test_a_viewers_live_run_is_dropped() -> None:
+    [(_, _, out)] = decode(RoomAwareness(16 << 10).apply(Conn(readonly=True), update(7, 1, {"run": RUN})))
+    assert out == {"user": STAMPED}
+    with pytest.raises(MalformedMessage):  # still checked: a malformed one closes its sender like anyone's
+        RoomAwareness(16 << 10).apply(Conn(readonly=True), update(7, 1, {"run": {**RUN, "phase": "x"}}))
+
+
+def test_a_live_run_of_valid_shape_is_relayed() -> None:
+    assert relayed({"cursor": None, "run": RUN}) == {"user": STAMPED, "cursor": None, "run": RUN}
+    assert relayed({"run": None}) == {"user": STAMPED, "run": None}
+    full = {**RUN, "output": [["stdout", "é" * (LIVE_OUTPUT_MAX_BYTES // 2)]]}
+    assert relayed(json.dumps({"run": full}, ensure_ascii=False).encode())["run"] == full
+    many = {**RUN, "output": [["stdout" if i % 2 else "stderr", "x"] for i in range(LIVE_OUTPUT_MAX_PIECES)]}
+    assert relayed({"run": many})["run"] == many
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        {**RUN, "output": [["stdout", "x" * (LIVE_OUTPUT_MAX_BYTES + 1)]]},
+        {**RUN, "output": [["stdout", "é" * (LIVE_OUTPUT_MAX_BYTES // 2 + 1)]]},  # counted in UTF-8 bytes
+        {**RUN, "output": [["stdout", "x" * 5000], ["stderr", "x" * 5000]]},  # the total, not each piece
+        {**RUN, "output": [["stdout", "x"]] * (LIVE_OUTPUT_MAX_PIECES + 1)},
+        {**RUN, "output": [["stdin", "x"]]},
+        {**RUN, "output": [["stdout", 1]]},
+        {**RUN, "output": [["stdout", "x", "y"]]},
+        {**RUN, "output": [{"stream": "stdout", "text": "x"}]},
+        {**RUN, "output": "x"},
+        {**RUN, "offset": -1},
+        {**RUN, "offset": 1.5},
+        {**RUN, "offset": True},
+        {**RUN, "offset": LIVE_OUTPUT_MAX_OFFSET + 1},
+        {**RUN, "id": "short"},
+        {**RUN, "id": "x" * 65},
+        {**RUN, "id": "<img src=x onerror=alert(1)>abcdef"},
+        {**RUN, "id": 12345678901234567},
+        {**RUN, "language": "cobol"},
+        {**RUN, "language": None},
+        {**RUN, "startedAt": "yesterday"},
+        {**RUN, "startedAt": "2026-01-02T03:04:05Z" + "x" * 100},
+        {**RUN, "phase": "Hacked by Mallory"},
+        {**RUN, "extra": 1},
+        {k: v for k, v in RUN.items() if k != "output"},
+        [],
+        "running",
+        1,
+    ],
+)
+def test_a_malformed_or_oversized_live_run_is_refused(run: Any) -> None:
+    with pytest.raises(MalformedMessage):
+        RoomAwareness(1 << 20).apply(Conn(), update(1, 1, {"run": run}))

@@ -40,8 +40,9 @@ async def test_session_run_and_switch(sandbox_server: LiveServer, sandbox_client
     assert set(run) == {
         "id", "by", "source", "language", "stdout", "stderr", "exitCode", "signal", "timedOut",
         "outputTruncated", "compileOutput", "durationMs", "startedAt",
-        "outcome", "signalName",
+        "outcome", "signalName", "stdin",
     }  # fmt: skip
+    assert run["stdin"] == "there"  # the input the run read, shown on everyone's card
     assert run["startedAt"].endswith("Z")
 
     owner = {"X-Owner-Key": session["ownerKey"]}

@@ -45,6 +45,8 @@ export interface RunRecord extends RunResult {
   by: RunBy | null;
   source: "browser" | "server";
   startedAt: string;
+  /** The input the run read (stdin), capped like each output stream; absent on records from before it. */
+  stdin?: string;
 }
 
 /** The flags every runner reports; {@link classify} turns them into the outcome. */
@@ -118,6 +120,7 @@ export function appendRun(doc: Y.Doc, runs: Y.Array<Record<string, unknown>>, ru
   const output = run.output ? capChunks(run.output) : null;
   const capped: RunRecord = {
     ...run,
+    ...(run.stdin ? { stdin: capUtf8(run.stdin).text } : {}),
     stdout: stdout.text,
     stderr: stderr.text,
     compileOutput: compile.text,
@@ -125,6 +128,7 @@ export function appendRun(doc: Y.Doc, runs: Y.Array<Record<string, unknown>>, ru
   };
   if (output) capped.output = output.chunks;
   else delete capped.output;
+  if (!capped.stdin) delete capped.stdin;
   doc.transact(() => {
     runs.push([{ ...capped }]);
     const excess = runs.length - MAX_RUNS;
@@ -188,5 +192,6 @@ export function parseRun(value: unknown): RunRecord | null {
     compileOutput: str(v.compileOutput),
     durationMs: num(v.durationMs) ?? 0,
     startedAt: str(v.startedAt),
+    ...(typeof v.stdin === "string" && v.stdin ? { stdin: capUtf8(v.stdin).text } : {}),
   };
 }

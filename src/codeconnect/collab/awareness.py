@@ -17,6 +17,12 @@ stock servers do not have:
   in full form (absent keys as ``null``, ``assoc`` 0) so positions in y-protocols' short JSON form work too.
   Other fields are dropped, not refused: a client may carry more state than this page shows, and dropping it
   keeps such clients connected while nothing unchecked reaches anyone.
+- ``run`` is the live output of the run the client is doing (``null`` or ``{id, language, startedAt, phase,
+  offset, output}``): ephemeral, it never enters the document. ``output`` holds only what is new since the
+  sender's previous state, as ``[stream, text]`` pieces, and ``offset`` says where it starts in the run's
+  output, so the others append it and notice a gap. It is bounded here, strictly (a wrong key, type or size is
+  refused), because every other page renders it: at most ``LIVE_OUTPUT_MAX_PIECES`` pieces and
+  ``LIVE_OUTPUT_MAX_BYTES`` of UTF-8 per state. A viewer's is checked, then dropped: viewers cannot run code.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Protocol
 
 from codeconnect.collab.document import CODE, META, RUNS
 from codeconnect.collab.protocol import MAX_SAFE_INTEGER, MalformedMessage, Reader, write_var_uint
+from codeconnect.languages import LANGUAGES
 
 _ROOT_TYPES = frozenset({CODE, META, RUNS})
 _POSITION_KEYS = frozenset({"type", "tname", "item", "assoc"})
@@ -35,11 +42,24 @@ _CURSOR_KEYS = {"anchor", "head"}
 _ID_KEYS = {"client", "clock"}
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
+# The live output a state may carry. The page publishes at most 4 KiB of new output four times a second
+# (16 KiB/s, 64 KiB per run); the bounds leave room for a slow tick without letting one state flood anyone.
+LIVE_OUTPUT_MAX_BYTES = 8192
+LIVE_OUTPUT_MAX_PIECES = 64
+# Where a piece starts in the run's output (UTF-16 units, as the page counts): well past any real run's total.
+LIVE_OUTPUT_MAX_OFFSET = 1 << 24
+_RUN_KEYS = frozenset({"id", "language", "startedAt", "phase", "offset", "output"})
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
+_RUN_PHASES = frozenset({"loading", "running", "stopping"})
+_STARTED_AT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+_STREAMS = frozenset({"stdout", "stderr"})
+
 
 class AwarenessOwner(Protocol):
     """The connection side of an awareness entry."""
 
     client_id: int | None
+    readonly: bool
 
     @property
     def user(self) -> dict[str, str]: ...
@@ -105,7 +125,7 @@ class RoomAwareness:
                     held.owner = conn
             if len(raw) > self.max_state_bytes:
                 raise MalformedMessage("awareness state too large")
-            state = _relayed_state(raw, conn.user)
+            state = _relayed_state(raw, conn.user, runs=not conn.readonly)
             current = self._entries.get(client_id)
             if state == b"null":
                 if current is None or clock < current.clock:
@@ -132,7 +152,7 @@ class RoomAwareness:
         return encode_entries([(client_id, entry.clock + 1, b"null")])
 
 
-def _relayed_state(raw: bytes, user: dict[str, str]) -> bytes:
+def _relayed_state(raw: bytes, user: dict[str, str], *, runs: bool = True) -> bytes:
     """The state to relay for ``raw``, rebuilt from its known fields; raises MalformedMessage."""
     try:
         state: Any = json.loads(raw.decode("utf-8"))  # strict UTF-8: no surrogates encoded as bytes
@@ -153,7 +173,55 @@ def _relayed_state(raw: bytes, user: dict[str, str]) -> bytes:
     relayed: dict[str, Any] = {"user": {**user, "colorLight": user["color"] + "33"}}
     if "cursor" in state:
         relayed["cursor"] = _cursor(state["cursor"])
+    if "run" in state:
+        run = _live_run(state["run"])
+        if runs:  # a viewer cannot run code: a live card of theirs would be made up (checked all the same)
+            relayed["run"] = run
     return json.dumps(relayed, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _live_run(value: Any) -> dict[str, Any] | None:
+    """The live output of a run in progress, relayed as sent once every part of it is checked."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or value.keys() != _RUN_KEYS:
+        raise MalformedMessage("awareness run is not {id, language, startedAt, phase, offset, output}")
+    run_id, language, started_at = value["id"], value["language"], value["startedAt"]
+    if not (isinstance(run_id, str) and _RUN_ID.fullmatch(run_id)):
+        raise MalformedMessage("awareness run has an invalid id")
+    if not (isinstance(language, str) and language in LANGUAGES):
+        raise MalformedMessage("awareness run has an unknown language")
+    if not (isinstance(started_at, str) and _STARTED_AT.fullmatch(started_at)):
+        raise MalformedMessage("awareness run has an invalid startedAt")
+    if not (isinstance(value["phase"], str) and value["phase"] in _RUN_PHASES):
+        raise MalformedMessage("awareness run has an unknown phase")
+    offset = value["offset"]
+    if not (_is_int(offset) and 0 <= offset <= LIVE_OUTPUT_MAX_OFFSET):
+        raise MalformedMessage("awareness run has an invalid offset")
+    output = value["output"]
+    if not isinstance(output, list) or len(output) > LIVE_OUTPUT_MAX_PIECES:
+        raise MalformedMessage("awareness run output is not a short list")
+    size = 0
+    for piece in output:
+        if not (
+            isinstance(piece, list)
+            and len(piece) == 2
+            and isinstance(piece[0], str)
+            and piece[0] in _STREAMS
+            and isinstance(piece[1], str)
+        ):
+            raise MalformedMessage("awareness run output piece is not [stream, text]")
+        size += len(piece[1].encode("utf-8"))  # lone surrogates were refused with the whole state
+        if size > LIVE_OUTPUT_MAX_BYTES:
+            raise MalformedMessage("awareness run output is too large")
+    return {
+        "id": run_id,
+        "language": language,
+        "startedAt": started_at,
+        "phase": value["phase"],
+        "offset": offset,
+        "output": [[stream, text] for stream, text in output],
+    }
 
 
 def _cursor(value: Any) -> dict[str, Any] | None:

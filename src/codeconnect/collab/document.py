@@ -80,6 +80,14 @@ class SharedDoc:
             if excess > 0:
                 del self.runs[0:excess]
 
+    def clear_runs(self) -> int:
+        """Remove every run output; return how many there were."""
+        count = len(self.runs)
+        if count:
+            with self.doc.transaction():
+                del self.runs[0:count]
+        return count
+
 
 def initial_update(code: str, language: str, title: str) -> bytes:
     """The first update of a new session: every client starts from this same history."""

@@ -282,3 +282,16 @@ class RoomRegistry:
             return
         room.change(lambda shared: shared.append_run(run))
         await room.committed()
+
+    async def clear_runs(self, session_id: str) -> int:
+        """Remove every run from the document's ``runs``, loading the room if needed (the output is stored)."""
+        cleared = 0
+
+        def clear(shared: SharedDoc) -> None:
+            nonlocal cleared
+            cleared = shared.clear_runs()
+
+        async with self.use(session_id) as room:
+            room.change(clear)
+            await room.committed()
+        return cleared

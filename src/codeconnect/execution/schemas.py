@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from codeconnect.config import Settings
 from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
@@ -89,12 +89,25 @@ class SessionSettings(CamelModel):
     execution_enabled: bool = Field(
         description="Whether `POST /v1/sessions/{id}/execute` may run this session."
     )
+    allow_clear_output: bool = Field(
+        default=True,
+        description="Whether editors may clear the shared run output (`DELETE /v1/sessions/{id}/runs`, the "
+        "page's Clear).",
+    )
 
 
 class SessionSettingsUpdate(StrictRequest):
-    """Body of `PUT /v1/sessions/{sessionId}/settings` (needs the `X-Owner-Key` header)."""
+    """Body of `PUT /v1/sessions/{sessionId}/settings` (needs the `X-Owner-Key` header): the switches to change,
+    at least one; those left out keep their value."""
 
-    execution_enabled: bool
+    execution_enabled: bool | None = None
+    allow_clear_output: bool | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> SessionSettingsUpdate:
+        if self.execution_enabled is None and self.allow_clear_output is None:
+            raise ValueError("set executionEnabled, allowClearOutput or both")
+        return self
 
 
 # A run id is chosen by whoever starts the run and is its only handle until it ends: long enough to be unguessable.
