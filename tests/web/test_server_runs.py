@@ -161,3 +161,33 @@ def test_stop_ends_a_server_run_at_once_and_only_once(
             assert statuses == ["stopped"], statuses
         time.sleep(0.25)
     assert page.locator(".runs .run.live").count() == 0
+
+
+CPP_TICKS = (
+    "#include <cstdio>\n#include <unistd.h>\n"
+    "int main() {\n"
+    '  for (int i = 1; i <= 6; i++) { std::printf("tick %d\\n", i); std::fflush(stdout); usleep(400000); }\n'
+    "}\n"
+)
+
+
+def test_the_others_see_a_server_runs_output_while_it_runs(web_server: ThreadedServer, new_context: Any) -> None:
+    """Before: a Java/C++ card said "Running on the server…" until the end. Pass: the output streams from the
+    sandbox to the runner's page and from there to everyone's live card; the final card replaces it."""
+    from tests.web.test_live_output import live_text_once, wait_final
+
+    languages = web_server.api("GET", "/v1/execute/languages")
+    if not any(e["language"] == "cpp" and e["available"] for e in languages["languages"]):
+        pytest.skip(f"C++ toolchain missing on this machine: {languages}")
+    session_id = web_server.create_session("Ticks", language="cpp")
+    page = join(new_context(), web_server.base_url, session_id, "Runner")
+    watcher = join(new_context(), web_server.base_url, session_id, "Watcher")
+    set_code(page, CPP_TICKS)
+    page.wait_for_selector("#run:enabled")
+    page.click("#run")
+    run_id, partial = live_text_once(watcher, "tick 2")
+    # Six lines 0.4 s apart: the second without the last means the program was still running.
+    assert "tick 6" not in partial, partial
+    for p in (watcher, page):
+        card = wait_final(p, run_id)
+        assert stream(card, "stdout") == "\n".join(f"tick {i}" for i in range(1, 7))

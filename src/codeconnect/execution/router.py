@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.responses import StreamingResponse
 
 from codeconnect.config import Settings
 from codeconnect.deps import DB, SessionId
 from codeconnect.errors import Conflict, responses
-from codeconnect.execution import service
+from codeconnect.execution import service, streaming
 from codeconnect.execution.registry import RunIdInUse
 from codeconnect.execution.schemas import (
     RUN_ID_PATTERN,
@@ -112,8 +113,9 @@ def build_router(settings: Settings) -> APIRouter:
         responses=responses(404, 422),
     )
     async def get_settings(session_id: SessionId, db: DB) -> SessionSettings:
-        """Whether server-side execution is allowed for this session."""
-        return SessionSettings(execution_enabled=await service.execution_enabled(db, session_id))
+        """Whether server-side execution is allowed for this session, and whether editors may clear its
+        shared output."""
+        return await service.session_settings(db, session_id)
 
     @router.put(
         "/sessions/{sessionId}/settings",
@@ -124,15 +126,22 @@ def build_router(settings: Settings) -> APIRouter:
     async def put_settings(
         session_id: SessionId, body: SessionSettingsUpdate, db: DB, owner_key: OwnerKey = None
     ) -> SessionSettings:
-        """Switch server-side execution off or on for this session; needs the `X-Owner-Key` header."""
-        enabled = await service.set_execution_enabled(db, session_id, owner_key, body.execution_enabled)
-        return SessionSettings(execution_enabled=enabled)
+        """Switch server-side execution, or clearing the shared output, off or on for this session (the
+        switches left out keep their value); needs the `X-Owner-Key` header."""
+        return await service.update_settings(db, session_id, owner_key, body)
 
     @router.post(
         "/sessions/{sessionId}/execute",
         summary="Run the session's current code on the server",
         response_model=ExecuteResult,
-        responses=responses(400, 403, 404, 413, 422, 429, 501),
+        responses={
+            **responses(400, 403, 404, 409, 413, 422, 429, 501),
+            200: {
+                "description": "The run's result; with `Accept: application/x-ndjson`, its output as it is made, "
+                "then the result (see above).",
+                "content": {streaming.NDJSON: {"schema": {"type": "string"}}},
+            },
+        },
     )
     async def execute_session(
         session_id: SessionId,
@@ -140,11 +149,16 @@ def build_router(settings: Settings) -> APIRouter:
         execution: Execution,
         request: Request,
         participant_token: ParticipantToken = None,
-    ) -> ExecuteResult:
+    ) -> ExecuteResult | Response:
         """Run the session's code in its language. 403 `execution_disabled` when the deployment has execution
         off, 403 `execution_disabled_for_session` when the owner switched it off. The run is also appended to
         the session's shared output, once, with `runId` as its id. It is stopped (outcome `stopped`) by
-        `POST .../runs/{runId}/stop` or when the client goes away before the answer."""
+        `POST .../runs/{runId}/stop` or when the client goes away before the answer.
+
+        With `Accept: application/x-ndjson` the answer streams the output as the program writes it: one JSON
+        object a line, `{"type": "output", "stream": "stdout" | "stderr" | "compile", "text": ...}`, then
+        `{"type": "result", "result": <this answer>}` or `{"type": "error", "error": ..., "detail": ...}`.
+        Refusals still come as ordinary error answers, before the stream starts."""
         if not execution.enabled:
             raise service.execution_disabled()
         maker = request.app.state.sessionmaker
@@ -155,18 +169,54 @@ def build_router(settings: Settings) -> APIRouter:
         service.check_sizes(settings, program.code, body.stdin)
         run_id = body.run_id or new_id()
         started_at = datetime.now(UTC)
-        try:
-            with execution.runs.track(session_id, run_id) as stop:
-                async with stop_when_client_leaves(request, stop):
-                    result = await execution.execute(
-                        program.language, program.code, body.stdin, _client(request), stop
-                    )
-        except RunIdInUse:
-            raise Conflict("A run with this id is already running in this session.", code="run_id_in_use") from None
-        await service.publish_run(
-            request.app.state.run_sink, session_id, service.run_record(result, started_at, by, run_id)
-        )
-        return result
+
+        async def run(live: streaming.LiveRun | None) -> ExecuteResult:
+            try:
+                with execution.runs.track(session_id, run_id) as stop:
+                    if live is None:
+                        async with stop_when_client_leaves(request, stop):
+                            result = await execution.execute(
+                                program.language, program.code, body.stdin, _client(request), stop
+                            )
+                    else:
+                        live.stop = stop
+                        result = await execution.execute(
+                            program.language, program.code, body.stdin, _client(request), stop,
+                            on_start=live.admitted.set, on_output=live.hear,
+                        )  # fmt: skip
+            except RunIdInUse:
+                raise Conflict(
+                    "A run with this id is already running in this session.", code="run_id_in_use"
+                ) from None
+            await service.publish_run(
+                request.app.state.run_sink,
+                session_id,
+                service.run_record(result, started_at, by, run_id, stdin=body.stdin),
+            )
+            return result
+
+        if not streaming.wants_stream(request.headers.get("accept")):
+            return await run(None)
+        live = streaming.LiveRun()
+        task = live.start(run(live))
+        await live.admission(task)
+        return StreamingResponse(live.lines(task), media_type=streaming.NDJSON)
+
+    @router.delete(
+        "/sessions/{sessionId}/runs",
+        summary="Clear the session's shared output",
+        status_code=204,
+        responses=responses(401, 403, 404, 422),
+    )
+    async def clear_runs(
+        session_id: SessionId, request: Request, participant_token: ParticipantToken = None
+    ) -> Response:
+        """Remove every run from the session's shared output, for everyone. Needs an editor's
+        `X-Participant-Token`; 403 `clear_output_disabled` when the owner turned clearing off (settings
+        `allowClearOutput`). Runs still in progress land afterwards as usual."""
+        await service.check_clearer(request.app.state.sessionmaker, session_id, participant_token)
+        await request.app.state.run_sink.clear_runs(session_id)
+        return Response(status_code=204)
 
     @router.post(
         "/sessions/{sessionId}/runs/{runId}/stop",

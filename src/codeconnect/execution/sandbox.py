@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shlex
 import signal
@@ -99,12 +100,20 @@ def signal_name(number: int | None) -> str | None:
         return None
 
 
-class _Capture:
-    """Reads one pipe to EOF, keeping the first ``limit`` bytes; signals ``overflow`` past it."""
+OutputListener = Callable[[str, bytes], None]
+"""Hears a run's kept output as it is read: the stream's name ("stdout", "stderr", "compile") and the bytes."""
 
-    def __init__(self, limit: int, overflow: asyncio.Event) -> None:
+
+class _Capture:
+    """Reads one pipe to EOF, keeping the first ``limit`` bytes; signals ``overflow`` past it. ``on_chunk`` hears
+    each kept piece as it arrives (never more than what is kept)."""
+
+    def __init__(
+        self, limit: int, overflow: asyncio.Event, on_chunk: Callable[[bytes], None] | None = None
+    ) -> None:
         self.limit = limit
         self.overflow = overflow
+        self.on_chunk = on_chunk
         self.chunks: list[bytes] = []
         self.size = 0
         self.truncated = False
@@ -113,8 +122,11 @@ class _Capture:
         while chunk := await reader.read(_READ_CHUNK):
             room = self.limit - self.size
             if room > 0:
-                self.chunks.append(chunk[:room])
-                self.size += min(room, len(chunk))
+                kept = chunk[:room]
+                self.chunks.append(kept)
+                self.size += len(kept)
+                if self.on_chunk is not None:
+                    self.on_chunk(kept)
             if len(chunk) > room:
                 self.truncated = True
                 self.overflow.set()
@@ -374,11 +386,18 @@ class Sandbox:
 
     # --- Running -------------------------------------------------------------------------------------------
 
-    async def run(self, plan: Plan, stdin: bytes, slot: int = 0, stop: asyncio.Event | None = None) -> Outcome:
+    async def run(
+        self,
+        plan: Plan,
+        stdin: bytes,
+        slot: int = 0,
+        stop: asyncio.Event | None = None,
+        on_output: OutputListener | None = None,
+    ) -> Outcome:
         """Run ``plan`` in a new container; ``slot`` (from the pool) picks the uid when uids are per slot.
 
         Setting ``stop`` kills the container at once; the outcome is then ``stopped`` (nothing starts if it is
-        already set).
+        already set). ``on_output`` hears the output as the program writes it (what the outcome keeps).
         """
         if stop is not None and stop.is_set():
             return Outcome(stopped=True)
@@ -391,7 +410,7 @@ class Sandbox:
             except OSError as exc:
                 raise SandboxUnavailable(f"cannot create the run's cgroup: {exc}") from exc
         try:
-            outcome = await self._run(plan, stdin, slot, group, stop)
+            outcome = await self._run(plan, stdin, slot, group, stop, on_output)
             if group is not None:
                 outcome.memory_peak_bytes = group.peak_memory()
                 outcome.oom_kills = group.oom_kills()
@@ -401,7 +420,13 @@ class Sandbox:
                 await tree.end_run(group)
 
     async def _run(
-        self, plan: Plan, stdin: bytes, slot: int, cgroup: RunCgroup | None, stop: asyncio.Event | None
+        self,
+        plan: Plan,
+        stdin: bytes,
+        slot: int,
+        cgroup: RunCgroup | None,
+        stop: asyncio.Event | None,
+        on_output: OutputListener | None,
     ) -> Outcome:
         uid, gid = self._identity(slot)
         passwd = f"sandbox:x:{uid}:{gid}:sandbox:{WORK}:/usr/sbin/nologin\n".encode()
@@ -453,7 +478,9 @@ class Sandbox:
                 os.close(fd)
         self._live.add(proc)
         try:
-            return await self._supervise(proc, plan, stdin, compile_r, status_r, started, stop or asyncio.Event())
+            return await self._supervise(
+                proc, plan, stdin, compile_r, status_r, started, stop or asyncio.Event(), on_output
+            )
         finally:
             self._live.discard(proc)
             if proc.returncode is None:
@@ -469,13 +496,18 @@ class Sandbox:
         status_r: int,
         started: float,
         stop: asyncio.Event,
+        on_output: OutputListener | None = None,
     ) -> Outcome:
         s = self.settings
         assert proc.stdout is not None and proc.stderr is not None and proc.stdin is not None
         overflow = asyncio.Event()
-        out = _Capture(s.exec_max_output_bytes, overflow)
-        err = _Capture(s.exec_max_output_bytes, overflow)
-        comp = _Capture(s.exec_max_output_bytes, overflow)
+
+        def listener(stream: str) -> Callable[[bytes], None] | None:
+            return None if on_output is None else functools.partial(on_output, stream)
+
+        out = _Capture(s.exec_max_output_bytes, overflow, listener("stdout"))
+        err = _Capture(s.exec_max_output_bytes, overflow, listener("stderr"))
+        comp = _Capture(s.exec_max_output_bytes, overflow, listener("compile"))
         compile_reader, compile_transport = await _pipe_reader(compile_r)
         status_reader, status_transport = await _pipe_reader(status_r)
         readers = [

@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,8 +28,15 @@ from codeconnect.errors import (
 from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool, SlotAbandoned, admitted_runs
 from codeconnect.execution.probes import check_languages
 from codeconnect.execution.registry import RunRegistry
-from codeconnect.execution.sandbox import Outcome, Sandbox, SandboxUnavailable, signal_name
-from codeconnect.execution.schemas import ExecuteResult, LanguagesResponse, LanguageStatus, RunOutcome
+from codeconnect.execution.sandbox import Outcome, OutputListener, Sandbox, SandboxUnavailable, signal_name
+from codeconnect.execution.schemas import (
+    ExecuteResult,
+    LanguagesResponse,
+    LanguageStatus,
+    RunOutcome,
+    SessionSettings,
+    SessionSettingsUpdate,
+)
 from codeconnect.execution.staging import SandboxFiles
 from codeconnect.execution.toolchains import Plan, Step, Toolchains
 from codeconnect.languages import LanguageName
@@ -40,6 +48,8 @@ log = logging.getLogger(__name__)
 
 class RunSink(Protocol):
     async def append_run(self, session_id: str, run: dict[str, Any]) -> None: ...
+
+    async def clear_runs(self, session_id: str) -> int: ...
 
 
 class _LiveDocument(Protocol):
@@ -174,10 +184,19 @@ class ExecutionService:
         return LanguagesResponse(enabled=self.enabled, languages=statuses)
 
     async def execute(
-        self, language: LanguageName, code: str, stdin: str, client: str, stop: asyncio.Event | None = None
+        self,
+        language: LanguageName,
+        code: str,
+        stdin: str,
+        client: str,
+        stop: asyncio.Event | None = None,
+        *,
+        on_start: Callable[[], None] | None = None,
+        on_output: OutputListener | None = None,
     ) -> ExecuteResult:
         """Run ``code``; raises 403/429/501 errors for the cases the API documents. Setting ``stop`` ends the run
-        at once (its container is killed, or it leaves the queue) with the outcome ``stopped``."""
+        at once (its container is killed, or it leaves the queue) with the outcome ``stopped``. ``on_start`` is
+        called once the run has its slot (past every refusal); ``on_output`` hears the output as it is made."""
         if not self.enabled:
             raise execution_disabled()
         reason = self.unavailable_reason(language)
@@ -196,7 +215,11 @@ class ExecutionService:
         plan = self.toolchains.plan(language, code)
         try:
             async with self.pool.slot(stop) as slot:
-                outcome = await self.sandbox.run(plan, stdin.encode("utf-8", "surrogatepass"), slot, stop)
+                if on_start is not None:
+                    on_start()
+                outcome = await self.sandbox.run(
+                    plan, stdin.encode("utf-8", "surrogatepass"), slot, stop, on_output
+                )
         except SlotAbandoned:
             outcome = Outcome(stopped=True)
         except PoolBusy:
@@ -327,6 +350,41 @@ async def set_execution_enabled(
     return row.execution_enabled
 
 
+async def session_settings(db: AsyncSession, session_id: str) -> SessionSettings:
+    row = await _row(db, session_id)
+    return SessionSettings(execution_enabled=row.execution_enabled, allow_clear_output=row.allow_clear_output)
+
+
+async def update_settings(
+    db: AsyncSession, session_id: str, owner_key: str | None, update: SessionSettingsUpdate
+) -> SessionSettings:
+    row = await _row(db, session_id)
+    check_owner(row, owner_key)
+    if update.execution_enabled is not None:
+        row.execution_enabled = update.execution_enabled
+    if update.allow_clear_output is not None:
+        row.allow_clear_output = update.allow_clear_output
+    await db.flush()
+    return SessionSettings(execution_enabled=row.execution_enabled, allow_clear_output=row.allow_clear_output)
+
+
+async def check_clearer(maker: async_sessionmaker[AsyncSession], session_id: str, token: str | None) -> None:
+    """Who may clear the session's shared output: an editor of the session, while the owner allows it."""
+    if token is None:
+        raise Unauthorized(
+            "Clearing the output needs a participant token in the X-Participant-Token header.",
+            code="participant_token_required",
+        )
+    async with maker() as db:
+        allowed = (await _row(db, session_id)).allow_clear_output
+        await db.rollback()
+    await runner_of(maker, session_id, token)
+    if not allowed:
+        raise Forbidden(
+            "The session owner turned off clearing the output in this session.", code="clear_output_disabled"
+        )
+
+
 async def load_program(
     maker: async_sessionmaker[AsyncSession], registry: LiveText | None, session_id: str
 ) -> SessionProgram:
@@ -380,16 +438,32 @@ async def check_stopper(maker: async_sessionmaker[AsyncSession], session_id: str
     await runner_of(maker, session_id, token)
 
 
+# The input kept with a shared run record, as the page caps each output stream (64 KiB of UTF-8).
+RECORD_STDIN_MAX_BYTES = 64 * 1024
+
+
+def _cap_utf8(text: str, max_bytes: int) -> str:
+    if len(text) * 4 <= max_bytes:
+        return text
+    return text.encode("utf-8", "surrogatepass")[:max_bytes].decode("utf-8", "ignore")
+
+
 def run_record(
-    result: ExecuteResult, started_at: datetime, by: dict[str, str] | None = None, run_id: str | None = None
+    result: ExecuteResult,
+    started_at: datetime,
+    by: dict[str, str] | None = None,
+    run_id: str | None = None,
+    stdin: str = "",
 ) -> dict[str, Any]:
     """The entry appended to the session's shared ``runs`` array (the live document's schema); its id is the
-    one the caller chose for the run, so the page that started it can tell it apart."""
+    one the caller chose for the run, so the page that started it can tell it apart. ``stdin`` is what the run
+    read (bounded by ``max_stdin_bytes`` at the request), shown to everyone with the output."""
     return {
         "id": run_id or new_id(),
         "by": by,
         "source": "server",
         "language": result.language,
+        "stdin": _cap_utf8(stdin, RECORD_STDIN_MAX_BYTES),
         "stdout": result.stdout,
         "stderr": result.stderr,
         "exitCode": result.exit_code,
