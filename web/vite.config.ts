@@ -97,9 +97,24 @@ function precompress(): Plugin {
   };
 }
 
+// @replit/codemirror-emacs registers its key bindings and commands in top-level calls marked pure, in a package
+// marked free of side effects: a production build drops them and emacs mode loads with no keys at all. Unmark
+// those calls (and stop the build if a new version changes them, so the fix is not silently lost).
+function keepEmacsBindings(): Plugin {
+  const marked = "/*@__PURE__*/EmacsHandler.";
+  return {
+    name: "ccl-keep-emacs-bindings",
+    transform(code, id) {
+      if (!/[\\/]@replit[\\/]codemirror-emacs[\\/]dist[\\/]index\.js$/.test(id)) return null;
+      if (!code.includes(marked)) throw new Error("@replit/codemirror-emacs: key registration changed; check keepEmacsBindings");
+      return { code: code.replaceAll(marked, "EmacsHandler."), map: null };
+    },
+  };
+}
+
 export default defineConfig({
   define: { __PYODIDE_BASE__: JSON.stringify(pyodideBase) },
-  plugins: [copyPyodide(), copyApiDocs(), precompress()],
+  plugins: [keepEmacsBindings(), copyPyodide(), copyApiDocs(), precompress()],
   build: {
     outDir,
     emptyOutDir: true,

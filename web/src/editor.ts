@@ -1,4 +1,5 @@
-// The code editor: CodeMirror 6 bound to the shared Y.Text, with remote cursors and a language compartment.
+// The code editor: CodeMirror 6 bound to the shared Y.Text, with remote cursors, and compartments for what can
+// change while it is open (language, read-only, theme, font size, key bindings).
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
 import { defaultKeymap, indentWithTab } from "@codemirror/commands";
 import { cpp } from "@codemirror/lang-cpp";
@@ -33,6 +34,7 @@ import { yCollab, yUndoManagerKeymap } from "y-codemirror.next";
 import * as Y from "yjs";
 import type { Awareness } from "y-protocols/awareness";
 import type { Language } from "./languages";
+import type { KeymapMode, ResolvedTheme } from "./ui/settings";
 
 function languageSupport(language: Language): Extension {
   switch (language) {
@@ -56,12 +58,52 @@ export interface EditorOptions {
   language: Language;
   readOnly: boolean;
   onRun: () => void;
+  theme: ResolvedTheme;
+  fontSize: number;
+  /** Shift+Alt+F: format the code (not called in a read-only editor). */
+  onFormat?: () => void;
+  /** Ctrl+= / Ctrl+-: a larger or smaller font (+1 or -1). */
+  onFontStep?: (step: 1 | -1) => void;
+}
+
+// The editor's light look; the dark one is One Dark. Syntax colours come from CodeMirror's default highlight
+// style, which applies whenever the theme brings none.
+const lightTheme: Extension = EditorView.theme(
+  {
+    "&": { backgroundColor: "#ffffff", color: "#1f2328" },
+    ".cm-content": { caretColor: "#1f2328" },
+    ".cm-cursor, .cm-dropCursor": { borderLeftColor: "#1f2328" },
+    ".cm-gutters": { backgroundColor: "#f6f8fa", color: "#8c959f", border: "none" },
+    ".cm-activeLine": { backgroundColor: "#f3f6fb" },
+    ".cm-activeLineGutter": { backgroundColor: "#e9eef6", color: "#57606a" },
+    "&.cm-focused > .cm-scroller > .cm-selectionLayer .cm-selectionBackground, .cm-selectionBackground, .cm-content ::selection":
+      { backgroundColor: "#b6d3ff" },
+    ".cm-selectionMatch": { backgroundColor: "#e3ecfa" },
+    "&.cm-focused .cm-matchingBracket": { backgroundColor: "#c8e1ff", outline: "1px solid #9ec5fe" },
+    ".cm-panels": { backgroundColor: "#f6f8fa", color: "#1f2328" },
+    ".cm-tooltip": { backgroundColor: "#ffffff", border: "1px solid #d0d7de" },
+  },
+  { dark: false },
+);
+
+function themeExtension(theme: ResolvedTheme): Extension {
+  return theme === "dark" ? oneDark : lightTheme;
+}
+
+function fontSizeExtension(px: number): Extension {
+  // An attribute on the editor itself: it wins over the stylesheet's default size, and CodeMirror re-measures
+  // its lines when it changes.
+  return EditorView.editorAttributes.of({ style: `font-size: ${px}px` });
 }
 
 export class CodeEditor {
   readonly view: EditorView;
   private readonly languageSlot = new Compartment();
   private readonly readOnlySlot = new Compartment();
+  private readonly themeSlot = new Compartment();
+  private readonly fontSlot = new Compartment();
+  private readonly keymapSlot = new Compartment();
+  private keymapMode: KeymapMode = "default";
   private current: Language;
 
   constructor(options: EditorOptions) {
@@ -77,6 +119,16 @@ export class CodeEditor {
             return true;
           },
         },
+        {
+          key: "Shift-Alt-f",
+          run: (view) => {
+            if (view.state.readOnly || !options.onFormat) return false;
+            options.onFormat();
+            return true;
+          },
+        },
+        ...(["Mod-=", "Mod-+"] as const).map((key) => ({ key, run: () => step(options, 1) })),
+        { key: "Mod--", run: () => step(options, -1) },
       ]),
     );
     this.view = new EditorView({
@@ -84,6 +136,8 @@ export class CodeEditor {
       state: EditorState.create({
         doc: options.text.toString(),
         extensions: [
+          // Vim or emacs bindings go first: they must see keys before the defaults do.
+          this.keymapSlot.of([]),
           runKeys,
           lineNumbers(),
           highlightActiveLineGutter(),
@@ -110,8 +164,11 @@ export class CodeEditor {
             ...yUndoManagerKeymap,
             indentWithTab,
           ]),
-          oneDark,
+          this.themeSlot.of(themeExtension(options.theme)),
+          this.fontSlot.of(fontSizeExtension(options.fontSize)),
           EditorView.theme({ "&": { height: "100%" }, ".cm-scroller": { fontFamily: "var(--mono)" } }),
+          // CodeMirror's text box has a role but no name; screen readers would announce an unnamed "edit text".
+          EditorView.contentAttributes.of({ "aria-label": options.readOnly ? "Code (read-only)" : "Code editor" }),
           this.languageSlot.of(languageSupport(options.language)),
           this.readOnlySlot.of(readOnlyExtension(options.readOnly)),
           yCollab(options.text, options.awareness, { undoManager }),
@@ -119,6 +176,44 @@ export class CodeEditor {
       }),
     });
     this.view.dom.dataset.language = options.language;
+    this.view.dom.dataset.theme = options.theme;
+  }
+
+  setTheme(theme: ResolvedTheme): void {
+    this.view.dispatch({ effects: this.themeSlot.reconfigure(themeExtension(theme)) });
+    this.view.dom.dataset.theme = theme;
+  }
+
+  setFontSize(px: number): void {
+    this.view.dispatch({ effects: this.fontSlot.reconfigure(fontSizeExtension(px)) });
+  }
+
+  /** Vim and emacs bindings are loaded (once, each in its own chunk) only when someone picks them. */
+  async setKeymap(mode: KeymapMode): Promise<void> {
+    this.keymapMode = mode;
+    let extension: Extension = [];
+    if (mode === "vim") extension = (await import("@replit/codemirror-vim")).vim();
+    else if (mode === "emacs") extension = (await import("@replit/codemirror-emacs")).emacs();
+    // A later choice made while this one was loading wins.
+    if (this.keymapMode !== mode) return;
+    // Highest, like the Run key: otherwise the standard keymap answers first (Ctrl+A would select all).
+    this.view.dispatch({ effects: this.keymapSlot.reconfigure(Prec.highest(extension)) });
+    this.view.dom.dataset.keymap = mode;
+  }
+
+  /**
+   * Apply changes computed against ``basedOn`` as one transaction (one Yjs update, so collaborators' cursors
+   * outside the changed text stay put). Returns false, changing nothing, when the document is no longer
+   * ``basedOn`` (someone typed meanwhile).
+   */
+  replaceWith(basedOn: string, changes: { from: number; to: number; insert: string }[]): boolean {
+    if (this.view.state.doc.toString() !== basedOn) return false;
+    if (changes.length) this.view.dispatch({ changes, userEvent: "input.format", scrollIntoView: false });
+    return true;
+  }
+
+  get text(): string {
+    return this.view.state.doc.toString();
   }
 
   get language(): Language {
@@ -145,6 +240,12 @@ export class CodeEditor {
     this.view.focus();
     this.view.dispatch({ selection: { anchor: 0, head: this.view.state.doc.length }, userEvent: "select" });
   }
+}
+
+function step(options: EditorOptions, by: 1 | -1): boolean {
+  if (!options.onFontStep) return false;
+  options.onFontStep(by);
+  return true;
 }
 
 function readOnlyExtension(readOnly: boolean): Extension {

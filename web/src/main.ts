@@ -3,6 +3,10 @@
 import "./style.css";
 import type { PadRoute } from "./access";
 import { homePage } from "./home";
+import { followStoredTheme } from "./ui/settings";
+
+// Before anything renders, so no page flashes in the other theme.
+followStoredTheme();
 
 function route(): PadRoute | null {
   const session = /^\/s\/([^/]+)\/?$/.exec(location.pathname);
