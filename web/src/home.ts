@@ -45,12 +45,12 @@ export function homePage(): void {
   const recent = store.recent();
   document.body.replaceChildren(
     h(
-      "div",
+      "main",
       { class: "center-page" },
       h(
         "div",
         { class: "card wide" },
-        h("div", { class: "brand big" }, h("span", { class: "logo" }, "⌘"), "Code Connect Live"),
+        h("h1", { class: "brand big" }, h("span", { class: "logo", "aria-hidden": "true" }, "⌘"), "Code Connect Live"),
         h("p", { class: "muted" }, "A live code pad: write and run code together, in the browser. Share the link and everyone sees the same code, cursors and output."),
         form,
         recent.length

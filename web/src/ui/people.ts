@@ -1,7 +1,7 @@
 // Who is in the session: everyone who joined (from the API), online when their awareness state is present.
 import type { Participant } from "../api";
 import type { Awareness } from "y-protocols/awareness";
-import { h, initials, safeColor } from "./dom";
+import { h, initials, safeColor, textOn } from "./dom";
 
 interface Person {
   id: string;
@@ -13,7 +13,7 @@ interface Person {
 
 export class PeopleView {
   readonly list = h("ul", { class: "people-list", id: "people" });
-  readonly avatars = h("div", { class: "avatars", id: "avatars" });
+  readonly avatars = h("div", { class: "avatars", id: "avatars", role: "group", "aria-label": "Online now" });
   private known: Participant[] = [];
   private refreshTimer = 0;
   private inflight = false;
@@ -92,7 +92,7 @@ export class PeopleView {
         h(
           "li",
           { "data-participant-id": p.id, "data-online": p.online ? "true" : "false", class: p.online ? "online" : "away" },
-          h("span", { class: "avatar", style: `--c:${p.color}` }, initials(p.name)),
+          h("span", { class: "avatar", style: p.online ? avatarStyle(p.color) : awayStyle(p.color), "aria-hidden": "true" }, initials(p.name)),
           h("span", { class: "person-name" }, p.name + (p.id === this.selfId ? " (you)" : "")),
           p.role === "viewer" ? h("span", { class: "tag" }, "viewer") : null,
           h("span", { class: "presence" }, p.online ? "online" : "away"),
@@ -101,8 +101,17 @@ export class PeopleView {
     );
     const online = people.filter((p) => p.online);
     const shown = online.slice(0, 5);
-    const avatars = shown.map((p) => h("span", { class: "avatar", style: `--c:${p.color}`, title: p.name }, initials(p.name)));
+    const avatars = shown.map((p) => h("span", { class: "avatar", style: avatarStyle(p.color), title: p.name, role: "img", "aria-label": p.name }, initials(p.name)));
     if (online.length > shown.length) avatars.push(h("span", { class: "avatar more" }, `+${online.length - shown.length}`));
     this.avatars.replaceChildren(...avatars);
   }
+}
+
+function avatarStyle(color: string): string {
+  return `--c:${color};color:${textOn(color)}`;
+}
+
+/** Someone away: a ring in their colour around muted initials (fading the whole row took its text under 4.5:1). */
+function awayStyle(color: string): string {
+  return `--c:transparent;color:var(--muted);box-shadow:inset 0 0 0 2px ${color}`;
 }
