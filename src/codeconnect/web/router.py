@@ -1,5 +1,5 @@
 """The web page: `/`, `/s/{sessionId}` and `/v/{viewerId}` (a read-only link) serve the app; `/assets/...` and
-`/pyodide-<version>/...` its files.
+`/pyodide-<version>/...` its files; `/py-packages/...` the Python packages the in-browser Python can import.
 
 Included last by the app factory, so every API route wins over these.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, HTMLResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from codeconnect.config import Settings
 from codeconnect.errors import NotFound, ServiceUnavailable
@@ -21,12 +21,14 @@ from codeconnect.web.assets import (
     REVALIDATE,
     WebAssets,
 )
+from codeconnect.web.pypackages import PACKAGES_DIR, BrowserPackages
 
 _NOT_BUILT = "The web page is not built on this server: run scripts/build-web (it needs Node.js and npm)."
 
 
 def build_router(settings: Settings) -> APIRouter:
     assets = WebAssets(Path(settings.web_static_dir) if settings.web_static_dir else PACKAGE_STATIC_DIR)
+    packages = BrowserPackages(PACKAGES_DIR)
     page_config: dict[str, object] = {"runTimeLimitSeconds": settings.run_time_limit_seconds}
     router = APIRouter(include_in_schema=False)
 
@@ -74,5 +76,21 @@ def build_router(settings: Settings) -> APIRouter:
     async def pyodide(version: str, path: str, request: Request) -> Response:
         # The folder name carries Pyodide's version: a new version is a new URL.
         return static(f"pyodide-{version}", path, request)
+
+    @router.api_route("/py-packages/lock.json", methods=["GET", "HEAD"])
+    def py_packages_lock() -> JSONResponse:
+        # A plain function (FastAPI runs it in a thread): the first call hashes the wheels. Revalidated: it
+        # changes when the operator fetches other versions, while the URL stays.
+        headers = {**ISOLATION_HEADERS, "Cache-Control": REVALIDATE}
+        return JSONResponse(packages.lock(), headers=headers)
+
+    @router.api_route("/py-packages/{name}", methods=["GET", "HEAD"])
+    async def py_package(name: str) -> Response:
+        # A wheel's file name carries its version: a new version is a new URL.
+        path = packages.wheel(name)
+        if path is None:
+            raise NotFound(f"No Python package /py-packages/{name} on this server.")
+        headers = {**ISOLATION_HEADERS, "Cache-Control": IMMUTABLE}
+        return FileResponse(path, media_type="application/zip", headers=headers)
 
     return router

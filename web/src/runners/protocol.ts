@@ -32,6 +32,8 @@ export type FromWorker =
       interrupted: boolean;
       truncated: boolean;
       compileOutput: string;
+      /** A module the program imports that this runner does not have (Python). */
+      missingModule?: string;
     }
   | { type: "failed"; message: string };
 

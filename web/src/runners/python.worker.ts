@@ -1,5 +1,6 @@
 /// <reference lib="webworker" />
-// Runs Python in Pyodide, loaded from our own server (standard library only; nothing from elsewhere).
+// Runs Python in Pyodide, loaded from our own server: the standard library, plus the pure-Python packages the
+// server has under /py-packages/ (scripts/setup fetches them), each loaded only when a program imports it.
 // Pyodide only loads in a module worker. Stop works through Pyodide's interrupt buffer (SharedArrayBuffer);
 // the page terminates the worker when that does not stop the program in time.
 import type { PyodideInterface } from "pyodide";
@@ -29,6 +30,58 @@ def _ccl_print_exception(exc):
             part.stack = traceback.StackSummary.from_list([f for f in part.stack if _ccl_frame_is_users(f)])
     print("".join(report.format()), end="", file=sys.stderr)
 
+_ccl_available = ()
+_ccl_missing = None
+
+def _ccl_imports(source):
+    # Top-level names of every import in the program (inside functions too). Top-level await is allowed here,
+    # which pyodide.code.find_imports does not parse.
+    try:
+        tree = compile(source, "main.py", "exec", flags=ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    except (SyntaxError, ValueError):
+        return []
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return sorted(names)
+
+def _ccl_preimport(names):
+    # Importing sympy or networkx compiles hundreds of modules (seconds in WebAssembly): done while the page says
+    # "Loading", it does not eat into the program's time limit. A failure shows again when the program imports.
+    import importlib
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except BaseException:
+            pass
+
+def _ccl_report_missing(exc):
+    # A module this browser cannot have (numpy and friends are compiled code): say what is here instead of a
+    # bare traceback, and let the page offer the server.
+    global _ccl_missing
+    name = (exc.name or "").split(".")[0]
+    if not name or name in _ccl_available:
+        return False  # one of ours, imported in a way the program's source does not show: the traceback says how
+    try:
+        import importlib.util
+        if importlib.util.find_spec(name) is not None:
+            return False  # the top level exists: a submodule is missing, the traceback says more
+    except Exception:
+        pass
+    _ccl_missing = name
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "main.py"]
+    where = f"main.py line {frames[-1].lineno}: " if frames else ""
+    extra = ", ".join(_ccl_available) if _ccl_available else "no other packages"
+    print(f"{where}ModuleNotFoundError: No module named {name!r}", file=sys.stderr)
+    print(
+        f"{name} is not available in the browser's Python. It has the standard library and: {extra}.",
+        file=sys.stderr,
+    )
+    return True
+
 def _ccl_cancel_tasks():
     # Tasks the program started and left running would print into the next run; asyncio.run() cancels them too.
     try:
@@ -40,6 +93,8 @@ def _ccl_cancel_tasks():
         pass
 
 def _ccl_run(source, can_block):
+    global _ccl_missing
+    _ccl_missing = None
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     linecache.cache["main.py"] = (len(source), None, source.splitlines(True), "main.py")
     try:
@@ -62,6 +117,10 @@ def _ccl_run(source, can_block):
     except KeyboardInterrupt:
         print("KeyboardInterrupt", file=sys.stderr)
         return -2
+    except ModuleNotFoundError as exc:
+        if not _ccl_report_missing(exc):
+            _ccl_print_exception(exc)
+        return 1
     except BaseException as exc:
         _ccl_print_exception(exc)
         return 1
@@ -76,14 +135,49 @@ const CAN_BLOCK = typeof (WebAssembly as { Suspending?: unknown }).Suspending ==
 
 let pyodide: Promise<PyodideInterface> | null = null;
 
+/** Where the server serves the extra packages' wheels, and the lock entries describing them. */
+const PACKAGES_BASE = "/py-packages/";
+
+interface PackageEntry {
+  name: string;
+  imports: string[];
+}
+
+/** Import name -> package name, for the packages the server has. */
+let packagesByImport = new Map<string, string>();
+
+/**
+ * Pyodide's own lock file describes packages this server does not have (numpy, ...): asking for one would
+ * fail on a missing file. The lock Pyodide gets lists the server's packages only, with Pyodide's own header.
+ */
+async function lockFile(): Promise<{ info: unknown; packages: Record<string, PackageEntry> }> {
+  const own = (await (await fetch(`${__PYODIDE_BASE__}pyodide-lock.json`)).json()) as { info: unknown };
+  let packages: Record<string, PackageEntry> = {};
+  try {
+    const response = await fetch(`${PACKAGES_BASE}lock.json`);
+    if (response.ok) packages = ((await response.json()) as { packages: Record<string, PackageEntry> }).packages;
+  } catch {
+    // No extra packages on this server: the standard library still works.
+  }
+  packagesByImport = new Map(Object.values(packages).flatMap((p) => p.imports.map((i) => [i, p.name] as const)));
+  return { info: own.info, packages };
+}
+
 function load(): Promise<PyodideInterface> {
   if (pyodide) return pyodide;
   post({ type: "loading", what: "Python" });
   pyodide = (async () => {
     const url = `${__PYODIDE_BASE__}pyodide.mjs`;
     const mod = (await import(/* @vite-ignore */ url)) as typeof import("pyodide");
-    const py = await mod.loadPyodide({ indexURL: __PYODIDE_BASE__, packages: [] });
+    const lock = await lockFile();
+    const py = await mod.loadPyodide({
+      indexURL: __PYODIDE_BASE__,
+      packages: [],
+      lockFileContents: JSON.stringify(lock),
+      packageBaseUrl: new URL(PACKAGES_BASE, self.location.href).href,
+    });
     py.runPython(PRELUDE);
+    py.globals.set("_ccl_available", py.toPy([...packagesByImport.keys()].filter((n) => !n.startsWith("_")).sort()));
     post({ type: "ready" });
     return py;
   })();
@@ -91,6 +185,35 @@ function load(): Promise<PyodideInterface> {
     pyodide = null;
   });
   return pyodide;
+}
+
+/**
+ * Fetch the packages the program imports (with what they depend on) before it starts. An import this server has
+ * no package for is left to Python, which reports it when the program gets there. Problems are written to the
+ * program's stderr: the program then runs and meets them as ImportErrors.
+ */
+async function loadImports(py: PyodideInterface, code: string, report: (text: string) => void): Promise<void> {
+  const problems: string[] = [];
+  try {
+    const findImports = py.globals.get("_ccl_imports") as PyCallable;
+    const imported = findImports(code) as { toJs(): string[]; destroy(): void };
+    findImports.destroy();
+    const names = imported.toJs().filter((name) => packagesByImport.has(name));
+    imported.destroy();
+    const wanted = [...new Set(names.flatMap((name) => packagesByImport.get(name) ?? []))];
+    if (!wanted.length) return;
+    post({ type: "loading", what: wanted.join(", ") });
+    await py.loadPackage(wanted, { messageCallback: () => undefined, errorCallback: (m) => problems.push(m) });
+    const preimport = py.globals.get("_ccl_preimport") as PyCallable;
+    try {
+      preimport(names);
+    } finally {
+      preimport.destroy();
+    }
+  } catch (err) {
+    problems.push(String(err));
+  }
+  if (problems.length) report(`${problems.join("\n")}\n`);
 }
 
 async function run(message: RunMessage): Promise<void> {
@@ -132,6 +255,8 @@ async function run(message: RunMessage): Promise<void> {
   });
   if (interrupt) py.setInterruptBuffer(interrupt);
 
+  await loadImports(py, message.code, (text) => pump.write("stderr", text));
+
   const runner = py.globals.get("_ccl_run") as PyCallable;
   post({ type: "started" });
   let exitCode: number | null = 1;
@@ -154,7 +279,15 @@ async function run(message: RunMessage): Promise<void> {
     runner.destroy();
   }
   pump.flush();
-  post({ type: "done", exitCode, interrupted, truncated: pump.truncated, compileOutput: "" });
+  const missing = py.globals.get("_ccl_missing") as unknown;
+  post({
+    type: "done",
+    exitCode,
+    interrupted,
+    truncated: pump.truncated,
+    compileOutput: "",
+    ...(typeof missing === "string" ? { missingModule: missing } : {}),
+  });
 }
 
 // loadPyodide starts several downloads at once; when the network drops, the ones it no longer awaits reject
