@@ -23,6 +23,8 @@ export interface Participant {
 
 export interface SessionSettings {
   executionEnabled: boolean;
+  /** Whether editors may clear the shared output (absent from servers before the switch existed: allowed). */
+  allowClearOutput?: boolean;
 }
 
 export interface JoinedParticipant extends Participant {
@@ -76,19 +78,69 @@ async function request<T>(
     if (err instanceof DOMException && err.name === "AbortError") throw err;
     throw new ApiError(0, "network_error", "The server cannot be reached. Check your connection.");
   }
-  if (!response.ok) {
-    let code = `http_${response.status}`;
-    let detail = `${response.status} ${response.statusText}`;
-    try {
-      const data = (await response.json()) as { error?: string; detail?: string };
-      if (typeof data.error === "string") code = data.error;
-      if (typeof data.detail === "string") detail = data.detail;
-    } catch {
-      // Not our error shape (a proxy in between, say): keep the status line.
-    }
-    throw new ApiError(response.status, code, detail);
-  }
+  if (!response.ok) throw await errorOf(response);
+  if (response.status === 204) return undefined as T;
   return (await response.json()) as T;
+}
+
+async function errorOf(response: Response): Promise<ApiError> {
+  let code = `http_${response.status}`;
+  let detail = `${response.status} ${response.statusText}`;
+  try {
+    const data = (await response.json()) as { error?: string; detail?: string };
+    if (typeof data.error === "string") code = data.error;
+    if (typeof data.detail === "string") detail = data.detail;
+  } catch {
+    // Not our error shape (a proxy in between, say): keep the status line.
+  }
+  return new ApiError(response.status, code, detail);
+}
+
+type StreamedLine =
+  | { type: "output"; stream: "stdout" | "stderr" | "compile"; text: string }
+  | { type: "result"; result: ServerRunResult }
+  | { type: "error"; error: string; detail: string };
+
+/** A session run whose output arrives while the program writes it (NDJSON lines), then its result. */
+async function streamedRun(
+  path: string,
+  body: unknown,
+  headers: Record<string, string>,
+  signal: AbortSignal,
+  onOutput: (stream: "stdout" | "stderr", text: string) => void,
+): Promise<ServerRunResult> {
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/x-ndjson", ...headers },
+      body: JSON.stringify(body),
+      signal,
+    });
+  } catch (err) {
+    if (err instanceof DOMException && err.name === "AbortError") throw err;
+    throw new ApiError(0, "network_error", "The server cannot be reached. Check your connection.");
+  }
+  if (!response.ok) throw await errorOf(response);
+  if (!(response.headers.get("Content-Type") ?? "").includes("ndjson") || response.body === null) {
+    return (await response.json()) as ServerRunResult; // a server that does not stream answers at the end
+  }
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let pending = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    pending += value;
+    let end: number;
+    while ((end = pending.indexOf("\n")) >= 0) {
+      const line = JSON.parse(pending.slice(0, end)) as StreamedLine;
+      pending = pending.slice(end + 1);
+      if (line.type === "output") onOutput(line.stream === "stdout" ? "stdout" : "stderr", line.text);
+      else if (line.type === "result") return line.result;
+      else throw new ApiError(response.status, line.error, line.detail);
+    }
+  }
+  throw new ApiError(0, "network_error", "The connection to the server ended before the run did.");
 }
 
 const enc = encodeURIComponent;
@@ -107,11 +159,26 @@ export const api = {
   viewParticipants: (viewerId: string) => request<Participant[]>("GET", `/v1/views/${enc(viewerId)}/participants`),
   serverLanguages: () => request<ServerLanguages>("GET", "/v1/execute/languages"),
   sessionSettings: (id: string) => request<SessionSettings>("GET", `/v1/sessions/${enc(id)}/settings`),
-  /** Run the session's live code on the server as this participant; the server adds it to the shared output. */
-  executeInSession: (id: string, token: string, stdin: string, runId: string, signal: AbortSignal) =>
-    request<ServerRunResult>("POST", `/v1/sessions/${enc(id)}/execute`, { stdin, runId }, signal, {
-      "X-Participant-Token": token,
-    }),
+  /** Run the session's live code on the server as this participant; the server adds it to the shared output.
+   * ``onOutput`` hears the output while the program writes it. */
+  executeInSession: (
+    id: string,
+    token: string,
+    stdin: string,
+    runId: string,
+    signal: AbortSignal,
+    onOutput: (stream: "stdout" | "stderr", text: string) => void,
+  ) =>
+    streamedRun(
+      `/v1/sessions/${enc(id)}/execute`,
+      { stdin, runId },
+      { "X-Participant-Token": token },
+      signal,
+      onOutput,
+    ),
+  /** Remove every run from the session's shared output, for everyone (editors, while the owner allows it). */
+  clearRuns: (id: string, token: string) =>
+    request<void>("DELETE", `/v1/sessions/${enc(id)}/runs`, undefined, undefined, { "X-Participant-Token": token }),
   /** Kill the server run started with ``runId``; its own request then answers with the outcome "stopped". */
   stopRun: (id: string, runId: string, token: string) =>
     request<{ runId: string; running: boolean }>(

@@ -7,12 +7,16 @@ import { pageConfig } from "./config";
 import { CodeEditor } from "./editor";
 import { isLanguage, LANGUAGES, languageInfo, type Language } from "./languages";
 import { Runners } from "./runners/runner";
+import { LivePublisher, type LivePhase } from "./liveRuns";
 import { appendRun } from "./runs";
 import { store, type StoredParticipant } from "./store";
 import { h, lighten } from "./ui/dom";
 import { Notice } from "./ui/notice";
 import { OutputPanel } from "./ui/output";
 import { PeopleView } from "./ui/people";
+import { ServerOffer, typeErrorsToggle } from "./ui/run-choices";
+import { loadSettings, resolveTheme, SettingsMenu } from "./ui/settings";
+import { TitleEditor } from "./ui/title";
 
 function randomId(): string {
   // crypto.randomUUID needs a secure context; a LAN deployment over plain HTTP is not one.
@@ -21,7 +25,7 @@ function randomId(): string {
 }
 
 function fullPage(...children: (Node | string)[]): void {
-  document.body.replaceChildren(h("div", { class: "center-page" }, h("div", { class: "card" }, ...children)));
+  document.body.replaceChildren(h("main", { class: "center-page" }, h("div", { class: "card" }, ...children)));
 }
 
 function showProblem(title: string, detail: string): void {
@@ -150,11 +154,14 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   const runButton = h("button", { class: "button run", id: "run", title: "Run (Ctrl+Enter)" }, "▶ Run");
   const stopButton = h("button", { class: "button stop", id: "stop", disabled: true, title: "Stop the run" }, "■ Stop");
   const runNote = h("span", { class: "run-note", id: "run-note" });
+  const typeErrors = typeErrorsToggle();
+  const serverOffer = new ServerOffer();
   const banner = h("div", { class: "banner", id: "banner", role: "alert", hidden: true });
   const notice = new Notice();
-  const conn = h("span", { class: "conn", id: "conn" }, h("span", { class: "conn-dot" }), h("span", { class: "conn-text" }, "Connecting…"));
+  // A polite live region: losing and regaining the connection is read out, not only coloured.
+  const conn = h("span", { class: "conn", id: "conn", role: "status" }, h("span", { class: "conn-dot" }), h("span", { class: "conn-text" }, "Connecting…"));
   const shareMenu = shareMenuFor(session.links.editor, session.links.viewer);
-  const shareButton = h("button", { class: "button ghost", id: "share", "aria-expanded": "false" }, "Share");
+  const shareButton = h("button", { class: "button ghost", id: "share", "aria-expanded": "false", "aria-controls": "share-menu" }, "Share");
   const showShare = (open: boolean): void => {
     shareMenu.hidden = !open;
     shareButton.setAttribute("aria-expanded", String(open));
@@ -166,9 +173,42 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     }
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape") showShare(false);
+    if (event.key !== "Escape" || shareMenu.hidden) return;
+    // Focus inside the menu would be left on a hidden field: it goes back to the button that opened the menu.
+    const inside = shareMenu.contains(document.activeElement);
+    showShare(false);
+    if (inside) shareButton.focus();
   });
   const downloadButton = h("button", { class: "button ghost", id: "download", title: "Download the code" }, "Download");
+  const shortcutsButton = h(
+    "button",
+    { class: "button ghost", id: "shortcuts", title: "Keyboard shortcuts (?)", "aria-label": "Keyboard shortcuts", "aria-haspopup": "dialog" },
+    "?",
+  );
+  // The dialog's code loads on first use: it is not needed to start editing.
+  const showShortcuts = (): void => void import("./ui/shortcuts").then(({ showShortcuts }) => showShortcuts(readOnly));
+  shortcutsButton.addEventListener("click", showShortcuts);
+  document.addEventListener("keydown", (event) => {
+    // "?" is text in the editor and in fields; elsewhere on the page it opens the list of shortcuts.
+    const target = event.target;
+    if (
+      event.key !== "?" ||
+      event.ctrlKey ||
+      event.metaKey ||
+      event.altKey ||
+      event.defaultPrevented ||
+      (target instanceof HTMLElement && (target.isContentEditable || target.closest("input, textarea, select, .cm-editor, dialog")))
+    ) {
+      return;
+    }
+    event.preventDefault();
+    showShortcuts();
+  });
+  // Viewers can neither format nor rename: the server would drop their changes anyway.
+  const formatButton = readOnly ? null : h("button", { class: "button ghost", id: "format", title: "Format the code (Shift+Alt+F)" }, "Format");
+  const titleLabel = h("span", { class: "session-title", id: "session-title", title: session.title }, session.title);
+  const titleEditor = new TitleEditor(titleLabel, (title) => collab.meta.set("title", title), !readOnly);
+  const settingsSlot = h("span");
   const editorPane = h("section", { class: "editor-pane", "aria-label": "Code" });
   const stdin = h("textarea", {
     id: "stdin",
@@ -178,7 +218,8 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     readonly: readOnly,
   });
   const people = new PeopleView(() => access.participants(), collab.awareness, me.id);
-  const output = new OutputPanel(collab.runs);
+  const output = new OutputPanel(collab.runs, collab.awareness);
+  const livePublisher = new LivePublisher(collab.awareness);
 
   document.body.replaceChildren(
     h(
@@ -189,21 +230,27 @@ export async function sessionPage(route: PadRoute): Promise<void> {
         { class: "topbar" },
         h("a", { class: "brand", href: "/", title: "Code Connect Live" }, h("span", { class: "logo" }, "⌘"), h("span", { class: "brand-name" }, "Code Connect Live")),
         h("span", { class: "divider" }),
-        h("span", { class: "session-title", id: "session-title", title: session.title }, session.title),
+        titleEditor.el,
         readOnly ? h("span", { class: "badge", id: "read-only" }, "Read-only") : null,
         h("span", { class: "spacer" }),
         languageSelect,
         runButton,
         stopButton,
+        typeErrors.el,
+        formatButton,
         h("span", { class: "spacer" }),
         conn,
         people.avatars,
         h("div", { class: "share-wrap" }, shareButton, shareMenu),
         downloadButton,
+        settingsSlot,
+        shortcutsButton,
       ),
       banner,
       notice.el,
+      output.announcer,
       runNote,
+      serverOffer.el,
       h(
         "main",
         { class: "workspace" },
@@ -211,9 +258,9 @@ export async function sessionPage(route: PadRoute): Promise<void> {
         h(
           "aside",
           { class: "side" },
-          h("section", { class: "panel output-panel" }, h("h2", {}, "Output", h("span", { class: "muted small" }, "shared with everyone")), output.el),
-          h("section", { class: "panel stdin-panel" }, h("h2", {}, "Input"), stdin),
-          h("section", { class: "panel people-panel" }, h("h2", {}, "People"), people.list),
+          h("section", { class: "panel output-panel", "aria-labelledby": "output-heading" }, h("h2", { id: "output-heading" }, "Output", h("span", { class: "muted small" }, "shared with everyone"), output.clearButton), output.el),
+          h("section", { class: "panel stdin-panel", "aria-labelledby": "stdin-heading" }, h("h2", { id: "stdin-heading" }, h("label", { for: "stdin" }, "Input")), stdin),
+          h("section", { class: "panel people-panel", "aria-labelledby": "people-heading" }, h("h2", { id: "people-heading" }, "People"), people.list),
         ),
       ),
     ),
@@ -227,7 +274,48 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     language: session.language,
     readOnly,
     onRun: () => void run(),
+    theme: resolveTheme(loadSettings().theme),
+    fontSize: loadSettings().fontSize,
+    onFormat: () => void formatCode(),
+    onFontStep: (step) => settingsMenu.stepFont(step),
   });
+  const settingsMenu = new SettingsMenu(editor);
+  settingsSlot.replaceWith(settingsMenu.el);
+
+  // --- Formatting: the formatters load on first use; the result goes in as one minimal change ---------------
+  let formatting = false;
+  async function formatCode(): Promise<void> {
+    if (readOnly || formatting || editor.view.state.readOnly || !formatButton) return;
+    formatting = true;
+    formatButton.disabled = true;
+    const language = currentLanguage();
+    try {
+      const { formatChanges, FormatError } = await import("./format");
+      // Someone may type while the formatter works: then format the new text (the formatter is loaded by now).
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const code = editor.text;
+        let changes;
+        try {
+          changes = await formatChanges(language, code);
+        } catch (err) {
+          if (!(err instanceof FormatError)) throw err;
+          notice.show(`Not formatted, the code has a syntax error (${err.message})`);
+          return;
+        }
+        if (language !== currentLanguage()) return;
+        if (editor.replaceWith(code, changes)) {
+          if (!changes.length) notice.show("Already formatted", 2500);
+          return;
+        }
+      }
+    } catch (err) {
+      notice.show(`Cannot format: ${err instanceof Error ? err.message : String(err)}`);
+    } finally {
+      formatting = false;
+      formatButton.disabled = false;
+    }
+  }
+  formatButton?.addEventListener("click", () => void formatCode());
 
   onClosed = (code, reason) => {
     if (code === CLOSE_UNAUTHORIZED) {
@@ -263,7 +351,9 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     // A read-only link has no session id to ask with, and nothing to run.
     if (access.sessionId === null) return;
     try {
-      executionOff = !(await api.sessionSettings(access.sessionId)).executionEnabled;
+      const settings = await api.sessionSettings(access.sessionId);
+      executionOff = !settings.executionEnabled;
+      output.setClearable(!readOnly && settings.allowClearOutput !== false);
     } catch {
       return; // Unreachable server: keep the last known state.
     }
@@ -275,6 +365,8 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     runNote.textContent = readOnly ? "" : (why ?? "");
     runNote.hidden = !runNote.textContent;
     runButton.title = readOnly ? "Viewers cannot run code" : (why ?? "Run (Ctrl+Enter)");
+    typeErrors.show(!readOnly && editor.language === "typescript");
+    if (editor.language !== "python") serverOffer.hide();
   };
 
   const applyMeta = (): void => {
@@ -283,7 +375,9 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     languageSelect.value = language;
     const title = collab.meta.get("title");
     if (typeof title === "string" && title) {
-      document.querySelector("#session-title")!.textContent = title;
+      // The label itself, not a query: it is out of the page while someone is typing a new title.
+      titleLabel.textContent = title;
+      titleLabel.title = title;
       document.title = `${title} · Code Connect Live`;
     }
     refreshRunState();
@@ -312,12 +406,15 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     const { text, state } = linkText(status);
     conn.dataset.state = state;
     conn.querySelector(".conn-text")!.textContent = text;
-    if (status.synced) applyMeta();
+    if (status.synced) {
+      applyMeta();
+      output.announcing = true;
+    }
   });
 
   downloadButton.addEventListener("click", () => {
     const info = languageInfo(currentLanguage());
-    const name = info.name === "java" ? "Main.java" : `${slug(session.title)}.${info.extension}`;
+    const name = info.name === "java" ? "Main.java" : `${slug(titleLabel.textContent || session.title)}.${info.extension}`;
     const url = URL.createObjectURL(new Blob([collab.text.toString()], { type: "text/plain;charset=utf-8" }));
     const a = h("a", { href: url, download: name });
     document.body.append(a);
@@ -327,7 +424,8 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   });
 
   // --- Running ----------------------------------------------------------------------------------------------
-  async function run(): Promise<void> {
+  /** ``onServer``: a Python program the browser cannot run (it imports numpy), sent to the server's sandbox. */
+  async function run(onServer = false): Promise<void> {
     const language = currentLanguage();
     const sessionId = access.sessionId;
     if (running || readOnly || sessionId === null || runners.unavailable(language)) return;
@@ -341,22 +439,43 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     }
     refreshRunState();
     stopButton.disabled = false;
-    output.beginLive(me.name, me.color, language);
+    serverOffer.hide();
+    // One id for the live card everyone sees and the final record that replaces it (a server run's too).
+    const runId = randomId();
+    const input = stdin.value;
+    output.beginLive(me.name, me.color, language, runId);
     const startedAt = new Date().toISOString();
+    livePublisher.begin(runId, language, startedAt);
+    const livePhase = (t: string): LivePhase => (t.startsWith("Loading") ? "loading" : t.startsWith("Stopping") ? "stopping" : "running");
     try {
       const outcome = await runners.run(
         {
           code: collab.text.toString(),
           language,
-          stdin: stdin.value,
+          stdin: input,
           limitMs: config.runTimeLimitSeconds * 1000,
           sessionId,
           token: me.token,
+          runId,
         },
-        { phase: (t) => output.livePhaseText(t), output: (s, t) => output.liveOutput(s, t) },
+        {
+          phase: (t) => {
+            output.livePhaseText(t);
+            livePublisher.phase(livePhase(t));
+          },
+          output: (s, t) => {
+            output.liveOutput(s, t);
+            livePublisher.write(s, t);
+          },
+        },
+        onServer,
       );
+      if (outcome.missingModule && runners.serverRuns(language)) {
+        serverOffer.show(outcome.missingModule, () => void run(true));
+      }
       if (!outcome.shared) appendRun(collab.doc, collab.runs, {
-        id: randomId(),
+        id: runId,
+        stdin: input,
         by: { participantId: me.id, name: me.name, color: me.color },
         source: outcome.source,
         language,
@@ -374,6 +493,8 @@ export async function sessionPage(route: PadRoute): Promise<void> {
         startedAt,
       });
     } finally {
+      // After the record: the others' live card goes when its final card is there, not before.
+      livePublisher.end();
       output.endLive();
       running = false;
       stopButton.disabled = true;
@@ -382,6 +503,13 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   }
   runButton.addEventListener("click", () => void run());
   stopButton.addEventListener("click", () => runners.stop());
+  output.clearButton.addEventListener("click", () => {
+    if (access.sessionId === null || readOnly) return;
+    api.clearRuns(access.sessionId, me.token).catch((err: unknown) => {
+      if (err instanceof ApiError && err.code === "clear_output_disabled") output.setClearable(false);
+      notice.show(err instanceof Error ? `Could not clear the output: ${err.message}` : "Could not clear the output.");
+    });
+  });
   document.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !event.defaultPrevented) {
       event.preventDefault();

@@ -5,6 +5,8 @@ import { api, ApiError } from "../api";
 import type { Language } from "../languages";
 import { capUtf8, classify, MAX_STREAM_BYTES, type Outcome, type OutputChunk } from "../runs";
 import type { FromWorker, Stream } from "./protocol";
+import { typeErrorsPreference } from "./typecheck";
+import type { TypeChecker } from "./typechecker";
 
 export interface RunRequest {
   code: string;
@@ -14,6 +16,8 @@ export interface RunRequest {
   /** Server runs go through the session, so the owner's switch applies and the server shares the output. */
   sessionId: string;
   token: string;
+  /** The id of the run's live card and shared record (a server run is started with it); made here if absent. */
+  runId?: string;
 }
 
 export interface RunOutcome {
@@ -33,6 +37,8 @@ export interface RunOutcome {
   durationMs: number;
   /** The server already added this run to the session's shared output. */
   shared?: boolean;
+  /** A module the program imports that the browser's Python does not have (the server's may). */
+  missingModule?: string;
 }
 
 export interface RunEvents {
@@ -107,7 +113,13 @@ class WorkerRunner {
     this.active?.stop(false);
   }
 
-  run(request: RunRequest, language: "python" | "javascript" | "typescript", events: RunEvents): Promise<RunOutcome> {
+  /** ``preface`` goes to stderr before the program's output (the type checker's findings). */
+  run(
+    request: RunRequest,
+    language: "python" | "javascript" | "typescript",
+    events: RunEvents,
+    preface = "",
+  ): Promise<RunOutcome> {
     const worker = this.ensure();
     const shared = typeof SharedArrayBuffer !== "undefined" && crossOriginIsolated;
     const interrupt = shared ? new SharedArrayBuffer(4) : null;
@@ -120,6 +132,7 @@ class WorkerRunner {
       let stopRequested = false;
       let timedOut = false;
       let finished = false;
+      let missingModule: string | undefined;
       let limitTimer = 0;
       let killTimer = 0;
       const loadTimer = window.setTimeout(() => halt(false, `${this.label} did not load in time.`), LOAD_LIMIT_MS);
@@ -137,6 +150,7 @@ class WorkerRunner {
         resolve({
           ...flags,
           ...classify(flags),
+          ...(missingModule ? { missingModule } : {}),
           source: "browser",
           stdout: out.stdout,
           stderr: out.stderr,
@@ -208,6 +222,7 @@ class WorkerRunner {
             const elapsed = performance.now() - startedAt;
             // The JS worker enforces the same deadline itself and may get there a moment before our timer.
             if (m.interrupted && !stopRequested && !m.truncated && elapsed >= request.limitMs - 50) timedOut = true;
+            missingModule = m.missingModule;
             if (timedOut && m.interrupted) append("stderr", `Time limit reached (${request.limitMs / 1000} s).`);
             else if (m.truncated) append("stderr", "\nOutput limit reached: the program was stopped.");
             finish({
@@ -230,6 +245,7 @@ class WorkerRunner {
 
       this.active = { stop: (byLimit) => halt(byLimit) };
       if (!this.ready) events.phase(`Loading ${this.label}…`);
+      if (preface) append("stderr", preface);
       worker.addEventListener("message", onMessage);
       worker.postMessage({
         type: "run",
@@ -255,6 +271,9 @@ export class Runners {
     "JavaScript",
   );
   private serverRun: ActiveRun | null = null;
+  /** Loaded only for TypeScript: the compiler is megabytes the other languages never need. */
+  private types: Promise<TypeChecker> | null = null;
+  private stopCheck: (() => void) | null = null;
 
   constructor(private readonly serverLanguages: () => Set<string>) {}
 
@@ -269,24 +288,83 @@ export class Runners {
   warm(language: Language): void {
     if (language === "python") this.python.warm();
     else if (language === "javascript" || language === "typescript") this.js.warm();
+    if (language === "typescript") void this.checker().then((checker) => checker.warm(), () => undefined);
   }
 
   stop(): void {
+    this.stopCheck?.();
     this.python.stop();
     this.js.stop();
     this.serverRun?.stop(false);
   }
 
-  async run(request: RunRequest, events: RunEvents): Promise<RunOutcome> {
+  /** Run where the language runs; ``onServer`` sends an in-browser language to the server's sandbox instead. */
+  async run(request: RunRequest, events: RunEvents, onServer = false): Promise<RunOutcome> {
     const lang = request.language;
+    if (onServer) return this.runOnServer(request, events);
     if (lang === "python") return this.python.run(request, "python", events);
-    if (lang === "javascript" || lang === "typescript") return this.js.run(request, lang, events);
+    if (lang === "typescript") return this.runTypeScript(request, events);
+    if (lang === "javascript") return this.js.run(request, lang, events);
     return this.runOnServer(request, events);
+  }
+
+  private checker(): Promise<TypeChecker> {
+    this.types ??= import("./typechecker").then((m) => new m.TypeChecker());
+    this.types.catch(() => (this.types = null));
+    return this.types;
+  }
+
+  /** Whether the server's sandbox runs ``language`` (the page offers it when the browser cannot run a program). */
+  serverRuns(language: Language): boolean {
+    return this.serverLanguages().has(language);
+  }
+
+  /**
+   * Type errors are reported first, with their lines, then the program runs anyway (types are erased), unless
+   * this browser chose to stop on them.
+   */
+  private async runTypeScript(request: RunRequest, events: RunEvents): Promise<RunOutcome> {
+    let stopped = false;
+    let checker: TypeChecker | null = null;
+    this.stopCheck = () => {
+      stopped = true;
+      checker?.cancel();
+    };
+    const started = performance.now();
+    events.phase("Checking types…");
+    const result = await this.checker()
+      .then((loaded) => {
+        checker = loaded;
+        return stopped ? { diagnostics: [], text: "" } : loaded.check(request.code);
+      })
+      .catch((err: unknown) => ({ diagnostics: [], text: `Types were not checked (${String(err)}).\n` }))
+      .finally(() => (this.stopCheck = null));
+    const count = result.diagnostics.length;
+    const stop = count > 0 && typeErrorsPreference.stop();
+    let preface = result.text;
+    if (count) {
+      const errors = `${count} type error${count === 1 ? "" : "s"}`;
+      preface += stop ? `Found ${errors}: not run (stop on type errors is on).\n` : `Found ${errors}; running anyway.\n`;
+    }
+    if (!stopped && !stop) return this.js.run(request, "typescript", events, preface);
+    const flags = { exitCode: stopped ? null : 1, signal: null, timedOut: false, stopped, outputTruncated: false };
+    const stderr = stopped ? "Stopped.\n" : preface;
+    events.output("stderr", stderr);
+    return {
+      ...flags,
+      ...classify(flags),
+      source: "browser",
+      stdout: "",
+      stderr,
+      output: [["stderr", stderr]],
+      compileOutput: stopped ? "" : preface,
+      durationMs: Math.round(performance.now() - started),
+    };
   }
 
   private async runOnServer(request: RunRequest, events: RunEvents): Promise<RunOutcome> {
     const abort = new AbortController();
-    const runId = newRunId();
+    const runId = request.runId ?? newRunId();
     let giveUp = 0;
     // Stop kills the run's sandbox on the server, and the run's own request then answers "stopped": the server
     // records the run once, for everyone. Only aborting the request would leave the program running there until
@@ -303,7 +381,9 @@ export class Runners {
     const started = performance.now();
     events.phase("Running on the server…");
     try {
-      const r = await api.executeInSession(request.sessionId, request.token, request.stdin, runId, abort.signal);
+      // The output shows (and reaches the others' live card) while the program writes it; the result replaces it.
+      const r = await api.executeInSession(request.sessionId, request.token, request.stdin, runId, abort.signal,
+        (stream, text) => events.output(stream, text));
       return { ...r, source: "server", stopped: r.outcome === "stopped", shared: true };
     } catch (err) {
       // Dropped after Stop: the server saw the client go away, stopped the run and records it itself.
