@@ -293,6 +293,15 @@ def test_download_has_the_language_extension(web_server: ThreadedServer, new_con
     assert Path(download.path()).read_text() == "const x: number = 1;\n"
 
 
+def test_download_keeps_the_letters_of_any_script(web_server: ThreadedServer, new_context: Any) -> None:
+    """Before: non-ASCII letters were dropped ("Café Übung" saved as caf-bung.py)."""
+    session_id = web_server.create_session("Café Übung / 日本語", "python")
+    page = join(new_context(accept_downloads=True), web_server.base_url, session_id, "Saver")
+    with page.expect_download() as info:
+        page.click("#download")
+    assert info.value.suggested_filename == "café-übung-日本語.py"
+
+
 def test_home_page_creates_a_session_and_lists_it(web_server: ThreadedServer, new_context: Any) -> None:
     page = new_context().new_page()
     page.goto(web_server.base_url + "/")

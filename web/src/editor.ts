@@ -2,10 +2,6 @@
 // change while it is open (language, read-only, theme, font size, key bindings).
 import { autocompletion, closeBrackets, closeBracketsKeymap, completionKeymap } from "@codemirror/autocomplete";
 import { defaultKeymap, indentWithTab } from "@codemirror/commands";
-import { cpp } from "@codemirror/lang-cpp";
-import { java } from "@codemirror/lang-java";
-import { javascript } from "@codemirror/lang-javascript";
-import { python } from "@codemirror/lang-python";
 import {
   bracketMatching,
   foldGutter,
@@ -36,18 +32,25 @@ import type { Awareness } from "y-protocols/awareness";
 import type { Language } from "./languages";
 import type { KeymapMode, ResolvedTheme } from "./ui/settings";
 
-function languageSupport(language: Language): Extension {
+/** What a language needs at once: its indentation (JavaScript and TypeScript keep CodeMirror's two spaces). */
+function indentation(language: Language): Extension {
+  return language === "javascript" || language === "typescript" ? [] : indentUnit.of("    ");
+}
+
+/** Highlighting and language data, one chunk a language, loaded when a session uses it: only the session's own
+ * language is fetched, after the editor is already usable, instead of all five before it. */
+async function languageSupport(language: Language): Promise<Extension> {
   switch (language) {
     case "python":
-      return [python(), indentUnit.of("    ")];
+      return [(await import("@codemirror/lang-python")).python(), indentation(language)];
     case "javascript":
-      return javascript();
+      return (await import("@codemirror/lang-javascript")).javascript();
     case "typescript":
-      return javascript({ typescript: true });
+      return (await import("@codemirror/lang-javascript")).javascript({ typescript: true });
     case "java":
-      return [java(), indentUnit.of("    ")];
+      return [(await import("@codemirror/lang-java")).java(), indentation(language)];
     case "cpp":
-      return [cpp(), indentUnit.of("    ")];
+      return [(await import("@codemirror/lang-cpp")).cpp(), indentation(language)];
   }
 }
 
@@ -169,7 +172,7 @@ export class CodeEditor {
           EditorView.theme({ "&": { height: "100%" }, ".cm-scroller": { fontFamily: "var(--mono)" } }),
           // CodeMirror's text box has a role but no name; screen readers would announce an unnamed "edit text".
           EditorView.contentAttributes.of({ "aria-label": options.readOnly ? "Code (read-only)" : "Code editor" }),
-          this.languageSlot.of(languageSupport(options.language)),
+          this.languageSlot.of(indentation(options.language)),
           this.readOnlySlot.of(readOnlyExtension(options.readOnly)),
           yCollab(options.text, options.awareness, { undoManager }),
         ],
@@ -177,6 +180,15 @@ export class CodeEditor {
     });
     this.view.dom.dataset.language = options.language;
     this.view.dom.dataset.theme = options.theme;
+    void this.loadLanguage(options.language);
+  }
+
+  private async loadLanguage(language: Language): Promise<void> {
+    const support = await languageSupport(language);
+    // A switch made while this one was loading wins.
+    if (this.current !== language) return;
+    this.view.dispatch({ effects: this.languageSlot.reconfigure(support) });
+    this.view.dom.dataset.highlighted = language;
   }
 
   setTheme(theme: ResolvedTheme): void {
@@ -223,8 +235,9 @@ export class CodeEditor {
   setLanguage(language: Language): void {
     if (language === this.current) return;
     this.current = language;
-    this.view.dispatch({ effects: this.languageSlot.reconfigure(languageSupport(language)) });
+    this.view.dispatch({ effects: this.languageSlot.reconfigure(indentation(language)) });
     this.view.dom.dataset.language = language;
+    void this.loadLanguage(language);
   }
 
   setReadOnly(readOnly: boolean): void {

@@ -111,8 +111,11 @@ async function copy(text: string, input: HTMLInputElement): Promise<boolean> {
   }
 }
 
+/** A file name from the title: letters and digits of any script kept (a title in Greek or Japanese stays
+ * readable), everything else, path separators included, becomes one hyphen. */
 function slug(title: string): string {
-  return title.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 60) || "main";
+  const words = title.normalize("NFC").toLowerCase().replace(/[^\p{L}\p{M}\p{N}]+/gu, "-");
+  return Array.from(words.replace(/^-|-$/g, "")).slice(0, 60).join("").replace(/-$/, "") || "main";
 }
 
 export async function sessionPage(route: PadRoute): Promise<void> {
