@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         description="Messages of one connection handled before the others get their turn (what a burst from one "
         "connection can delay everyone else by).",
     )
+    ws_sync_bytes_per_message: int = Field(
+        default=64 * KiB,
+        ge=1024,
+        description="A connection's repeated sync requests cost one message of its rate per this many bytes of "
+        "the answer the server had to encode (its first is free): what keeps a peer from making the server encode "
+        "a large document over and over.",
+    )
     ws_rate_grace_seconds: float = Field(
         default=2.0,
         ge=0,

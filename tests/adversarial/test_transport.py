@@ -343,3 +343,44 @@ async def test_a_refused_client_reconnecting_in_a_loop_costs_little(factory: Ser
         await later.wait_for(lambda: later.text.endswith("unaffected"))
         await later.close()
         await honest.close()
+
+
+async def test_asking_again_and_again_for_a_large_document_is_a_flood(factory: ServerFactory) -> None:
+    """A sync request of a few bytes makes the server encode the document (up to 32 MiB) for its answer; with a
+    new state vector each time, no cache helps. Before: 200 such requests a second were within the rate, each a
+    full encode. Pass: past the first, each answer costs the asker one message of its rate per 64 KiB, so on a
+    2 MiB document it gets at most burst / 32 + rate x (grace + 2) / 32 (+ its first) answers, then 4429."""
+    rate, burst, grace = 200, 1000, 2.0
+    server = await factory(
+        ws_rate_per_second=rate, ws_rate_burst=burst, ws_rate_grace_seconds=grace,
+        max_code_bytes=4 * MiB, max_body_bytes=8 * MiB,
+    )  # fmt: skip
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        sid = (await new_session(client))["id"]
+        assert (await client.put(f"/v1/sessions/{sid}", json={"code": "x" * (2 * MiB)})).status_code == 200
+        raw = await Raw.open(collab_url(server.ws_url, sid, (await join(client, sid, "Asker", role="viewer"))["token"]))
+        answers = 0
+        code: int | None = None
+        client_id = 1
+        # One question at a time, each answer read before the next: a reader that keeps up (a slow one would be
+        # cut by the send budget instead, which says nothing about the cost of encoding).
+        async with asyncio.timeout(60):
+            while code is None:
+                # A state vector naming a client the document has never seen: the whole document, encoded anew.
+                raw.writer.write(client_frame(p.sync_step1(b"\x01" + p.var_uint_bytes(client_id) + b"\x00")))
+                client_id += 1
+                await raw.writer.drain()
+                while (got := await raw.frame()) is not None:
+                    if got[0] == 2 and got[1][:2] == b"\x00\x01":  # a step 2
+                        answers += 1
+                        break
+                    if got[0] == 8:
+                        code = int.from_bytes(got[1][:2], "big")
+                        break
+                else:
+                    break
+        assert code == 4429, code
+        cost = 2 * MiB / (64 * 1024)
+        assert answers <= 1 + (burst + rate * (grace + 2)) / cost + 2, answers
+        raw.abort()
+        assert (await client.get("/healthz")).status_code == 200

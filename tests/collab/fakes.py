@@ -29,9 +29,13 @@ class FakeChannel:
 
     def __init__(self) -> None:
         self.sent: list[bytes] = []
+        self.charged = 0.0
 
     def send(self, data: bytes) -> None:
         self.sent.append(data)
+
+    def charge(self, messages: float) -> None:
+        self.charged += messages
 
     def take(self) -> list[bytes]:
         sent, self.sent = self.sent, []

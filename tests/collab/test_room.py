@@ -277,3 +277,22 @@ def test_a_language_outside_the_table_is_ignored() -> None:
         ada.meta["language"] = value
         room.receive(ada.peer, p.sync_update(ada.doc.get_update(before)))
         assert room.language() == expected
+
+
+def test_repeated_sync_requests_are_charged_to_the_peer_by_the_size_of_what_was_encoded() -> None:
+    """A four-byte step 1 can make the room encode the whole document. Before: any number of them, free. Pass:
+    a peer's first is free; later ones the room had to encode cost one message of its rate per
+    ``sync_bytes_per_message`` of answer; an answer the room already had (the same state vector) costs nothing."""
+    room, _ = make_room(limits=dataclasses.replace(LIMITS, sync_bytes_per_message=1024))
+    writer = HandPeer(room, "ada").join()
+    writer.edit("x" * 20_000)
+    asker = HandPeer(room, "eve").join()
+    assert asker.channel.charged == 0  # its first sync
+    asker.channel.take()
+    other_vector = b"\x01\x05\x00"  # client 5 at clock 0: the whole document again, encoded anew
+    room.receive(asker.peer, p.sync_step1(other_vector))
+    [reply] = asker.channel.take()
+    assert asker.channel.charged == pytest.approx(len(reply) / 1024) and asker.channel.charged > 19
+    room.receive(asker.peer, p.sync_step1(other_vector))  # the same question: the kept answer, free
+    assert asker.channel.charged == pytest.approx(len(reply) / 1024)
+    assert writer.channel.charged == 0

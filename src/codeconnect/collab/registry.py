@@ -72,6 +72,7 @@ class RoomRegistry:
             compact_after_updates=settings.compact_after_updates,
             slow_update_seconds=settings.slow_update_close_seconds,
             max_client_ids_per_participant=settings.max_client_ids_per_participant,
+            sync_bytes_per_message=settings.ws_sync_bytes_per_message,
         )
 
     async def __aenter__(self) -> RoomRegistry:

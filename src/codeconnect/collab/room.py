@@ -43,6 +43,11 @@ class Channel(Protocol):
 
     def send(self, data: bytes) -> None: ...
 
+    def charge(self, messages: float) -> None:
+        """Count ``messages`` more toward the peer's message rate: work one of its messages caused beyond its own
+        handling (the peer's reads pause until the rate has paid for it, as for any flood)."""
+        ...
+
 
 class ProtocolViolation(Exception):
     """The peer broke a rule; its connection is closed with ``code``. Other peers are unaffected."""
@@ -62,12 +67,13 @@ class RoomLimits:
     compact_after_updates: int
     slow_update_seconds: float
     max_client_ids_per_participant: int
+    sync_bytes_per_message: int = 64 * 1024
 
 
 class Peer:
     """One live connection in a room."""
 
-    __slots__ = ("channel", "participant_id", "readonly", "client_id", "doc_client_id", "name", "color")
+    __slots__ = ("channel", "participant_id", "readonly", "client_id", "doc_client_id", "name", "color", "synced")
 
     def __init__(self, channel: Channel, participant_id: str, name: str, color: str, readonly: bool) -> None:
         self.channel = channel
@@ -77,6 +83,7 @@ class Peer:
         self.doc_client_id: int | None = None  # the first client id it claimed by writing under it
         self.name = name
         self.color = color
+        self.synced = False  # answered a sync request once (the first one is free)
 
     @property
     def user(self) -> dict[str, str]:
@@ -175,7 +182,7 @@ class Room:
             msg = p.parse_message(data)
             if msg.type == MessageType.SYNC:
                 if msg.sync_type == SyncType.STEP1:
-                    peer.channel.send(self._sync_reply(msg.payload))
+                    peer.channel.send(self._sync_reply(peer, msg.payload))
                 elif not peer.readonly:
                     # An update message goes to the others as it came; a step 2 is passed on as an update.
                     if msg.sync_type == SyncType.UPDATE:
@@ -198,14 +205,22 @@ class Room:
         except MalformedMessage as exc:
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, f"malformed message: {exc}") from exc
 
-    def _sync_reply(self, state_vector: bytes) -> bytes:
-        """The step 2 answering ``state_vector``; the last one is kept (by reference) until the document changes."""
+    def _sync_reply(self, peer: Peer, state_vector: bytes) -> bytes:
+        """The step 2 answering ``state_vector``; the last one is kept (by reference) until the document changes.
+
+        A four-byte request can make the room encode the whole document (up to ``max_document_bytes``), so
+        past a peer's first, an answer that had to be encoded is charged to its message rate by its size: a
+        peer asking again and again for a large document (with a new state vector each time, so the cache never
+        answers) is slowed down, then closed with 4429 like any flood. Stock clients ask once a connection."""
         reply = self._reply
         if reply is not None and reply[0] == state_vector:
             return reply[1]
         p.parse_state_vector(state_vector)  # validated before Yrs decodes it
         message = p.sync_step2(self.shared.doc.get_update(state_vector))
         self._reply = (state_vector, message)
+        if peer.synced:
+            peer.channel.charge(len(message) / self.limits.sync_bytes_per_message)
+        peer.synced = True
         return message
 
     def _apply_from(self, peer: Peer, update: bytes, message: bytes | None, *, reply: bool = False) -> None:

@@ -161,7 +161,9 @@ class _AsgiChannel:
     """A peer's outgoing side over plain ASGI ``send``: a bounded queue drained by a writer task that exists
     while there is something to send. A peer past the budget is dropped (its handler task cancelled)."""
 
-    __slots__ = ("_send", "_queue", "_bytes", "_writer", "_handler", "_max_messages", "_max_bytes", "overflowed")
+    __slots__ = (
+        "_send", "_queue", "_bytes", "_writer", "_handler", "_max_messages", "_max_bytes", "overflowed", "debt",
+    )  # fmt: skip
 
     def __init__(self, send: Send, max_messages: int, max_bytes: int) -> None:
         self._send = send
@@ -172,6 +174,10 @@ class _AsgiChannel:
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self.overflowed = False
+        self.debt = 0.0  # messages charged to the peer's rate since its last message
+
+    def charge(self, messages: float) -> None:
+        self.debt += messages
 
     def send(self, data: bytes) -> None:
         if self.overflowed:
@@ -223,6 +229,8 @@ async def _serve_asgi(
             data = message.get("bytes")
             now = loop.time()
             tokens = min(settings.ws_rate_burst, tokens + (now - last) * settings.ws_rate_per_second) - 1
+            tokens -= channel.debt
+            channel.debt = 0.0
             last = now
             if data is None:
                 close = (CloseCode.UNSUPPORTED_DATA, "binary messages only")
