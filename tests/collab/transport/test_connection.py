@@ -20,6 +20,7 @@ class FakeTransport(asyncio.Transport):
     def __init__(self) -> None:
         super().__init__()
         self.written = bytearray()
+        self.writes = 0
         self.closed = False
         self.aborted = False
         self.reading = True
@@ -27,6 +28,7 @@ class FakeTransport(asyncio.Transport):
 
     def write(self, data: Any) -> None:
         self.written += bytes(data)
+        self.writes += 1
 
     def get_write_buffer_size(self) -> int:
         return self.buffered
@@ -156,6 +158,7 @@ async def test_handshake_then_messages_go_to_the_listener_in_order() -> None:
     assert h.messages == [b"early", b"also early", b"later"]
     assert h.state.tasks == set()  # the handler returned: nothing is suspended for an idle connection
     h.conn.send(b"out")
+    await h.settle()  # written at the end of the loop's round
     assert server_frames(bytes(h.transport.written))[-1] == (2, b"out")
 
 
@@ -180,6 +183,7 @@ async def test_pings_count_toward_the_rate_and_a_flood_is_closed() -> None:
     h = Harness(TransportLimits(rate=10, burst=5, grace=0.05))
     await h.open()
     h.conn.data_received(client_frame(b"", opcode=9) * 50)
+    await h.settle()
     pongs = [f for f in server_frames(bytes(h.transport.written)) if f[0] == 0xA]
     assert len(pongs) == 5 and not h.transport.reading  # the burst, then reading paused
     async with asyncio.timeout(5):
@@ -202,6 +206,24 @@ async def test_a_burst_is_handled_in_turns_so_another_peer_is_not_held_up() -> N
     await flooder.settle()
     assert order[17:] == [b"f%d" % i for i in range(16, 40)]  # nothing lost, in order
     assert flooder.transport.reading
+
+
+async def test_what_a_peer_gets_in_one_round_is_written_once_and_in_order() -> None:
+    """A busy room sends a peer many small messages at once: one write per round of the loop, not one each (a
+    system call is most of what a relay costs); anything written another way goes after them."""
+    h = Harness(TransportLimits())
+    await h.open()
+    before = h.transport.writes
+    for i in range(20):
+        h.conn.send(b"m%d" % i)
+    assert h.transport.writes == before  # nothing yet: the round is not over
+    await h.settle()
+    assert h.transport.writes == before + 1
+    h.conn.send(b"last")
+    h.conn.close(4400, "bye")  # a control frame flushes what waits first
+    frames = server_frames(bytes(h.transport.written))
+    assert [f[1] for f in frames if f[0] == 2] == [b"m%d" % i for i in range(20)] + [b"last"]
+    assert frames[-1][0] == 8
 
 
 async def test_an_unfinished_frame_is_cut_after_the_timeout() -> None:

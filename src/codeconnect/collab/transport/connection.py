@@ -110,7 +110,8 @@ class WebSocketConnection(asyncio.Protocol):
         "_config", "_connections", "_tasks", "_app_state", "_loop", "_limits", "_transport", "_handshake",
         "_request", "_state", "_parser", "_fragments", "_fragment_opcode", "_fragment_bytes", "_partial_since",
         "_frame_timer", "_tokens", "_refilled", "_over_since", "_throttle", "_read_paused", "_asgi_queue",
-        "_waiter", "_on_message", "_on_closed", "_backlog", "_backlog_bytes", "_backlog_offset",
+        "_waiter", "_on_message", "_on_closed", "_backlog", "_backlog_bytes", "_backlog_offset", "_cork",
+        "_cork_bytes",
         "_write_paused", "_stall_timer", "_close_timer", "_ping_timer", "_last_seen", "_ping_sent",
         "_accepted", "close_code", "_listening", "_close_received", "_queued_bytes", "_denial",
     )
@@ -151,6 +152,10 @@ class WebSocketConnection(asyncio.Protocol):
         self._backlog: deque[bytes] | None = None
         self._backlog_bytes = 0
         self._backlog_offset = -1  # -1: the first message's header is not written yet
+        # Small frames sent during one round of the event loop, written with one call at its end: a peer that
+        # gets many messages at once (a busy room) costs one write, not one each.
+        self._cork: list[bytes] | None = None
+        self._cork_bytes = 0
         self._write_paused = False
         self._stall_timer: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -183,6 +188,8 @@ class WebSocketConnection(asyncio.Protocol):
         self._frame_timer = self._throttle = self._stall_timer = self._close_timer = self._ping_timer = None
         self._backlog = None
         self._backlog_bytes = 0
+        self._cork = None
+        self._cork_bytes = 0
         self._parser.clear()
         self._fragments = None
         self._handshake = self._request = None  # a timer may keep this object a while: not what it parsed
@@ -620,11 +627,15 @@ class WebSocketConnection(asyncio.Protocol):
         """Bytes sent to this peer that it has not taken yet: our backlog plus the transport's buffer."""
         if self._transport is None or self._state == _CLOSED:
             return 0
-        return self._backlog_bytes + self._transport.get_write_buffer_size()
+        return self._cork_bytes + self._backlog_bytes + self._transport.get_write_buffer_size()
 
     def send(self, data: bytes) -> None:
         """Queue one binary message; never blocks. A peer over its send budget is cut."""
         self.send_frame(Opcode.BINARY, data)
+
+    def charge(self, messages: float) -> None:
+        """Count ``messages`` more toward this peer's rate (see ``Channel.charge``)."""
+        self._tokens -= messages
 
     def send_frame(self, opcode: Opcode, data: bytes) -> None:
         transport = self._transport
@@ -632,8 +643,18 @@ class WebSocketConnection(asyncio.Protocol):
         if self._state != _OPEN or transport is None or transport.is_closing():
             return
         if self._backlog is None and not self._write_paused and len(data) <= _SLICE:
-            transport.write(frame_header(opcode, len(data)) + data)
+            frame = frame_header(opcode, len(data)) + data
+            cork = self._cork
+            if cork is None:
+                self._cork = [frame]
+                self._loop.call_soon(self._uncork)
+            else:
+                cork.append(frame)
+            self._cork_bytes += len(frame)
+            if self._cork_bytes >= _SLICE:
+                self._uncork()
             return
+        self._uncork()  # what is corked goes first
         backlog = self._backlog
         if backlog is None:
             backlog = self._backlog = deque()
@@ -655,8 +676,19 @@ class WebSocketConnection(asyncio.Protocol):
         self._backlog_bytes += len(header) + len(payload)
         self._flush()
 
+    def _uncork(self) -> None:
+        cork = self._cork
+        if cork is None:
+            return
+        self._cork = None
+        self._cork_bytes = 0
+        transport = self._transport
+        if transport is not None and not transport.is_closing() and self._state != _CLOSED:
+            transport.write(cork[0] if len(cork) == 1 else b"".join(cork))
+
     def _write_control(self, opcode: Opcode, payload: bytes) -> None:
         """A control frame, after whatever is queued (frames are never interleaved)."""
+        self._uncork()
         if self._transport is None or self._transport.is_closing():
             return
         if self._backlog is None and not self._write_paused:
@@ -665,6 +697,7 @@ class WebSocketConnection(asyncio.Protocol):
         self._enqueue(frame_header(opcode, len(payload)), payload)
 
     def _flush(self) -> None:
+        self._uncork()
         backlog = self._backlog
         transport = self._transport
         if backlog is None or transport is None or transport.is_closing():
@@ -705,6 +738,8 @@ class WebSocketConnection(asyncio.Protocol):
         if self._transport is not None and self._state != _CLOSED:
             self._backlog = None
             self._backlog_bytes = 0
+            self._cork = None
+            self._cork_bytes = 0
             self._transport.abort()
 
     # --- closing -----------------------------------------------------------------------------------------
@@ -739,6 +774,7 @@ class WebSocketConnection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
+        self._uncork()
         if self._backlog is None and not self._write_paused:
             transport.close()  # the backlog is out: nothing waits in our buffers, and the socket's drain is short
         if self._close_timer is None:
