@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from codeconnect.config import Settings
 from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
@@ -100,8 +101,19 @@ class SessionSettingsUpdate(StrictRequest):
     """Body of `PUT /v1/sessions/{sessionId}/settings` (needs the `X-Owner-Key` header): the switches to change,
     at least one; those left out keep their value."""
 
-    execution_enabled: bool | None = None
-    allow_clear_output: bool | None = None
+    # The schema says what the validator says: booleans only (no null) and at least one of them.
+    model_config = ConfigDict(**StrictRequest.model_config, json_schema_extra={"minProperties": 1})
+
+    execution_enabled: bool | SkipJsonSchema[None] = None
+    allow_clear_output: bool | SkipJsonSchema[None] = None
+
+    @field_validator("execution_enabled", "allow_clear_output", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # None stands for "left out"; a JSON null is not a setting.
+        if value is None:
+            raise ValueError("must be true or false")
+        return value
 
     @model_validator(mode="after")
     def _something(self) -> SessionSettingsUpdate:
