@@ -106,3 +106,5 @@ def test_a_switch_made_offline_is_told_when_it_arrives(web_server: ThreadedServe
     ada_context.set_offline(False)
     wait_connected(ada)
     wait_notice(grace, "Ada switched to TypeScript")
+    # The highlighting that could not be fetched offline arrives once the browser is back online.
+    ada.wait_for_selector(".cm-editor[data-highlighted=typescript]")

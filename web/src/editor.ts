@@ -184,7 +184,15 @@ export class CodeEditor {
   }
 
   private async loadLanguage(language: Language): Promise<void> {
-    const support = await languageSupport(language);
+    let support: Extension;
+    try {
+      support = await languageSupport(language);
+    } catch {
+      // Offline (a switch can arrive from the document while the network is gone) or the chunk did not come:
+      // the text stays plain and editable, and the highlighting is fetched again once the browser is back online.
+      window.addEventListener("online", () => void this.loadLanguage(language), { once: true });
+      return;
+    }
     // A switch made while this one was loading wins.
     if (this.current !== language) return;
     this.view.dispatch({ effects: this.languageSlot.reconfigure(support) });
