@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Coroutine
@@ -36,6 +37,14 @@ def wants_stream(accept: str | None) -> bool:
 
 def _line(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+
+
+async def _cancelled(future: asyncio.Future[Any]) -> None:
+    """Cancel ``future`` and wait until it is: a task dropped while its cancellation is pending is reported as
+    destroyed while pending."""
+    future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await future
 
 
 class LiveRun:
@@ -67,7 +76,7 @@ class LiveRun:
         try:
             await asyncio.wait({task, admitted}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            admitted.cancel()
+            await _cancelled(admitted)
         if task.done() and not self.admitted.is_set():
             task.result()  # raises the refusal
 
@@ -86,9 +95,12 @@ class LiveRun:
         try:
             while not task.done():
                 waiting = asyncio.ensure_future(self._pieces.get())
-                await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                if not waiting.done():
-                    waiting.cancel()
+                try:
+                    await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not waiting.done():
+                        await _cancelled(waiting)
+                if waiting.cancelled():
                     break
                 for line in self._drain(waiting.result()):
                     yield line
