@@ -139,6 +139,14 @@ class Settings(BaseSettings):
         description="Longest cooldown of a participant whose connections keep being closed for breaking a rule "
         "(1 s after the first, doubling); its reconnects meanwhile are refused with 4429 before any work.",
     )
+    ws_refusal_hold_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="How long a connection refused for its participant's cooldown is held open, silent, before it "
+        "is closed with 4429 (at most the cooldown left): a client that reconnects at once is slowed to one "
+        "attempt per connection per this many seconds, instead of as many as the server can refuse.",
+    )
     ws_preauth_bytes: int = Field(
         default=64 * KiB,
         ge=1024,

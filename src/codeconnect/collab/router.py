@@ -46,10 +46,11 @@ def is_live(scope: Scope) -> bool:
 
 
 class Refused(Exception):
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, hold: float = 0.0) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.hold = hold  # seconds the connection is kept open, silent, before the close is sent
 
 
 class LiveEndpoint:
@@ -74,6 +75,10 @@ class LiveEndpoint:
             session_id, participant = await self._authenticate(scope)
             room = await self._room(session_id, participant)
         except Refused as refused:
+            if refused.hold > 0:
+                # A client refusing to take no for an answer reconnects the moment it is closed: holding its
+                # refused connection a while first turns thousands of handshakes a second into a few.
+                await asyncio.sleep(refused.hold)
             await send({"type": "websocket.close", "code": refused.code, "reason": refused.reason})
             return
         connection = scope.get("extensions", {}).get(LIVE_EXTENSION)
@@ -102,7 +107,8 @@ class LiveEndpoint:
             participant = replace(participant, role="viewer")
         wait = self.admission.cooling_down(participant.id)
         if wait > 0:
-            raise Refused(CloseCode.TOO_MANY, f"too many refused connections; retry in {wait:.0f} s")
+            hold = min(wait, self.registry.settings.ws_refusal_hold_seconds)
+            raise Refused(CloseCode.TOO_MANY, f"too many refused connections; retry in {wait - hold:.0f} s", hold)
         return session_id, participant
 
     async def _viewed(self, viewer_id: str) -> str:
