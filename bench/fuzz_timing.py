@@ -84,6 +84,50 @@ def pin(pid: int, cpus: set[int]) -> None:
     os.sched_setaffinity(pid, cpus)
 
 
+async def provision_targets(http: httpx.AsyncClient) -> list[dict[str, str]]:
+    targets = []
+    for s in range(FUZZ_SESSIONS):
+        sid = await new_session(http, f"fuzzed {s}")
+        for t in range(TOKENS_PER_SESSION):
+            role = "viewer" if t == TOKENS_PER_SESSION - 1 else "editor"
+            targets.append({"session_id": sid, "token": await new_token(http, sid, f"F{s}-{t}", role), "role": role})
+    return targets
+
+
+async def fuzzed_phase(
+    args: argparse.Namespace,
+    server: ServerProcess,
+    targets: list[dict[str, str]],
+    seed: int,
+    writer: HonestClient,
+    latencies: Latencies,
+    fuzzer_cores: set[int],
+) -> tuple[list[float], float, float, dict[str, Any]]:
+    """The honest room's latencies while the fuzzer attacks ``server``'s ``targets``; the CPU seconds ``server``
+    and the fuzzer used meanwhile, and the fuzzer's report."""
+    # The fuzzer runs a little longer than the measured phase, which starts once it is attacking.
+    attacker = AttackerProcess(
+        server.ws_url,
+        targets,
+        args.seconds + 3,
+        ["--connections", str(args.fuzzers), "--seed", str(seed), "--rate", str(args.fuzz_rate)],
+    )
+    await attacker.start()
+    assert attacker.process is not None
+    if args.pin:
+        pin(attacker.process.pid, fuzzer_cores)
+    if args.attacker_nice:
+        os.setpriority(os.PRIO_PROCESS, attacker.process.pid, args.attacker_nice)
+    await asyncio.sleep(1)  # past its first connections' handshakes
+    cpu, cpu_a, started = server.cpu_seconds(), cpu_seconds(attacker.process.pid), time.monotonic()
+    measured = await measure(writer, latencies, args.seconds, args.rate)
+    cpu = server.cpu_seconds() - cpu
+    cpu_a = cpu_seconds(attacker.process.pid) - cpu_a
+    span = time.monotonic() - started
+    result = await attacker.wait() or {}
+    return measured, cpu * args.seconds / span, cpu_a * args.seconds / span, result
+
+
 async def main(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     cores = sorted(os.sched_getaffinity(0))
@@ -95,6 +139,7 @@ async def main(args: argparse.Namespace) -> int:
         pin(server.process.pid, others)
         pin(0, others)
     clients: list[HonestClient] = []
+    decoy: ServerProcess | None = None
     try:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
             honest = await new_session(http, "honest room")
@@ -110,19 +155,18 @@ async def main(args: argparse.Namespace) -> int:
                 for i in range(args.readers)
             ]
             clients = [writer, *readers]
-            targets = []
-            for s in range(FUZZ_SESSIONS):
-                sid = await new_session(http, f"fuzzed {s}")
-                for t in range(TOKENS_PER_SESSION):
-                    role = "viewer" if t == TOKENS_PER_SESSION - 1 else "editor"
-                    targets.append(
-                        {"session_id": sid, "token": await new_token(http, sid, f"F{s}-{t}", role), "role": role}
-                    )
+            targets = await provision_targets(http)
+        if args.control:
+            decoy = await ServerProcess.start(DEFENCES[args.defences])
+            async with httpx.AsyncClient(base_url=decoy.base_url, timeout=30) as http:
+                decoy_targets = await provision_targets(http)
 
         await measure(writer, latencies, min(3.0, args.seconds), args.rate)  # warm-up, not reported
         rss_quiet = server.rss_mib()
         quiet: list[float] = []
         fuzzed: list[float] = []
+        control: list[float] = []
+        cpu_control = 0.0
         cpu_quiet = cpu_fuzzed = cpu_attacker = span_quiet = span_fuzzed = 0.0
         results: list[dict[str, Any]] = []
         for round_ in range(args.rounds):
@@ -131,31 +175,21 @@ async def main(args: argparse.Namespace) -> int:
             cpu_quiet += server.cpu_seconds() - cpu
             span_quiet += time.monotonic() - started
 
-            # The fuzzer runs a little longer than the measured phase, which starts once it is attacking.
-            attacker = AttackerProcess(
-                server.ws_url,
-                targets,
-                args.seconds + 3,
-                [
-                    "--connections",
-                    str(args.fuzzers),
-                    "--seed",
-                    str(seed + round_),
-                    "--rate",
-                    str(args.fuzz_rate),
-                ],
+            if decoy is not None:
+                # The same fuzzer against another server process: the machine as loaded, this server not.
+                latencies_d, cpu_d, _, _ = await fuzzed_phase(
+                    args, decoy, decoy_targets, seed + round_, writer, latencies, fuzzer_cores
+                )
+                control += latencies_d
+                cpu_control += cpu_d
+            lat, cpu_s, cpu_a, result = await fuzzed_phase(
+                args, server, targets, seed + round_, writer, latencies, fuzzer_cores
             )
-            await attacker.start()
-            assert attacker.process is not None
-            if args.pin:
-                pin(attacker.process.pid, fuzzer_cores)
-            await asyncio.sleep(1)  # past its first connections' handshakes
-            cpu, cpu_a, started = server.cpu_seconds(), cpu_seconds(attacker.process.pid), time.monotonic()
-            fuzzed += await measure(writer, latencies, args.seconds, args.rate)
-            cpu_fuzzed += server.cpu_seconds() - cpu
-            cpu_attacker += cpu_seconds(attacker.process.pid) - cpu_a
-            span_fuzzed += time.monotonic() - started
-            results.append(await attacker.wait() or {})
+            fuzzed += lat
+            cpu_fuzzed += cpu_s
+            cpu_attacker += cpu_a
+            span_fuzzed += args.seconds
+            results.append(result)
         rss_fuzzed = server.rss_mib()
         stuck = await converged([clients])
 
@@ -172,6 +206,16 @@ async def main(args: argparse.Namespace) -> int:
             + "   ".join(f"{name} {b / a:5.2f}x" for name, a, b in zip(("p50", "p95", "p99"), q, f, strict=True))
         )
         print(f"target: fuzzed p99 within 2x of quiet: {'met' if f[2] <= 2 * q[2] else 'NOT met'}")
+        if control:
+            c = percentiles(control)
+            print(
+                line("control", control, cpu_control / (args.seconds * args.rounds))
+                + "   (the fuzzer attacking another process)"
+            )
+            print(
+                "fuzzed / control   "
+                + "   ".join(f"{name} {b / a:5.2f}x" for name, a, b in zip(("p50", "p95", "p99"), c, f, strict=True))
+            )
         closes: Counter[str] = Counter()
         findings: Counter[str] = Counter()
         for r in results:
@@ -200,6 +244,8 @@ async def main(args: argparse.Namespace) -> int:
         for c in clients:
             await c.close()
         server.stop()
+        if decoy is not None:
+            decoy.stop()
 
 
 if __name__ == "__main__":
@@ -207,6 +253,15 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10, help="length of each phase (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="pairs of quiet and fuzzed phases (default 3)")
     parser.add_argument("--pin", action="store_true", help="the fuzzer on a core of its own")
+    parser.add_argument(
+        "--attacker-nice", type=int, default=0, help="the fuzzer's nice value (19: it gets only idle CPU)"
+    )
+    parser.add_argument(
+        "--control",
+        action="store_true",
+        help="also a third phase a round: the same fuzzer against a second server process (the machine loaded "
+        "as much, this server not), to tell what the attack costs inside the server from what it costs the machine",
+    )
     parser.add_argument("--readers", type=int, default=5)
     parser.add_argument("--rate", type=float, default=20, help="the writer's edits per second (default 20)")
     parser.add_argument("--fuzzers", type=int, default=32, help="fuzzing connections (default 32)")
