@@ -210,6 +210,26 @@ class Settings(BaseSettings):
     max_awareness_state_bytes: int = Field(
         default=16 * KiB, ge=64, description="Largest awareness (presence/cursor) state of one client."
     )
+    ws_awareness_bytes_per_message: int = Field(
+        default=KiB,
+        ge=64,
+        description="A presence (awareness) change relayed to the room costs its sender one message of its rate "
+        "per this many bytes of the state, on top of the message itself: what keeps one client from making the "
+        "server send megabytes a second of presence to everyone.",
+    )
+    live_output_max_bytes: int = Field(
+        default=8 * KiB,
+        ge=256,
+        le=1 * MiB,
+        description="Most live run output (UTF-8 bytes) one presence state may carry; the page sends at most 4 KiB "
+        "a state. A larger one closes its sender with 4400.",
+    )
+    live_output_max_pieces: int = Field(
+        default=64,
+        ge=1,
+        le=4096,
+        description="Most output pieces (stdout/stderr changes) one presence state's live run output may hold.",
+    )
     max_client_ids_per_participant: int = Field(
         default=32,
         ge=1,

@@ -121,3 +121,33 @@ async def test_a_malformed_or_oversized_live_run_closes_its_sender_and_reaches_n
     assert _states_of(witness, mallory.doc.client_id) == []
     for c in (witness, good, mallory):
         await c.close()
+
+
+async def test_presence_is_charged_by_its_size(live: tuple[LiveServer, httpx.AsyncClient]) -> None:
+    """Every state relayed goes to everyone in the room, so a client sending full live-output states (8 KiB) as
+    fast as it can made the server send 1.6 MB a second to each of the others, all within the message rate.
+    Threshold: with the defaults (200 messages a second, a burst of 1,000, one message more per KiB relayed),
+    600 such states sent back to back are not all relayed: the sender is closed with 4429 first (each costs about
+    nine messages, so the burst and the grace run out within a few hundred); before, all 600 reached the witness
+    and the sender stayed open. The witness stays connected."""
+    server, client = live
+    sid = (await new_session(client))["id"]
+    witness = await _connect(server, client, sid, "Witness")
+    mallory = await _connect(server, client, sid, "Mallory")
+    chunk = "x" * (LIVE_OUTPUT_MAX_BYTES - 100)
+    for i in range(600):
+        if mallory.closed.is_set():
+            break
+        try:
+            await mallory.set_awareness(
+                {"cursor": None, "run": {**RUN, "offset": i * len(chunk), "output": [["stdout", chunk]]}}
+            )
+        except Exception:
+            break  # the server closed the socket under us
+    code = await mallory.wait_closed(WAIT * 3)
+    assert code == 4429
+    relayed = _states_of(witness, mallory.doc.client_id)
+    assert len(relayed) < 600
+    assert not witness.closed.is_set()
+    for c in (witness, mallory):
+        await c.close()

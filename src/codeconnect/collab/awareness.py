@@ -21,8 +21,9 @@ stock servers do not have:
   offset, output}``): ephemeral, it never enters the document. ``output`` holds only what is new since the
   sender's previous state, as ``[stream, text]`` pieces, and ``offset`` says where it starts in the run's
   output, so the others append it and notice a gap. It is bounded here, strictly (a wrong key, type or size is
-  refused), because every other page renders it: at most ``LIVE_OUTPUT_MAX_PIECES`` pieces and
-  ``LIVE_OUTPUT_MAX_BYTES`` of UTF-8 per state. A viewer's is checked, then dropped: viewers cannot run code.
+  refused), because every other page renders it: at most ``live_output_max_pieces`` pieces and
+  ``live_output_max_bytes`` of UTF-8 per state (settings; defaults below). A viewer's is checked, then dropped:
+  viewers cannot run code.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ _CURSOR_KEYS = {"anchor", "head"}
 _ID_KEYS = {"client", "clock"}
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
-# The live output a state may carry. The page publishes at most 4 KiB of new output four times a second
+# The live output a state may carry, by default (the settings ``live_output_max_bytes`` and
+# ``live_output_max_pieces``). The page publishes at most 4 KiB of new output four times a second
 # (16 KiB/s, 64 KiB per run); the bounds leave room for a slow tick without letting one state flood anyone.
 LIVE_OUTPUT_MAX_BYTES = 8192
 LIVE_OUTPUT_MAX_PIECES = 64
@@ -86,11 +88,18 @@ def encode_entries(entries: list[tuple[int, int, bytes]]) -> bytes:
 class RoomAwareness:
     """The awareness states of one room's connections."""
 
-    __slots__ = ("_entries", "max_state_bytes")
+    __slots__ = ("_entries", "max_state_bytes", "_output_bounds")
 
-    def __init__(self, max_state_bytes: int) -> None:
+    def __init__(
+        self,
+        max_state_bytes: int,
+        *,
+        live_output_max_bytes: int = LIVE_OUTPUT_MAX_BYTES,
+        live_output_max_pieces: int = LIVE_OUTPUT_MAX_PIECES,
+    ) -> None:
         self._entries: dict[int, _Entry] = {}
         self.max_state_bytes = max_state_bytes
+        self._output_bounds = (live_output_max_bytes, live_output_max_pieces)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -125,7 +134,7 @@ class RoomAwareness:
                     held.owner = conn
             if len(raw) > self.max_state_bytes:
                 raise MalformedMessage("awareness state too large")
-            state = _relayed_state(raw, conn.user, runs=not conn.readonly)
+            state = _relayed_state(raw, conn.user, self._output_bounds, runs=not conn.readonly)
             current = self._entries.get(client_id)
             if state == b"null":
                 if current is None or clock < current.clock:
@@ -152,7 +161,9 @@ class RoomAwareness:
         return encode_entries([(client_id, entry.clock + 1, b"null")])
 
 
-def _relayed_state(raw: bytes, user: dict[str, str], *, runs: bool = True) -> bytes:
+def _relayed_state(
+    raw: bytes, user: dict[str, str], output_bounds: tuple[int, int], *, runs: bool = True
+) -> bytes:
     """The state to relay for ``raw``, rebuilt from its known fields; raises MalformedMessage."""
     try:
         state: Any = json.loads(raw.decode("utf-8"))  # strict UTF-8: no surrogates encoded as bytes
@@ -174,13 +185,13 @@ def _relayed_state(raw: bytes, user: dict[str, str], *, runs: bool = True) -> by
     if "cursor" in state:
         relayed["cursor"] = _cursor(state["cursor"])
     if "run" in state:
-        run = _live_run(state["run"])
+        run = _live_run(state["run"], *output_bounds)
         if runs:  # a viewer cannot run code: a live card of theirs would be made up (checked all the same)
             relayed["run"] = run
     return json.dumps(relayed, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _live_run(value: Any) -> dict[str, Any] | None:
+def _live_run(value: Any, max_bytes: int, max_pieces: int) -> dict[str, Any] | None:
     """The live output of a run in progress, relayed as sent once every part of it is checked."""
     if value is None:
         return None
@@ -199,7 +210,7 @@ def _live_run(value: Any) -> dict[str, Any] | None:
     if not (_is_int(offset) and 0 <= offset <= LIVE_OUTPUT_MAX_OFFSET):
         raise MalformedMessage("awareness run has an invalid offset")
     output = value["output"]
-    if not isinstance(output, list) or len(output) > LIVE_OUTPUT_MAX_PIECES:
+    if not isinstance(output, list) or len(output) > max_pieces:
         raise MalformedMessage("awareness run output is not a short list")
     size = 0
     for piece in output:
@@ -212,7 +223,7 @@ def _live_run(value: Any) -> dict[str, Any] | None:
         ):
             raise MalformedMessage("awareness run output piece is not [stream, text]")
         size += len(piece[1].encode("utf-8"))  # lone surrogates were refused with the whole state
-        if size > LIVE_OUTPUT_MAX_BYTES:
+        if size > max_bytes:
             raise MalformedMessage("awareness run output is too large")
     return {
         "id": run_id,

@@ -28,7 +28,7 @@ from typing import Protocol
 from pycrdt import TransactionEvent
 
 from codeconnect.collab import protocol as p
-from codeconnect.collab.awareness import RoomAwareness
+from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_PIECES, RoomAwareness
 from codeconnect.collab.document import SharedDoc
 from codeconnect.collab.protocol import CloseCode, MalformedMessage, MessageType, SyncType
 from codeconnect.collab.store import Mirror, UpdateLog
@@ -68,6 +68,9 @@ class RoomLimits:
     slow_update_seconds: float
     max_client_ids_per_participant: int
     sync_bytes_per_message: int = 64 * 1024
+    awareness_bytes_per_message: int = 1024
+    live_output_max_bytes: int = LIVE_OUTPUT_MAX_BYTES
+    live_output_max_pieces: int = LIVE_OUTPUT_MAX_PIECES
 
 
 class Peer:
@@ -133,7 +136,11 @@ class Room:
         self.shared = shared
         self.limits = limits
         self.peers: dict[Peer, None] = {}
-        self.awareness = RoomAwareness(limits.max_awareness_state_bytes)
+        self.awareness = RoomAwareness(
+            limits.max_awareness_state_bytes,
+            live_output_max_bytes=limits.live_output_max_bytes,
+            live_output_max_pieces=limits.live_output_max_pieces,
+        )
         self.leases = 0  # peers plus REST calls using the room; at 0 the room may unload
         self.unloading: asyncio.Task[None] | None = None
         self.unload_timer: asyncio.TimerHandle | None = None
@@ -196,11 +203,19 @@ class Room:
                 if announced is None and peer.client_id is not None and not peer.readonly:
                     self._claim(peer.participant_id, peer.client_id)
                 if relay is not None:
+                    # What the others receive is charged to the sender's message rate by its size: a state can
+                    # be 16 KiB of cursor and live output, and at the plain message rate one client could make
+                    # the server send megabytes a second to everyone in the room. A cursor move costs a fifth of
+                    # a message more; the page's live output (4 KiB four times a second) 16 messages a second.
+                    peer.channel.charge(len(relay) / self.limits.awareness_bytes_per_message)
                     # Relayed to the sender too: a lone stock client needs traffic to stay connected.
                     self._broadcast(p.awareness_message(relay), None)
             elif msg.type == MessageType.QUERY_AWARENESS:
                 states = self.awareness.snapshot()
                 if states is not None:
+                    # A one-byte question answered with every state of the room (up to 100 x 16 KiB): charged
+                    # like a relayed state, by size.
+                    peer.channel.charge(len(states) / self.limits.awareness_bytes_per_message)
                     peer.channel.send(p.awareness_message(states))
         except MalformedMessage as exc:
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, f"malformed message: {exc}") from exc
