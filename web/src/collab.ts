@@ -3,6 +3,7 @@
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 import type { Awareness } from "y-protocols/awareness";
+import { CLOSE } from "./contracts.gen";
 import { safeColor } from "./ui/dom";
 
 export type LinkState = "connecting" | "connected" | "offline";
@@ -22,14 +23,8 @@ export interface CollabStatus {
   pending: boolean;
 }
 
-/** Close codes of the server's live endpoint (named after HTTP statuses). */
-export const CLOSE_UNAUTHORIZED = 4401;
-export const CLOSE_NOT_FOUND = 4404;
-export const CLOSE_SLOW_CLIENT = 4408;
-export const CLOSE_TOO_LARGE = 4413;
-export const CLOSE_TOO_MANY = 4429;
 /** Closes after which reconnecting is the right answer: the condition passes. */
-const TRANSIENT = new Set([CLOSE_SLOW_CLIENT, CLOSE_TOO_MANY]);
+const TRANSIENT = new Set<number>([CLOSE.SLOW_CLIENT, CLOSE.TOO_MANY]);
 
 export class Collab {
   readonly doc = new Y.Doc();

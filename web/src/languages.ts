@@ -1,48 +1,26 @@
-// The five session languages, as the server names them, with what the page needs to know about each.
-export type Language = "python" | "javascript" | "typescript" | "java" | "cpp";
+// The five session languages, as the server names them (generated from its table), with what the page needs
+// to know about each.
+import { type Language, LANGUAGE_FACTS, type LanguageFacts } from "./contracts.gen";
 
-export interface LanguageInfo {
-  name: Language;
-  label: string;
-  extension: string;
+export type { Language };
+
+export interface LanguageInfo extends LanguageFacts {
   /** Where a run happens when the server does not run code. */
   browserRunner: "python" | "javascript" | "typescript" | null;
-  starter: string;
 }
 
-export const LANGUAGES: readonly LanguageInfo[] = [
-  { name: "python", label: "Python", extension: "py", browserRunner: "python", starter: 'print("Hello, world!")\n' },
-  {
-    name: "javascript",
-    label: "JavaScript",
-    extension: "js",
-    browserRunner: "javascript",
-    starter: 'console.log("Hello, world!");\n',
-  },
-  {
-    name: "typescript",
-    label: "TypeScript",
-    extension: "ts",
-    browserRunner: "typescript",
-    starter: 'const greeting: string = "Hello, world!";\nconsole.log(greeting);\n',
-  },
-  {
-    name: "java",
-    label: "Java",
-    extension: "java",
-    browserRunner: null,
-    starter:
-      'public class Main {\n    public static void main(String[] args) {\n        System.out.println("Hello, world!");\n    }\n}\n',
-  },
-  {
-    name: "cpp",
-    label: "C++",
-    extension: "cpp",
-    browserRunner: null,
-    starter:
-      '#include <iostream>\n\nint main() {\n    std::cout << "Hello, world!" << std::endl;\n    return 0;\n}\n',
-  },
-];
+const BROWSER_RUNNERS: Record<Language, LanguageInfo["browserRunner"]> = {
+  python: "python",
+  javascript: "javascript",
+  typescript: "typescript",
+  java: null,
+  cpp: null,
+};
+
+export const LANGUAGES: readonly LanguageInfo[] = LANGUAGE_FACTS.map((facts) => ({
+  ...facts,
+  browserRunner: BROWSER_RUNNERS[facts.name],
+}));
 
 export function languageInfo(name: string): LanguageInfo {
   return LANGUAGES.find((l) => l.name === name) ?? (LANGUAGES[0] as LanguageInfo);

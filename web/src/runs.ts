@@ -1,9 +1,15 @@
 // The shared run output: the last MAX_RUNS results in the document's "runs" array, each stream capped.
 import type * as Y from "yjs";
-import type { Language } from "./languages";
+import {
+  type ExecuteResult,
+  type Language,
+  MAX_RUNS,
+  MAX_STREAM_BYTES,
+  type Outcome,
+  OUTCOMES as OUTCOME_LIST,
+} from "./contracts.gen";
 
-export const MAX_RUNS = 20;
-export const MAX_STREAM_BYTES = 64 * 1024;
+export { MAX_RUNS, MAX_STREAM_BYTES, type Outcome };
 
 export interface RunBy {
   participantId: string;
@@ -16,27 +22,13 @@ export type StreamName = "stdout" | "stderr";
 /** A piece of output as it was written: stdout and stderr interleave in the order the program wrote them. */
 export type OutputChunk = [StreamName, string];
 
-/** How a run ended, in the same words for every runner and the server (`outcome` of `/v1/execute`). */
-export type Outcome = "ok" | "error" | "stopped" | "time_limit" | "output_limit" | "crashed";
+const OUTCOMES: ReadonlySet<string> = new Set<Outcome>(OUTCOME_LIST);
 
-const OUTCOMES: ReadonlySet<string> = new Set<Outcome>(["ok", "error", "stopped", "time_limit", "output_limit", "crashed"]);
-
-/** What a run produced, wherever it ran (the server's `/execute` answer has the same fields, without `output`). */
-export interface RunResult {
-  stdout: string;
-  stderr: string;
+/** What a run produced, wherever it ran: the server's `/execute` answer (its fields are generated from the
+ * server's model), and the order the streams were written in where the runner can tell. */
+export interface RunResult extends ExecuteResult {
   /** Both streams in the order they were written; absent where the runner cannot tell (server runs, old records). */
   output?: OutputChunk[];
-  exitCode: number | null;
-  signal: number | null;
-  /** "SIGSEGV" when the outcome is "crashed". */
-  signalName: string | null;
-  timedOut: boolean;
-  outputTruncated: boolean;
-  outcome: Outcome;
-  compileOutput: string;
-  durationMs: number;
-  language: Language;
 }
 
 /** One entry of the shared `runs` array. */

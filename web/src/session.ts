@@ -2,7 +2,8 @@
 import { padAccess, type PadAccess, type PadInfo, type PadRoute } from "./access";
 import { api, ApiError } from "./api";
 import { announceLanguageSwitches } from "./authors";
-import { CLOSE_NOT_FOUND, CLOSE_TOO_LARGE, CLOSE_UNAUTHORIZED, Collab, type CollabStatus } from "./collab";
+import { Collab, type CollabStatus } from "./collab";
+import { CLOSE } from "./contracts.gen";
 import { pageConfig } from "./config";
 import { CodeEditor } from "./editor";
 import { isLanguage, LANGUAGES, languageInfo, type Language } from "./languages";
@@ -321,11 +322,11 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   formatButton?.addEventListener("click", () => void formatCode());
 
   onClosed = (code, reason) => {
-    if (code === CLOSE_UNAUTHORIZED) {
+    if (code === CLOSE.UNAUTHORIZED) {
       // The token is no longer valid (the server's data was reset): join again, the name is remembered.
       store.forgetParticipant(access.key, role);
       location.reload();
-    } else if (code === CLOSE_NOT_FOUND) {
+    } else if (code === CLOSE.NOT_FOUND) {
       showProblem("Session not found", "This session no longer exists on the server.");
     } else {
       // Keep the code on screen (it can still be copied or downloaded) but stop editing a copy that no longer
@@ -333,7 +334,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
       editor.setReadOnly(true);
       banner.hidden = false;
       banner.textContent =
-        code === CLOSE_TOO_LARGE
+        code === CLOSE.TOO_LARGE
           ? "Your last change made the code larger than this server accepts; it was not saved. Reload to continue."
           : `The server closed the live connection (${reason || code}). Reload to continue.`;
     }

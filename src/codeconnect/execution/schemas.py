@@ -34,7 +34,7 @@ class ExecuteResult(CamelModel):
 
     stdout: str
     stderr: str
-    exit_code: int | None = Field(description="Exit status; None when killed by a signal.")
+    exit_code: int | None = Field(description="Exit status; null when killed by a signal.")
     signal: int | None = Field(default=None, description="Signal that ended the program, if any.")
     signal_name: str | None = Field(
         default=None, description='Name of `signal` ("SIGSEGV") when the outcome is `crashed`.'

@@ -1,9 +1,10 @@
 // The session title in the header, renamed in place by editors: click it (or the pencil), Enter saves, Escape
 // cancels. The title lives in the shared document, so everyone sees the new one at once.
+import { MAX_TITLE_LENGTH } from "../contracts.gen";
 import { h } from "./dom";
 
 /** The server's default limit (CODECONNECT_MAX_TITLE_LENGTH); it keeps the last valid title otherwise. */
-export const MAX_TITLE_LENGTH = 200;
+export { MAX_TITLE_LENGTH };
 
 /** A title as the server accepts it (1-200 characters, no NUL), trimmed; null when there is none. */
 export function cleanTitle(value: string): string | null {
