@@ -259,7 +259,7 @@ async function run(message: RunMessage): Promise<void> {
 
   const runner = py.globals.get("_ccl_run") as PyCallable;
   post({ type: "started" });
-  let exitCode: number | null = 1;
+  let exitCode: number | null;
   let interrupted = false;
   try {
     const rc = (CAN_BLOCK ? await runner.callPromising(message.code, true) : runner(message.code, false)) as number;
