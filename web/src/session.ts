@@ -2,13 +2,13 @@
 import { padAccess, type PadAccess, type PadInfo, type PadRoute } from "./access";
 import { api, ApiError } from "./api";
 import { announceLanguageSwitches } from "./authors";
-import { Collab, type CollabStatus } from "./collab";
-import { CLOSE } from "./contracts.gen";
+import { Collab } from "./collab";
 import { pageConfig } from "./config";
 import { CodeEditor } from "./editor";
 import { isLanguage, LANGUAGES, languageInfo, type Language } from "./languages";
 import { Runners } from "./runners/runner";
 import { LivePublisher, type LivePhase } from "./liveRuns";
+import { linkText, PadState, runControls } from "./padState";
 import { appendRun } from "./runs";
 import { store, type StoredParticipant } from "./store";
 import { h, lighten } from "./ui/dom";
@@ -95,13 +95,6 @@ function askName(session: PadInfo, access: PadAccess): Promise<StoredParticipant
   });
 }
 
-function linkText(s: CollabStatus): { text: string; state: string } {
-  if (s.link === "connected" && s.synced) return { text: "Connected", state: "connected" };
-  if (s.pending) return { text: "Offline · edits pending", state: "pending" };
-  if (s.link === "connected" || s.link === "connecting") return { text: "Reconnecting…", state: "connecting" };
-  return { text: "Offline", state: "offline" };
-}
-
 async function copy(text: string, input: HTMLInputElement): Promise<boolean> {
   try {
     await navigator.clipboard.writeText(text);
@@ -138,9 +131,10 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   const me = store.participant(access.key, role) ?? (await askName(session, access));
   const readOnly = me.role === "viewer";
   const config = pageConfig();
-  let serverLanguages = new Set<string>();
+  const state = new PadState({ readOnly, language: session.language, title: session.title });
 
   let onClosed: (code: number, reason: string) => void = () => undefined;
+  let settingsPoll = 0;
   const collab = new Collab(
     access.live,
     me.token,
@@ -322,21 +316,20 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   formatButton?.addEventListener("click", () => void formatCode());
 
   onClosed = (code, reason) => {
-    if (code === CLOSE.UNAUTHORIZED) {
+    const closed = state.closedFor(code, reason);
+    window.clearInterval(settingsPoll);
+    if (closed.kind === "rejoin") {
       // The token is no longer valid (the server's data was reset): join again, the name is remembered.
       store.forgetParticipant(access.key, role);
       location.reload();
-    } else if (code === CLOSE.NOT_FOUND) {
+    } else if (closed.kind === "gone") {
       showProblem("Session not found", "This session no longer exists on the server.");
     } else {
       // Keep the code on screen (it can still be copied or downloaded) but stop editing a copy that no longer
       // syncs.
       editor.setReadOnly(true);
       banner.hidden = false;
-      banner.textContent =
-        code === CLOSE.TOO_LARGE
-          ? "Your last change made the code larger than this server accepts; it was not saved. Reload to continue."
-          : `The server closed the live connection (${reason || code}). Reload to continue.`;
+      banner.textContent = closed.message;
     }
   };
 
@@ -345,47 +338,52 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     return isLanguage(value) ? value : editor.language;
   };
 
-  const runners = new Runners(() => serverLanguages);
-  let running = false;
+  const runners = new Runners(() => state.snapshot.serverLanguages);
 
   // The owner can turn running off for the session; the server enforces it for server runs, the page for all.
-  let executionOff = false;
-  const offNote = "The session owner turned off running code in this session.";
   const checkExecution = async (): Promise<void> => {
     // A read-only link has no session id to ask with, and nothing to run.
     if (access.sessionId === null) return;
     try {
       const settings = await api.sessionSettings(access.sessionId);
-      executionOff = !settings.executionEnabled;
       output.setClearable(!readOnly && settings.allowClearOutput !== false);
+      state.executionSettings(settings.executionEnabled);
     } catch {
       return; // Unreachable server: keep the last known state.
     }
-    refreshRunState();
   };
-  const refreshRunState = (): void => {
-    const why = executionOff ? offNote : runners.unavailable(editor.language);
-    runButton.disabled = running || readOnly || why !== null;
-    runNote.textContent = readOnly ? "" : (why ?? "");
-    runNote.hidden = !runNote.textContent;
-    runButton.title = readOnly ? "Viewers cannot run code" : (why ?? "Run (Ctrl+Enter)");
-    typeErrors.show(!readOnly && editor.language === "typescript");
-    if (editor.language !== "python") serverOffer.hide();
+  // Some inputs of the run controls live outside the state (which runners are loaded or failing): a view
+  // re-render on demand covers them.
+  const renderRunControls = (): void => {
+    const view = runControls(state.snapshot, (language) => runners.unavailable(language));
+    runButton.disabled = view.runDisabled;
+    stopButton.disabled = view.stopDisabled;
+    runNote.textContent = view.note;
+    runNote.hidden = !view.note;
+    runButton.title = view.runTitle;
+    typeErrors.show(view.showTypeErrors);
+    if (!view.keepServerOffer) serverOffer.hide();
   };
-
-  const applyMeta = (): void => {
-    const language = currentLanguage();
-    editor.setLanguage(language);
-    languageSelect.value = language;
-    const title = collab.meta.get("title");
-    if (typeof title === "string" && title) {
-      // The label itself, not a query: it is out of the page while someone is typing a new title.
-      titleLabel.textContent = title;
-      titleLabel.title = title;
-      document.title = `${title} · Code Connect Live`;
+  state.subscribe((now, before) => {
+    if (now.language !== before.language) {
+      editor.setLanguage(now.language);
+      languageSelect.value = now.language;
     }
-    refreshRunState();
-  };
+    if (now.title !== before.title) {
+      // The label itself, not a query: it is out of the page while someone is typing a new title.
+      titleLabel.textContent = now.title;
+      titleLabel.title = now.title;
+      document.title = `${now.title} · Code Connect Live`;
+    }
+    if (now.link !== before.link) {
+      const { text, state: badge } = linkText(now.link);
+      conn.dataset.state = badge;
+      conn.querySelector(".conn-text")!.textContent = text;
+    }
+    renderRunControls();
+  });
+
+  const applyMeta = (): void => state.meta(currentLanguage(), collab.meta.get("title"));
   collab.meta.observe(applyMeta);
   announceLanguageSwitches(collab, me.id, (text) => notice.show(text));
 
@@ -407,9 +405,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   });
 
   collab.onStatus((status) => {
-    const { text, state } = linkText(status);
-    conn.dataset.state = state;
-    conn.querySelector(".conn-text")!.textContent = text;
+    state.connection(status);
     if (status.synced) {
       applyMeta();
       output.announcing = true;
@@ -432,17 +428,12 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   async function run(onServer = false): Promise<void> {
     const language = currentLanguage();
     const sessionId = access.sessionId;
-    if (running || readOnly || sessionId === null || runners.unavailable(language)) return;
-    running = true;
-    refreshRunState();
+    if (sessionId === null || runners.unavailable(language) || !state.runStarted()) return;
     await checkExecution();
-    if (executionOff) {
-      running = false;
-      refreshRunState();
+    if (state.snapshot.executionOff) {
+      state.runEnded();
       return;
     }
-    refreshRunState();
-    stopButton.disabled = false;
     serverOffer.hide();
     // One id for the live card everyone sees and the final record that replaces it (a server run's too).
     const runId = randomId();
@@ -500,9 +491,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
       // After the record: the others' live card goes when its final card is there, not before.
       livePublisher.end();
       output.endLive();
-      running = false;
-      stopButton.disabled = true;
-      refreshRunState();
+      state.runEnded();
     }
   }
   runButton.addEventListener("click", () => void run());
@@ -540,13 +529,13 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     editor.selectAll();
   });
 
-  refreshRunState();
   void checkExecution();
-  window.setInterval(() => void checkExecution(), 20_000);
+  // Until the connection closes for good (onClosed stops it) or the page goes.
+  settingsPoll = window.setInterval(() => void checkExecution(), 20_000);
+  window.addEventListener("pagehide", () => window.clearInterval(settingsPoll));
   api.serverLanguages().then(
     (info) => {
-      serverLanguages = new Set(info.enabled ? info.languages.filter((l) => l.available).map((l) => l.language) : []);
-      refreshRunState();
+      state.serverRuns(info.enabled ? info.languages.filter((l) => l.available).map((l) => l.language) : []);
     },
     () => {
       // No server-side execution on this deployment: Java and C++ say so on the Run button.

@@ -275,7 +275,7 @@ export class Runners {
   private types: Promise<TypeChecker> | null = null;
   private stopCheck: (() => void) | null = null;
 
-  constructor(private readonly serverLanguages: () => Set<string>) {}
+  constructor(private readonly serverLanguages: () => ReadonlySet<string>) {}
 
   /** Why ``language`` cannot run here, or null when it can. */
   unavailable(language: Language): string | null {

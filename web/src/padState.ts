@@ -1,0 +1,146 @@
+// The session page's state: what the toolbar, the connection badge and the banner show, as one object changed
+// only through named transitions. The views subscribe and render from a snapshot; nothing here touches the DOM,
+// so the rules (when Run is allowed, what a close means) are unit-tested in web/test.
+import type { CollabStatus } from "./collab";
+import { CLOSE, type Language } from "./contracts.gen";
+
+export interface PadSnapshot {
+  readonly readOnly: boolean;
+  readonly link: CollabStatus;
+  readonly language: Language;
+  readonly title: string;
+  /** A run of this page is in progress (from Run until its record is written). */
+  readonly running: boolean;
+  /** The session owner turned running off (the server's answer; the last known one when it is unreachable). */
+  readonly executionOff: boolean;
+  /** Languages the server's sandbox runs here (empty: none, or the server does not run code). */
+  readonly serverLanguages: ReadonlySet<string>;
+  /** The live connection was closed for good; the page stops editing. */
+  readonly closed: Closed | null;
+}
+
+export type Closed =
+  | { kind: "rejoin" } // the token is no longer valid: join again (the name is remembered)
+  | { kind: "gone" } // the session no longer exists
+  | { kind: "frozen"; message: string }; // anything else: keep the code on screen, read-only, and say why
+
+export const OFF_NOTE = "The session owner turned off running code in this session.";
+
+/** What the run controls show, from a snapshot and the runners' own verdict on a language. */
+export interface RunControls {
+  runDisabled: boolean;
+  stopDisabled: boolean;
+  /** The note beside the controls ("" hides it). */
+  note: string;
+  runTitle: string;
+  showTypeErrors: boolean;
+  /** The offer to run a Python program on the server stays only while the language is Python. */
+  keepServerOffer: boolean;
+}
+
+export function runControls(s: PadSnapshot, unavailable: (language: Language) => string | null): RunControls {
+  const why = s.executionOff ? OFF_NOTE : unavailable(s.language);
+  return {
+    runDisabled: s.running || s.readOnly || why !== null || s.closed !== null,
+    stopDisabled: !s.running,
+    note: s.readOnly ? "" : (why ?? ""),
+    runTitle: s.readOnly ? "Viewers cannot run code" : (why ?? "Run (Ctrl+Enter)"),
+    showTypeErrors: !s.readOnly && s.language === "typescript",
+    keepServerOffer: s.language === "python",
+  };
+}
+
+/** The connection badge: its words and its state (a CSS hook). */
+export function linkText(s: CollabStatus): { text: string; state: string } {
+  if (s.link === "connected" && s.synced) return { text: "Connected", state: "connected" };
+  if (s.pending) return { text: "Offline · edits pending", state: "pending" };
+  if (s.link === "connected" || s.link === "connecting") return { text: "Reconnecting…", state: "connecting" };
+  return { text: "Offline", state: "offline" };
+}
+
+/** What a close of the live connection that will not be retried means for the page. */
+export function closeMeaning(code: number, reason: string): Closed {
+  if (code === CLOSE.UNAUTHORIZED) return { kind: "rejoin" };
+  if (code === CLOSE.NOT_FOUND) return { kind: "gone" };
+  return {
+    kind: "frozen",
+    message:
+      code === CLOSE.TOO_LARGE
+        ? "Your last change made the code larger than this server accepts; it was not saved. Reload to continue."
+        : `The server closed the live connection (${reason || code}). Reload to continue.`,
+  };
+}
+
+type Listener = (now: PadSnapshot, before: PadSnapshot) => void;
+
+export class PadState {
+  private current: PadSnapshot;
+  private readonly listeners = new Set<Listener>();
+
+  constructor(initial: { readOnly: boolean; language: Language; title: string }) {
+    this.current = {
+      ...initial,
+      link: { link: "connecting", synced: false, pending: false },
+      running: false,
+      executionOff: false,
+      serverLanguages: new Set(),
+      closed: null,
+    };
+  }
+
+  get snapshot(): PadSnapshot {
+    return this.current;
+  }
+
+  /** ``listener`` now and on every change; returns the unsubscribe. */
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    listener(this.current, this.current);
+    return () => this.listeners.delete(listener);
+  }
+
+  // --- transitions ------------------------------------------------------------------------------------------
+
+  connection(link: CollabStatus): void {
+    this.set({ link });
+  }
+
+  /** The shared document says the language and the title are these (a title that is not one is ignored). */
+  meta(language: Language, title: unknown): void {
+    this.set(typeof title === "string" && title ? { language, title } : { language });
+  }
+
+  /** Returns false when a run may not start now (one is running, a viewer, or the connection closed). */
+  runStarted(): boolean {
+    const s = this.current;
+    if (s.running || s.readOnly || s.closed !== null) return false;
+    this.set({ running: true });
+    return true;
+  }
+
+  runEnded(): void {
+    this.set({ running: false });
+  }
+
+  executionSettings(enabled: boolean): void {
+    this.set({ executionOff: !enabled });
+  }
+
+  serverRuns(languages: Iterable<string>): void {
+    this.set({ serverLanguages: new Set(languages) });
+  }
+
+  closedFor(code: number, reason: string): Closed {
+    const closed = closeMeaning(code, reason);
+    this.set({ closed });
+    return closed;
+  }
+
+  private set(change: Partial<PadSnapshot>): void {
+    const before = this.current;
+    const next = { ...before, ...change };
+    if ((Object.keys(change) as (keyof PadSnapshot)[]).every((k) => Object.is(before[k], next[k]))) return;
+    this.current = next;
+    for (const listener of this.listeners) listener(next, before);
+  }
+}

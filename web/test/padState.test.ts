@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import { CLOSE } from "../src/contracts.gen";
+import { closeMeaning, linkText, OFF_NOTE, PadState, type PadSnapshot, runControls } from "../src/padState";
+
+const available = (): string | null => null;
+
+function pad(readOnly = false): PadState {
+  return new PadState({ readOnly, language: "python", title: "Interview" });
+}
+
+describe("PadState", () => {
+  it("tells its subscribers once now and once per real change", () => {
+    const state = pad();
+    const seen: PadSnapshot[] = [];
+    state.subscribe((now) => seen.push(now));
+    state.executionSettings(true); // already on: no change
+    state.meta("python", "Interview"); // the same: no change
+    state.meta("cpp", "");
+    expect(seen.length).toBe(2);
+    expect(seen[1]?.language).toBe("cpp");
+    expect(seen[1]?.title).toBe("Interview"); // an empty title keeps the last one
+  });
+
+  it("allows one run at a time, never for a viewer or after a final close", () => {
+    const state = pad();
+    expect(state.runStarted()).toBe(true);
+    expect(state.runStarted()).toBe(false);
+    state.runEnded();
+    expect(state.runStarted()).toBe(true);
+    state.runEnded();
+    state.closedFor(CLOSE.TOO_LARGE, "");
+    expect(state.runStarted()).toBe(false);
+    expect(pad(true).runStarted()).toBe(false);
+  });
+
+  it("keeps the server languages it was told", () => {
+    const state = pad();
+    state.serverRuns(["java", "cpp"]);
+    expect([...state.snapshot.serverLanguages]).toEqual(["java", "cpp"]);
+  });
+});
+
+describe("runControls", () => {
+  it("enables Run for an editor when the language can run", () => {
+    const view = runControls(pad().snapshot, available);
+    expect(view).toMatchObject({ runDisabled: false, stopDisabled: true, note: "", runTitle: "Run (Ctrl+Enter)" });
+  });
+
+  it("says why Run is off: the owner's switch first, then the runner", () => {
+    const state = pad();
+    state.executionSettings(false);
+    expect(runControls(state.snapshot, () => "Java runs on the server only").note).toBe(OFF_NOTE);
+    state.executionSettings(true);
+    const view = runControls(state.snapshot, () => "Java runs on the server only");
+    expect(view.runDisabled).toBe(true);
+    expect(view.note).toBe("Java runs on the server only");
+  });
+
+  it("shows a running run as Stop, and a viewer no note at all", () => {
+    const state = pad();
+    state.runStarted();
+    expect(runControls(state.snapshot, available)).toMatchObject({ runDisabled: true, stopDisabled: false });
+    const viewer = runControls(pad(true).snapshot, () => "anything");
+    expect(viewer).toMatchObject({ runDisabled: true, note: "", runTitle: "Viewers cannot run code" });
+  });
+
+  it("offers the type-check toggle for TypeScript editors and the server offer for Python only", () => {
+    const state = pad();
+    state.meta("typescript", null);
+    expect(runControls(state.snapshot, available)).toMatchObject({ showTypeErrors: true, keepServerOffer: false });
+    expect(runControls(pad(true).snapshot, available).showTypeErrors).toBe(false);
+  });
+});
+
+describe("linkText", () => {
+  it("says connected only once synced, and pending edits when offline", () => {
+    expect(linkText({ link: "connected", synced: true, pending: false }).state).toBe("connected");
+    expect(linkText({ link: "connected", synced: false, pending: false }).text).toBe("Reconnecting…");
+    expect(linkText({ link: "offline", synced: true, pending: true }).state).toBe("pending");
+    expect(linkText({ link: "offline", synced: true, pending: false }).text).toBe("Offline");
+  });
+});
+
+describe("closeMeaning", () => {
+  it("rejoins on a bad token, gives up on a deleted session, freezes otherwise", () => {
+    expect(closeMeaning(CLOSE.UNAUTHORIZED, "").kind).toBe("rejoin");
+    expect(closeMeaning(CLOSE.NOT_FOUND, "").kind).toBe("gone");
+    const large = closeMeaning(CLOSE.TOO_LARGE, "");
+    expect(large.kind === "frozen" && large.message).toMatch(/larger than this server accepts/);
+    const other = closeMeaning(CLOSE.BAD_MESSAGE, "malformed message");
+    expect(other.kind === "frozen" && other.message).toMatch(/malformed message/);
+  });
+});
