@@ -71,6 +71,7 @@ def test_unmask_is_its_own_inverse_and_matches_the_rfc_example() -> None:
         (client_frame(b"p" * 126, opcode=9), 1002),  # a control frame longer than 125
         (client_frame(b"p", opcode=9, fin=False), 1002),  # a fragmented control frame
     ],
+    ids=["unmasked", "rsv-bit", "unknown-opcode", "long-control", "fragmented-control"],
 )
 def test_broken_frames_are_refused(frame: bytes, code: int) -> None:
     parser = FrameParser(max_payload=1024)
