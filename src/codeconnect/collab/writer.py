@@ -41,6 +41,8 @@ _PARTICIPANT = "SELECT id, session_id, name, color, role, token_hash FROM partic
 _SESSION_EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
 _SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
 _DOC_ROWS = "SELECT data FROM doc_updates WHERE session_id = ? ORDER BY id"
+_LOG_EXTENT = "SELECT count(*), max(id) FROM doc_updates WHERE session_id = ?"
+_DELETE_UPTO = "DELETE FROM doc_updates WHERE session_id = ? AND id <= ?"
 
 
 def _pg(query: str) -> str:
@@ -49,9 +51,10 @@ def _pg(query: str) -> str:
     return "".join(part + (f"${i}" if i < len(parts) else "") for i, part in enumerate(parts, 1))
 
 
-_INSERT_PG, _MIRROR_PG, _PARTICIPANT_PG, _SESSION_EXISTS_PG, _SESSION_COLUMNS_PG, _DOC_ROWS_PG = map(
-    _pg, (_INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _SESSION_COLUMNS, _DOC_ROWS)
-)
+(
+    _INSERT_PG, _MIRROR_PG, _PARTICIPANT_PG, _SESSION_EXISTS_PG, _SESSION_COLUMNS_PG, _DOC_ROWS_PG, _LOG_EXTENT_PG,
+    _DELETE_UPTO_PG,
+) = map(_pg, (_INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _SESSION_COLUMNS, _DOC_ROWS, _LOG_EXTENT, _DELETE_UPTO))
 _T = TypeVar("_T")
 
 
@@ -89,6 +92,12 @@ class BatchWriter(Protocol):
     async def session_exists(self, session_id: str) -> bool: ...
 
     async def load(self, session_id: str) -> StoredDoc | None: ...
+
+    async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
+        """Replace the session's log rows by ``snapshot()``, taken after the rows to replace were counted (every
+        row reaches the log after its update was applied to the document, so the snapshot holds them all);
+        rows added meanwhile stay after it. Returns the snapshot's size, or 0 when there was nothing to merge."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -181,6 +190,33 @@ class SqliteWriter:
             return None
         return StoredDoc(session[0], session[1], session[2], [bytes(r[0]) for r in rows])
 
+    def _log_extent(self, session_id: str) -> tuple[int, int | None]:
+        count, max_id = self._connection().execute(_LOG_EXTENT, (session_id,)).fetchone()
+        return int(count), max_id
+
+    def _replace_upto(self, session_id: str, max_id: int, merged: bytes) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_DELETE_UPTO, (session_id, max_id))
+            conn.execute(_INSERT, (session_id, merged))
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                conn.close()
+                self._conn = None
+            raise
+
+    async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
+        count, max_id = await self._run(self._log_extent, session_id)
+        if count <= 1 or max_id is None:
+            return 0
+        merged = snapshot()
+        await self._run(self._replace_upto, session_id, max_id, merged)
+        return len(merged)
+
     async def participant(self, token_hash: str) -> ParticipantRecord | None:
         return await self._run(self._participant, token_hash)
 
@@ -248,6 +284,17 @@ class PostgresWriter:
         if session is None:
             return None
         return StoredDoc(session[0], session[1], session[2], [bytes(r[0]) for r in rows])
+
+    async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
+        async with self._using() as conn:
+            count, max_id = await conn.fetchrow(_LOG_EXTENT_PG, session_id)
+            if count <= 1 or max_id is None:
+                return 0
+            merged = snapshot()
+            async with conn.transaction():
+                await conn.execute(_DELETE_UPTO_PG, session_id, max_id)
+                await conn.execute(_INSERT_PG, session_id, merged)
+        return len(merged)
 
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
         errors: list[BaseException | None] = []
