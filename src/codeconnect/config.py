@@ -98,11 +98,19 @@ class Settings(BaseSettings):
         "connection can delay everyone else by).",
     )
     ws_sync_bytes_per_message: int = Field(
-        default=64 * KiB,
+        default=16 * KiB,
         ge=1024,
         description="A connection's repeated sync requests cost one message of its rate per this many bytes of "
         "the answer the server had to encode (its first is free): what keeps a peer from making the server encode "
         "a large document over and over.",
+    )
+    ws_update_bytes_per_message: int = Field(
+        default=16 * KiB,
+        ge=1024,
+        description="An update costs its sender one message of its rate per this many bytes, on top of the message "
+        "itself: applying an update costs the server in proportion to its size, so a peer sending large updates "
+        "as fast as the message rate allows is slowed down like a flood. Typing costs nothing more; a paste of "
+        "1 MB, 64 messages of the burst.",
     )
     ws_rate_grace_seconds: float = Field(
         default=2.0,

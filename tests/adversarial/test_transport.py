@@ -351,8 +351,9 @@ async def test_a_refused_client_reconnecting_in_a_loop_costs_little(factory: Ser
 async def test_asking_again_and_again_for_a_large_document_is_a_flood(factory: ServerFactory) -> None:
     """A sync request of a few bytes makes the server encode the document (up to 32 MiB) for its answer; with a
     new state vector each time, no cache helps. Before: 200 such requests a second were within the rate, each a
-    full encode. Pass: past the first, each answer costs the asker one message of its rate per 64 KiB, so on a
-    2 MiB document it gets at most burst / 32 + rate x (grace + 2) / 32 (+ its first) answers, then 4429."""
+    full encode. Pass: past the first, each answer costs the asker one message of its rate per
+    ``ws_sync_bytes_per_message`` (16 KiB), so on a 2 MiB document it gets at most burst / 128 + rate x
+    (grace + 2) / 128 (+ its first) answers, then 4429."""
     rate, burst, grace = 200, 1000, 2.0
     server = await factory(
         ws_rate_per_second=rate, ws_rate_burst=burst, ws_rate_grace_seconds=grace,
@@ -383,7 +384,7 @@ async def test_asking_again_and_again_for_a_large_document_is_a_flood(factory: S
                 else:
                     break
         assert code == 4429, code
-        cost = 2 * MiB / (64 * 1024)
+        cost = 2 * MiB / server.settings.ws_sync_bytes_per_message
         assert answers <= 1 + (burst + rate * (grace + 2)) / cost + 2, answers
         raw.abort()
         assert (await client.get("/healthz")).status_code == 200

@@ -286,13 +286,36 @@ def test_repeated_sync_requests_are_charged_to_the_peer_by_the_size_of_what_was_
     room, _ = make_room(limits=dataclasses.replace(LIMITS, sync_bytes_per_message=1024))
     writer = HandPeer(room, "ada").join()
     writer.edit("x" * 20_000)
+    writer_charged = writer.channel.charged  # its update's own size (below)
     asker = HandPeer(room, "eve").join()
     assert asker.channel.charged == 0  # its first sync
     asker.channel.take()
     other_vector = b"\x01\x05\x00"  # client 5 at clock 0: the whole document again, encoded anew
     room.receive(asker.peer, p.sync_step1(other_vector))
     [reply] = asker.channel.take()
-    assert asker.channel.charged == pytest.approx(len(reply) / 1024) and asker.channel.charged > 19
+    cost = (len(reply) + len(other_vector)) / 1024
+    assert asker.channel.charged == pytest.approx(cost) and asker.channel.charged > 19
     room.receive(asker.peer, p.sync_step1(other_vector))  # the same question: the kept answer, free
-    assert asker.channel.charged == pytest.approx(len(reply) / 1024)
-    assert writer.channel.charged == 0
+    assert asker.channel.charged == pytest.approx(cost)
+    assert writer.channel.charged == writer_charged
+
+
+def test_updates_are_charged_to_the_sender_by_their_size() -> None:
+    """Applying an update costs in proportion to its size. Before: a 2 MiB update cost one message of the rate,
+    like a keystroke. Pass: it costs one more message per ``update_bytes_per_message``; a keystroke, almost
+    nothing."""
+    room, _ = make_room(limits=dataclasses.replace(LIMITS, update_bytes_per_message=1024))
+    writer = HandPeer(room, "ada").join()
+    writer.edit("x")
+    small = writer.channel.charged
+    assert small < 0.1
+    writer.edit("y" * 50_000)
+    assert writer.channel.charged - small > 48
+    # A connection's first sync answer (its whole state, maybe a document edited offline) is free; a second is not.
+    other = Doc()
+    other.get("code", type=Text).insert(0, "z" * 50_000)
+    late = HandPeer(room, "bob").join()
+    room.receive(late.peer, p.sync_step2(other.get_update()))
+    assert late.channel.charged == 0
+    room.receive(late.peer, p.sync_step2(other.get_update()))
+    assert late.channel.charged > 48

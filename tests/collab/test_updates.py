@@ -23,7 +23,8 @@ def _blocks_by_state(before: dict[int, int], after: dict[int, int]) -> set[tuple
         st.tuples(
             st.sampled_from(["a", "b", "c"]),
             st.sampled_from(["text", "map", "array"]),
-            st.text(st.characters(exclude_characters="\x00"), max_size=5),  # NUL is refused: see below
+            # NUL is refused (see below); a lone surrogate is not text (pycrdt cannot encode it).
+            st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=5),
         ),
         min_size=1,
         max_size=12,

@@ -67,7 +67,8 @@ class RoomLimits:
     compact_after_updates: int
     slow_update_seconds: float
     max_client_ids_per_participant: int
-    sync_bytes_per_message: int = 64 * 1024
+    sync_bytes_per_message: int = 16 * 1024
+    update_bytes_per_message: int = 16 * 1024
     awareness_bytes_per_message: int = 1024
     live_output_max_bytes: int = LIVE_OUTPUT_MAX_BYTES
     live_output_max_pieces: int = LIVE_OUTPUT_MAX_PIECES
@@ -76,7 +77,9 @@ class RoomLimits:
 class Peer:
     """One live connection in a room."""
 
-    __slots__ = ("channel", "participant_id", "readonly", "client_id", "doc_client_id", "name", "color", "synced")
+    __slots__ = (
+        "channel", "participant_id", "readonly", "client_id", "doc_client_id", "name", "color", "synced", "answered",
+    )  # fmt: skip
 
     def __init__(self, channel: Channel, participant_id: str, name: str, color: str, readonly: bool) -> None:
         self.channel = channel
@@ -87,6 +90,7 @@ class Peer:
         self.name = name
         self.color = color
         self.synced = False  # answered a sync request once (the first one is free)
+        self.answered = False  # sent its answer to the server's sync request (its whole state; the first is free)
 
     @property
     def user(self) -> dict[str, str]:
@@ -234,7 +238,8 @@ class Room:
         message = p.sync_step2(self.shared.doc.get_update(state_vector))
         self._reply = (state_vector, message)
         if peer.synced:
-            peer.channel.charge(len(message) / self.limits.sync_bytes_per_message)
+            # The request is parsed and the answer encoded: both cost in proportion to their size.
+            peer.channel.charge((len(message) + len(state_vector)) / self.limits.sync_bytes_per_message)
         peer.synced = True
         return message
 
@@ -254,6 +259,13 @@ class Room:
         # Counted before applying: an update whose dependencies are missing changes nothing visible (Yrs
         # parks it), yet it occupies memory; counting every peer update keeps that bounded too.
         self.doc_bytes += len(update)
+        # Applying costs in proportion to the update's size: large updates are charged to the sender's rate,
+        # except a connection's first answer to the server's sync request, which may carry a whole document
+        # (a client back from offline), as the server's first answer to it is free.
+        if reply and not peer.answered:
+            peer.answered = True
+        else:
+            peer.channel.charge(len(update) / self.limits.update_bytes_per_message)
         started = time.perf_counter()
         self._reply = None
         try:
