@@ -38,7 +38,12 @@ from tests.adversarial.fuzzing import read_var_uint, sync_step1, sync_step2, syn
 # the cooldown that refuses a participant's reconnects after a rule-breaking close would turn most of the fuzzer's
 # connections away at the door; the per-connection message rate would slow its long-lived connections (and it is
 # also what stops a ping flood). Honest clients stay far below both.
-SHORT_COOLDOWN = {"CODECONNECT_WS_REFUSAL_COOLDOWN_MAX_SECONDS": "0.05"}
+SHORT_COOLDOWN = {
+    "CODECONNECT_WS_REFUSAL_COOLDOWN_MAX_SECONDS": "0.05",
+    # ...and the rate of new connections per participant, which would do the same to its reconnect loop.
+    "CODECONNECT_WS_CONNECTS_PER_MINUTE": "1000000",
+    "CODECONNECT_WS_CONNECT_BURST": "1000000",
+}
 NO_RATE_LIMIT = {"CODECONNECT_WS_RATE_PER_SECOND": "1000000", "CODECONNECT_WS_RATE_BURST": "1000000"}
 DEFENCES = {"default": {}, "cooldown": SHORT_COOLDOWN, "none": {**SHORT_COOLDOWN, **NO_RATE_LIMIT}}
 _STAMP = re.compile(rb"\[t(\d{9,20})\]")

@@ -147,6 +147,18 @@ class Settings(BaseSettings):
         description="Longest cooldown of a participant whose connections keep being closed for breaking a rule "
         "(1 s after the first, doubling); its reconnects meanwhile are refused with 4429 before any work.",
     )
+    ws_connects_per_minute: float = Field(
+        default=60.0,
+        gt=0,
+        description="New live connections one participant may open a minute, sustained (see ws_connect_burst); one "
+        "more is refused with 4429 (held like a cooldown refusal): every new connection gets the whole document "
+        "encoded, so a loop of connections that break no rule would otherwise cost a full sync each.",
+    )
+    ws_connect_burst: int = Field(
+        default=20,
+        ge=1,
+        description="New live connections one participant may open at once before ws_connects_per_minute applies.",
+    )
     ws_refusal_hold_seconds: float = Field(
         default=2.0,
         ge=0,

@@ -165,8 +165,9 @@ async def test_fuzzed_server_keeps_serving_the_other_rooms(sqlite_servers: Serve
     # The per-connection rate limit and the participants' cooldown after a rule-breaking close are defences
     # with tests of their own; here they would only slow the fuzzer down, so they are set out of its way.
     server = await sqlite_servers(
-        ws_rate_per_second=1_000_000, ws_rate_burst=1_000_000, ws_refusal_cooldown_max_seconds=0.05
-    )
+        ws_rate_per_second=1_000_000, ws_rate_burst=1_000_000, ws_refusal_cooldown_max_seconds=0.05,
+        ws_connects_per_minute=1_000_000, ws_connect_burst=1_000_000,
+    )  # fmt: skip
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         targets = await _provision(http)
         honest_sid = (await new_session(http, title="honest"))["id"]

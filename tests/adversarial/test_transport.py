@@ -348,6 +348,26 @@ async def test_a_refused_client_reconnecting_in_a_loop_costs_little(factory: Ser
         await honest.close()
 
 
+async def test_a_participant_reconnecting_in_a_loop_is_held_to_its_connection_rate(factory: ServerFactory) -> None:
+    """Every new connection gets the whole document encoded, free, and a full message bucket: a loop of clean
+    connections broke no rule and went on forever (a soak's reconnecting clients kept the server encoding their
+    growing documents). Pass: past ``ws_connect_burst`` new connections (and the sustained rate) a participant's
+    next one is refused with 4429; another participant gets in at once."""
+    server = await factory(ws_connect_burst=5, ws_connects_per_minute=1, ws_refusal_hold_seconds=0.2)
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        sid = (await new_session(client))["id"]
+        token = (await join(client, sid, "Looper"))["token"]
+        codes = []
+        for _ in range(6):
+            c = await YClient(collab_url(server.ws_url, sid, token)).connect(wait_sync=False)
+            codes.append(await seated_or_refused(c))
+            await c.close()
+        assert codes == [None] * 5 + [4429], codes
+        other = await YClient(collab_url(server.ws_url, sid, (await join(client, sid, "Other"))["token"])).connect()
+        assert await seated_or_refused(other) is None
+        await other.close()
+
+
 async def test_asking_again_and_again_for_a_large_document_is_a_flood(factory: ServerFactory) -> None:
     """A sync request of a few bytes makes the server encode the document (up to 32 MiB) for its answer; with a
     new state vector each time, no cache helps. Before: 200 such requests a second were within the rate, each a

@@ -8,6 +8,11 @@ while a participant is cooling down (1 s after the first strike, doubling up to
 ``ws_refusal_cooldown_max_seconds``) its new connections are refused right after the handshake, before any
 database or document work. A legitimate client breaks no rule, so it never meets a cooldown; a strike
 expires after a quiet period as long as the longest cooldown.
+
+A client can also reconnect in a loop without breaking any rule: every new connection gets its first sync (the
+whole document, encoded) free and a full token bucket. So each participant also has a rate of new connections
+(``ws_connects_per_minute``, with a burst of ``ws_connect_burst``), far above what a browser reconnecting after
+network trouble needs (y-websocket backs off to a few seconds between attempts).
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ _TRACKED = 4096  # participants remembered; the oldest strike is forgotten first
 
 
 @dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    last: float
+
+
+@dataclass(slots=True)
 class _Strikes:
     count: int
     until: float
@@ -36,11 +47,34 @@ class _Strikes:
 class Admission:
     """Seats and cooldowns of this process's live connections."""
 
-    __slots__ = ("settings", "_strikes")
+    __slots__ = ("settings", "_strikes", "_connects")
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._strikes: OrderedDict[str, _Strikes] = OrderedDict()
+        self._connects: OrderedDict[str, _Bucket] = OrderedDict()
+
+    def connect_wait(self, participant_id: str) -> float:
+        """Take one new connection from ``participant_id``'s rate: 0 if it may connect now, else the seconds
+        until it may (nothing is taken then)."""
+        s = self.settings
+        rate = s.ws_connects_per_minute / 60.0
+        now = time.monotonic()
+        bucket = self._connects.pop(participant_id, None)
+        if bucket is None:
+            bucket = _Bucket(float(s.ws_connect_burst), now)
+        tokens = min(float(s.ws_connect_burst), bucket.tokens + (now - bucket.last) * rate)
+        bucket.last = now
+        if tokens >= 1.0:
+            bucket.tokens = tokens - 1.0
+            wait = 0.0
+        else:
+            bucket.tokens = tokens
+            wait = (1.0 - tokens) / rate
+        self._connects[participant_id] = bucket  # most recently used last
+        if len(self._connects) > _TRACKED:
+            self._connects.popitem(last=False)
+        return wait
 
     def cooling_down(self, participant_id: str) -> float:
         """Seconds left before ``participant_id`` may connect again (0: it may now)."""

@@ -109,6 +109,10 @@ class LiveEndpoint:
         if wait > 0:
             hold = min(wait, self.registry.settings.ws_refusal_hold_seconds)
             raise Refused(CloseCode.TOO_MANY, f"too many refused connections; retry in {wait - hold:.0f} s", hold)
+        wait = self.admission.connect_wait(participant.id)
+        if wait > 0:
+            hold = min(wait, self.registry.settings.ws_refusal_hold_seconds)
+            raise Refused(CloseCode.TOO_MANY, f"too many new connections; retry in {max(0.0, wait - hold):.0f} s", hold)
         return session_id, participant
 
     async def _viewed(self, viewer_id: str) -> str:
