@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
@@ -132,15 +132,14 @@ class SqliteWriter:
             self._conn = conn
         return self._conn
 
-    def _write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; rolled back if anything fails (and the connection dropped if even that does)."""
         conn = self._connection()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if batch:
-                conn.executemany(_INSERT, batch)
-            errors = [self._mirror(conn, group) for group in mirrors]
+            yield conn
             conn.execute("COMMIT")
-            return errors
         except BaseException:
             try:
                 conn.execute("ROLLBACK")
@@ -148,6 +147,12 @@ class SqliteWriter:
                 conn.close()
                 self._conn = None
             raise
+
+    def _write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+        with self._transaction() as conn:
+            if batch:
+                conn.executemany(_INSERT, batch)
+            return [self._mirror(conn, group) for group in mirrors]
 
     @staticmethod
     def _mirror(conn: sqlite3.Connection, group: Mapping[str, Mirror]) -> BaseException | None:
@@ -195,19 +200,9 @@ class SqliteWriter:
         return int(count), max_id
 
     def _replace_upto(self, session_id: str, max_id: int, merged: bytes) -> None:
-        conn = self._connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as conn:
             conn.execute(_DELETE_UPTO, (session_id, max_id))
             conn.execute(_INSERT, (session_id, merged))
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                conn.close()
-                self._conn = None
-            raise
 
     async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
         count, max_id = await self._run(self._log_extent, session_id)
