@@ -183,14 +183,19 @@ export class CodeEditor {
     void this.loadLanguage(options.language);
   }
 
-  private async loadLanguage(language: Language): Promise<void> {
+  private async loadLanguage(language: Language, attempt = 0): Promise<void> {
     let support: Extension;
     try {
       support = await languageSupport(language);
     } catch {
       // Offline (a switch can arrive from the document while the network is gone) or the chunk did not come:
-      // the text stays plain and editable, and the highlighting is fetched again once the browser is back online.
-      window.addEventListener("online", () => void this.loadLanguage(language), { once: true });
+      // the text stays plain and editable, and the highlighting is fetched again. When the browser says it is
+      // online already (it may have come back before this failure was reported, so its "online" event is gone),
+      // a few timed retries; otherwise when it comes back.
+      if (this.current !== language) return;
+      const retry = (): void => void this.loadLanguage(language, attempt + 1);
+      if (navigator.onLine && attempt < 5) window.setTimeout(retry, 500 * 2 ** attempt);
+      else window.addEventListener("online", retry, { once: true });
       return;
     }
     // A switch made while this one was loading wins.
