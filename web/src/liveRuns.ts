@@ -18,9 +18,9 @@ export const LIVE_MAX_BYTES = 64 * 1024;
 /** A runner further behind than this skips to its newest output: the live card shows a gap, the final card all. */
 const LIVE_MAX_BACKLOG = LIVE_BYTES_PER_SECOND;
 /** The JSON of one publication's output, escapes included, stays under the server's bound for the text. */
-const LIVE_MAX_JSON_BYTES = 7000;
+export const LIVE_MAX_JSON_BYTES = 7000;
 /** Pieces per publication (the server accepts 64). */
-const LIVE_MAX_PIECES = 48;
+export const LIVE_MAX_PIECES = 48;
 
 export type LivePhase = "loading" | "running" | "stopping";
 
