@@ -26,6 +26,7 @@ from codeconnect.health import router as health_router
 from codeconnect.hosts import HostAllowList
 from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
+from codeconnect.sessions.cards import SessionCards
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
 from codeconnect.views.router import build_router as views_router
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             # Rooms flush on exit, before the engine they write through is disposed (exit order is LIFO).
             collab = await stack.enter_async_context(RoomRegistry(app.state.sessionmaker, settings))
             app.state.collab = app.state.presence = app.state.run_sink = collab
+            app.state.cards = SessionCards(settings.session_cards)
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)
             app.state.live = LiveEndpoint(collab, Admission(settings), views.session_of)
             execution = ExecutionService(settings)

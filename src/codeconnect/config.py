@@ -207,6 +207,12 @@ class Settings(BaseSettings):
     compact_after_updates: int = Field(
         default=500, ge=1, description="Stored updates of a document that trigger compaction into a snapshot."
     )
+    session_cards: int = Field(
+        default=10_000,
+        ge=0,
+        description="Sessions whose participants and links are kept in memory, so that reading a session whose "
+        "room is loaded needs no database round trip (least recently read first out; 0 turns it off).",
+    )
     room_unload_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long an empty room stays in memory before it is unloaded."
     )

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from codeconnect.collab.registry import RoomRegistry
 from codeconnect.config import Settings
 from codeconnect.db import get_db
 from codeconnect.errors import SessionNotFound
-from codeconnect.models import SessionRow
 from codeconnect.participants.service import PresenceView
+from codeconnect.sessions.cards import SessionCards
 
 
 # Coroutines, though they only read app state: FastAPI runs a plain function dependency in a worker thread,
@@ -27,9 +27,21 @@ async def get_presence(request: Request) -> PresenceView:
     return presence
 
 
+async def get_live(request: Request) -> RoomRegistry:
+    registry: RoomRegistry = request.app.state.collab
+    return registry
+
+
+async def get_cards(request: Request) -> SessionCards:
+    cards: SessionCards = request.app.state.cards
+    return cards
+
+
 DB = Annotated[AsyncSession, Depends(get_db, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Presence = Annotated[PresenceView, Depends(get_presence)]
+Live = Annotated[RoomRegistry, Depends(get_live)]
+Cards = Annotated[SessionCards, Depends(get_cards)]
 SessionId = Annotated[
     str,
     Path(
@@ -42,13 +54,12 @@ SessionId = Annotated[
 ]
 
 
-async def require_session(session_id: SessionId, db: DB) -> str:
+async def require_session(session_id: SessionId, live: Live) -> str:
     """The path's session id, checked to exist before the body is validated.
 
     An unknown session is a 404 whatever the body holds: the resource comes first, then what is sent to it.
     """
-    found = await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id))
-    if found is None:
+    if not await live.session_exists(session_id):
         raise SessionNotFound()
     return session_id
 

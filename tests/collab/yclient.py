@@ -42,7 +42,17 @@ class YClient:
         self._task = asyncio.create_task(self._reader())
         await self._safe_send(p.sync_step1(self.doc.get_state()))
         if wait_sync:
-            await asyncio.wait_for(self.synced.wait(), 10)
+            # Whichever comes first: a refusal (a close) is reported with its code, not as a bare timeout.
+            synced = asyncio.ensure_future(self.synced.wait())
+            closed = asyncio.ensure_future(self.closed.wait())
+            try:
+                await asyncio.wait({synced, closed}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                synced.cancel()
+                closed.cancel()
+            if not self.synced.is_set():
+                state = f"closed {self.close_code} {self.close_reason!r}" if self.closed.is_set() else "no answer"
+                raise TimeoutError(f"not synced within 10 s ({state}): {self.url.split('?')[0]}")
         return self
 
     def _on_local(self, event: Any) -> None:

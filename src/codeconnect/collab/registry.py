@@ -114,7 +114,7 @@ class RoomRegistry:
         found = await self._participant(session_id, token, key) if cached is None and key and token else None
         # A participant's row proves its session exists; anything else needs the session looked up, so an
         # unknown session is told apart (4404) from a bad token (4401).
-        if found is None and not await self._session_exists(session_id):
+        if found is None and not await self.session_exists(session_id):
             raise SessionNotFound()
         if cached is not None:
             return cached[1] if cached[0] == session_id else None
@@ -136,7 +136,11 @@ class RoomRegistry:
             return None
         return Participant(record.id, record.name, record.color, record.role)
 
-    async def _session_exists(self, session_id: str) -> bool:
+    async def session_exists(self, session_id: str) -> bool:
+        """Whether the session exists: the one existence check of the REST and live layers (sessions are never
+        deleted while their room is loaded)."""
+        if self.peek(session_id) is not None:
+            return True
         driver = self.log.driver
         if driver is not None:
             return await driver.session_exists(session_id)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from codeconnect.deps import DB, ExistingSessionId, Presence, SettingsDep
+from codeconnect.deps import DB, Cards, ExistingSessionId, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import ParticipantRow
 from codeconnect.participants import service
 from codeconnect.participants.schemas import checked_join_model
 from codeconnect.schemas import bind_body
+from codeconnect.sessions.cards import ParticipantCard
 from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels
 
 
-def to_participant(row: ParticipantRow, online: frozenset[str]) -> Participant:
+def to_participant(row: ParticipantRow | ParticipantCard, online: frozenset[str]) -> Participant:
     return Participant(
         id=row.id,
         name=row.name,
@@ -45,14 +46,19 @@ def build_router(models: RequestModels) -> APIRouter:
         responses=responses(400, 404, 409, 413, 422),
     )
     async def join(
-        session_id: ExistingSessionId, body: JoinRequest, db: DB, settings: SettingsDep, presence: Presence
+        session_id: ExistingSessionId,
+        body: JoinRequest,
+        db: DB,
+        settings: SettingsDep,
+        presence: Presence,
+        cards: Cards,
     ) -> ParticipantWithToken:
         """Add a participant. The response carries its secret `token` for the live connection, shown once.
 
         The name is normalised (NFC, trimmed); control characters, direction overrides and names with nothing
         visible are refused with 422. A name already in the session (compared ignoring case, width and
         invisible characters) comes back numbered: `Ada (2)`."""
-        joined = await service.join(db, settings, session_id, name=body.name, role=body.role)
+        joined = await service.join(db, settings, cards, session_id, name=body.name, role=body.role)
         participant = to_participant(joined.row, presence.online_participants(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
 

@@ -6,7 +6,7 @@ import colorsys
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from codeconnect.config import Settings
@@ -14,6 +14,7 @@ from codeconnect.errors import Conflict, SessionNotFound
 from codeconnect.models import ParticipantRow, SessionRow, utcnow
 from codeconnect.participants.names import distinct_name, name_key
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
+from codeconnect.sessions.cards import SessionCards
 from codeconnect.sessions.service import get_session
 
 _GOLDEN_ANGLE = 137.50776405003785
@@ -40,8 +41,15 @@ class NewParticipant:
     token: str
 
 
+def forget_card_on_commit(db: AsyncSession, cards: SessionCards, session_id: str) -> None:
+    """Drop the session's in-memory card now and once ``db`` commits: a read between the two cannot keep what
+    it read (see ``sessions.cards``)."""
+    cards.forget(session_id)
+    event.listen(db.sync_session, "after_commit", lambda _: cards.forget(session_id), once=True)
+
+
 async def join(
-    db: AsyncSession, settings: Settings, session_id: str, *, name: str, role: str
+    db: AsyncSession, settings: Settings, cards: SessionCards, session_id: str, *, name: str, role: str
 ) -> NewParticipant:
     # Lock the session row so concurrent joins cannot both take the last place, the same colour or the same name
     # (two joins as "Ada" at once are decided one after the other). Only its id; the participants are read as
@@ -79,6 +87,7 @@ async def join(
         token_hash=hash_secret(token),
         joined_at=utcnow(),
     )
+    forget_card_on_commit(db, cards, session_id)
     db.add(row)
     await db.flush()
     return NewParticipant(row, token)

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from codeconnect.collab.registry import RoomRegistry
-from codeconnect.deps import DB, ExistingSessionId, Presence, SettingsDep
+from codeconnect.collab.room import Room
+from codeconnect.db import request_db
+from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
 from codeconnect.participants.service import PresenceView
 from codeconnect.schemas import bind_body
 from codeconnect.sessions import service
+from codeconnect.sessions.cards import SessionCard
 from codeconnect.sessions.schemas import (
     CreatedSession,
     CreateSessionRequest,
@@ -22,14 +23,6 @@ from codeconnect.sessions.schemas import (
     SetLanguageRequest,
     UpdateSessionRequest,
 )
-
-
-async def get_live(request: Request) -> RoomRegistry:
-    registry: RoomRegistry = request.app.state.collab
-    return registry
-
-
-Live = Annotated[RoomRegistry, Depends(get_live)]
 
 
 def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | None = None) -> Session:
@@ -55,6 +48,25 @@ def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | Non
     )
 
 
+def card_view(card: SessionCard, room: Room, presence: PresenceView) -> Session:
+    """The API view of a loaded session from its card and its live document."""
+    online = presence.online_participants(card.id)
+    updated_at = card.updated_at
+    if room.updated_at is not None and room.updated_at > updated_at:
+        updated_at = room.updated_at
+    return Session(
+        id=card.id,
+        title=room.title(),
+        language=room.language(),
+        code=room.shared.text(),
+        created_at=card.created_at,
+        updated_at=updated_at,
+        participants=[to_participant(p, online) for p in card.participants],
+        viewer_id=card.viewer_id,
+        view_url=f"/v/{card.viewer_id}",
+    )
+
+
 def build_router(models: RequestModels) -> APIRouter:
     router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -77,16 +89,22 @@ def build_router(models: RequestModels) -> APIRouter:
         return CreatedSession(**session.model_dump(), owner_key=created.owner_key)
 
     @router.get("/{sessionId}", summary="Get a session", response_model=Session, responses=responses(404, 422))
-    async def get_session(session_id: ExistingSessionId, db: DB, presence: Presence, live: Live) -> Session:
+    async def get_session(
+        session_id: SessionId, request: Request, presence: Presence, live: Live, cards: Cards
+    ) -> Session:
         """The session with its current code, language and participants."""
-        row = await service.get_session(db, session_id)
-        if live.peek(session_id) is not None:
-            return to_session(row, presence, live)
+        room = live.peek(session_id)
+        card = None if room is None else cards.get(session_id, room)
+        if room is not None and card is not None:
+            return card_view(card, room, presence)  # no database round trip
         # The stored mirror can trail the update log (it is refreshed periodically, and a crash skips the last
-        # refresh): read through the document itself, as a client connecting now would see it.
-        await service.end_read_transaction(db)
-        async with live.use(session_id):
-            return to_session(row, presence, live)
+        # refresh): read through the document itself, as a client connecting now would see it. The row is read
+        # once the room is loaded, so its last change time is exact up to this loading of the room.
+        async with live.use(session_id) as room, request_db(request) as db:
+            epoch = cards.epoch()
+            card = SessionCard.of(await service.get_session(db, session_id), room)
+            cards.keep(card, epoch)
+            return card_view(card, room, presence)
 
     @router.put(
         "/{sessionId}",

@@ -113,7 +113,8 @@ async def _change_live(
         await room.committed()
         row = await get_session(db, session_id, for_update=True)
         _mirror(row, registry)
-        row.updated_at = utcnow()
+        # The time of the change itself, which later reads of the loaded room report too.
+        row.updated_at = room.updated_at or utcnow()
         await db.flush()
     return row
 

@@ -11,14 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from codeconnect.collab.registry import RoomRegistry
-from codeconnect.deps import DB, Presence, SettingsDep
+from codeconnect.deps import DB, Cards, Live, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
 from codeconnect.participants.service import PresenceView
 from codeconnect.schemas import bind_body
 from codeconnect.sessions import service as sessions
-from codeconnect.sessions.router import Live, to_session
+from codeconnect.sessions.router import to_session
 from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels
 from codeconnect.views import service
 from codeconnect.views.schemas import SessionView, viewer_join_model
@@ -89,11 +89,16 @@ def build_router(models: RequestModels) -> APIRouter:
         responses=responses(400, 404, 409, 413, 422),
     )
     async def join(
-        session_id: ViewedSessionId, body: JoinRequest, db: DB, settings: SettingsDep, presence: Presence
+        session_id: ViewedSessionId,
+        body: JoinRequest,
+        db: DB,
+        settings: SettingsDep,
+        presence: Presence,
+        cards: Cards,
     ) -> ParticipantWithToken:
         """Add a viewer. The response carries its secret `token` for `/v1/collab/v/{viewerId}?token=...`, shown
         once. Names follow the same rules as joining by session id; `role`, if sent, must be `viewer`."""
-        joined = await service.join_session(db, settings, session_id, name=body.name)
+        joined = await service.join_session(db, settings, cards, session_id, name=body.name)
         participant = to_participant(joined.row, presence.online_participants(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
 

@@ -17,6 +17,7 @@ from codeconnect.errors import ViewNotFound
 from codeconnect.models import SessionRow
 from codeconnect.participants import service as participants
 from codeconnect.participants.service import NewParticipant
+from codeconnect.sessions.cards import SessionCards
 
 
 async def session_of(db: AsyncSession, viewer_id: str) -> str:
@@ -27,9 +28,11 @@ async def session_of(db: AsyncSession, viewer_id: str) -> str:
     return found
 
 
-async def join_session(db: AsyncSession, settings: Settings, session_id: str, *, name: str) -> NewParticipant:
+async def join_session(
+    db: AsyncSession, settings: Settings, cards: SessionCards, session_id: str, *, name: str
+) -> NewParticipant:
     """A new participant of ``session_id`` (found through its viewer id): always a viewer."""
-    return await participants.join(db, settings, session_id, name=name, role="viewer")
+    return await participants.join(db, settings, cards, session_id, name=name, role="viewer")
 
 
 class ViewerLinks:

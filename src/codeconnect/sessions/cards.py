@@ -1,0 +1,93 @@
+"""What a session read answers besides the document, kept in memory so that reading a loaded session needs no
+database round trip.
+
+A session's id, creation time, read-only link and participants change only through this process's REST writes
+(a join today); the code, language, title and latest change come from the live document while its room is loaded.
+A card is taken from the database on a read while the room is loaded, belongs to that loading of the room (the
+row's ``updated_at`` is only exact up to the load), and is dropped by every write that changes what it holds.
+With several processes, their writes will have to reach each other's cards the same way.
+
+A read that started before a write and finishes after it must not store what it read: every write moves an
+epoch forward, and a card is kept only if the epoch did not move while it was read. Writes are rare next to
+reads, so a read losing its card now and then to an unrelated write costs nothing that matters.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from codeconnect.models import ParticipantRow, SessionRow
+
+if TYPE_CHECKING:
+    from codeconnect.collab.room import Room
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantCard:
+    id: str
+    name: str
+    color: str
+    role: str
+    joined_at: datetime
+
+    @classmethod
+    def of(cls, row: ParticipantRow) -> ParticipantCard:
+        return cls(row.id, row.name, row.color, row.role, row.joined_at)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCard:
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    viewer_id: str
+    participants: tuple[ParticipantCard, ...]
+    room: weakref.ref[Room]  # the loading of the room the row was read under
+
+    @classmethod
+    def of(cls, row: SessionRow, room: Room) -> SessionCard:
+        return cls(
+            row.id, row.created_at, row.updated_at, row.viewer_id,
+            tuple(ParticipantCard.of(p) for p in row.participants), weakref.ref(room),
+        )  # fmt: skip
+
+
+class SessionCards:
+    """A bounded, least-recently-used set of cards."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._cards: OrderedDict[str, SessionCard] = OrderedDict()
+        self._epoch = 0
+
+    def get(self, session_id: str, room: Room) -> SessionCard | None:
+        """The card of ``session_id`` read under this loading of its room, if there is one."""
+        card = self._cards.get(session_id)
+        if card is None or card.room() is not room:
+            return None
+        self._cards.move_to_end(session_id)
+        return card
+
+    def epoch(self) -> int:
+        """Taken before reading a session from the database; handed back to :meth:`keep`."""
+        return self._epoch
+
+    def keep(self, card: SessionCard, epoch: int) -> None:
+        if epoch != self._epoch or self.capacity == 0:
+            return  # a write happened meanwhile: what was read may be older than it
+        self._cards[card.id] = card
+        self._cards.move_to_end(card.id)
+        while len(self._cards) > self.capacity:
+            self._cards.popitem(last=False)
+
+    def forget(self, session_id: str) -> None:
+        """Called before a write that changes a session's card is committed, and again after it."""
+        self._epoch += 1
+        self._cards.pop(session_id, None)
+
+    def __len__(self) -> int:
+        return len(self._cards)

@@ -1,0 +1,137 @@
+"""Reading a loaded session from memory: the cards, alone and behind the session API."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from codeconnect.sessions.cards import ParticipantCard, SessionCard, SessionCards
+from tests.conftest import ServerFactory
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class FakeRoom:
+    """Stands for one loading of a room: cards only compare its identity."""
+
+
+def card(session_id: str, room: FakeRoom, *names: str) -> SessionCard:
+    people = tuple(ParticipantCard(f"p-{n}", n, "#000000", "editor", T0) for n in names)
+    return SessionCard(session_id, T0, T0, f"v-{session_id}", people, weakref.ref(room))  # type: ignore[arg-type]
+
+
+def test_a_card_belongs_to_one_loading_of_its_room() -> None:
+    cards = SessionCards(10)
+    first, second = FakeRoom(), FakeRoom()
+    cards.keep(card("s", first), cards.epoch())
+    assert cards.get("s", first) is not None  # type: ignore[arg-type]
+    assert cards.get("s", second) is None  # type: ignore[arg-type]
+    del first
+    gc.collect()
+    assert cards.get("s", second) is None  # type: ignore[arg-type]
+
+
+def test_a_read_that_overlapped_a_write_is_not_kept() -> None:
+    cards = SessionCards(10)
+    room = FakeRoom()
+    epoch = cards.epoch()  # a read begins
+    cards.forget("other")  # any write commits meanwhile
+    cards.keep(card("s", room, "Ada"), epoch)
+    assert cards.get("s", room) is None  # type: ignore[arg-type]
+    cards.keep(card("s", room, "Ada"), cards.epoch())
+    assert cards.get("s", room) is not None  # type: ignore[arg-type]
+    cards.forget("s")
+    assert cards.get("s", room) is None  # type: ignore[arg-type]
+
+
+def test_cards_are_bounded_least_recently_read_first_out() -> None:
+    cards = SessionCards(3)
+    room = FakeRoom()
+    for sid in "abc":
+        cards.keep(card(sid, room), cards.epoch())
+    assert cards.get("a", room) is not None  # type: ignore[arg-type]
+    cards.keep(card("d", room), cards.epoch())
+    assert len(cards) == 3
+    assert cards.get("b", room) is None  # type: ignore[arg-type]
+    assert all(cards.get(sid, room) is not None for sid in "acd")  # type: ignore[arg-type]
+    off = SessionCards(0)
+    off.keep(card("a", room), off.epoch())
+    assert len(off) == 0
+
+
+@contextmanager
+def counted_database_work(app: Any) -> Iterator[list[str]]:
+    """Every statement the app sends through its ORM engine or its driver-level writer, by name."""
+    seen: list[str] = []
+
+    def on_execute(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement.split()[0])
+
+    engine = app.state.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", on_execute)
+    driver = app.state.collab.log.driver
+    originals = {name: getattr(driver, name) for name in ("session_exists", "load", "participant")}
+
+    def counting(name: str) -> Any:
+        async def call(*args: Any) -> Any:
+            seen.append(f"driver.{name}")
+            return await originals[name](*args)
+
+        return call
+
+    for name in originals:
+        setattr(driver, name, counting(name))
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", on_execute)
+        for name, original in originals.items():
+            setattr(driver, name, original)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_reading_a_loaded_session_needs_no_database_and_sees_every_join(
+    server_factory: ServerFactory,
+) -> None:
+    server = await server_factory(room_unload_grace_seconds=600)
+    app = server.server.config.app
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        created = (await http.post("/v1/sessions", json={"title": "cards"})).json()
+        sid, viewer_id = created["id"], created["viewerId"]
+        await http.post(f"/v1/sessions/{sid}/participants", json={"name": "Ada"})
+        first = (await http.get(f"/v1/sessions/{sid}")).json()  # loads the room and reads the row once
+        with counted_database_work(app) as seen:
+            for _ in range(5):
+                again = (await http.get(f"/v1/sessions/{sid}")).json()
+                assert again == first
+        assert seen == []
+
+        # Joins through either link are seen by the very next read.
+        await http.post(f"/v1/sessions/{sid}/participants", json={"name": "Grace"})
+        names = [p["name"] for p in (await http.get(f"/v1/sessions/{sid}")).json()["participants"]]
+        assert names == ["Ada", "Grace"]
+        await http.post(f"/v1/views/{viewer_id}/participants", json={"name": "Watcher"})
+        body = (await http.get(f"/v1/sessions/{sid}")).json()
+        assert [(p["name"], p["role"]) for p in body["participants"]] == [
+            ("Ada", "editor"), ("Grace", "editor"), ("Watcher", "viewer"),
+        ]  # fmt: skip
+
+        # A REST write through the room is in the next read, from memory.
+        put = await http.put(f"/v1/sessions/{sid}", json={"code": "print('changed')\n"})
+        assert put.status_code == 200
+        with counted_database_work(app) as seen:
+            body = (await http.get(f"/v1/sessions/{sid}")).json()
+        assert seen == [] and body["code"] == "print('changed')\n"
+        assert body["updatedAt"] == put.json()["updatedAt"]
+
+        # An unknown session is still a 404 in the one error shape.
+        missing = await http.get("/v1/sessions/no-such-session-0000000000")
+        assert missing.status_code == 404 and missing.json()["error"] == "session_not_found"
