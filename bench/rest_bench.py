@@ -103,7 +103,10 @@ async def keep_loaded(server: ServerProcess, session_id: str) -> asyncio.Task[No
 def rotating_get(paths: list[str]) -> str:
     """A wrk script that reads ``paths`` in turn."""
     listed = ", ".join(f'"{p}"' for p in paths)
-    return f"paths = {{{listed}}}\ni = 0\nrequest = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n"
+    return (
+        f"paths = {{{listed}}}\ni = 0\n"
+        'request = function()\n  i = i % #paths + 1\n  return wrk.format("GET", paths[i])\nend\n'
+    )
 
 
 async def new_session(server: ServerProcess) -> str:
