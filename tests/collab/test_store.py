@@ -13,10 +13,10 @@ from pycrdt import Doc, Text
 from sqlalchemy import func, select, text
 
 from codeconnect.collab.document import initial_update
-from codeconnect.collab.store import Mirror, UpdateLog, add_initial_update, is_outage, storable_text
-from codeconnect.collab.writer import batch_writer
+from codeconnect.collab.store import Mirror, UpdateLog, is_outage, storable_text
+from codeconnect.collab.writer import NewSession, batch_writer
 from codeconnect.db import create_engine, create_sessionmaker
-from codeconnect.errors import ServiceUnavailable
+from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow, utcnow
 
 
@@ -28,7 +28,7 @@ async def _setup(url: str) -> Any:
         db.add(SessionRow(id="s1", title="t", language="python", code="", owner_key_hash="x",
                           execution_enabled=True, created_at=now, updated_at=now))
         await db.flush()
-        await add_initial_update(db, "s1", initial_update("", "python", "t"))
+        db.add(DocUpdateRow(session_id="s1", data=initial_update("", "python", "t")))
     return engine, maker
 
 
@@ -350,3 +350,72 @@ async def test_outages_are_told_apart_from_refused_values(database_url: str, tmp
             await db.execute(select(1))
     await dead_engine.dispose()
     assert is_outage(orm_error.value)
+
+
+def _new_session(sid: str, title: str = "t") -> NewSession:
+    return NewSession(
+        id=sid, title=title, language="python", code=f"# {sid}\n", owner_key_hash="h" * 64, viewer_id=f"v-{sid}",
+        created_at=utcnow(), first_update=initial_update(f"# {sid}\n", "python", title),
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("driver", [True, False], ids=["driver", "orm"])
+async def test_sessions_created_together_are_committed_together_and_read_back(database_url: str, driver: bool) -> None:
+    engine, maker = await _setup(database_url)
+    writer = batch_writer(database_url) if driver else None
+    log = UpdateLog(maker, 10, asyncio.Semaphore(1), writer)
+    groups: list[int] = []
+    if writer is not None:
+        real = writer.create_sessions
+
+        async def counting(sessions: Sequence[NewSession]) -> None:
+            groups.append(len(sessions))
+            await real(sessions)
+
+        writer.create_sessions = counting  # type: ignore[method-assign]
+    async with log:
+        news = [_new_session(f"n{i}", title=f"title {i}") for i in range(30)]
+        await asyncio.gather(*(log.create_session(n) for n in news))
+        if writer is not None:
+            assert sum(groups) == 30 and len(groups) < 30, groups  # the first alone, the rest while it committed
+        for n in news:
+            stored = await log.load(n.id)
+            assert (stored.title, stored.code, stored.updates) == (n.title, n.code, [n.first_update])
+        async with maker() as db:
+            rows = {r.id: r for r in (await db.scalars(select(SessionRow).where(SessionRow.id.like("n%")))).all()}
+        assert rows["n7"].created_at == news[7].created_at == rows["n7"].updated_at  # the ORM reads what was written
+        assert rows["n7"].viewer_id == "v-n7" and rows["n7"].execution_enabled and rows["n7"].allow_clear_output
+    await engine.dispose()
+
+
+async def test_a_group_of_new_sessions_that_cannot_be_stored_is_unavailable_for_each(database_url: str) -> None:
+    engine, maker = await _setup(database_url)
+    writer = batch_writer(database_url)
+    assert writer is not None
+    log = UpdateLog(maker, 10, asyncio.Semaphore(1), writer)
+    real = writer.create_sessions
+    down = True
+
+    async def flaky(sessions: Sequence[NewSession]) -> None:
+        if down:
+            raise ConnectionRefusedError("database down")
+        await real(sessions)
+
+    writer.create_sessions = flaky  # type: ignore[method-assign]
+    async with log:
+        results = await asyncio.gather(*(log.create_session(_new_session(f"x{i}")) for i in range(5)),
+                                       return_exceptions=True)  # fmt: skip
+        assert all(isinstance(r, ServiceUnavailable) for r in results), results
+        with pytest.raises(SessionNotFound):
+            await log.load("x0")
+        down = False
+        await log.create_session(_new_session("x0"))  # the next group is tried afresh
+        assert (await log.load("x0")).code == "# x0\n"
+        # A session the database refuses (here a duplicate id) fails alone: the others of its group are stored.
+        results = await asyncio.gather(
+            log.create_session(_new_session("x8")), log.create_session(_new_session("x0")),
+            log.create_session(_new_session("x9")), return_exceptions=True,
+        )  # fmt: skip
+        assert results[0] is None and results[2] is None and isinstance(results[1], ServiceUnavailable), results
+        assert (await log.load("x8")).code == "# x8\n" and (await log.load("x9")).code == "# x9\n"
+    await engine.dispose()

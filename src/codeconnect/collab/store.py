@@ -36,7 +36,7 @@ from sqlalchemy import String, Table, bindparam, delete, func, insert, select, u
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.collab.writer import BatchWriter, StoredDoc
+from codeconnect.collab.writer import BatchWriter, NewSession, StoredDoc
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow
 
@@ -166,12 +166,16 @@ class UpdateLog:
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._new_sessions: list[tuple[NewSession, asyncio.Future[None]]] = []
+        self._creator: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> UpdateLog:
         self._task = asyncio.create_task(self._writer(), name="update-log-writer")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._creator is not None:
+            await asyncio.wait([self._creator])  # sessions being created are stored before the driver closes
         try:
             await self.flush()
         except ServiceUnavailable:
@@ -184,6 +188,71 @@ class UpdateLog:
             self._retry.cancel()
         if self._batch_writer is not None:
             await self._batch_writer.close()
+
+    # --- creating sessions ---------------------------------------------------------------------------------
+
+    async def create_session(self, new: NewSession) -> None:
+        """Store a new session with its first update; returns once they are committed.
+
+        Through the driver, sessions created while a group is being committed go in the next group, one
+        transaction each: creation costs a round trip per group, not per session, with no window to wait for.
+        """
+        if self._batch_writer is None:
+            async with self._lock, self._sessionmaker() as db, db.begin():
+                db.add(
+                    SessionRow(
+                        id=new.id, title=new.title, language=new.language, code=new.code,
+                        owner_key_hash=new.owner_key_hash, viewer_id=new.viewer_id, execution_enabled=True,
+                        created_at=new.created_at, updated_at=new.created_at,
+                    )
+                )  # fmt: skip
+                await db.flush()
+                db.add(DocUpdateRow(session_id=new.id, data=new.first_update))
+            return
+        done = asyncio.get_running_loop().create_future()
+        self._new_sessions.append((new, done))
+        if self._creator is None:
+            self._creator = asyncio.create_task(self._create_groups(self._batch_writer), name="session-creator")
+        await asyncio.shield(done)  # a request that goes away leaves its session to the group
+
+    async def _create_groups(self, driver: BatchWriter) -> None:
+        try:
+            while self._new_sessions:
+                group, self._new_sessions = self._new_sessions, []
+                try:
+                    await driver.create_sessions([new for new, _ in group])
+                except Exception as exc:
+                    if len(group) > 1 and not is_outage(exc):
+                        # One session's values were refused: the others must not fail with it.
+                        for one in group:
+                            await self._create_alone(driver, one)
+                        continue
+                    self._created(group, exc)
+                else:
+                    self._created(group, None)
+        finally:
+            self._creator = None
+
+    async def _create_alone(self, driver: BatchWriter, one: tuple[NewSession, asyncio.Future[None]]) -> None:
+        try:
+            await driver.create_sessions([one[0]])
+        except Exception as exc:
+            self._created([one], exc)
+        else:
+            self._created([one], None)
+
+    @staticmethod
+    def _created(group: Sequence[tuple[NewSession, asyncio.Future[None]]], exc: Exception | None) -> None:
+        if exc is None:
+            for _, done in group:
+                done.set_result(None)
+            return
+        if not is_outage(exc):
+            log.error("storing a new session failed: %r", exc)
+        error = _unavailable()
+        for _, done in group:
+            done.set_exception(error)
+            done.exception()  # retrieved here too: its request may have gone away
 
     # --- writing -----------------------------------------------------------------------------------------
 
@@ -543,6 +612,3 @@ def _consume(fut: asyncio.Future[None]) -> None:
         fut.exception()
 
 
-async def add_initial_update(db: AsyncSession, session_id: str, data: bytes) -> None:
-    """Store a new session's first update in the caller's unit of work (with the session row itself)."""
-    db.add(DocUpdateRow(session_id=session_id, data=data))

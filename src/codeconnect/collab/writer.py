@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy.engine import make_url
@@ -43,6 +43,10 @@ _SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
 _DOC_ROWS = "SELECT data FROM doc_updates WHERE session_id = ? ORDER BY id"
 _LOG_EXTENT = "SELECT count(*), max(id) FROM doc_updates WHERE session_id = ?"
 _DELETE_UPTO = "DELETE FROM doc_updates WHERE session_id = ? AND id <= ?"
+_NEW_SESSION = (
+    "INSERT INTO sessions (id, title, language, code, owner_key_hash, viewer_id, execution_enabled,"
+    " allow_clear_output, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _pg(query: str) -> str:
@@ -53,8 +57,11 @@ def _pg(query: str) -> str:
 
 (
     _INSERT_PG, _MIRROR_PG, _PARTICIPANT_PG, _SESSION_EXISTS_PG, _SESSION_COLUMNS_PG, _DOC_ROWS_PG, _LOG_EXTENT_PG,
-    _DELETE_UPTO_PG,
-) = map(_pg, (_INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _SESSION_COLUMNS, _DOC_ROWS, _LOG_EXTENT, _DELETE_UPTO))
+    _DELETE_UPTO_PG, _NEW_SESSION_PG,
+) = map(_pg, (
+    _INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _SESSION_COLUMNS, _DOC_ROWS, _LOG_EXTENT, _DELETE_UPTO,
+    _NEW_SESSION,
+))
 _T = TypeVar("_T")
 
 
@@ -65,6 +72,19 @@ class ParticipantRecord(NamedTuple):
     color: str
     role: str
     token_hash: str
+
+
+class NewSession(NamedTuple):
+    """A session row as created, with its document's first update (stored with it, in one transaction)."""
+
+    id: str
+    title: str
+    language: str
+    code: str
+    owner_key_hash: str
+    viewer_id: str
+    created_at: datetime
+    first_update: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +112,10 @@ class BatchWriter(Protocol):
     async def session_exists(self, session_id: str) -> bool: ...
 
     async def load(self, session_id: str) -> StoredDoc | None: ...
+
+    async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
+        """Store new sessions with their first updates, all in one transaction (or none of them: raises)."""
+        ...
 
     async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
         """Replace the session's log rows by ``snapshot()``, taken after the rows to replace were counted (every
@@ -212,6 +236,21 @@ class SqliteWriter:
         await self._run(self._replace_upto, session_id, max_id, merged)
         return len(merged)
 
+    def _create_sessions(self, sessions: Sequence[NewSession]) -> None:
+        with self._transaction() as conn:
+            conn.executemany(
+                _NEW_SESSION,
+                [
+                    (s.id, s.title, s.language, s.code, s.owner_key_hash, s.viewer_id, 1, 1,
+                     _sqlite_datetime(s.created_at), _sqlite_datetime(s.created_at))
+                    for s in sessions
+                ],
+            )  # fmt: skip
+            conn.executemany(_INSERT, [(s.id, s.first_update) for s in sessions])
+
+    async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
+        await self._run(self._create_sessions, sessions)
+
     async def participant(self, token_hash: str) -> ParticipantRecord | None:
         return await self._run(self._participant, token_hash)
 
@@ -232,8 +271,12 @@ class SqliteWriter:
 
 
 def _sqlite_time(m: Mirror) -> str:
+    return _sqlite_datetime(m.updated_at)
+
+
+def _sqlite_datetime(value: datetime) -> str:
     # SQLAlchemy's SQLite DateTime storage format; UTCDateTime stores UTC without an offset.
-    return m.updated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 class PostgresWriter:
@@ -290,6 +333,18 @@ class PostgresWriter:
                 await conn.execute(_DELETE_UPTO_PG, session_id, max_id)
                 await conn.execute(_INSERT_PG, session_id, merged)
         return len(merged)
+
+    async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
+        async with self._using() as conn, conn.transaction():
+            await conn.executemany(
+                _NEW_SESSION_PG,
+                [
+                    (s.id, s.title, s.language, s.code, s.owner_key_hash, s.viewer_id, True, True,
+                     s.created_at, s.created_at)
+                    for s in sessions
+                ],
+            )  # fmt: skip
+            await conn.executemany(_INSERT_PG, [(s.id, s.first_update) for s in sessions])
 
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
         errors: list[BaseException | None] = []

@@ -78,15 +78,26 @@ def build_router(models: RequestModels) -> APIRouter:
         responses=responses(400, 413, 422),
     )
     async def create_session(
-        body: CreateSessionRequest, db: DB, settings: SettingsDep, presence: Presence, response: Response
+        body: CreateSessionRequest, settings: SettingsDep, live: Live, response: Response
     ) -> CreatedSession:
         """Create a code pad. The response carries `ownerKey`, shown only this once."""
         created = await service.create_session(
-            db, settings, title=body.title, language=body.language, code=body.code
+            live, settings, title=body.title, language=body.language, code=body.code
         )
-        response.headers["Location"] = f"/v1/sessions/{created.row.id}"
-        session = to_session(created.row, presence)
-        return CreatedSession(**session.model_dump(), owner_key=created.owner_key)
+        new = created.session
+        response.headers["Location"] = f"/v1/sessions/{new.id}"
+        return CreatedSession(
+            id=new.id,
+            title=new.title,
+            language=new.language,
+            code=new.code,
+            created_at=new.created_at,
+            updated_at=new.created_at,
+            participants=[],
+            viewer_id=new.viewer_id,
+            view_url=f"/v/{new.viewer_id}",
+            owner_key=created.owner_key,
+        )
 
     @router.get("/{sessionId}", summary="Get a session", response_model=Session, responses=responses(404, 422))
     async def get_session(

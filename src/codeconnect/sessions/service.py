@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from codeconnect.collab.document import SharedDoc, initial_update
-from codeconnect.collab.store import add_initial_update, storable_text
+from codeconnect.collab.store import storable_text
+from codeconnect.collab.writer import NewSession
 from codeconnect.config import Settings
 from codeconnect.errors import PayloadTooLarge, SessionNotFound
 from codeconnect.languages import LanguageName, get_language, normalize_language
@@ -28,8 +29,8 @@ if TYPE_CHECKING:  # the registry imports this package's neighbours; only the ty
 
 
 @dataclass(frozen=True, slots=True)
-class NewSession:
-    row: SessionRow
+class CreatedSession:
+    session: NewSession
     owner_key: str
 
 
@@ -49,30 +50,22 @@ def canonical_language(value: str) -> LanguageName:
 
 
 async def create_session(
-    db: AsyncSession, settings: Settings, *, title: str, language: str, code: str | None
-) -> NewSession:
+    registry: RoomRegistry, settings: Settings, *, title: str, language: str, code: str | None
+) -> CreatedSession:
+    """A new session, committed with its document's first update before this returns. No unit of work of the
+    request's: the update log's driver stores sessions created at the same time together."""
     lang = canonical_language(language)
     text = get_language(lang).starter if code is None else code
     check_code_size(text, settings)
     owner_key = new_secret()
-    now = utcnow()
-    row = SessionRow(
-        id=new_id(),
-        title=title,
-        language=lang,
-        code=text,
-        owner_key_hash=hash_secret(owner_key),
-        execution_enabled=True,
-        created_at=now,
-        updated_at=now,
-        participants=[],
-    )
-    db.add(row)
-    await db.flush()
+    session_id = new_id()
     # The document's first update is made once, here: every client starts from this same history.
-    await add_initial_update(db, row.id, initial_update(text, lang, title))
-    await db.flush()
-    return NewSession(row, owner_key)
+    new = NewSession(
+        id=session_id, title=title, language=lang, code=text, owner_key_hash=hash_secret(owner_key),
+        viewer_id=new_id(), created_at=utcnow(), first_update=initial_update(text, lang, title),
+    )  # fmt: skip
+    await registry.log.create_session(new)
+    return CreatedSession(new, owner_key)
 
 
 async def get_session(db: AsyncSession, session_id: str, *, for_update: bool = False) -> SessionRow:
