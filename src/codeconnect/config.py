@@ -207,6 +207,21 @@ class Settings(BaseSettings):
     compact_after_updates: int = Field(
         default=500, ge=1, description="Stored updates of a document that trigger compaction into a snapshot."
     )
+    ws_auth_cache_entries: int = Field(
+        default=1024,
+        ge=0,
+        description="Recently seen participant tokens kept in memory, so reconnects skip the database (least "
+        "recently seen first out; 0 turns it off).",
+    )
+    ws_admission_tracked_participants: int = Field(
+        default=4096,
+        ge=16,
+        description="Participants whose connect rate and rule-breaking closes are remembered (the least recent is "
+        "forgotten first).",
+    )
+    readiness_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="How long `/readyz` waits for the database before answering 503."
+    )
     session_cards: int = Field(
         default=10_000,
         ge=0,

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from codeconnect.config import Settings
 from codeconnect.errors import ServiceUnavailable, responses
 
 router = APIRouter(tags=["health"])
@@ -29,8 +30,9 @@ async def healthz() -> Health:
 )
 async def readyz(request: Request) -> Health:
     engine: AsyncEngine = request.app.state.engine
+    settings: Settings = request.app.state.settings
     try:
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(settings.readiness_timeout_seconds):
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
     except Exception as exc:

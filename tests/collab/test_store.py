@@ -13,8 +13,8 @@ from pycrdt import Doc, Text
 from sqlalchemy import func, select, text
 
 from codeconnect.collab.document import initial_update
-from codeconnect.collab.store import Mirror, UpdateLog, is_outage, storable_text
-from codeconnect.collab.writer import NewSession, batch_writer
+from codeconnect.collab.store import UpdateLog, is_outage, storable_text
+from codeconnect.collab.writer import Mirror, NewSession, batch_writer
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow, utcnow

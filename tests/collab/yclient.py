@@ -36,7 +36,7 @@ class YClient:
         self.closed = asyncio.Event()
         self.changed = asyncio.Event()
 
-    async def connect(self, *, wait_sync: bool = True, **kwargs: Any) -> YClient:
+    async def connect(self, *, wait_sync: bool = True, sync_timeout: float = 10, **kwargs: Any) -> YClient:
         self.ws = await connect(self.url, max_size=None, **kwargs)
         self._sub = self.doc.observe(self._on_local)
         self._task = asyncio.create_task(self._reader())
@@ -46,13 +46,13 @@ class YClient:
             synced = asyncio.ensure_future(self.synced.wait())
             closed = asyncio.ensure_future(self.closed.wait())
             try:
-                await asyncio.wait({synced, closed}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({synced, closed}, timeout=sync_timeout, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 synced.cancel()
                 closed.cancel()
             if not self.synced.is_set():
                 state = f"closed {self.close_code} {self.close_reason!r}" if self.closed.is_set() else "no answer"
-                raise TimeoutError(f"not synced within 10 s ({state}): {self.url.split('?')[0]}")
+                raise TimeoutError(f"not synced within {sync_timeout} s ({state}): {self.url.split('?')[0]}")
         return self
 
     def _on_local(self, event: Any) -> None:

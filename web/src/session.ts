@@ -18,98 +18,14 @@ import { PeopleView } from "./ui/people";
 import { ServerOffer, typeErrorsToggle } from "./ui/run-choices";
 import { loadSettings, resolveTheme, SettingsMenu } from "./ui/settings";
 import { TitleEditor } from "./ui/title";
+import { askName, showProblem } from "./ui/join";
+import { shareMenuFor } from "./ui/share";
+import { download, fileName } from "./download";
 
 function randomId(): string {
   // crypto.randomUUID needs a secure context; a LAN deployment over plain HTTP is not one.
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function fullPage(...children: (Node | string)[]): void {
-  document.body.replaceChildren(h("main", { class: "center-page" }, h("div", { class: "card" }, ...children)));
-}
-
-function showProblem(title: string, detail: string): void {
-  fullPage(h("h1", {}, title), h("p", { class: "muted" }, detail), h("a", { class: "button primary", href: "/" }, "Start a new session"));
-}
-
-function askName(session: PadInfo, access: PadAccess): Promise<StoredParticipant> {
-  const role = access.role;
-  return new Promise((resolve) => {
-    const input = h("input", {
-      id: "join-name",
-      name: "name",
-      placeholder: "Your name",
-      maxlength: 64,
-      required: true,
-      autocomplete: "nickname",
-      value: store.name(),
-    });
-    const error = h("p", { class: "error", role: "alert" });
-    const submit = h("button", { class: "button primary", type: "submit", id: "join-submit" }, role === "viewer" ? "Watch" : "Join");
-    const form = h(
-      "form",
-      { class: "join-form" },
-      h("label", { for: "join-name" }, "Your name"),
-      input,
-      error,
-      submit,
-    );
-    form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      const name = input.value.trim();
-      if (!name) {
-        error.textContent = "Please enter a name so others know who is typing.";
-        return;
-      }
-      submit.disabled = true;
-      access.join(name).then(
-        (p) => {
-          store.setName(name);
-          const stored: StoredParticipant = { id: p.id, token: p.token, name: p.name, color: p.color, role: p.role };
-          store.setParticipant(access.key, stored);
-          resolve(stored);
-        },
-        (err: unknown) => {
-          submit.disabled = false;
-          error.textContent = err instanceof ApiError ? err.message : String(err);
-        },
-      );
-    });
-    fullPage(
-      h("div", { class: "brand big" }, h("span", { class: "logo" }, "⌘"), "Code Connect Live"),
-      h("h1", {}, session.title),
-      h(
-        "p",
-        { class: "muted" },
-        role === "viewer"
-          ? "You are joining with a read-only link: you can watch and see the output, but not edit."
-          : `${languageInfo(session.language).label} · ${
-              session.participants.length ? `${session.participants.length} joined so far` : "be the first to join"
-            }`,
-      ),
-      form,
-    );
-    input.focus();
-    input.select();
-  });
-}
-
-async function copy(text: string, input: HTMLInputElement): Promise<boolean> {
-  try {
-    await navigator.clipboard.writeText(text);
-    return true;
-  } catch {
-    input.select();
-    return document.execCommand("copy");
-  }
-}
-
-/** A file name from the title: letters and digits of any script kept (a title in Greek or Japanese stays
- * readable), everything else, path separators included, becomes one hyphen. */
-function slug(title: string): string {
-  const words = title.normalize("NFC").toLowerCase().replace(/[^\p{L}\p{M}\p{N}]+/gu, "-");
-  return Array.from(words.replace(/^-|-$/g, "")).slice(0, 60).join("").replace(/-$/, "") || "main";
 }
 
 export async function sessionPage(route: PadRoute): Promise<void> {
@@ -413,14 +329,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   });
 
   downloadButton.addEventListener("click", () => {
-    const info = languageInfo(currentLanguage());
-    const name = info.name === "java" ? "Main.java" : `${slug(titleLabel.textContent || session.title)}.${info.extension}`;
-    const url = URL.createObjectURL(new Blob([collab.text.toString()], { type: "text/plain;charset=utf-8" }));
-    const a = h("a", { href: url, download: name });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    download(fileName(currentLanguage(), titleLabel.textContent || session.title), collab.text.toString());
   });
 
   // --- Running ----------------------------------------------------------------------------------------------
@@ -550,27 +459,4 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   editor.focus();
   document.body.dataset.ready = "true";
   performance.mark("ccl-editor-ready");
-}
-
-function shareMenuFor(editorLink: string | null, viewerLink: string): HTMLElement {
-  const row = (label: string, hint: string, link: string, id: string): HTMLElement => {
-    const input = h("input", { readonly: true, value: link, id: `${id}-url`, "aria-label": label });
-    const button = h("button", { class: "button small", id }, "Copy");
-    button.addEventListener("click", () => {
-      void copy(link, input).then((ok) => {
-        button.textContent = ok ? "Copied" : "Select and copy";
-        setTimeout(() => (button.textContent = "Copy"), 1500);
-      });
-    });
-    return h("div", { class: "share-row" }, h("div", { class: "share-label" }, h("strong", {}, label), h("span", { class: "muted small" }, hint)), h("div", { class: "share-input" }, input, button));
-  };
-  const menu = h(
-    "div",
-    { class: "share-menu", id: "share-menu" },
-    // A read-only page knows only its own link: the editor link is exactly what it must not learn.
-    editorLink === null ? null : row("Editor link", "Anyone with it can edit and run", editorLink, "copy-editor-link"),
-    row("Read-only link", "Watch the code and output; it never leads to the editor link", viewerLink, "copy-viewer-link"),
-  );
-  menu.hidden = true;
-  return menu;
 }

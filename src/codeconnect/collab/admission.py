@@ -28,7 +28,6 @@ from codeconnect.config import Settings
 STRIKE_CODES = frozenset(
     {CloseCode.BAD_MESSAGE, CloseCode.TOO_LARGE, CloseCode.TOO_MANY, CloseCode.UNSUPPORTED_DATA, 1002, 1007}
 )
-_TRACKED = 4096  # participants remembered; the oldest strike is forgotten first
 
 
 @dataclass(slots=True)
@@ -72,7 +71,7 @@ class Admission:
             bucket.tokens = tokens
             wait = (1.0 - tokens) / rate
         self._connects[participant_id] = bucket  # most recently used last
-        if len(self._connects) > _TRACKED:
+        if len(self._connects) > self.settings.ws_admission_tracked_participants:
             self._connects.popitem(last=False)
         return wait
 
@@ -97,7 +96,7 @@ class Admission:
         count = 1 if entry is None or now - entry.last > longest else entry.count + 1
         delay = min(longest, 2.0 ** (count - 1))
         self._strikes[participant_id] = _Strikes(count, now + delay, now)
-        if len(self._strikes) > _TRACKED:
+        if len(self._strikes) > self.settings.ws_admission_tracked_participants:
             self._strikes.popitem(last=False)
 
     def seat_refusal(self, peers: list[tuple[str, bool]], participant_id: str, readonly: bool) -> str | None:

@@ -31,7 +31,6 @@ from codeconnect.security import hash_secret
 
 log = logging.getLogger(__name__)
 
-_AUTH_CACHE_SIZE = 1024  # recent tokens: reconnects skip the database; small, it is per-process memory
 _MIRROR_SLICE_SECONDS = 0.0005  # longest stretch the mirror pass holds the event loop
 
 
@@ -121,7 +120,7 @@ class RoomRegistry:
         if found is None or key is None:
             return None
         self._auth_cache[key] = (session_id, found)
-        if len(self._auth_cache) > _AUTH_CACHE_SIZE:
+        if len(self._auth_cache) > self.settings.ws_auth_cache_entries:
             self._auth_cache.popitem(last=False)
         return found
 

@@ -31,8 +31,9 @@ from codeconnect.collab import protocol as p
 from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_PIECES, RoomAwareness
 from codeconnect.collab.document import SharedDoc
 from codeconnect.collab.protocol import CloseCode, MalformedMessage, MessageType, SyncType
-from codeconnect.collab.store import Mirror, UpdateLog
+from codeconnect.collab.store import UpdateLog
 from codeconnect.collab.updates import inspect_update
+from codeconnect.collab.writer import Mirror
 from codeconnect.titles import is_valid_title
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import cast
 
 from asyncpg import InterfaceError as PgInterfaceError  # type: ignore[import-untyped]
@@ -36,7 +35,7 @@ from sqlalchemy import String, Table, bindparam, delete, func, insert, select, u
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.collab.writer import BatchWriter, NewSession, StoredDoc
+from codeconnect.collab.writer import BatchWriter, Mirror, NewSession, StoredDoc
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow
 
@@ -73,14 +72,6 @@ def storable_text(value: str) -> str:
     if _UNSTORABLE.search(value) is None:
         return value
     return _UNSTORABLE.sub("\ufffd", value)
-
-
-@dataclass(frozen=True, slots=True)
-class Mirror:
-    code: str
-    language: str
-    title: str
-    updated_at: datetime
 
 
 def storable_mirror(mirror: Mirror) -> Mirror:

@@ -25,14 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from sqlalchemy.engine import make_url
 
 from codeconnect.db import sqlite_path
-
-if TYPE_CHECKING:
-    from codeconnect.collab.store import Mirror
 
 # In sqlite3's parameter style; "?" is rewritten to "$n" for asyncpg below.
 _INSERT = "INSERT INTO doc_updates (session_id, data) VALUES (?, ?)"
@@ -72,6 +69,16 @@ class ParticipantRecord(NamedTuple):
     color: str
     role: str
     token_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    """What the session row's mirror columns get from the live document."""
+
+    code: str
+    language: str
+    title: str
+    updated_at: datetime
 
 
 class NewSession(NamedTuple):
