@@ -1,5 +1,5 @@
 // The session page: join (or rejoin) as a participant, then the shared editor, runner and output.
-import { padAccess, type PadAccess, type PadInfo, type PadRoute } from "./access";
+import { padAccess, type PadInfo, type PadRoute } from "./access";
 import { api, ApiError } from "./api";
 import { announceLanguageSwitches } from "./authors";
 import { Collab } from "./collab";
@@ -10,7 +10,7 @@ import { Runners } from "./runners/runner";
 import { LivePublisher, type LivePhase } from "./liveRuns";
 import { linkText, PadState, runControls } from "./padState";
 import { appendRun } from "./runs";
-import { store, type StoredParticipant } from "./store";
+import { store } from "./store";
 import { h, lighten } from "./ui/dom";
 import { Notice } from "./ui/notice";
 import { OutputPanel } from "./ui/output";
