@@ -1,11 +1,20 @@
-"""Request-body size limit, enforced as the body arrives rather than after it is buffered."""
+"""Size limits of requests: the body, enforced as it arrives rather than after it is buffered, and the one rule
+for text measured in bytes (code and stdin), whatever the route."""
 
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from codeconnect.errors import error_response
+from codeconnect.errors import PayloadTooLarge, error_response
+
+
+def check_text_bytes(what: str, text: str, limit: int, code: str) -> None:
+    """413 with ``code`` when ``text`` is over ``limit`` bytes of UTF-8. Request schemas can only count
+    characters, so they state the limit and leave it to this one check (one rule, one status)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise PayloadTooLarge(f"{what} is {size} bytes; the limit is {limit} bytes.", code=code)
 
 
 class BodySizeLimit:

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 # PostgreSQL text cannot hold NUL, and no editor produces it: the schema says so and requests with it are 422.
 NO_NUL = r"^[^\x00]*$"
+
+
+def byte_limited_text(max_bytes: int, description: str) -> Any:
+    """Text limited in bytes of UTF-8, which a schema cannot count: the schema states the limit (``x-maxBytes``)
+    and the route enforces it with ``limits.check_text_bytes`` (413), so a long text is refused the same way
+    whether its characters take one byte or four."""
+    return Annotated[
+        str, Field(pattern=NO_NUL, description=description, json_schema_extra={"x-maxBytes": max_bytes})
+    ]
 
 
 class CamelModel(BaseModel):

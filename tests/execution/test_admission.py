@@ -82,8 +82,12 @@ async def test_size_limits(server_factory: ServerFactory) -> None:
     require_sandbox()
     server = await server_factory(**{**SANDBOX_LIMITS, "max_code_bytes": 100, "max_stdin_bytes": 10})
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        # One rule in bytes of UTF-8, one status: one-byte characters past the limit are 413 like four-byte ones.
         r = await client.post("/v1/execute", json={"language": "python", "code": "#" * 101})
-        assert r.status_code == 422
+        assert r.status_code == 413
+        assert r.json()["error"] == "code_too_large"
+        r = await client.post("/v1/execute", json={"language": "python", "code": "", "stdin": "a" * 11})
+        assert (r.status_code, r.json()["error"]) == (413, "stdin_too_large")
         r = await client.post("/v1/execute", json={"language": "python", "code": "# é" * 30})
         assert r.status_code == 413
         assert r.json()["error"] == "code_too_large"

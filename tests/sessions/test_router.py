@@ -225,6 +225,12 @@ async def test_code_over_the_byte_limit_is_413_and_changes_nothing(client: httpx
     )
     r = await client.post("/v1/sessions", json={"code": big})
     assert r.status_code == 413
+    # One-byte characters past the limit get the same answer: one rule in bytes, one status.
+    ascii_over = {"code": "x" * (1024 * 1024 + 1)}
+    r = await client.post("/v1/sessions", json=ascii_over)
+    assert (r.status_code, r.json()["error"]) == (413, "code_too_large")
+    r = await client.put(f"/v1/sessions/{created['id']}", json=ascii_over)
+    assert (r.status_code, r.json()["error"]) == (413, "code_too_large")
 
 
 async def test_code_at_the_limit_is_accepted(client: httpx.AsyncClient) -> None:

@@ -9,7 +9,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from codeconnect.config import Settings
 from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
-from codeconnect.schemas import NO_NUL, CamelModel, StrictRequest
+from codeconnect.schemas import CamelModel, StrictRequest, byte_limited_text
 
 
 class ExecuteRequest(StrictRequest):
@@ -53,8 +53,12 @@ class ExecuteResult(CamelModel):
 def execute_request_model(settings: Settings) -> type[ExecuteRequest]:
     from pydantic import create_model
 
-    code: Any = Annotated[str, Field(max_length=settings.max_code_bytes, pattern=NO_NUL)]
-    stdin: Any = Annotated[str, Field(max_length=settings.max_stdin_bytes, pattern=NO_NUL)]
+    code: Any = byte_limited_text(
+        settings.max_code_bytes, f"Program text, at most {settings.max_code_bytes} bytes of UTF-8 (more is 413)."
+    )
+    stdin: Any = byte_limited_text(
+        settings.max_stdin_bytes, f"The program's input, at most {settings.max_stdin_bytes} bytes (more is 413)."
+    )
     return create_model(
         "ExecuteRequest",
         __base__=ExecuteRequest,
@@ -151,7 +155,9 @@ class StopRunResult(CamelModel):
 def session_execute_request_model(settings: Settings) -> type[SessionExecuteRequest]:
     from pydantic import create_model
 
-    stdin: Any = Annotated[str, Field(max_length=settings.max_stdin_bytes, pattern=NO_NUL)]
+    stdin: Any = byte_limited_text(
+        settings.max_stdin_bytes, f"The program's input, at most {settings.max_stdin_bytes} bytes (more is 413)."
+    )
     return create_model(
         "SessionExecuteRequest",
         __base__=SessionExecuteRequest,

@@ -20,7 +20,6 @@ from codeconnect.config import Settings
 from codeconnect.errors import (
     Forbidden,
     NotImplementedByServer,
-    PayloadTooLarge,
     SessionNotFound,
     TooManyRequests,
     Unauthorized,
@@ -40,6 +39,7 @@ from codeconnect.execution.schemas import (
 from codeconnect.execution.staging import SandboxFiles
 from codeconnect.execution.toolchains import Plan, Step, Toolchains
 from codeconnect.languages import LanguageName
+from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow
 from codeconnect.security import new_id, secret_matches
 
@@ -87,18 +87,8 @@ def session_execution_disabled() -> Forbidden:
 
 def check_sizes(settings: Settings, code: str, stdin: str) -> None:
     """Byte limits (the request schema can only count characters)."""
-    code_bytes = len(code.encode("utf-8", "surrogatepass"))
-    if code_bytes > settings.max_code_bytes:
-        raise PayloadTooLarge(
-            f"The code is {code_bytes} bytes; the limit is {settings.max_code_bytes} bytes.",
-            code="code_too_large",
-        )
-    stdin_bytes = len(stdin.encode("utf-8", "surrogatepass"))
-    if stdin_bytes > settings.max_stdin_bytes:
-        raise PayloadTooLarge(
-            f"stdin is {stdin_bytes} bytes; the limit is {settings.max_stdin_bytes} bytes.",
-            code="stdin_too_large",
-        )
+    check_text_bytes("The code", code, settings.max_code_bytes, "code_too_large")
+    check_text_bytes("stdin", stdin, settings.max_stdin_bytes, "stdin_too_large")
 
 
 def _text(data: bytes) -> str:

@@ -15,7 +15,7 @@ from pydantic import Field, create_model, field_validator
 from codeconnect.config import Settings
 from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
 from codeconnect.participants.names import name_pattern
-from codeconnect.schemas import NO_NUL, CamelModel, StrictRequest
+from codeconnect.schemas import CamelModel, StrictRequest, byte_limited_text
 from codeconnect.titles import title_type
 
 Role = Literal["editor", "viewer"]
@@ -74,14 +74,7 @@ def _title(max_length: int) -> Any:
 
 
 def _code(max_bytes: int) -> Any:
-    return Annotated[
-        str,
-        Field(
-            max_length=max_bytes,
-            pattern=NO_NUL,
-            description=f"Program text, at most {max_bytes} bytes of UTF-8.",
-        ),
-    ]
+    return byte_limited_text(max_bytes, f"Program text, at most {max_bytes} bytes of UTF-8 (more is 413).")
 
 
 def _name(max_length: int) -> Any:

@@ -19,8 +19,9 @@ from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.store import storable_text
 from codeconnect.collab.writer import NewSession
 from codeconnect.config import Settings
-from codeconnect.errors import PayloadTooLarge, SessionNotFound
+from codeconnect.errors import SessionNotFound
 from codeconnect.languages import LanguageName, get_language, normalize_language
+from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret
 
@@ -35,11 +36,7 @@ class CreatedSession:
 
 
 def check_code_size(code: str, settings: Settings) -> None:
-    size = len(code.encode("utf-8", "surrogatepass"))
-    if size > settings.max_code_bytes:
-        raise PayloadTooLarge(
-            f"The code is {size} bytes; the limit is {settings.max_code_bytes} bytes.", code="code_too_large"
-        )
+    check_text_bytes("The code", code, settings.max_code_bytes, "code_too_large")
 
 
 def canonical_language(value: str) -> LanguageName:
