@@ -12,7 +12,6 @@ import fcntl
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +90,6 @@ async def get_db(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
             raise
         else:
             await session.commit()
-
-
-# The same unit of work for a route that needs the database only on some of its paths (a dependency would open
-# it on every request).
-request_db = asynccontextmanager(get_db)
 
 
 def _alembic_config() -> Config:

@@ -18,11 +18,12 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import selectinload
 
 from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.room import Room, RoomLimits
 from codeconnect.collab.store import UpdateLog
-from codeconnect.collab.writer import batch_writer
+from codeconnect.collab.writer import ParticipantCardRecord, SessionCardRecord, batch_writer
 from codeconnect.config import Settings
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import SessionRow
@@ -145,6 +146,23 @@ class RoomRegistry:
             return await driver.session_exists(session_id)
         async with self.db_lock, self._sessionmaker() as db:
             return await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id)) is not None
+
+    async def session_card(self, session_id: str) -> SessionCardRecord | None:
+        """The session's row times, read-only link and participants (None: no such session), read beside the
+        update log's own work rather than through the request's unit of work."""
+        driver = self.log.driver
+        if driver is not None:
+            return await driver.session_card(session_id)
+        async with self.db_lock, self._sessionmaker() as db:
+            row = await db.scalar(
+                select(SessionRow).where(SessionRow.id == session_id).options(selectinload(SessionRow.participants))
+            )
+            if row is None:
+                return None
+            return SessionCardRecord(
+                row.created_at, row.updated_at, row.viewer_id,
+                [ParticipantCardRecord(p.id, p.name, p.color, p.role, p.joined_at) for p in row.participants],
+            )  # fmt: skip
 
     # --- rooms -----------------------------------------------------------------------------------------
 

@@ -40,6 +40,8 @@ _SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
 _DOC_ROWS = "SELECT data FROM doc_updates WHERE session_id = ? ORDER BY id"
 _LOG_EXTENT = "SELECT count(*), max(id) FROM doc_updates WHERE session_id = ?"
 _DELETE_UPTO = "DELETE FROM doc_updates WHERE session_id = ? AND id <= ?"
+_SESSION_CARD = "SELECT created_at, updated_at, viewer_id FROM sessions WHERE id = ?"
+_PARTICIPANT_CARDS = "SELECT id, name, color, role, joined_at FROM participants WHERE session_id = ? ORDER BY seq"
 _NEW_SESSION = (
     "INSERT INTO sessions (id, title, language, code, owner_key_hash, viewer_id, execution_enabled,"
     " allow_clear_output, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -54,10 +56,10 @@ def _pg(query: str) -> str:
 
 (
     _INSERT_PG, _MIRROR_PG, _PARTICIPANT_PG, _SESSION_EXISTS_PG, _SESSION_COLUMNS_PG, _DOC_ROWS_PG, _LOG_EXTENT_PG,
-    _DELETE_UPTO_PG, _NEW_SESSION_PG,
+    _DELETE_UPTO_PG, _NEW_SESSION_PG, _SESSION_CARD_PG, _PARTICIPANT_CARDS_PG,
 ) = map(_pg, (
     _INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _SESSION_COLUMNS, _DOC_ROWS, _LOG_EXTENT, _DELETE_UPTO,
-    _NEW_SESSION,
+    _NEW_SESSION, _SESSION_CARD, _PARTICIPANT_CARDS,
 ))
 _T = TypeVar("_T")
 
@@ -79,6 +81,23 @@ class Mirror:
     language: str
     title: str
     updated_at: datetime
+
+
+class ParticipantCardRecord(NamedTuple):
+    id: str
+    name: str
+    color: str
+    role: str
+    joined_at: datetime
+
+
+class SessionCardRecord(NamedTuple):
+    """What a session read answers besides the document: its row's times and link, and its participants."""
+
+    created_at: datetime
+    updated_at: datetime
+    viewer_id: str
+    participants: list[ParticipantCardRecord]
 
 
 class NewSession(NamedTuple):
@@ -119,6 +138,8 @@ class BatchWriter(Protocol):
     async def session_exists(self, session_id: str) -> bool: ...
 
     async def load(self, session_id: str) -> StoredDoc | None: ...
+
+    async def session_card(self, session_id: str) -> SessionCardRecord | None: ...
 
     async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
         """Store new sessions with their first updates, all in one transaction (or none of them: raises)."""
@@ -226,6 +247,24 @@ class SqliteWriter:
             return None
         return StoredDoc(session[0], session[1], session[2], [bytes(r[0]) for r in rows])
 
+    def _session_card(self, session_id: str) -> SessionCardRecord | None:
+        conn = self._connection()
+        conn.execute("BEGIN")  # one snapshot for both reads
+        try:
+            row = conn.execute(_SESSION_CARD, (session_id,)).fetchone()
+            people = conn.execute(_PARTICIPANT_CARDS, (session_id,)).fetchall() if row is not None else []
+        finally:
+            conn.execute("COMMIT")
+        if row is None:
+            return None
+        return SessionCardRecord(
+            _sqlite_parse(row[0]), _sqlite_parse(row[1]), row[2],
+            [ParticipantCardRecord(p[0], p[1], p[2], p[3], _sqlite_parse(p[4])) for p in people],
+        )  # fmt: skip
+
+    async def session_card(self, session_id: str) -> SessionCardRecord | None:
+        return await self._run(self._session_card, session_id)
+
     def _log_extent(self, session_id: str) -> tuple[int, int | None]:
         count, max_id = self._connection().execute(_LOG_EXTENT, (session_id,)).fetchone()
         return int(count), max_id
@@ -281,6 +320,10 @@ def _sqlite_time(m: Mirror) -> str:
     return _sqlite_datetime(m.updated_at)
 
 
+def _sqlite_parse(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
 def _sqlite_datetime(value: datetime) -> str:
     # SQLAlchemy's SQLite DateTime storage format; UTCDateTime stores UTC without an offset.
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
@@ -329,6 +372,17 @@ class PostgresWriter:
         if session is None:
             return None
         return StoredDoc(session[0], session[1], session[2], [bytes(r[0]) for r in rows])
+
+    async def session_card(self, session_id: str) -> SessionCardRecord | None:
+        async with self._using() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            row = await conn.fetchrow(_SESSION_CARD_PG, session_id)  # one snapshot for both reads
+            people = await conn.fetch(_PARTICIPANT_CARDS_PG, session_id) if row is not None else []
+        if row is None:
+            return None
+        return SessionCardRecord(
+            row[0].astimezone(UTC), row[1].astimezone(UTC), row[2],
+            [ParticipantCardRecord(p[0], p[1], p[2], p[3], p[4].astimezone(UTC)) for p in people],
+        )  # fmt: skip
 
     async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
         async with self._using() as conn:

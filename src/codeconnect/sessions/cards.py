@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from codeconnect.models import ParticipantRow, SessionRow
+from codeconnect.collab.writer import SessionCardRecord
 
 if TYPE_CHECKING:
     from codeconnect.collab.room import Room
@@ -34,10 +34,6 @@ class ParticipantCard:
     role: str
     joined_at: datetime
 
-    @classmethod
-    def of(cls, row: ParticipantRow) -> ParticipantCard:
-        return cls(row.id, row.name, row.color, row.role, row.joined_at)
-
 
 @dataclass(frozen=True, slots=True)
 class SessionCard:
@@ -49,10 +45,10 @@ class SessionCard:
     room: weakref.ref[Room]  # the loading of the room the row was read under
 
     @classmethod
-    def of(cls, row: SessionRow, room: Room) -> SessionCard:
+    def of(cls, session_id: str, record: SessionCardRecord, room: Room) -> SessionCard:
         return cls(
-            row.id, row.created_at, row.updated_at, row.viewer_id,
-            tuple(ParticipantCard.of(p) for p in row.participants), weakref.ref(room),
+            session_id, record.created_at, record.updated_at, record.viewer_id,
+            tuple(ParticipantCard(*p) for p in record.participants), weakref.ref(room),
         )  # fmt: skip
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Room
-from codeconnect.db import request_db
 from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep
-from codeconnect.errors import responses
+from codeconnect.errors import SessionNotFound, responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
 from codeconnect.participants.service import PresenceView
@@ -100,9 +99,7 @@ def build_router(models: RequestModels) -> APIRouter:
         )
 
     @router.get("/{sessionId}", summary="Get a session", response_model=Session, responses=responses(404, 422))
-    async def get_session(
-        session_id: SessionId, request: Request, presence: Presence, live: Live, cards: Cards
-    ) -> Session:
+    async def get_session(session_id: SessionId, presence: Presence, live: Live, cards: Cards) -> Session:
         """The session with its current code, language and participants."""
         room = live.peek(session_id)
         card = None if room is None else cards.get(session_id, room)
@@ -111,9 +108,12 @@ def build_router(models: RequestModels) -> APIRouter:
         # The stored mirror can trail the update log (it is refreshed periodically, and a crash skips the last
         # refresh): read through the document itself, as a client connecting now would see it. The row is read
         # once the room is loaded, so its last change time is exact up to this loading of the room.
-        async with live.use(session_id) as room, request_db(request) as db:
+        async with live.use(session_id) as room:
             epoch = cards.epoch()
-            card = SessionCard.of(await service.get_session(db, session_id), room)
+            record = await live.session_card(session_id)
+            if record is None:  # pragma: no cover - sessions are not deleted while their room is loaded
+                raise SessionNotFound()
+            card = SessionCard.of(session_id, record, room)
             cards.keep(card, epoch)
             return card_view(card, room, presence)
 
