@@ -123,7 +123,16 @@ async def start_server(settings: Settings, **uvicorn_overrides: Any) -> LiveServ
         app, log_level="warning", timeout_graceful_shutdown=5, **{**uvicorn_options(settings), **uvicorn_overrides}
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+
+    async def serve() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        except SystemExit as exc:
+            # uvicorn exits the process when startup fails; here that would escape the event loop and take the
+            # worker's later tests with it. It fails this test, with the reason in the captured log.
+            raise RuntimeError(f"the server's startup failed (exit {exc.code})") from None
+
+    task = asyncio.create_task(serve())
     # With the sandbox on, start-up runs a program in every language (javac and the JVM take seconds on a busy
     # machine): a deadline in seconds, generous, rather than a count of polls.
     deadline = asyncio.get_running_loop().time() + 60

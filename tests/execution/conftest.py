@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -26,6 +27,11 @@ SANDBOX_LIMITS: dict[str, Any] = {
     "exec_wall_seconds": 4.0,
     "exec_max_output_bytes": 64 * 1024,
     "exec_rate_per_minute": 1000,
+    # A uid of this test process's own (as root): the kernel counts processes per uid (RLIMIT_NPROC), so a fork
+    # bomb under a uid shared with the other worker, or with another run of the suite on the same host, would
+    # leave their sandboxes unable to start (bwrap: "Creating new namespace failed: Resource temporarily
+    # unavailable").
+    "exec_uid": 400_000 + secrets.randbelow(100_000),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import uuid
 from pathlib import Path
 
@@ -103,7 +104,8 @@ async def test_fork_bomb_does_not_starve_the_other_slot(server_factory: ServerFa
     require_sandbox()
     # RLIMIT_NPROC counts the processes of a uid: with one uid for every run, a run holding its whole budget
     # leaves none for the run beside it (bwrap cannot even fork). One uid per slot keeps them apart.
-    server = await server_factory(**{**SANDBOX_LIMITS, "exec_concurrency": 2, "exec_slot_uid_base": 200_000})
+    uid_base = 200_000 + 2 * secrets.randbelow(50_000)  # uids of this test's own (see SANDBOX_LIMITS)
+    server = await server_factory(**{**SANDBOX_LIMITS, "exec_concurrency": 2, "exec_slot_uid_base": uid_base})
     marker = f"hold-{uuid.uuid4().hex[:8]}"
     bomb = (
         "import os, time\n"
@@ -126,6 +128,6 @@ async def test_fork_bomb_does_not_starve_the_other_slot(server_factory: ServerFa
         assert counts[-1] >= server.settings.exec_max_processes // 2, counts
         hello = await run(client, "python", "import os\nprint(os.getuid())")
         assert hello["exitCode"] == 0, hello
-        assert hello["stdout"] in ("200000\n", "200001\n")
+        assert hello["stdout"] in (f"{uid_base}\n", f"{uid_base + 1}\n")
         assert (await attack)["timedOut"] is True
     assert await wait_until_gone(lambda: processes_with(marker)) == []
