@@ -314,8 +314,11 @@ async function run(message: RunMessage): Promise<void> {
   });
   post({ type: "started" });
   let deadline = Infinity; // set when the program itself starts, after the prelude
+  let deadlineReached = false;
   const shouldStop = (): boolean => {
-    if (interrupted || (flag && Atomics.load(flag, 0) !== 0) || Date.now() > deadline) interrupted = true;
+    if (interrupted) return true;
+    if (flag && Atomics.load(flag, 0) !== 0) interrupted = true;
+    else if (Date.now() > deadline) interrupted = deadlineReached = true;
     return interrupted;
   };
   runtime.setInterruptHandler(shouldStop);
@@ -431,7 +434,7 @@ async function run(message: RunMessage): Promise<void> {
     dispose(ctx, runtime);
   }
   pump.flush();
-  post({ type: "done", exitCode, interrupted, truncated: pump.truncated, compileOutput: "" });
+  post({ type: "done", exitCode, interrupted, truncated: pump.truncated, compileOutput: "", deadlineReached });
 }
 
 /** Wait until ``due`` (performance.now() time), looking at the stop flag and the deadline every few ms. */

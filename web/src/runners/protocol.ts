@@ -34,6 +34,8 @@ export type FromWorker =
       compileOutput: string;
       /** A module the program imports that this runner does not have (Python). */
       missingModule?: string;
+      /** The worker's own deadline stopped the program (the page's timer may not have fired yet). */
+      deadlineReached?: boolean;
     }
   | { type: "failed"; message: string };
 

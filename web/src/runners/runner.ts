@@ -220,8 +220,11 @@ class WorkerRunner {
             break;
           case "done": {
             const elapsed = performance.now() - startedAt;
-            // The JS worker enforces the same deadline itself and may get there a moment before our timer.
-            if (m.interrupted && !stopRequested && !m.truncated && elapsed >= request.limitMs - 50) timedOut = true;
+            // The JS worker enforces the same deadline itself and may get there before our timer: it says so
+            // (our clock starts when its "started" arrives, which a busy machine delays).
+            if (m.interrupted && !stopRequested && !m.truncated && (m.deadlineReached || elapsed >= request.limitMs - 50)) {
+              timedOut = true;
+            }
             missingModule = m.missingModule;
             if (timedOut && m.interrupted) append("stderr", `Time limit reached (${request.limitMs / 1000} s).`);
             else if (m.truncated) append("stderr", "\nOutput limit reached: the program was stopped.");
