@@ -13,7 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from codeconnect.sessions.cards import ParticipantCard, SessionCard, SessionCards
+from codeconnect.collab.writer import ParticipantCardRecord
+from codeconnect.sessions.cards import SessionCard, SessionCards
 from tests.conftest import ServerFactory
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -24,7 +25,7 @@ class FakeRoom:
 
 
 def card(session_id: str, room: FakeRoom, *names: str) -> SessionCard:
-    people = tuple(ParticipantCard(f"p-{n}", n, "#000000", "editor", T0) for n in names)
+    people = tuple(ParticipantCardRecord(f"p-{n}", n, "#000000", "editor", T0) for n in names)
     return SessionCard(session_id, T0, T0, f"v-{session_id}", people, weakref.ref(room))  # type: ignore[arg-type]
 
 
@@ -78,7 +79,7 @@ def counted_database_work(app: Any) -> Iterator[list[str]]:
     engine = app.state.engine.sync_engine
     event.listen(engine, "before_cursor_execute", on_execute)
     driver = app.state.collab.log.driver
-    originals = {name: getattr(driver, name) for name in ("session_exists", "load", "participant")}
+    originals = {name: getattr(driver, name) for name in ("session_exists", "load", "participant", "session_card")}
 
     def counting(name: str) -> Any:
         async def call(*args: Any) -> Any:

@@ -210,30 +210,28 @@ class UpdateLog:
         try:
             while self._new_sessions:
                 group, self._new_sessions = self._new_sessions, []
-                try:
-                    await driver.create_sessions([new for new, _ in group])
-                except Exception as exc:
-                    if len(group) > 1 and not is_outage(exc):
-                        # One session's values were refused: the others must not fail with it.
-                        for one in group:
-                            await self._create_alone(driver, one)
-                        continue
-                    self._created(group, exc)
+                error = await self._store_new(driver, group)
+                if error is not None and len(group) > 1 and not is_outage(error):
+                    # One session's values were refused: the others must not fail with it.
+                    for one in group:
+                        self._settle_new([one], await self._store_new(driver, [one]))
                 else:
-                    self._created(group, None)
+                    self._settle_new(group, error)
         finally:
             self._creator = None
 
-    async def _create_alone(self, driver: BatchWriter, one: tuple[NewSession, asyncio.Future[None]]) -> None:
+    @staticmethod
+    async def _store_new(
+        driver: BatchWriter, group: Sequence[tuple[NewSession, asyncio.Future[None]]]
+    ) -> Exception | None:
         try:
-            await driver.create_sessions([one[0]])
+            await driver.create_sessions([new for new, _ in group])
         except Exception as exc:
-            self._created([one], exc)
-        else:
-            self._created([one], None)
+            return exc
+        return None
 
     @staticmethod
-    def _created(group: Sequence[tuple[NewSession, asyncio.Future[None]]], exc: Exception | None) -> None:
+    def _settle_new(group: Sequence[tuple[NewSession, asyncio.Future[None]]], exc: Exception | None) -> None:
         if exc is None:
             for _, done in group:
                 done.set_result(None)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from codeconnect.collab.writer import ParticipantCardRecord
 from codeconnect.deps import DB, Cards, ExistingSessionId, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import ParticipantRow
 from codeconnect.participants import service
 from codeconnect.participants.schemas import checked_join_model
 from codeconnect.schemas import bind_body
-from codeconnect.sessions.cards import ParticipantCard
 from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels
 
 
-def to_participant(row: ParticipantRow | ParticipantCard, online: frozenset[str]) -> Participant:
+def to_participant(row: ParticipantRow | ParticipantCardRecord, online: frozenset[str]) -> Participant:
     return Participant(
         id=row.id,
         name=row.name,

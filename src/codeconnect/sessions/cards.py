@@ -20,19 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from codeconnect.collab.writer import SessionCardRecord
+from codeconnect.collab.writer import ParticipantCardRecord, SessionCardRecord
 
 if TYPE_CHECKING:
     from codeconnect.collab.room import Room
-
-
-@dataclass(frozen=True, slots=True)
-class ParticipantCard:
-    id: str
-    name: str
-    color: str
-    role: str
-    joined_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +32,14 @@ class SessionCard:
     created_at: datetime
     updated_at: datetime
     viewer_id: str
-    participants: tuple[ParticipantCard, ...]
+    participants: tuple[ParticipantCardRecord, ...]
     room: weakref.ref[Room]  # the loading of the room the row was read under
 
     @classmethod
     def of(cls, session_id: str, record: SessionCardRecord, room: Room) -> SessionCard:
         return cls(
             session_id, record.created_at, record.updated_at, record.viewer_id,
-            tuple(ParticipantCard(*p) for p in record.participants), weakref.ref(room),
+            tuple(record.participants), weakref.ref(room),
         )  # fmt: skip
 
 
