@@ -76,6 +76,13 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await run_migrations(url)
         yield url
         return
+    async with fresh_pg_database() as url:
+        yield url
+
+
+@asynccontextmanager
+async def fresh_pg_database() -> AsyncIterator[str]:
+    """A migrated PostgreSQL database of its own, dropped on exit."""
     require_service("PostgreSQL", PG_URL, 5432)
     name = f"ccl_test_{uuid.uuid4().hex[:16]}"
     await _pg_admin(f'CREATE DATABASE "{name}"')

@@ -103,15 +103,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    if args.workers > 1:
-        # A session's room (document, peers, awareness) lives in one process and there is no
-        # cross-process fan-out yet: several workers would split one session's editors into groups
-        # that never see each other's edits. Refuse instead of corrupting sessions silently.
-        print(
-            "codeconnect: --workers must be 1: live sessions are held in one process "
-            "(cross-process fan-out is not available yet); run a single worker",
-            file=sys.stderr,
-        )
+    if args.workers > 1 and not settings.is_clustered:
+        # A session's room (document, peers, awareness) lives in each process that serves it; without Redis
+        # between them, several workers would split one session's editors into groups that never see each
+        # other's edits. Refuse instead of corrupting sessions silently.
+        if settings.is_sqlite:
+            reason = (
+                "SQLite serves one process; for several, use PostgreSQL (CODECONNECT_DATABASE_URL=postgresql://...) "
+                "and Redis (CODECONNECT_REDIS_URL=redis://...)"
+            )
+        else:
+            reason = "processes share live sessions through Redis: set CODECONNECT_REDIS_URL=redis://..."
+        print(f"codeconnect: --workers {args.workers} refused: {reason}; or run a single worker", file=sys.stderr)
         return 2
     # As PID 1 (a container without an init) the server runs under a minimal init that reaps orphans.
     return serve_under_init(lambda: _serve(args, settings))

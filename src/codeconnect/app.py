@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from codeconnect import __version__
 from codeconnect.collab.admission import Admission
+from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.router import LiveEndpoint, is_live
 from codeconnect.collab.transport import LIMITS_STATE_KEY, TransportLimits
@@ -90,7 +91,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             app.state.engine = engine
             app.state.sessionmaker = create_sessionmaker(engine)
             # Rooms flush on exit, before the engine they write through is disposed (exit order is LIFO).
-            collab = await stack.enter_async_context(RoomRegistry(app.state.sessionmaker, settings))
+            cluster: Cluster = LocalCluster()
+            if settings.is_clustered:
+                from codeconnect.collab.redis_cluster import RedisCluster
+
+                cluster = RedisCluster(settings)
+            collab = await stack.enter_async_context(RoomRegistry(app.state.sessionmaker, settings, cluster))
             app.state.collab = app.state.presence = app.state.run_sink = collab
             app.state.cards = SessionCards(settings.session_cards)
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)

@@ -11,7 +11,7 @@ import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KiB = 1024
@@ -46,6 +46,47 @@ class Settings(BaseSettings):
         default=DEFAULT_DATABASE_URL,
         description="SQLAlchemy async URL. SQLite files are created on demand (WAL mode); "
         "`postgresql+asyncpg://...` for PostgreSQL.",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis URL (`redis://host:6379/0`). Set, with PostgreSQL, to serve the same sessions from "
+        "several processes and hosts (`serve --workers N`, or several `serve` behind a load balancer); unset, "
+        "one process serves everything.",
+    )
+    redis_stream_max_length: int = Field(
+        default=1000,
+        ge=10,
+        le=1_000_000,
+        description="Entries kept in each session's Redis stream (approximately, `XADD MAXLEN ~`): how far "
+        "behind a process may fall before it heals from the database instead.",
+    )
+    redis_replay_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="A process loading a room replays this much of the session's Redis stream on top of the "
+        "database: updates other processes relayed but had not committed yet.",
+    )
+    redis_heal_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Longest wait between a gap in Redis delivery (Redis down, a dropped connection, a stream "
+        "trimmed past what a process read) and that process re-reading its rooms from the database.",
+    )
+    redis_outbox_entries: int = Field(
+        default=10_000,
+        ge=100,
+        le=1_000_000,
+        description="Entries a process keeps for Redis while it is unreachable, sent when it returns; older "
+        "ones are dropped (the other processes get them by healing from the database).",
+    )
+    process_heartbeat_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How often each process renews its row in the database's process list (and its presence "
+        "in Redis); a process not heard from for three intervals counts as gone.",
     )
     db_wait_seconds: float = Field(
         default=30.0, gt=0, le=600,
@@ -282,9 +323,6 @@ class Settings(BaseSettings):
         gt=0,
         description="How often a live document's code/language/title are copied into its session row.",
     )
-    redis_url: str | None = Field(
-        default=None, description="Redis URL for cross-process fan-out (unset: single process)."
-    )
 
     # --- Execution -------------------------------------------------------------------------------------------
     execution: Literal["off", "sandbox"] = Field(
@@ -394,6 +432,16 @@ class Settings(BaseSettings):
             url = "sqlite+aiosqlite://" + url.removeprefix("sqlite://")
         return url
 
+    @model_validator(mode="after")
+    def _redis_needs_postgres(self) -> Settings:
+        if self.redis_url is not None and self.is_sqlite:
+            raise ValueError(
+                "CODECONNECT_REDIS_URL is for several processes sharing sessions, which needs PostgreSQL: set "
+                "CODECONNECT_DATABASE_URL to a postgresql:// URL, or unset CODECONNECT_REDIS_URL for one process "
+                "on SQLite"
+            )
+        return self
+
     @field_validator("allowed_hosts")
     @classmethod
     def _host_names(cls, value: str | None) -> str | None:
@@ -422,3 +470,8 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def is_clustered(self) -> bool:
+        """Whether rooms are shared with other processes: Redis, on PostgreSQL (SQLite is one process's)."""
+        return self.redis_url is not None and not self.is_sqlite

@@ -88,7 +88,7 @@ def encode_entries(entries: list[tuple[int, int, bytes]]) -> bytes:
 class RoomAwareness:
     """The awareness states of one room's connections."""
 
-    __slots__ = ("_entries", "max_state_bytes", "_output_bounds")
+    __slots__ = ("_entries", "_remote", "max_state_bytes", "_output_bounds")
 
     def __init__(
         self,
@@ -98,6 +98,9 @@ class RoomAwareness:
         live_output_max_pieces: int = LIVE_OUTPUT_MAX_PIECES,
     ) -> None:
         self._entries: dict[int, _Entry] = {}
+        # The states of other processes' peers (clock, state, origin process), as their servers relayed them:
+        # checked and rebuilt there, kept here for this process's peers that join later.
+        self._remote: dict[int, tuple[int, bytes, str]] = {}
         self.max_state_bytes = max_state_bytes
         self._output_bounds = (live_output_max_bytes, live_output_max_pieces)
 
@@ -106,9 +109,33 @@ class RoomAwareness:
 
     def snapshot(self) -> bytes | None:
         """Every known state, as one awareness payload (None when there is none)."""
-        if not self._entries:
+        if not self._entries and not self._remote:
             return None
-        return encode_entries([(cid, e.clock, e.state) for cid, e in self._entries.items()])
+        entries = [(cid, e.clock, e.state) for cid, e in self._entries.items()]
+        entries += [(cid, clock, state) for cid, (clock, state, _) in self._remote.items() if cid not in self._entries]
+        return encode_entries(entries)
+
+    def apply_remote(self, origin: str, payload: bytes) -> None:
+        """Keep the states another process relayed (``payload`` as its peers received it)."""
+        r = Reader(payload)
+        for _ in range(r.count(3)):
+            client_id = r.var_uint()
+            clock = r.var_uint()
+            state = r.var_bytes()
+            current = self._remote.get(client_id)
+            if current is not None and clock < current[0]:
+                continue
+            if state == b"null":
+                self._remote.pop(client_id, None)
+            else:
+                self._remote[client_id] = (clock, state, origin)
+
+    def drop_origin(self, origin: str) -> bytes | None:
+        """Forget every state ``origin`` relayed; return the payload telling this process's peers they went."""
+        gone = [(cid, clock + 1, b"null") for cid, (clock, _, o) in self._remote.items() if o == origin]
+        for cid, _, _ in gone:
+            del self._remote[cid]
+        return encode_entries(gone) if gone else None
 
     def apply(self, conn: AwarenessOwner, payload: bytes) -> bytes | None:
         """Apply a client's awareness update; return the payload to relay (None: nothing changed).

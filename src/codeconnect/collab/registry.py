@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.room import Room, RoomLimits
 from codeconnect.collab.store import UpdateLog
@@ -48,8 +49,12 @@ class Participant:
 class RoomRegistry:
     """Every loaded room of this process. Implements the presence view and the run sink of the app."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    def __init__(
+        self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, cluster: Cluster | None = None
+    ) -> None:
         self.settings = settings
+        # The other processes serving the same sessions (see cluster.py), entered and exited with the registry.
+        self.cluster: Cluster = cluster if cluster is not None else LocalCluster()
         self._sessionmaker = sessionmaker
         # SQLite has one write lock and every transaction here takes it (BEGIN IMMEDIATE); its busy handler
         # waits by sleeping, so many connections contending for it crawl. The live layer queues its own
@@ -81,6 +86,7 @@ class RoomRegistry:
 
     async def __aenter__(self) -> RoomRegistry:
         await self.log.__aenter__()
+        await self.cluster.__aenter__()
         self._mirror_task = asyncio.create_task(self._mirror_loop(), name="room-mirror")
         return self
 
@@ -101,7 +107,10 @@ class RoomRegistry:
                     pass
             self.rooms.clear()
         finally:
-            await self.log.__aexit__(*exc)
+            try:
+                await self.cluster.__aexit__(*exc)
+            finally:
+                await self.log.__aexit__(*exc)
 
     # --- auth ------------------------------------------------------------------------------------------
 
@@ -212,6 +221,8 @@ class RoomRegistry:
             self.release(room)
 
     async def _load(self, session_id: str) -> Room:
+        # Taken before the log is read: what other processes relay from here on, committed or not, is replayed.
+        mark = await self.cluster.mark()
         stored = await self.log.load(session_id)
         shared = SharedDoc()
         if stored.updates:
@@ -227,8 +238,10 @@ class RoomRegistry:
         room = Room(
             session_id, shared, self.log, self.limits, stored_rows=rows, stored_bytes=size,
             fallback_language=stored.language, fallback_title=stored.title,
+            fanout=self.cluster if self.cluster.shared else None,
         )
         self.rooms[session_id] = room
+        await self.cluster.attach(room, mark)
         self.maybe_compact(room)
         return room
 
@@ -243,6 +256,7 @@ class RoomRegistry:
         finally:
             if self.rooms.get(room.session_id) is room:
                 del self.rooms[room.session_id]
+                self.cluster.detach(room.session_id)
 
     async def _flush(self, room: Room, *, compact: bool) -> None:
         if room.dirty:
@@ -261,7 +275,10 @@ class RoomRegistry:
         try:
             await self.log.flush()
             rows_before = room.rows_since_snapshot
-            size = await self.log.compact(room.session_id, room.shared.doc.get_update) or room.doc_bytes
+            if self.cluster.shared:
+                size = await self.log.compact(room.session_id, fold=room.fold) or room.doc_bytes
+            else:
+                size = await self.log.compact(room.session_id, room.shared.doc.get_update) or room.doc_bytes
             # Updates that arrived meanwhile stay separate rows after the snapshot.
             room.rows_since_snapshot = max(1, room.rows_since_snapshot - rows_before + 1)
             room.doc_bytes = size

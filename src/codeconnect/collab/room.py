@@ -23,12 +23,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from pycrdt import TransactionEvent
+from pycrdt import Doc, TransactionEvent
 
 from codeconnect.collab import protocol as p
 from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_PIECES, RoomAwareness
+from codeconnect.collab.cluster import Fanout
 from codeconnect.collab.document import SharedDoc
 from codeconnect.collab.protocol import CloseCode, MalformedMessage, MessageType, SyncType
 from codeconnect.collab.store import UpdateLog
@@ -135,7 +136,7 @@ class Room:
 
     def __init__(
         self, session_id: str, shared: SharedDoc, log_: UpdateLog, limits: RoomLimits, *, stored_rows: int,
-        stored_bytes: int, fallback_language: str, fallback_title: str,
+        stored_bytes: int, fallback_language: str, fallback_title: str, fanout: Fanout | None = None,
     ) -> None:
         self.session_id = session_id
         self.shared = shared
@@ -167,11 +168,19 @@ class Room:
         # parsing a state vector of 10,000 clients took 9 ms, too much to repeat for every update.
         self._clocks: dict[int, int] | None = None
         self._reply: tuple[bytes, bytes] | None = None  # (state vector, the step 2 answering it), until a change
+        # The other processes holding this session (None: this is the only one, and nothing is published).
+        self._fanout = fanout
+        self._remote_online: dict[str, frozenset[str]] = {}  # per other process, who is connected there
 
     # --- peers ----------------------------------------------------------------------------------------
 
     def join(self, peer: Peer) -> None:
-        self.peers[peer] = None
+        fanout = self._fanout
+        if fanout is not None and not any(p.participant_id == peer.participant_id for p in self.peers):
+            self.peers[peer] = None
+            fanout.presence(self.session_id, self.local_participants())
+        else:
+            self.peers[peer] = None
         peer.channel.send(p.sync_step1(self.shared.doc.get_state()))
         states = self.awareness.snapshot()
         if states is not None:
@@ -182,9 +191,21 @@ class Room:
             gone = self.awareness.remove(peer)
             if gone is not None:
                 self._broadcast(p.awareness_message(gone), None)
+            fanout = self._fanout
+            if fanout is not None:
+                if gone is not None:
+                    fanout.awareness(self.session_id, gone)
+                if not any(p.participant_id == peer.participant_id for p in self.peers):
+                    fanout.presence(self.session_id, self.local_participants())
+
+    def local_participants(self) -> frozenset[str]:
+        """The participants connected to this room in this process."""
+        return frozenset(peer.participant_id for peer in self.peers)
 
     def online_participants(self) -> frozenset[str]:
-        return frozenset(peer.participant_id for peer in self.peers)
+        """The participants connected to the session in any process."""
+        here = frozenset(peer.participant_id for peer in self.peers)
+        return here.union(*self._remote_online.values()) if self._remote_online else here
 
     # --- messages from peers ------------------------------------------------------------------------------
 
@@ -215,6 +236,8 @@ class Room:
                     peer.channel.charge(len(relay) / self.limits.awareness_bytes_per_message)
                     # Relayed to the sender too: a lone stock client needs traffic to stay connected.
                     self._broadcast(p.awareness_message(relay), None)
+                    if self._fanout is not None:
+                        self._fanout.awareness(self.session_id, relay)
             elif msg.type == MessageType.QUERY_AWARENESS:
                 states = self.awareness.snapshot()
                 if states is not None:
@@ -398,6 +421,8 @@ class Room:
 
     def _record(self, update: bytes, message: bytes, origin: Peer | None) -> None:
         self._broadcast(message, origin)
+        if self._fanout is not None:
+            self._fanout.update(self.session_id, update)
         self._last_commit = self._log.append(self.session_id, update)
         self.rows_since_snapshot += 1
         self.dirty = True
@@ -412,6 +437,101 @@ class Room:
         """Wait until every change made so far is in the update log."""
         if self._last_commit is not None:
             await asyncio.shield(self._last_commit)
+
+    # --- what other processes accepted (see cluster.py) ------------------------------------------------------
+
+    def apply_remote(self, update: bytes) -> None:
+        """Apply an update another process accepted (and validated), relay it to the peers here; never store it:
+        its origin does. Raises MalformedMessage for bytes that are not an update (the caller heals instead)."""
+        info = inspect_update(update)
+        if info.is_empty:
+            return
+        self._reply = None
+        self.shared.doc.apply_update(update)
+        clocks = self._clocks
+        if clocks is not None:
+            for client, _first, end in info.blocks:
+                if end > clocks.get(client, 0):
+                    clocks[client] = end
+        self._text_bytes_bound += info.string_bytes
+        self.doc_bytes += len(update)
+        self.dirty = True
+        self.changed_at = time.time()
+        self._broadcast(p.sync_update(update), None)
+
+    def remote_awareness(self, origin: str, payload: bytes) -> None:
+        self.awareness.apply_remote(origin, payload)
+        self._broadcast(p.awareness_message(payload), None)
+
+    def remote_presence(self, origin: str, online: frozenset[str]) -> None:
+        if online:
+            self._remote_online[origin] = online
+        else:
+            self._remote_online.pop(origin, None)
+
+    def origin_gone(self, origin: str) -> None:
+        self._remote_online.pop(origin, None)
+        gone = self.awareness.drop_origin(origin)
+        if gone is not None:
+            self._broadcast(p.awareness_message(gone), None)
+
+    def merge_stored(self, updates: list[bytes]) -> None:
+        """Apply stored updates this room may miss (written by other processes), relaying what they add to the
+        peers here as one update. Updates the document holds already change nothing."""
+        added: list[bytes] = []
+
+        def collect(event: TransactionEvent) -> None:
+            if len(event.update) > 2:  # b"\x00\x00": nothing new (deletions included)
+                added.append(event.update)
+
+        doc = self.shared.doc
+        subscription = doc.observe(collect)
+        try:
+            for update in updates:
+                doc.apply_update(update)
+        finally:
+            doc.unobserve(subscription)
+        self._reply = None
+        self._clocks = None
+        self._text_bytes_bound = self.shared.text_bytes()
+        for update in added:
+            self.doc_bytes += len(update)
+            self.dirty = True
+            self.changed_at = time.time()
+            self._broadcast(p.sync_update(update), None)
+
+    def fold(self, stored: list[bytes]) -> bytes:
+        """The snapshot replacing ``stored`` rows when other processes append to the same log: the document
+        with those rows merged in, so it holds every row it replaces even if one was not relayed here yet."""
+        self.merge_stored(stored)
+        return self.shared.doc.get_update()
+
+    async def heal(self) -> None:
+        stored = await self._log.load(self.session_id)
+        self.merge_stored(stored.updates)
+
+    async def rescue(self) -> None:
+        """Store what this room holds that the log misses: updates an origin that died had relayed but not
+        committed. Compared by content (an update the log has is not stored twice); deletions count, as the
+        state vector does not show them."""
+        await self._log.flush()
+        stored = await self._log.load(self.session_id)
+        logged: Doc[Any] = Doc()
+        for update in stored.updates:
+            logged.apply_update(update)
+        added: list[bytes] = []
+
+        def collect(event: TransactionEvent) -> None:
+            if len(event.update) > 2:
+                added.append(event.update)
+
+        subscription = logged.observe(collect)
+        logged.apply_update(self.shared.doc.get_update(logged.get_state()))
+        logged.unobserve(subscription)
+        for update in added:
+            self._last_commit = self._log.append(self.session_id, update)
+            self.rows_since_snapshot += 1
+        await self.committed()
 
     def needs_compaction(self) -> bool:
         return not self.compacting and self.rows_since_snapshot >= self.limits.compact_after_updates

@@ -548,7 +548,13 @@ class UpdateLog:
             ).all()
         return StoredDoc(session.title, session.language, session.code, [r.data for r in rows])
 
-    async def compact(self, session_id: str, snapshot: Callable[[], bytes] | None = None) -> int:
+    async def compact(
+        self,
+        session_id: str,
+        snapshot: Callable[[], bytes] | None = None,
+        *,
+        fold: Callable[[list[bytes]], bytes] | None = None,
+    ) -> int:
         """Replace the session's log rows by one snapshot; returns its size.
 
         ``snapshot`` returns the loaded document's full state. It is taken after the rows to replace were
@@ -558,6 +564,10 @@ class UpdateLog:
         writer the database work is the driver's (off the event loop, as for commits): through the ORM a
         compaction cost the loop a few milliseconds, and rooms busy enough compact about every 500 updates.
         """
+        if fold is not None and self._batch_writer is not None:
+            # Rooms shared with other processes: see BatchWriter.compact_rows.
+            async with self._lock:
+                return await self._batch_writer.compact_rows(session_id, fold)
         if snapshot is not None and self._batch_writer is not None:
             async with self._lock:
                 return await self._batch_writer.compact(session_id, snapshot)

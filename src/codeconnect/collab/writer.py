@@ -40,6 +40,11 @@ _SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
 _DOC_ROWS = "SELECT data FROM doc_updates WHERE session_id = ? ORDER BY id"
 _LOG_EXTENT = "SELECT count(*), max(id) FROM doc_updates WHERE session_id = ?"
 _DELETE_UPTO = "DELETE FROM doc_updates WHERE session_id = ? AND id <= ?"
+_DOC_ROWS_WITH_IDS = "SELECT id, data FROM doc_updates WHERE session_id = ? ORDER BY id"
+# One compaction of a session at a time across processes; a process that does not get it skips its turn (the
+# lock is the transaction's, released at its end: a dead process holds nothing).
+_COMPACTION_LOCK_PG = "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 2026))"
+_DELETE_IDS_PG = "DELETE FROM doc_updates WHERE id = ANY($1::bigint[])"
 _SESSION_CARD = "SELECT created_at, updated_at, viewer_id FROM sessions WHERE id = ?"
 _PARTICIPANT_CARDS = "SELECT id, name, color, role, joined_at FROM participants WHERE session_id = ? ORDER BY seq"
 _NEW_SESSION = (
@@ -56,10 +61,10 @@ def _pg(query: str) -> str:
 
 (
     _INSERT_PG, _MIRROR_PG, _PARTICIPANT_PG, _SESSION_EXISTS_PG, _SESSION_COLUMNS_PG, _DOC_ROWS_PG, _LOG_EXTENT_PG,
-    _DELETE_UPTO_PG, _NEW_SESSION_PG, _SESSION_CARD_PG, _PARTICIPANT_CARDS_PG,
+    _DELETE_UPTO_PG, _NEW_SESSION_PG, _SESSION_CARD_PG, _PARTICIPANT_CARDS_PG, _DOC_ROWS_WITH_IDS_PG,
 ) = map(_pg, (
     _INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _SESSION_COLUMNS, _DOC_ROWS, _LOG_EXTENT, _DELETE_UPTO,
-    _NEW_SESSION, _SESSION_CARD, _PARTICIPANT_CARDS,
+    _NEW_SESSION, _SESSION_CARD, _PARTICIPANT_CARDS, _DOC_ROWS_WITH_IDS,
 ))
 _T = TypeVar("_T")
 
@@ -149,6 +154,13 @@ class BatchWriter(Protocol):
         """Replace the session's log rows by ``snapshot()``, taken after the rows to replace were counted (every
         row reaches the log after its update was applied to the document, so the snapshot holds them all);
         rows added meanwhile stay after it. Returns the snapshot's size, or 0 when there was nothing to merge."""
+        ...
+
+    async def compact_rows(self, session_id: str, fold: Callable[[list[bytes]], bytes]) -> int:
+        """Replace exactly the session's rows read here by ``fold(their data)``, a snapshot that contains them:
+        the compaction for rooms shared by several processes, where a row another process committed may not be
+        in this process's document yet. Returns the snapshot's size, or 0 (nothing to merge, or another process
+        compacting the session right now)."""
         ...
 
     async def close(self) -> None: ...
@@ -282,6 +294,22 @@ class SqliteWriter:
         await self._run(self._replace_upto, session_id, max_id, merged)
         return len(merged)
 
+    def _rows_with_ids(self, session_id: str) -> list[tuple[int, bytes]]:
+        return [(int(i), bytes(d)) for i, d in self._connection().execute(_DOC_ROWS_WITH_IDS, (session_id,))]
+
+    def _replace_ids(self, session_id: str, ids: list[int], merged: bytes) -> None:
+        with self._transaction() as conn:
+            conn.executemany("DELETE FROM doc_updates WHERE id = ?", [(i,) for i in ids])
+            conn.execute(_INSERT, (session_id, merged))
+
+    async def compact_rows(self, session_id: str, fold: Callable[[list[bytes]], bytes]) -> int:
+        rows = await self._run(self._rows_with_ids, session_id)
+        if len(rows) <= 1:
+            return 0
+        merged = fold([data for _, data in rows])
+        await self._run(self._replace_ids, session_id, [i for i, _ in rows], merged)
+        return len(merged)
+
     def _create_sessions(self, sessions: Sequence[NewSession]) -> None:
         with self._transaction() as conn:
             conn.executemany(
@@ -393,6 +421,18 @@ class PostgresWriter:
             async with conn.transaction():
                 await conn.execute(_DELETE_UPTO_PG, session_id, max_id)
                 await conn.execute(_INSERT_PG, session_id, merged)
+        return len(merged)
+
+    async def compact_rows(self, session_id: str, fold: Callable[[list[bytes]], bytes]) -> int:
+        async with self._using() as conn, conn.transaction():
+            if not await conn.fetchval(_COMPACTION_LOCK_PG, session_id):
+                return 0
+            rows = await conn.fetch(_DOC_ROWS_WITH_IDS_PG, session_id)
+            if len(rows) <= 1:
+                return 0
+            merged = fold([bytes(r[1]) for r in rows])
+            await conn.execute(_DELETE_IDS_PG, [r[0] for r in rows])
+            await conn.execute(_INSERT_PG, session_id, merged)
         return len(merged)
 
     async def create_sessions(self, sessions: Sequence[NewSession]) -> None:

@@ -1,0 +1,119 @@
+"""Two processes serving the same sessions through Redis: edits, REST, presence and awareness cross."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from codeconnect.models import DocUpdateRow
+from tests.collab.yclient import YClient, collab_url, join, new_session
+from tests.conftest import LiveServer, ServerFactory
+
+CURSOR = {
+    "anchor": {"type": None, "tname": "code", "item": None, "assoc": 0},
+    "head": {"type": None, "tname": "code", "item": None, "assoc": 0},
+}
+
+
+async def _rows(database_url: str, session_id: str) -> int:
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return int(
+                await conn.scalar(select(func.count()).where(DocUpdateRow.session_id == session_id)) or 0
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_edits_rest_and_presence_cross_processes(cluster: ServerFactory) -> None:
+    a_srv: LiveServer = await cluster()
+    b_srv: LiveServer = await cluster()
+    async with (
+        httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as a_http,
+        httpx.AsyncClient(base_url=b_srv.base_url, timeout=30) as b_http,
+    ):
+        s = await new_session(a_http, language="python")
+        sid = s["id"]
+        ada = await join(a_http, sid, "Ada")
+        bob = await join(b_http, sid, "Bob")  # REST on either process
+        a = await YClient(collab_url(a_srv.ws_url, sid, ada["token"])).connect()
+        b = await YClient(collab_url(b_srv.ws_url, sid, bob["token"])).connect()
+
+        # Edits on each process reach the clients of the other.
+        a.code.insert(0, "# by Ada\n")
+        await b.wait_for(lambda: "# by Ada" in b.text)
+        b.code += "# by Bob\n"
+        await a.wait_for(lambda: "# by Bob" in a.text)
+        assert a.text == b.text
+
+        # REST on one process reads and writes the live document held by both.
+        r = await b_http.get(f"/v1/sessions/{sid}")
+        assert r.status_code == 200 and r.json()["code"] == b.text
+        r = await a_http.put(f"/v1/sessions/{sid}", json={"code": b.text + "# by REST\n"})
+        assert r.status_code == 200, r.text
+        r = await a_http.put(f"/v1/sessions/{sid}/language", json={"language": "javascript"})
+        assert r.status_code == 200, r.text
+        await b.wait_for(lambda: b.text.endswith("# by REST\n") and b.meta.get("language") == "javascript")
+
+        # Online flags are cluster-wide; awareness crosses and leaves with its client.
+        async def online(http: httpx.AsyncClient) -> dict[str, bool]:
+            r = await http.get(f"/v1/sessions/{sid}/participants")
+            return {p["name"]: p["online"] for p in r.json()}
+
+        await a.wait_for(lambda: True)
+        for http in (a_http, b_http):
+            for _ in range(200):
+                if await online(http) == {"Ada": True, "Bob": True}:
+                    break
+                await a.wait_for(lambda: True, timeout=0.05)
+            assert await online(http) == {"Ada": True, "Bob": True}
+
+        await a.set_awareness({"user": {"name": "Ada"}, "cursor": CURSOR})
+        await b.wait_for(lambda: a.doc.client_id in b.awareness)
+        assert b.awareness[a.doc.client_id]["user"]["participantId"] == ada["id"]
+        # A newcomer on the other process gets the states held there at once.
+        late = await YClient(collab_url(b_srv.ws_url, sid, bob["token"])).connect()
+        await late.wait_for(lambda: a.doc.client_id in late.awareness)
+        await late.close()
+
+        await a.close()
+        await b.wait_for(lambda: a.doc.client_id not in b.awareness)
+        for _ in range(200):
+            if await online(b_http) == {"Ada": False, "Bob": True}:
+                break
+            await b.wait_for(lambda: True, timeout=0.05)
+        assert await online(b_http) == {"Ada": False, "Bob": True}
+        await b.close()
+
+
+async def test_every_update_is_stored_once_by_its_origin(cluster: ServerFactory, pg_url: str) -> None:
+    a_srv: LiveServer = await cluster()
+    b_srv: LiveServer = await cluster()
+    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
+        s = await new_session(http, language="python")
+        sid = s["id"]
+        ada = await join(http, sid, "Ada")
+        bob = await join(http, sid, "Bob")
+        a = await YClient(collab_url(a_srv.ws_url, sid, ada["token"])).connect()
+        b = await YClient(collab_url(b_srv.ws_url, sid, bob["token"])).connect()
+        before = await _rows(pg_url, sid)
+        for i in range(10):
+            a.code += f"a{i}\n"
+            b.code += f"b{i}\n"
+        await a.wait_for(lambda: "b9" in a.text)
+        await b.wait_for(lambda: "a9" in b.text)
+        text = a.text
+        # Each update was stored by the process that accepted it, once; the relaying process stored nothing.
+        for srv in (a_srv, b_srv):
+            await srv.server.config.app.state.collab.log.flush()
+        assert await _rows(pg_url, sid) - before == 20
+        await a.close()
+        await b.close()
+    await a_srv.stop()
+    await b_srv.stop()
+    c_srv: LiveServer = await cluster()
+    async with httpx.AsyncClient(base_url=c_srv.base_url, timeout=30) as http:
+        r = await http.get(f"/v1/sessions/{sid}")
+        assert r.json()["code"] == text
