@@ -199,3 +199,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if key.startswith("CODECONNECT_") and key != "CODECONNECT_TEST_DATABASE_URL":
             monkeypatch.delenv(key)
     yield
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10, interval: float = 0.05) -> None:
+    """Wait until ``check()`` holds (polled: for conditions only another process or a database can tell)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {getattr(check, '__name__', check)}")
+        await asyncio.sleep(interval)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import shutil
+import socket
+import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+import redis.asyncio as aioredis
 
-from tests.conftest import REDIS_URL, ServerFactory, fresh_pg_database, require_service, servers_on
+from tests.conftest import REDIS_URL, ServerFactory, fresh_pg_database, require_service, servers_on, skip_or_fail
 
 
 @pytest.fixture
@@ -26,3 +32,55 @@ async def cluster(pg_url: str) -> AsyncIterator[ServerFactory]:
             return await factory(**{"redis_url": REDIS_URL, "process_heartbeat_seconds": 0.5, **overrides})
 
         yield start  # type: ignore[misc]
+
+
+class RedisProcess:
+    """A redis-server of the test's own, on a free port of 127.0.0.1, that the test may kill and restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._workdir = workdir
+        self._process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            skip_or_fail("redis-server is not installed")
+        self._process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self._workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=1)
+        try:
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                try:
+                    await client.ping()
+                    return
+                except (OSError, aioredis.ConnectionError):
+                    if asyncio.get_running_loop().time() > deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+        finally:
+            await client.aclose()
+
+    def kill(self) -> None:
+        """SIGKILL: Redis goes away at once and comes back empty."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(10)
+            self._process = None
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
+    redis = RedisProcess(tmp_path)
+    await redis.start()
+    try:
+        yield redis
+    finally:
+        redis.kill()

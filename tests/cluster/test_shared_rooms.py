@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+
 import httpx
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from codeconnect.models import DocUpdateRow
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import LiveServer, ServerFactory
+from tests.conftest import LiveServer, ServerFactory, eventually
 
 CURSOR = {
     "anchor": {"type": None, "tname": "code", "item": None, "assoc": 0},
     "head": {"type": None, "tname": "code", "item": None, "assoc": 0},
 }
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 async def _rows(database_url: str, session_id: str) -> int:
@@ -62,13 +68,8 @@ async def test_edits_rest_and_presence_cross_processes(cluster: ServerFactory) -
             r = await http.get(f"/v1/sessions/{sid}/participants")
             return {p["name"]: p["online"] for p in r.json()}
 
-        await a.wait_for(lambda: True)
         for http in (a_http, b_http):
-            for _ in range(200):
-                if await online(http) == {"Ada": True, "Bob": True}:
-                    break
-                await a.wait_for(lambda: True, timeout=0.05)
-            assert await online(http) == {"Ada": True, "Bob": True}
+            await eventually(lambda http=http: _is(online(http), {"Ada": True, "Bob": True}))
 
         await a.set_awareness({"user": {"name": "Ada"}, "cursor": CURSOR})
         await b.wait_for(lambda: a.doc.client_id in b.awareness)
@@ -80,11 +81,7 @@ async def test_edits_rest_and_presence_cross_processes(cluster: ServerFactory) -
 
         await a.close()
         await b.wait_for(lambda: a.doc.client_id not in b.awareness)
-        for _ in range(200):
-            if await online(b_http) == {"Ada": False, "Bob": True}:
-                break
-            await b.wait_for(lambda: True, timeout=0.05)
-        assert await online(b_http) == {"Ada": False, "Bob": True}
+        await eventually(lambda: _is(online(b_http), {"Ada": False, "Bob": True}))
         await b.close()
 
 
