@@ -33,7 +33,7 @@ class ServeProcess:
     log: Path
 
 
-def start_serve(database_url: str, tmp_path: Path, **env: str) -> ServeProcess:
+def start_serve(database_url: str, tmp_path: Path, *args: str, **env: str) -> ServeProcess:
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
     full_env = {
@@ -44,7 +44,7 @@ def start_serve(database_url: str, tmp_path: Path, **env: str) -> ServeProcess:
     full_env.update({"CODECONNECT_DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1", **env})
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "codeconnect"), "serve"], env=full_env, stdout=out, stderr=out, cwd=tmp_path
+            [str(BIN / "codeconnect"), "serve", *args], env=full_env, stdout=out, stderr=out, cwd=tmp_path
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90  # generous: a loaded 2-core machine starts Python slowly
