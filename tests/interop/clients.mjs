@@ -1,5 +1,6 @@
 // Stock Yjs clients against the live endpoint: y-websocket's WebsocketProvider over `ws`, as a page uses it.
 // usage: node clients.mjs <ws base, e.g. ws://127.0.0.1:PORT/v1/collab> <sessionId> <tokens JSON> <edits per client>
+// Several bases separated by '|' (processes of one cluster): client i connects to base i modulo their number.
 // Prints one JSON line when every client converged; then reads one JSON line {"expect": text} from stdin and
 // prints {"ok": true} once every client holds that text (a REST write seen live). Exits by itself (bounded).
 import * as Y from 'yjs'
@@ -7,7 +8,8 @@ import { WebsocketProvider } from 'y-websocket'
 import WebSocket from 'ws'
 import readline from 'node:readline'
 
-const [base, sessionId, tokensJson, editsArg] = process.argv.slice(2)
+const [baseArg, sessionId, tokensJson, editsArg] = process.argv.slice(2)
+const bases = baseArg.split('|')
 const tokens = JSON.parse(tokensJson)
 const edits = Number(editsArg)
 const hardStop = setTimeout(() => { console.error('interop: timed out'); process.exit(3) }, 60000)
@@ -22,7 +24,7 @@ const waitFor = async (pred, what, ms = 20000) => {
 
 const clients = tokens.map((token, i) => {
   const doc = new Y.Doc()
-  const provider = new WebsocketProvider(base, sessionId, doc, {
+  const provider = new WebsocketProvider(bases[i % bases.length], sessionId, doc, {
     params: { token }, WebSocketPolyfill: WebSocket, disableBc: true
   })
   provider.awareness.setLocalStateField('user', { name: `claimed-${i}`, color: '#123456', colorLight: '#12345633' })

@@ -26,11 +26,17 @@ def _node_ready() -> None:
 async def test_stock_clients_converge_share_awareness_and_match_rest(
     server: LiveServer, client: httpx.AsyncClient
 ) -> None:
+    await check_stock_clients([server.ws_url], client)
+
+
+async def check_stock_clients(ws_urls: list[str], client: httpx.AsyncClient) -> str:
+    """Stock clients spread over ``ws_urls`` (processes of one cluster, or one server) co-edit, share awareness
+    and see a REST write made through ``client``; returns the session id."""
     _node_ready()
     s = await new_session(client, language="python")
     people = [await join(client, s["id"], f"Person {i}") for i in range(CLIENTS)]
     proc = await asyncio.create_subprocess_exec(
-        "node", str(HERE / "clients.mjs"), f"{server.ws_url}/v1/collab", s["id"],
+        "node", str(HERE / "clients.mjs"), "|".join(f"{url}/v1/collab" for url in ws_urls), s["id"],
         json.dumps([p["token"] for p in people]), str(EDITS),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
@@ -69,6 +75,7 @@ async def test_stock_clients_converge_share_awareness_and_match_rest(
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         assert json.loads(line) == {"ok": True}, (await proc.stderr.read()).decode()[-2000:]
         assert await asyncio.wait_for(proc.wait(), 30) == 0
+        return str(s["id"])
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -86,6 +86,13 @@ class RedisCluster:
     # --- lifetime ------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> RedisCluster:
+        # Started even when Redis is down: this process serves its own clients meanwhile.
+        try:
+            await self._commands.ping()
+        except _FAILURES as exc:
+            self._went_down(exc)
+        else:
+            self._came_up()
         for name, loop in (
             ("send", self._send_loop), ("read", self._read_loop), ("heartbeat", self._heartbeat_loop),
             ("heal", self._heal_loop),
