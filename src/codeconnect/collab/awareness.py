@@ -115,9 +115,11 @@ class RoomAwareness:
         entries += [(cid, clock, state) for cid, (clock, state, _) in self._remote.items() if cid not in self._entries]
         return encode_entries(entries)
 
-    def apply_remote(self, origin: str, payload: bytes) -> None:
-        """Keep the states another process relayed (``payload`` as its peers received it)."""
+    def apply_remote(self, origin: str, payload: bytes) -> list[tuple[int, str]]:
+        """Keep the states another process relayed (``payload`` as its peers received it); return the client ids
+        announced with the participant each speaks for (the origin wrote ``user`` itself)."""
         r = Reader(payload)
+        announced: list[tuple[int, str]] = []
         for _ in range(r.count(3)):
             client_id = r.var_uint()
             clock = r.var_uint()
@@ -129,6 +131,10 @@ class RoomAwareness:
                 self._remote.pop(client_id, None)
             else:
                 self._remote[client_id] = (clock, state, origin)
+                participant = json.loads(state).get("user", {}).get("participantId")
+                if isinstance(participant, str):
+                    announced.append((client_id, participant))
+        return announced
 
     def drop_origin(self, origin: str) -> bytes | None:
         """Forget every state ``origin`` relayed; return the payload telling this process's peers they went."""

@@ -26,16 +26,17 @@ from typing import Protocol
 class Fanout(Protocol):
     """What a room publishes to the other processes holding the same session."""
 
-    def update(self, session_id: str, update: bytes) -> None:
-        """A document update this process accepted (from a peer or its own change), before its commit."""
+    def update(self, session_id: str, update: bytes, author: str | None) -> None:
+        """A document update this process accepted, before its commit: from participant ``author``'s
+        connection, or the server's own change (None)."""
         ...
 
     def awareness(self, session_id: str, payload: bytes) -> None:
         """An awareness update (y-protocols' entries) of this process's peers, as relayed to them."""
         ...
 
-    def presence(self, session_id: str, online: frozenset[str]) -> None:
-        """The participants connected to the session here changed (empty: none left)."""
+    def presence(self, session_id: str, seats: tuple[tuple[str, bool], ...]) -> None:
+        """The connections to the session here changed: (participant id, read-only) each (empty: none left)."""
         ...
 
 
@@ -44,17 +45,17 @@ class RemoteRoom(Protocol):
 
     session_id: str
 
-    def local_participants(self) -> frozenset[str]:
-        """The participants connected to the room in this process (renewed to the others as presence)."""
+    def local_seats(self) -> tuple[tuple[str, bool], ...]:
+        """The room's connections in this process (renewed to the others as presence)."""
         ...
 
-    def apply_remote(self, update: bytes) -> None:
+    def apply_remote(self, update: bytes, author: str | None) -> None:
         """An update another process accepted: apply and relay to this process's peers, never store."""
         ...
 
     def remote_awareness(self, origin: str, payload: bytes) -> None: ...
 
-    def remote_presence(self, origin: str, online: frozenset[str]) -> None: ...
+    def remote_presence(self, origin: str, seats: tuple[tuple[str, bool], ...]) -> None: ...
 
     def origin_gone(self, origin: str) -> None:
         """``origin`` stopped renewing its presence here: forget its peers' awareness and online flags."""
@@ -105,13 +106,13 @@ class LocalCluster:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    def update(self, session_id: str, update: bytes) -> None:
+    def update(self, session_id: str, update: bytes, author: str | None) -> None:
         return None
 
     def awareness(self, session_id: str, payload: bytes) -> None:
         return None
 
-    def presence(self, session_id: str, online: frozenset[str]) -> None:
+    def presence(self, session_id: str, seats: tuple[tuple[str, bool], ...]) -> None:
         return None
 
     async def mark(self) -> object | None:

@@ -74,7 +74,7 @@ class RedisCluster:
         self._wake_key = _WAKE_PREFIX + self._pid
         self._rooms: dict[str, RemoteRoom] = {}
         self._positions: dict[bytes, bytes] = {}  # stream key -> last id handed to its room
-        self._outbox: list[tuple[bytes, bytes, bytes]] = []  # (stream key, kind, data)
+        self._outbox: list[tuple[bytes, bytes, bytes, bytes]] = []  # (stream key, kind, data, author)
         self._outbox_ready = asyncio.Event()
         self._seen: dict[str, dict[str, float]] = {}  # per session, other processes' last presence renewal
         self._stale: set[str] = set()  # rooms to heal from the log and replay again
@@ -119,28 +119,31 @@ class RedisCluster:
 
     # --- publishing (Fanout) ----------------------------------------------------------------------------------
 
-    def update(self, session_id: str, update: bytes) -> None:
-        self._queue(session_id, _UPDATE, update)
+    def update(self, session_id: str, update: bytes, author: str | None) -> None:
+        self._queue(session_id, _UPDATE, update, author)
 
     def awareness(self, session_id: str, payload: bytes) -> None:
         self._queue(session_id, _AWARENESS, payload)
 
-    def presence(self, session_id: str, online: frozenset[str]) -> None:
-        self._queue(session_id, _PRESENCE, json.dumps(sorted(online)).encode())
+    def presence(self, session_id: str, seats: tuple[tuple[str, bool], ...]) -> None:
+        self._queue(session_id, _PRESENCE, json.dumps(seats).encode())
 
-    def _queue(self, session_id: str, kind: bytes, data: bytes) -> None:
+    def _queue(self, session_id: str, kind: bytes, data: bytes, author: str | None = None) -> None:
         outbox = self._outbox
-        outbox.append((_key(session_id), kind, data))
+        outbox.append((_key(session_id), kind, data, b"" if author is None else author.encode()))
         if len(outbox) > self._settings.redis_outbox_entries:
             # Redis has been away long enough to fill it: the oldest entries reach the others by healing
             # (their origin commits them like any other update).
             del outbox[: len(outbox) - self._settings.redis_outbox_entries]
         self._outbox_ready.set()
 
-    async def _send(self, batch: list[tuple[bytes, bytes, bytes]]) -> None:
+    async def _send(self, batch: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
         pipe = self._commands.pipeline(transaction=False)
-        for key, kind, data in batch:
-            pipe.xadd(key, {b"o": self._pid, b"k": kind, b"d": data}, maxlen=self._maxlen, approximate=True)
+        for key, kind, data, author in batch:
+            fields: dict[Any, Any] = {b"o": self._pid, b"k": kind, b"d": data}
+            if author:
+                fields[b"b"] = author
+            pipe.xadd(key, fields, maxlen=self._maxlen, approximate=True)
         await pipe.execute()
 
     async def _send_loop(self) -> None:
@@ -244,17 +247,18 @@ class RedisCluster:
         kind, data = fields.get(b"k"), fields.get(b"d", b"")
         try:
             if kind == _UPDATE:
-                room.apply_remote(data)
+                author = fields.get(b"b")
+                room.apply_remote(data, None if author is None else author.decode())
             elif kind == _AWARENESS:
                 room.remote_awareness(origin.decode(), data)
             elif kind == _PRESENCE:
-                online = frozenset(str(p) for p in json.loads(data))
+                seats = tuple((str(pid), bool(readonly)) for pid, readonly in json.loads(data))
                 seen = self._seen.setdefault(room.session_id, {})
-                if online:
+                if seats:
                     seen[origin.decode()] = time.monotonic()
                 else:
                     seen.pop(origin.decode(), None)
-                room.remote_presence(origin.decode(), online)
+                room.remote_presence(origin.decode(), seats)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             raise
         except BaseException:
@@ -307,9 +311,9 @@ class RedisCluster:
             now = time.monotonic()
             keys: list[bytes] = []
             for session_id, room in list(self._rooms.items()):
-                online = room.local_participants()
-                if online:
-                    self.presence(session_id, online)
+                seats = room.local_seats()
+                if seats:
+                    self.presence(session_id, seats)
                     keys.append(_key(session_id))
                 for origin, seen in list(self._seen.get(session_id, {}).items()):
                     if now - seen > _LAPSES * self._heartbeat:

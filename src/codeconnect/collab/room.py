@@ -170,17 +170,14 @@ class Room:
         self._reply: tuple[bytes, bytes] | None = None  # (state vector, the step 2 answering it), until a change
         # The other processes holding this session (None: this is the only one, and nothing is published).
         self._fanout = fanout
-        self._remote_online: dict[str, frozenset[str]] = {}  # per other process, who is connected there
+        self._remote_seats: dict[str, tuple[tuple[str, bool], ...]] = {}  # per other process, its connections
 
     # --- peers ----------------------------------------------------------------------------------------
 
     def join(self, peer: Peer) -> None:
-        fanout = self._fanout
-        if fanout is not None and not any(p.participant_id == peer.participant_id for p in self.peers):
-            self.peers[peer] = None
-            fanout.presence(self.session_id, self.local_participants())
-        else:
-            self.peers[peer] = None
+        self.peers[peer] = None
+        if self._fanout is not None:
+            self._fanout.presence(self.session_id, self.local_seats())
         peer.channel.send(p.sync_step1(self.shared.doc.get_state()))
         states = self.awareness.snapshot()
         if states is not None:
@@ -195,17 +192,25 @@ class Room:
             if fanout is not None:
                 if gone is not None:
                     fanout.awareness(self.session_id, gone)
-                if not any(p.participant_id == peer.participant_id for p in self.peers):
-                    fanout.presence(self.session_id, self.local_participants())
+                fanout.presence(self.session_id, self.local_seats())
 
-    def local_participants(self) -> frozenset[str]:
-        """The participants connected to this room in this process."""
-        return frozenset(peer.participant_id for peer in self.peers)
+    def local_seats(self) -> tuple[tuple[str, bool], ...]:
+        """This process's connections to the room: (participant id, read-only) each."""
+        return tuple((peer.participant_id, peer.readonly) for peer in self.peers)
+
+    def seats(self) -> list[tuple[str, bool]]:
+        """Every connection to the session, in any process (the others' as they last renewed them)."""
+        seats = [(peer.participant_id, peer.readonly) for peer in self.peers]
+        for remote in self._remote_seats.values():
+            seats.extend(remote)
+        return seats
 
     def online_participants(self) -> frozenset[str]:
         """The participants connected to the session in any process."""
         here = frozenset(peer.participant_id for peer in self.peers)
-        return here.union(*self._remote_online.values()) if self._remote_online else here
+        if not self._remote_seats:
+            return here
+        return here.union(pid for remote in self._remote_seats.values() for pid, _ in remote)
 
     # --- messages from peers ------------------------------------------------------------------------------
 
@@ -422,7 +427,7 @@ class Room:
     def _record(self, update: bytes, message: bytes, origin: Peer | None) -> None:
         self._broadcast(message, origin)
         if self._fanout is not None:
-            self._fanout.update(self.session_id, update)
+            self._fanout.update(self.session_id, update, None if origin is None else origin.participant_id)
         self._last_commit = self._log.append(self.session_id, update)
         self.rows_since_snapshot += 1
         self.dirty = True
@@ -440,12 +445,18 @@ class Room:
 
     # --- what other processes accepted (see cluster.py) ------------------------------------------------------
 
-    def apply_remote(self, update: bytes) -> None:
+    def apply_remote(self, update: bytes, author: str | None) -> None:
         """Apply an update another process accepted (and validated), relay it to the peers here; never store it:
-        its origin does. Raises MalformedMessage for bytes that are not an update (the caller heals instead)."""
+        its origin does. Raises MalformedMessage for bytes that are not an update (the caller heals instead).
+
+        The client ids it writes under become its author's here too (unless someone here holds them already),
+        so nobody connected to this process can write under them, and the author may reconnect here."""
         info = inspect_update(update)
         if info.is_empty:
             return
+        if author is not None:
+            for client, _first, _end in info.blocks:
+                self._claim(author, client)
         self._reply = None
         self.shared.doc.apply_update(update)
         clocks = self._clocks
@@ -460,17 +471,18 @@ class Room:
         self._broadcast(p.sync_update(update), None)
 
     def remote_awareness(self, origin: str, payload: bytes) -> None:
-        self.awareness.apply_remote(origin, payload)
+        for client, participant in self.awareness.apply_remote(origin, payload):
+            self._claim(participant, client)
         self._broadcast(p.awareness_message(payload), None)
 
-    def remote_presence(self, origin: str, online: frozenset[str]) -> None:
-        if online:
-            self._remote_online[origin] = online
+    def remote_presence(self, origin: str, seats: tuple[tuple[str, bool], ...]) -> None:
+        if seats:
+            self._remote_seats[origin] = seats
         else:
-            self._remote_online.pop(origin, None)
+            self._remote_seats.pop(origin, None)
 
     def origin_gone(self, origin: str) -> None:
-        self._remote_online.pop(origin, None)
+        self._remote_seats.pop(origin, None)
         gone = self.awareness.drop_origin(origin)
         if gone is not None:
             self._broadcast(p.awareness_message(gone), None)

@@ -130,9 +130,8 @@ class LiveEndpoint:
             # Never serve an empty document in place of one that failed to load.
             log.exception("loading a session's document failed")
             raise Refused(CloseCode.INTERNAL_ERROR, "the document could not be loaded") from None
-        refusal = self.admission.seat_refusal(
-            [(peer.participant_id, peer.readonly) for peer in room.peers], participant.id, participant.role == "viewer"
-        )
+        # Counted over the cluster: the other processes' connections as they last renewed them (see cluster.py).
+        refusal = self.admission.seat_refusal(room.seats(), participant.id, participant.role == "viewer")
         if refusal is not None:
             self.registry.release(room)
             raise Refused(CloseCode.TOO_MANY, refusal)

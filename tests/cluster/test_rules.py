@@ -1,0 +1,72 @@
+"""Rules per session and per participant hold across the processes of a cluster, not only inside one."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from codeconnect.collab.protocol import CloseCode
+from tests.collab.yclient import YClient, collab_url, join, new_session
+from tests.conftest import LiveServer, ServerFactory, eventually
+
+
+async def test_the_connection_limit_of_a_session_counts_every_process(cluster: ServerFactory) -> None:
+    a_srv: LiveServer = await cluster(max_connections_per_session=2, session_seats_kept_for_editors=0)
+    b_srv: LiveServer = await cluster(max_connections_per_session=2, session_seats_kept_for_editors=0)
+    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
+        s = await new_session(http)
+        sid = s["id"]
+        tokens = [(await join(http, sid, name))["token"] for name in ("Ada", "Bob", "Cy")]
+        a = await YClient(collab_url(a_srv.ws_url, sid, tokens[0])).connect()
+        b = await YClient(collab_url(b_srv.ws_url, sid, tokens[1])).connect()
+
+        async def both_online_on_a() -> bool:
+            r = await http.get(f"/v1/sessions/{sid}/participants")
+            return sum(p["online"] for p in r.json()) == 2
+
+        await eventually(both_online_on_a)  # within the documented slack: B's connection is known on A
+        third = YClient(collab_url(a_srv.ws_url, sid, tokens[2]))
+        with pytest.raises(TimeoutError):
+            await third.connect(sync_timeout=5)
+        assert third.close_code == CloseCode.TOO_MANY
+        await b.close()
+
+        async def one_online_on_a() -> bool:
+            r = await http.get(f"/v1/sessions/{sid}/participants")
+            return sum(p["online"] for p in r.json()) == 1
+
+        await eventually(one_online_on_a)
+        again = await YClient(collab_url(a_srv.ws_url, sid, tokens[2])).connect()
+        await again.close()
+        await a.close()
+
+
+async def test_a_client_id_is_its_owners_on_every_process(cluster: ServerFactory) -> None:
+    a_srv: LiveServer = await cluster()
+    b_srv: LiveServer = await cluster()
+    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
+        s = await new_session(http)
+        sid = s["id"]
+        ada = (await join(http, sid, "Ada"))["token"]
+        mallory = (await join(http, sid, "Mallory"))["token"]
+    a = await YClient(collab_url(a_srv.ws_url, sid, ada)).connect()
+    watcher = await YClient(collab_url(b_srv.ws_url, sid, mallory)).connect()
+    a.code += "# Ada's line\n"
+    await watcher.wait_for(lambda: "Ada's line" in watcher.text)
+    await watcher.close()
+    # Mallory, on the other process, writes under Ada's client id (public through awareness): refused there,
+    # so Ada's next edits are not silently dropped as duplicates everywhere.
+    m = await YClient(collab_url(b_srv.ws_url, sid, mallory), client_id=a.doc.client_id).connect()
+    m.code += "# forged\n"
+    assert await m.wait_closed() == CloseCode.BAD_MESSAGE
+    a.code += "# Ada again\n"
+    check = await YClient(collab_url(b_srv.ws_url, sid, ada)).connect()
+    await check.wait_for(lambda: "Ada again" in check.text)
+    assert "forged" not in check.text
+    # Ada herself may reconnect to the other process with her document and go on.
+    await a.close()
+    back = await YClient(collab_url(b_srv.ws_url, sid, ada), doc=a.doc).connect()
+    back.code += "# Ada on B\n"
+    await check.wait_for(lambda: "Ada on B" in check.text)
+    await back.close()
+    await check.close()
