@@ -100,8 +100,10 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             app.state.collab = app.state.presence = app.state.run_sink = collab
             app.state.cards = SessionCards(settings.session_cards)
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)
-            app.state.live = LiveEndpoint(collab, Admission(settings), views.session_of)
-            execution = ExecutionService(settings)
+            admission = Admission(settings, cluster.share_admission if cluster.shared else None)
+            cluster.listen_admission(admission.apply_shared)
+            app.state.live = LiveEndpoint(collab, admission, views.session_of)
+            execution = ExecutionService(settings, cluster.take_rate if cluster.shared else None)
             if execution.enabled:
                 try:
                     await execution.self_test()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 import pytest
 
 from codeconnect.collab.protocol import CloseCode
+from codeconnect.collab.redis_cluster import RedisCluster
+from codeconnect.config import Settings
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import LiveServer, ServerFactory, eventually
+from tests.conftest import REDIS_URL, LiveServer, ServerFactory, eventually
 
 
 async def test_the_connection_limit_of_a_session_counts_every_process(cluster: ServerFactory) -> None:
@@ -70,3 +74,43 @@ async def test_a_client_id_is_its_owners_on_every_process(cluster: ServerFactory
     await check.wait_for(lambda: "Ada on B" in check.text)
     await back.close()
     await check.close()
+
+
+async def test_a_strike_on_one_process_holds_the_participant_back_on_all(cluster: ServerFactory) -> None:
+    a_srv: LiveServer = await cluster()
+    b_srv: LiveServer = await cluster()
+    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
+        s = await new_session(http)
+        sid = s["id"]
+        mallory = (await join(http, sid, "Mallory"))["token"]
+    m = await YClient(collab_url(a_srv.ws_url, sid, mallory)).connect()
+    await m.send(b"\xff\xff\xff")  # not a message: closed for breaking a rule, a strike
+    assert await m.wait_closed() == CloseCode.BAD_MESSAGE
+
+    async def refused_on_b() -> bool:
+        other = YClient(collab_url(b_srv.ws_url, sid, mallory))
+        try:
+            await other.connect(sync_timeout=5)
+        except TimeoutError:
+            return other.close_code == CloseCode.TOO_MANY and "refused connections" in (other.close_reason or "")
+        await other.close()
+        return False
+
+    await eventually(refused_on_b)
+
+
+async def test_the_run_rate_of_a_client_is_counted_over_the_cluster(pg_url: str) -> None:
+    # Two processes' views of the sandbox's per-client rate (exec_rate_per_minute): one window in Redis.
+    settings = Settings(database_url=pg_url, redis_url=REDIS_URL)
+    first, second = RedisCluster(settings), RedisCluster(settings)
+    key = f"test-{uuid.uuid4().hex}"
+    try:
+        assert await first.take_rate(key, 3) == 0
+        assert await second.take_rate(key, 3) == 0
+        assert await first.take_rate(key, 3) == 0
+        wait = await second.take_rate(key, 3)
+        assert wait is not None and 55 < wait <= 60
+        assert await first.take_rate(f"{key}-other", 3) == 0  # another client is not held back
+    finally:
+        await first.__aexit__(None, None, None)
+        await second.__aexit__(None, None, None)

@@ -13,12 +13,19 @@ A client can also reconnect in a loop without breaking any rule: every new conne
 whole document, encoded) free and a full token bucket. So each participant also has a rate of new connections
 (``ws_connects_per_minute``, with a burst of ``ws_connect_burst``), far above what a browser reconnecting after
 network trouble needs (y-websocket backs off to a few seconds between attempts).
+
+In a cluster, each process tells the others of every connection it admits and every strike it counts
+(``share``), and applies theirs to its own counts (:meth:`Admission.apply_shared`): a participant reconnecting
+in a loop, or breaking a rule, is held back on every process, within the time an event takes to cross (a few
+milliseconds; that much is the slack).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from codeconnect.collab.protocol import CloseCode
@@ -46,16 +53,32 @@ class _Strikes:
 class Admission:
     """Seats and cooldowns of this process's live connections."""
 
-    __slots__ = ("settings", "_strikes", "_connects")
+    __slots__ = ("settings", "_strikes", "_connects", "_share")
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, share: Callable[[bytes], None] | None = None) -> None:
         self.settings = settings
         self._strikes: OrderedDict[str, _Strikes] = OrderedDict()
         self._connects: OrderedDict[str, _Bucket] = OrderedDict()
+        self._share = share
+
+    def apply_shared(self, event: bytes) -> None:
+        """Count another process's admission event: ``["c", participant]`` (a connection it admitted) or
+        ``["s", participant, close code]`` (a close it counted as a strike)."""
+        kind, participant, *rest = json.loads(event)
+        if kind == "c":
+            self._take(str(participant), force=True)
+        elif kind == "s" and rest:
+            self._strike(str(participant), int(rest[0]))
 
     def connect_wait(self, participant_id: str) -> float:
         """Take one new connection from ``participant_id``'s rate: 0 if it may connect now, else the seconds
         until it may (nothing is taken then)."""
+        wait = self._take(participant_id, force=False)
+        if wait == 0.0 and self._share is not None:
+            self._share(json.dumps(["c", participant_id]).encode())
+        return wait
+
+    def _take(self, participant_id: str, *, force: bool) -> float:
         s = self.settings
         rate = s.ws_connects_per_minute / 60.0
         now = time.monotonic()
@@ -64,8 +87,9 @@ class Admission:
             bucket = _Bucket(float(s.ws_connect_burst), now)
         tokens = min(float(s.ws_connect_burst), bucket.tokens + (now - bucket.last) * rate)
         bucket.last = now
-        if tokens >= 1.0:
-            bucket.tokens = tokens - 1.0
+        if tokens >= 1.0 or force:
+            # A connection another process admitted counts even past the burst (down to one burst of debt).
+            bucket.tokens = max(-float(s.ws_connect_burst), tokens - 1.0)
             wait = 0.0
         else:
             bucket.tokens = tokens
@@ -88,6 +112,13 @@ class Admission:
 
     def strike(self, participant_id: str, code: int | None) -> None:
         """Count a close of ``participant_id``'s connection, if it was for breaking a rule."""
+        if code not in STRIKE_CODES:
+            return
+        self._strike(participant_id, code)
+        if self._share is not None:
+            self._share(json.dumps(["s", participant_id, code]).encode())
+
+    def _strike(self, participant_id: str, code: int) -> None:
         if code not in STRIKE_CODES:
             return
         now = time.monotonic()

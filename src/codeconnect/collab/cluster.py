@@ -20,6 +20,7 @@ The contract a cluster keeps:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -94,6 +95,19 @@ class Cluster(Fanout, Protocol):
         """``"up"`` or ``"down"`` for a cluster with a transport of its own; None for one process."""
         ...
 
+    def share_admission(self, event: bytes) -> None:
+        """Tell every other process of an admission event (see ``admission.py``), as soon as possible."""
+        ...
+
+    def listen_admission(self, handler: Callable[[bytes], None]) -> None:
+        """Hand the other processes' admission events to ``handler``."""
+        ...
+
+    async def take_rate(self, key: str, per_minute: int) -> float | None:
+        """Count one event under ``key`` in a one-minute window shared by every process: 0 when taken, else the
+        seconds until one would be; None when there is nothing shared to count in (count locally then)."""
+        ...
+
 
 class LocalCluster:
     """One process: nothing to share."""
@@ -125,6 +139,15 @@ class LocalCluster:
         return None
 
     def status(self) -> str | None:
+        return None
+
+    def share_admission(self, event: bytes) -> None:
+        return None
+
+    def listen_admission(self, handler: Callable[[bytes], None]) -> None:
+        return None
+
+    async def take_rate(self, key: str, per_minute: int) -> float | None:
         return None
 
 

@@ -27,7 +27,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -44,6 +44,24 @@ _UPDATE, _AWARENESS, _PRESENCE = b"u", b"a", b"p"
 _LAPSES = 3  # heartbeats without a renewal after which a process is taken for gone
 _READ_BLOCK_MS = 5000
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+# A sliding one-minute window per key, on Redis's clock (hosts' clocks may differ): the start times of the last
+# minute in a sorted set. Returns {1, 0} when one more was taken, {0, ms to wait} when the window is full.
+_RATE_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 60000)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + 60000 - now}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[1], 60000)
+return {1, 0}
+"""
+_RATE_PREFIX = b"ccl:rate:"
+_ADMISSION = b"ccl:admission"  # one stream for the whole cluster: new connections and strikes per participant
 
 
 def _key(session_id: str) -> bytes:
@@ -71,6 +89,7 @@ class RedisCluster:
         self._reads = aioredis.Redis.from_url(
             url, socket_timeout=_READ_BLOCK_MS / 1000 + 5, socket_connect_timeout=5
         )
+        self._rate = self._commands.register_script(_RATE_SCRIPT)
         self._wake_key = _WAKE_PREFIX + self._pid
         self._rooms: dict[str, RemoteRoom] = {}
         self._positions: dict[bytes, bytes] = {}  # stream key -> last id handed to its room
@@ -80,6 +99,7 @@ class RedisCluster:
         self._stale: set[str] = set()  # rooms to heal from the log and replay again
         self._stale_ready = asyncio.Event()
         self._up: bool | None = None
+        self._admission: Callable[[bytes], None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
 
@@ -117,6 +137,16 @@ class RedisCluster:
     def status(self) -> str | None:
         return "up" if self._up else "down"
 
+    async def take_rate(self, key: str, per_minute: int) -> float | None:
+        try:
+            taken, wait_ms = await self._rate(
+                keys=[_RATE_PREFIX + key.encode()], args=[per_minute, secrets.token_hex(8)]
+            )
+        except _FAILURES as exc:
+            self._went_down(exc)
+            return None  # each process counts on its own meanwhile
+        return 0.0 if taken else max(0.001, int(wait_ms) / 1000)
+
     # --- publishing (Fanout) ----------------------------------------------------------------------------------
 
     def update(self, session_id: str, update: bytes, author: str | None) -> None:
@@ -128,9 +158,18 @@ class RedisCluster:
     def presence(self, session_id: str, seats: tuple[tuple[str, bool], ...]) -> None:
         self._queue(session_id, _PRESENCE, json.dumps(seats).encode())
 
+    def share_admission(self, event: bytes) -> None:
+        self._queue_to(_ADMISSION, b"", event, b"")
+
+    def listen_admission(self, handler: Callable[[bytes], None]) -> None:
+        self._admission = handler
+
     def _queue(self, session_id: str, kind: bytes, data: bytes, author: str | None = None) -> None:
+        self._queue_to(_key(session_id), kind, data, b"" if author is None else author.encode())
+
+    def _queue_to(self, key: bytes, kind: bytes, data: bytes, author: bytes) -> None:
         outbox = self._outbox
-        outbox.append((_key(session_id), kind, data, b"" if author is None else author.encode()))
+        outbox.append((key, kind, data, author))
         if len(outbox) > self._settings.redis_outbox_entries:
             # Redis has been away long enough to fill it: the oldest entries reach the others by healing
             # (their origin commits them like any other update).
@@ -211,11 +250,12 @@ class RedisCluster:
 
     async def _read_loop(self) -> None:
         failures = 0
-        wake_position = b"$"
+        wake_position = admission_position = b"$"
         last_read = time.monotonic()
         while True:
             streams: dict[Any, Any] = dict(self._positions)
             streams[self._wake_key] = wake_position
+            streams[_ADMISSION] = admission_position
             try:
                 response: Any = await self._reads.xread(streams, block=_READ_BLOCK_MS)
             except _FAILURES as exc:
@@ -233,12 +273,27 @@ class RedisCluster:
                 if key == self._wake_key:
                     wake_position = entries[-1][0]
                     continue
+                if key == _ADMISSION:
+                    admission_position = entries[-1][0]
+                    self._admit(entries)
+                    continue
                 room = self._rooms.get(key[len(_PREFIX) :].decode())
                 if room is None or key not in self._positions:
                     continue
                 for _, fields in entries:
                     self._deliver(room, fields)
                 self._positions[key] = entries[-1][0]
+
+    def _admit(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        handler = self._admission
+        if handler is None:
+            return
+        for _, fields in entries:
+            if fields.get(b"o") != self._pid:
+                try:
+                    handler(fields.get(b"d", b""))
+                except Exception:
+                    log.exception("an admission event of another process could not be applied")
 
     def _deliver(self, room: RemoteRoom, fields: dict[bytes, bytes]) -> None:
         origin = fields.get(b"o")

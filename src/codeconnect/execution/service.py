@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -138,11 +138,16 @@ def to_result(language: LanguageName, outcome: Outcome) -> ExecuteResult:
     )
 
 
+SharedRate = Callable[[str, int], Awaitable[float | None]]
+
+
 class ExecutionService:
     """Owns the sandbox, the pool and the rate limiter of one app."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, shared_rate: SharedRate | None = None) -> None:
         self.settings = settings
+        # The run-start rate counted over every process of a cluster (None, or when it cannot answer: here).
+        self.shared_rate = shared_rate
         self.enabled = settings.execution == "sandbox"
         self.toolchains = Toolchains(settings)
         self.sandbox = Sandbox(settings)
@@ -152,6 +157,15 @@ class ExecutionService:
         self.files: SandboxFiles | None = None
         # Languages whose tools are present but whose start-up self-test failed, with why.
         self.failed_self_test: dict[LanguageName, str] = {}
+
+    async def _count_start(self, client: str) -> None:
+        if self.shared_rate is not None:
+            wait = await self.shared_rate(client, self.settings.exec_rate_per_minute)
+            if wait is not None:
+                if wait > 0:
+                    raise RateExceeded(max(1, math.ceil(wait)))
+                return
+        self.rate.check(client)
 
     def unavailable_reason(self, language: LanguageName) -> str | None:
         missing = self.toolchains.availability(language).missing
@@ -195,7 +209,7 @@ class ExecutionService:
                 f"{language} cannot run on this server: {reason}.", code="language_unavailable"
             )
         try:
-            self.rate.check(client)
+            await self._count_start(client)
         except RateExceeded as exc:
             raise TooManyRequests(
                 f"Too many executions from this client; try again in {exc.retry_after} s.",
