@@ -49,3 +49,53 @@ def test_no_private_attribute_of_another_object_or_package_is_reached() -> None:
     found = [f"{path.relative_to(SRC)}:{where}" for path in sorted(SRC.rglob("*.py"))
              for where in private_reaches(path.read_text())]
     assert not found, "private names reached from outside their object:\n" + "\n".join(found)
+
+
+def _module_of(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_cycles(sources: dict[str, str]) -> list[list[str]]:
+    """The cycles of imports among ``sources`` (module name -> source), counting every import: at module level,
+    under ``TYPE_CHECKING`` and inside functions alike (a lazy import hides a cycle, it does not remove it)."""
+    graph: dict[str, set[str]] = {}
+    for module, source in sources.items():
+        targets = graph.setdefault(module, set())
+        for node in ast.walk(ast.parse(source)):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            targets.update(n for n in names if n in sources and n != module)
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+    path: list[str] = []
+
+    def visit(module: str) -> None:
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target) :] + [target])
+            elif target not in state:
+                visit(target)
+        path.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    return cycles
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert import_cycles({"a": "import b", "b": "from a import x", "c": "import a"}) == [["a", "b", "a"]]
+    assert import_cycles({"a": "if TYPE_CHECKING:\n    import b", "b": "def f():\n    import a"}) == [["a", "b", "a"]]
+    assert import_cycles({"a": "import b", "b": "import c", "c": ""}) == []
+
+
+def test_no_module_of_the_package_imports_itself_through_others() -> None:
+    sources = {_module_of(p): p.read_text() for p in SRC.rglob("*.py")}
+    assert import_cycles(sources) == []

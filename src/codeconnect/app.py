@@ -16,6 +16,7 @@ from codeconnect.collab.admission import Admission
 from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.router import LiveEndpoint, is_live
+from codeconnect.collab.store import open_update_log
 from codeconnect.collab.transport import LIMITS_STATE_KEY, TransportLimits
 from codeconnect.config import Settings
 from codeconnect.db import create_engine, create_sessionmaker
@@ -27,6 +28,7 @@ from codeconnect.health import router as health_router
 from codeconnect.hosts import HostAllowList
 from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
+from codeconnect.participants.service import live_authenticator
 from codeconnect.sessions.cards import SessionCards
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
@@ -96,7 +98,13 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 from codeconnect.collab.redis_cluster import RedisCluster
 
                 cluster = RedisCluster(settings)
-            collab = await stack.enter_async_context(RoomRegistry(app.state.sessionmaker, settings, cluster))
+            update_log = open_update_log(app.state.sessionmaker, settings)
+            authenticate = live_authenticator(app.state.sessionmaker, update_log.lock, update_log.driver)
+            collab = await stack.enter_async_context(
+                RoomRegistry(
+                    app.state.sessionmaker, settings, log_=update_log, authenticate=authenticate, cluster=cluster
+                )
+            )
             app.state.collab = app.state.presence = app.state.run_sink = collab
             app.state.cards = SessionCards(settings.session_cards)
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)

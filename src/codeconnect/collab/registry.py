@@ -13,22 +13,21 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from codeconnect.collab.auth import Authenticate, Participant
 from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.room import Room, RoomLimits
 from codeconnect.collab.store import UpdateLog
-from codeconnect.collab.writer import ParticipantCardRecord, SessionCardRecord, batch_writer
+from codeconnect.collab.writer import ParticipantCardRecord, SessionCardRecord
 from codeconnect.config import Settings
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import SessionRow
-from codeconnect.participants.service import admits, authenticate
 from codeconnect.security import hash_secret
 
 log = logging.getLogger(__name__)
@@ -36,33 +35,26 @@ log = logging.getLogger(__name__)
 _MIRROR_SLICE_SECONDS = 0.0005  # longest stretch the mirror pass holds the event loop
 
 
-@dataclass(frozen=True, slots=True)
-class Participant:
-    """Who holds a live-connection token."""
-
-    id: str
-    name: str
-    color: str
-    role: str
-
-
 class RoomRegistry:
     """Every loaded room of this process. Implements the presence view and the run sink of the app."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, cluster: Cluster | None = None
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        log_: UpdateLog,
+        authenticate: Authenticate,
+        cluster: Cluster | None = None,
     ) -> None:
+        """The store (``log_``), the token check and the other processes (``cluster``) are chosen when the app
+        is wired; the registry enters and exits the log and the cluster."""
         self.settings = settings
-        # The other processes serving the same sessions (see cluster.py), entered and exited with the registry.
         self.cluster: Cluster = cluster if cluster is not None else LocalCluster()
         self._sessionmaker = sessionmaker
-        # SQLite has one write lock and every transaction here takes it (BEGIN IMMEDIATE); its busy handler
-        # waits by sleeping, so many connections contending for it crawl. The live layer queues its own
-        # database work on this lock instead: one at a time on SQLite, a few on PostgreSQL.
-        self.db_lock = asyncio.Semaphore(1 if settings.is_sqlite else 4)
-        self.log = UpdateLog(
-            sessionmaker, settings.commit_window_ms, self.db_lock, batch_writer(settings.database_url)
-        )
+        self._authenticate = authenticate
+        self.log = log_
+        self.db_lock = log_.lock
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -120,7 +112,7 @@ class RoomRegistry:
         cached = self._auth_cache.get(key) if key is not None else None
         if cached is not None and session_id in self.rooms:
             return cached[1] if cached[0] == session_id else None
-        found = await self._participant(session_id, token, key) if cached is None and key and token else None
+        found = await self._authenticate(session_id, token) if cached is None and key and token else None
         # A participant's row proves its session exists; anything else needs the session looked up, so an
         # unknown session is told apart (4404) from a bad token (4401).
         if found is None and not await self.session_exists(session_id):
@@ -133,17 +125,6 @@ class RoomRegistry:
         if len(self._auth_cache) > self.settings.ws_auth_cache_entries:
             self._auth_cache.popitem(last=False)
         return found
-
-    async def _participant(self, session_id: str, token: str, key: str) -> Participant | None:
-        driver = self.log.driver
-        if driver is None:
-            async with self.db_lock, self._sessionmaker() as db:
-                row = await authenticate(db, session_id, token)
-            return None if row is None else Participant(row.id, row.name, row.color, row.role)
-        record = await driver.participant(key)
-        if record is None or not admits(token, session_id, record.session_id, record.token_hash):
-            return None
-        return Participant(record.id, record.name, record.color, record.role)
 
     async def session_exists(self, session_id: str) -> bool:
         """Whether the session exists: the one existence check of the REST and live layers (sessions are never

@@ -27,8 +27,9 @@ from urllib.parse import parse_qs
 from starlette.types import Receive, Scope, Send
 
 from codeconnect.collab.admission import Admission
+from codeconnect.collab.auth import Participant
 from codeconnect.collab.protocol import CloseCode
-from codeconnect.collab.registry import Participant, RoomRegistry
+from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Peer, ProtocolViolation, Room
 from codeconnect.collab.transport import LIVE_EXTENSION, WebSocketConnection
 from codeconnect.errors import SessionNotFound

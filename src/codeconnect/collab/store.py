@@ -35,7 +35,8 @@ from sqlalchemy import String, Table, bindparam, delete, func, insert, select, u
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.collab.writer import BatchWriter, Mirror, NewSession, StoredDoc
+from codeconnect.collab.writer import BatchWriter, Mirror, NewSession, StoredDoc, batch_writer
+from codeconnect.config import Settings
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow
 
@@ -159,6 +160,11 @@ class UpdateLog:
         self._closing = False
         self._new_sessions: list[tuple[NewSession, asyncio.Future[None]]] = []
         self._creator: asyncio.Task[None] | None = None
+
+    @property
+    def lock(self) -> asyncio.Semaphore:
+        """The live layer's turn at the database (see ``open_update_log``)."""
+        return self._lock
 
     async def __aenter__(self) -> UpdateLog:
         self._task = asyncio.create_task(self._writer(), name="update-log-writer")
@@ -596,6 +602,16 @@ class UpdateLog:
             )
             await db.execute(insert(DocUpdateRow).values(session_id=session_id, data=merged))
         return len(merged)
+
+
+def open_update_log(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> UpdateLog:
+    """The update log of ``settings``' database, with the driver-level writer where there is one.
+
+    SQLite has one write lock and every transaction here takes it (BEGIN IMMEDIATE); its busy handler waits by
+    sleeping, so many connections contending for it crawl. The live layer queues its own database work on the
+    log's lock instead: one at a time on SQLite, a few on PostgreSQL."""
+    lock = asyncio.Semaphore(1 if settings.is_sqlite else 4)
+    return UpdateLog(sessionmaker, settings.commit_window_ms, lock, batch_writer(settings.database_url))
 
 
 def _by_session(rows: Sequence[tuple[str, bytes]]) -> dict[str, list[tuple[str, bytes]]]:

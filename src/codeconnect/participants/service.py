@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import colorsys
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import event, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from codeconnect.collab.auth import Authenticate, Participant
+from codeconnect.collab.writer import BatchWriter
 from codeconnect.config import Settings
 from codeconnect.errors import Conflict, SessionNotFound
 from codeconnect.models import ParticipantRow, SessionRow, utcnow
@@ -104,6 +107,25 @@ async def authenticate(db: AsyncSession, session_id: str, token: str) -> Partici
         await db.execute(select(ParticipantRow).where(ParticipantRow.token_hash == hash_secret(token)))
     ).scalar_one_or_none()
     return row if row is not None and admits(token, session_id, row.session_id, row.token_hash) else None
+
+
+def live_authenticator(
+    sessionmaker: async_sessionmaker[AsyncSession], lock: asyncio.Semaphore, driver: BatchWriter | None
+) -> Authenticate:
+    """The live layer's token check: through the driver-level reader when there is one (a class joining at once
+    would otherwise queue behind the ORM), else the ORM, under the live layer's database ``lock``."""
+
+    async def authenticate_live(session_id: str, token: str) -> Participant | None:
+        if driver is None:
+            async with lock, sessionmaker() as db:
+                row = await authenticate(db, session_id, token)
+            return None if row is None else Participant(row.id, row.name, row.color, row.role)
+        record = await driver.participant(hash_secret(token))
+        if record is None or not admits(token, session_id, record.session_id, record.token_hash):
+            return None
+        return Participant(record.id, record.name, record.color, record.role)
+
+    return authenticate_live
 
 
 def admits(token: str, session_id: str, row_session_id: str, row_token_hash: str) -> bool:
