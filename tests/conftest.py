@@ -80,6 +80,13 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield url
 
 
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh, migrated PostgreSQL database, for tests of what only PostgreSQL serves (several processes)."""
+    async with fresh_pg_database() as url:
+        yield url
+
+
 @asynccontextmanager
 async def fresh_pg_database() -> AsyncIterator[str]:
     """A migrated PostgreSQL database of its own, dropped on exit."""

@@ -29,6 +29,7 @@ from codeconnect.hosts import HostAllowList
 from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
 from codeconnect.participants.service import live_authenticator
+from codeconnect.processes import ProcessList, SharedDatabase
 from codeconnect.sessions.cards import SessionCards
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
@@ -106,6 +107,11 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 )
             )
             app.state.collab = app.state.presence = app.state.run_sink = collab
+            try:
+                await stack.enter_async_context(ProcessList(app.state.sessionmaker, settings, update_log.lock))
+            except SharedDatabase as exc:
+                log.error("codeconnect: refusing to start: %s", exc)
+                raise
             app.state.cards = SessionCards(settings.session_cards)
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)
             admission = Admission(settings, cluster.share_admission if cluster.shared else None)

@@ -112,3 +112,17 @@ class DocUpdateRow(Base):
         ForeignKey("sessions.id", ondelete="CASCADE"), index=True
     )
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ProcessRow(Base):
+    """A `codeconnect serve` process using this database, renewed every ``process_heartbeat_seconds``: how a
+    process learns that others share the database (refused on SQLite, a loud warning without Redis)."""
+
+    __tablename__ = "processes"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    clustered: Mapped[bool] = mapped_column(Boolean)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

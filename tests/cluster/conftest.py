@@ -12,13 +12,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import REDIS_URL, ServerFactory, fresh_pg_database, require_service, servers_on, skip_or_fail
-
-
-@pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
-    async with fresh_pg_database() as url:
-        yield url
+from tests.conftest import REDIS_URL, ServerFactory, require_service, servers_on, skip_or_fail
 
 
 @pytest.fixture

@@ -1,0 +1,73 @@
+"""The process list: a second process on a SQLite file is refused; processes sharing PostgreSQL without Redis
+are warned about loudly; a crashed process does not block its restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from tests.conftest import REDIS_URL, require_service
+from tests.test_cli import BIN, start_serve, stop
+
+HEARTBEAT = {"CODECONNECT_PROCESS_HEARTBEAT_SECONDS": "0.5"}
+WARNING = "serve this database"
+
+
+def _serve_env(database_url: str, **env: str) -> dict[str, str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("CODECONNECT_")}
+    full.update({"CODECONNECT_DATABASE_URL": database_url, "HOST": "127.0.0.1", "PORT": "0", **env})
+    return full
+
+
+def _wait_for_text(path: Path, text: str, timeout: float = 30) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in path.read_text():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_second_process_on_a_sqlite_file_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}"
+    first = start_serve(url, tmp_path, **HEARTBEAT)
+    try:
+        second = subprocess.run(
+            [str(BIN / "codeconnect"), "serve"], env=_serve_env(url, **HEARTBEAT), cwd=tmp_path,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode != 0
+        assert second.returncode == 2
+        assert "refusing to start: another codeconnect process" in second.stderr and "PostgreSQL" in second.stderr
+        assert "Traceback" not in second.stderr
+        # kill -9 leaves the first one's row behind: a restart right away is not refused for it.
+        stop(first, signal.SIGKILL)
+        again = start_serve(url, tmp_path, **HEARTBEAT)
+        stop(again)
+    finally:
+        stop(first, signal.SIGKILL)
+
+
+def test_processes_sharing_postgres_without_redis_are_warned_about(pg_url: str, tmp_path: Path) -> None:
+    first = start_serve(pg_url, tmp_path, **HEARTBEAT)
+    second = start_serve(pg_url, tmp_path, **HEARTBEAT)
+    try:
+        assert _wait_for_text(second.log, WARNING)
+        assert _wait_for_text(first.log, WARNING)  # noticed at its next renewal
+    finally:
+        stop(first)
+        stop(second)
+
+
+def test_processes_of_one_cluster_are_not_warned_about(pg_url: str, tmp_path: Path) -> None:
+    require_service("Redis", REDIS_URL, 6379)
+    env = {**HEARTBEAT, "CODECONNECT_REDIS_URL": REDIS_URL}
+    first = start_serve(pg_url, tmp_path, **env)
+    second = start_serve(pg_url, tmp_path, **env)  # checks the list at its start, with the first one in it
+    stop(first)
+    stop(second)
+    for sp in (first, second):
+        assert WARNING not in sp.log.read_text()
