@@ -475,3 +475,13 @@ class Settings(BaseSettings):
     def is_clustered(self) -> bool:
         """Whether rooms are shared with other processes: Redis, on PostgreSQL (SQLite is one process's)."""
         return self.redis_url is not None and not self.is_sqlite
+
+
+def settings_table() -> str:
+    """The README's table of settings (between its ``settings-table`` markers), made from the fields above."""
+    rows = ["| Variable | Default | What it sets |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        env = name.upper() if name in ("host", "port") else f"CODECONNECT_{name.upper()}"
+        default = "(unset)" if field.default is None else "(empty)" if field.default == "" else str(field.default)
+        rows.append(f"| `{env}` | `{default}` | {field.description} |")
+    return "\n".join(rows)
