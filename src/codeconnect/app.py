@@ -6,6 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -114,10 +115,14 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 raise
             app.state.cards = SessionCards(settings.session_cards)
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)
-            admission = Admission(settings, cluster.share_admission if cluster.shared else None)
-            cluster.listen_admission(admission.apply_shared)
+            admission = Admission(settings, partial(cluster.share, "admission") if cluster.shared else None)
+            cluster.listen("admission", admission.apply_shared)
             app.state.live = LiveEndpoint(collab, admission, views.session_of)
             execution = ExecutionService(settings, cluster.take_rate if cluster.shared else None)
+            if cluster.shared:
+                # A stop may reach a process other than the one running the run (no sticky sessions).
+                execution.runs.share = partial(cluster.share, "run-stop")
+                cluster.listen("run-stop", execution.runs.apply_shared)
             if execution.enabled:
                 try:
                     await execution.self_test()

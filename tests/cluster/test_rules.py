@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from functools import partial
 
 import httpx
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from codeconnect.collab.protocol import CloseCode
 from codeconnect.collab.redis_cluster import RedisCluster
 from codeconnect.config import Settings
+from codeconnect.execution.registry import RunRegistry
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, LiveServer, ServerFactory, eventually
 
@@ -114,3 +117,30 @@ async def test_the_run_rate_of_a_client_is_counted_over_the_cluster(pg_url: str)
     finally:
         await first.__aexit__(None, None, None)
         await second.__aexit__(None, None, None)
+
+
+async def test_a_stop_reaches_the_run_on_another_process(pg_url: str) -> None:
+    settings = Settings(database_url=pg_url, redis_url=REDIS_URL)
+    here, there = RunRegistry(), RunRegistry()
+    clusters = [RedisCluster(settings), RedisCluster(settings)]
+    for registry, cluster in zip((here, there), clusters, strict=True):
+        registry.share = partial(cluster.share, "run-stop")
+        cluster.listen("run-stop", registry.apply_shared)
+        await cluster.__aenter__()
+    try:
+        session, run = uuid.uuid4().hex, uuid.uuid4().hex
+        with there.track(session, run) as stopped:
+            assert here.stop(session, run) is False  # not running on the process the stop reached
+            await asyncio.wait_for(stopped.wait(), 10)
+        # A stop that comes before its run starts elsewhere is kept there for it.
+        early = uuid.uuid4().hex
+        here.stop(session, early)
+
+        async def kept_there() -> bool:
+            with there.track(session, early) as stop:
+                return stop.is_set()
+
+        await eventually(kept_there)
+    finally:
+        for cluster in clusters:
+            await cluster.__aexit__(None, None, None)

@@ -95,12 +95,12 @@ class Cluster(Fanout, Protocol):
         """``"up"`` or ``"down"`` for a cluster with a transport of its own; None for one process."""
         ...
 
-    def share_admission(self, event: bytes) -> None:
-        """Tell every other process of an admission event (see ``admission.py``), as soon as possible."""
+    def share(self, topic: str, event: bytes) -> None:
+        """Tell every other process of ``event`` (admission events, run stops), as soon as possible."""
         ...
 
-    def listen_admission(self, handler: Callable[[bytes], None]) -> None:
-        """Hand the other processes' admission events to ``handler``."""
+    def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """Hand the other processes' events of ``topic`` to ``handler``."""
         ...
 
     async def take_rate(self, key: str, per_minute: int) -> float | None:
@@ -141,10 +141,10 @@ class LocalCluster:
     def status(self) -> str | None:
         return None
 
-    def share_admission(self, event: bytes) -> None:
+    def share(self, topic: str, event: bytes) -> None:
         return None
 
-    def listen_admission(self, handler: Callable[[bytes], None]) -> None:
+    def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
         return None
 
     async def take_rate(self, key: str, per_minute: int) -> float | None:

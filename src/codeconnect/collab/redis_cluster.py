@@ -61,7 +61,7 @@ redis.call('PEXPIRE', KEYS[1], 60000)
 return {1, 0}
 """
 _RATE_PREFIX = b"ccl:rate:"
-_ADMISSION = b"ccl:admission"  # one stream for the whole cluster: new connections and strikes per participant
+_EVENTS = b"ccl:events"  # one stream for the whole cluster: admission events, run stops (see ``share``)
 
 
 def _key(session_id: str) -> bytes:
@@ -99,7 +99,8 @@ class RedisCluster:
         self._stale: set[str] = set()  # rooms to heal from the log and replay again
         self._stale_ready = asyncio.Event()
         self._up: bool | None = None
-        self._admission: Callable[[bytes], None] | None = None
+        self._listeners: dict[bytes, Callable[[bytes], None]] = {}
+        self._events_start: bytes | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
 
@@ -108,7 +109,9 @@ class RedisCluster:
     async def __aenter__(self) -> RedisCluster:
         # Started even when Redis is down: this process serves its own clients meanwhile.
         try:
-            await self._commands.ping()
+            # Events from here on are this process's to hear (read before any task runs).
+            last: Any = await self._commands.xrevrange(_EVENTS, count=1)
+            self._events_start = last[0][0] if last else b"0-0"
         except _FAILURES as exc:
             self._went_down(exc)
         else:
@@ -158,11 +161,11 @@ class RedisCluster:
     def presence(self, session_id: str, seats: tuple[tuple[str, bool], ...]) -> None:
         self._queue(session_id, _PRESENCE, json.dumps(seats).encode())
 
-    def share_admission(self, event: bytes) -> None:
-        self._queue_to(_ADMISSION, b"", event, b"")
+    def share(self, topic: str, event: bytes) -> None:
+        self._queue_to(_EVENTS, topic.encode(), event, b"")
 
-    def listen_admission(self, handler: Callable[[bytes], None]) -> None:
-        self._admission = handler
+    def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        self._listeners[topic.encode()] = handler
 
     def _queue(self, session_id: str, kind: bytes, data: bytes, author: str | None = None) -> None:
         self._queue_to(_key(session_id), kind, data, b"" if author is None else author.encode())
@@ -250,13 +253,18 @@ class RedisCluster:
 
     async def _read_loop(self) -> None:
         failures = 0
-        wake_position = admission_position = b"$"
+        # Concrete ids, never "$": an entry added between two reads would be skipped by a read from "$".
+        wake_position = b"0-0"  # the stream is this process's own
+        events_position = self._events_start  # from the stream's last entry when this process started
         last_read = time.monotonic()
         while True:
             streams: dict[Any, Any] = dict(self._positions)
             streams[self._wake_key] = wake_position
-            streams[_ADMISSION] = admission_position
             try:
+                if events_position is None:
+                    last: Any = await self._reads.xrevrange(_EVENTS, count=1)
+                    events_position = last[0][0] if last else b"0-0"
+                streams[_EVENTS] = events_position
                 response: Any = await self._reads.xread(streams, block=_READ_BLOCK_MS)
             except _FAILURES as exc:
                 self._went_down(exc)
@@ -273,9 +281,9 @@ class RedisCluster:
                 if key == self._wake_key:
                     wake_position = entries[-1][0]
                     continue
-                if key == _ADMISSION:
-                    admission_position = entries[-1][0]
-                    self._admit(entries)
+                if key == _EVENTS:
+                    events_position = entries[-1][0]
+                    self._hear(entries)
                     continue
                 room = self._rooms.get(key[len(_PREFIX) :].decode())
                 if room is None or key not in self._positions:
@@ -284,16 +292,14 @@ class RedisCluster:
                     self._deliver(room, fields)
                 self._positions[key] = entries[-1][0]
 
-    def _admit(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        handler = self._admission
-        if handler is None:
-            return
+    def _hear(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
         for _, fields in entries:
-            if fields.get(b"o") != self._pid:
+            handler = self._listeners.get(fields.get(b"k", b""))
+            if handler is not None and fields.get(b"o") != self._pid:
                 try:
                     handler(fields.get(b"d", b""))
                 except Exception:
-                    log.exception("an admission event of another process could not be applied")
+                    log.exception("an event of another process could not be applied")
 
     def _deliver(self, room: RemoteRoom, fields: dict[bytes, bytes]) -> None:
         origin = fields.get(b"o")

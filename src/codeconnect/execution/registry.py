@@ -6,18 +6,18 @@ the run itself has started, or (with several server processes) at a process that
 the key is (session id, run id), both known to every process, and a stop for a run that is not running here is
 remembered for a while: a run that starts later with that id is stopped at once.
 
-This registry is per process. With several processes behind one address, the same two operations map onto
-Redis unchanged: :meth:`RunRegistry.stop` becomes ``SET codeconnect:run-stop:{session}:{run} 1 EX <remember>``
-plus ``PUBLISH codeconnect:run-stop {session}:{run}``; every process subscribes and sets the stop event of the
-run if it holds it, and :meth:`RunRegistry.track` checks the key when a run starts (a stop that came first).
+With several processes (see ``collab/redis_cluster.py``), a stop is also told to every other process
+(``share``), which applies it as its own: the run is stopped wherever it runs, and a process where it has not
+started yet remembers the stop for it, as for a stop that came first here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 RunKey = tuple[str, str]
@@ -35,6 +35,7 @@ class RunRegistry:
         self.max_remembered = max_remembered
         self._running: dict[RunKey, asyncio.Event] = {}
         self._early: OrderedDict[RunKey, float] = OrderedDict()  # key -> when the stop stops applying
+        self.share: Callable[[bytes], None] | None = None  # tells the other processes of a stop
 
     @property
     def running(self) -> int:
@@ -57,7 +58,18 @@ class RunRegistry:
             del self._running[key]
 
     def stop(self, session_id: str, run_id: str) -> bool:
-        """Stop the run; True when it is running here, False when the stop is kept for a run that may start."""
+        """Stop the run; True when it is running here, False when the stop is kept for a run that may start
+        (here, or on another process, which is told)."""
+        if self.share is not None:
+            self.share(json.dumps([session_id, run_id]).encode())
+        return self._stop(session_id, run_id)
+
+    def apply_shared(self, event: bytes) -> None:
+        """Another process's stop: ``[session id, run id]``."""
+        session_id, run_id = json.loads(event)
+        self._stop(str(session_id), str(run_id))
+
+    def _stop(self, session_id: str, run_id: str) -> bool:
         key = (session_id, run_id)
         stop = self._running.get(key)
         if stop is not None:
