@@ -62,3 +62,7 @@ async def test_edits_made_while_redis_is_down_merge_when_it_returns(
         await a.wait_for(lambda: "after" in a.text)
         for client in (a, a2, b):
             await client.close()
+
+        # A process stops promptly while Redis is down (it flushes to the database, which is up).
+        own_redis.kill()
+        await a_srv.stop()  # within its 15 s

@@ -1,23 +1,26 @@
-"""Rooms shared by several processes through Redis: one stream per session.
+"""Rooms shared by several processes through Redis: one stream per session, announced on a channel.
 
-Each update, awareness change or presence renewal a process publishes is one ``XADD`` to the session's stream
-(``MAXLEN ~ redis_stream_max_length``), pipelined with whatever else is waiting: one Redis command per change,
-one round trip per turn of the sender. Every process holding the session's room reads the stream from the last
-id it saw (one ``XREAD BLOCK`` over all its rooms' streams), skips its own entries and hands the others to the
-room, which relays them to its peers and never stores them (see ``cluster.py``).
+Each update, awareness change or presence renewal a process publishes is one call of a small script (one
+``EVALSHA``, pipelined with whatever else is waiting): the script appends the entry to the session's stream
+(``XADD``, ``MAXLEN ~ redis_stream_max_length``) and publishes it, with the id the stream gave it, on the channel
+of the same name. Every process holding the session's room is subscribed to that channel, skips its own
+entries and hands the others to the room, which relays them to its peers and never stores them (see
+``cluster.py``). Receiving costs nothing per room held: a process listening to the channels of hundreds of rooms
+waits on one connection (a blocking ``XREAD`` over every room's stream had to name them all on every call, which
+cost more than everything else the process did).
 
-Why a stream and not pub/sub: a reader that reconnects goes on from the last id it read, so a dropped
-connection loses nothing the stream still holds; and a process loading a room replays the last
-``redis_replay_seconds`` of the stream on top of the database, which covers updates relayed before their
-origin committed them. What the stream cannot cover (Redis restarted empty, unreachable for a while, or a reader
-so far behind that the stream was trimmed past it) is healed from the update log: every room of the process
-re-reads its log and relays what it missed. No lock is taken on the path of an update.
+Why a stream behind the channel: pub/sub delivers at most once, and only while connected. The stream is what
+makes delivery survive a dropped connection: after any reconnect (and when a room is attached) a process reads
+each stream from the last id it delivered (``XRANGE``), holding back what the channel brings meanwhile, so nothing
+is lost or applied out of order. A process loading a room starts that read ``redis_replay_seconds`` back, which
+covers updates relayed before their origin committed them. What the stream cannot cover (Redis restarted empty,
+or trimmed) is healed from the update log: after a reconnect every room of the process re-reads its log and
+relays what it missed. No lock is taken on the path of an update.
 
-Presence: a process renews, every ``process_heartbeat_seconds``, the list of participants connected to each of
-its rooms (an entry of the stream like any other). A process whose renewals stop for three intervals is taken for
-gone: its peers' awareness states are removed and their online flags cleared everywhere, and every process
-holding the room stores what its document has and the log misses (what the dead process relayed but never
-committed).
+Presence: a process renews, every ``process_heartbeat_seconds``, the connections it holds in each of its rooms
+(an entry like any other). A process whose renewals stop for three intervals is taken for gone: its peers'
+awareness states are removed and their online flags cleared everywhere, and every process holding the room
+stores what its document has and the log misses (what the dead process relayed but never committed).
 """
 
 from __future__ import annotations
@@ -27,24 +30,32 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from codeconnect.collab.cluster import RemoteRoom
 from codeconnect.config import Settings
 
 log = logging.getLogger(__name__)
 
-_PREFIX = b"ccl:s:"  # a session's stream
-_WAKE_PREFIX = b"ccl:w:"  # a process's own stream: wakes its reader when it starts reading a new room
+_PREFIX = b"ccl:s:"  # a session's stream, and the channel announcing its entries
+_EVENTS = b"ccl:events"  # one stream and channel for the whole cluster: admission events, run stops (``share``)
 _UPDATE, _AWARENESS, _PRESENCE = b"u", b"a", b"p"
 _LAPSES = 3  # heartbeats without a renewal after which a process is taken for gone
-_READ_BLOCK_MS = 5000
+_CATCH_UP_WAIT = 2.0  # how long loading a room waits for the stream's recent entries before going on without
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
+# KEYS[1]: the stream (and channel); ARGV: max length, origin, kind, author, data. The channel's message is the
+# entry with its id: "id NUL origin NUL kind NUL author NUL data" (data last: it may hold NULs).
+_PUBLISH_SCRIPT = """
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'o', ARGV[2], 'k', ARGV[3], 'b', ARGV[4],
+  'd', ARGV[5])
+redis.call('PUBLISH', KEYS[1], id .. '\\0' .. ARGV[2] .. '\\0' .. ARGV[3] .. '\\0' .. ARGV[4] .. '\\0' .. ARGV[5])
+return id
+"""
 
 # A sliding one-minute window per key, on Redis's clock (hosts' clocks may differ): the start times of the last
 # minute in a sorted set. Returns {1, 0} when one more was taken, {0, ms to wait} when the window is full.
@@ -61,11 +72,40 @@ redis.call('PEXPIRE', KEYS[1], 60000)
 return {1, 0}
 """
 _RATE_PREFIX = b"ccl:rate:"
-_EVENTS = b"ccl:events"  # one stream for the whole cluster: admission events, run stops (see ``share``)
+
+StreamId = tuple[int, int]
+
+
+class Entry(NamedTuple):
+    id: StreamId
+    origin: bytes
+    kind: bytes
+    author: bytes
+    data: bytes
 
 
 def _key(session_id: str) -> bytes:
     return _PREFIX + session_id.encode()
+
+
+def _stream_id(raw: bytes) -> StreamId:
+    ms, _, seq = raw.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+def _after(last: StreamId) -> bytes:
+    """The exclusive start of a range read after ``last``."""
+    return f"({last[0]}-{last[1]}".encode()
+
+
+def _from_stream(raw_id: bytes, fields: dict[bytes, bytes]) -> Entry:
+    get = fields.get
+    return Entry(_stream_id(raw_id), get(b"o", b""), get(b"k", b""), get(b"b", b""), get(b"d", b""))
+
+
+def _from_channel(message: bytes) -> Entry:
+    raw_id, origin, kind, author, data = message.split(b"\0", 4)
+    return Entry(_stream_id(raw_id), origin, kind, author, data)
 
 
 class RedisCluster:
@@ -85,34 +125,37 @@ class RedisCluster:
         self._replay_ms = int(settings.redis_replay_seconds * 1000)
         self._heartbeat = settings.process_heartbeat_seconds
         self._commands = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-        # Blocking reads hold a connection of their own.
-        self._reads = aioredis.Redis.from_url(
-            url, socket_timeout=_READ_BLOCK_MS / 1000 + 5, socket_connect_timeout=5
+        # The subscriber waits for as long as nothing is published; keepalives and health checks notice a dead peer.
+        self._subscriber = aioredis.Redis.from_url(
+            url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
         )
+        self._publish_sha = self._commands.register_script(_PUBLISH_SCRIPT).sha
         self._rate = self._commands.register_script(_RATE_SCRIPT)
-        self._wake_key = _WAKE_PREFIX + self._pid
         self._rooms: dict[str, RemoteRoom] = {}
-        self._positions: dict[bytes, bytes] = {}  # stream key -> last id handed to its room
+        self._last: dict[bytes, StreamId] = {}  # per stream this process reads: the last id it delivered
+        self._held: dict[bytes, list[Entry]] = {}  # streams being read: what the channel brings waits here
+        self._caught_up: dict[bytes, asyncio.Future[None]] = {}
+        self._pubsub: Any = None  # the subscriber's PubSub while connected
         self._outbox: list[tuple[bytes, bytes, bytes, bytes]] = []  # (stream key, kind, data, author)
         self._outbox_ready = asyncio.Event()
         self._seen: dict[str, dict[str, float]] = {}  # per session, other processes' last presence renewal
-        self._stale: set[str] = set()  # rooms to heal from the log and replay again
+        self._stale: set[str] = set()  # rooms to heal from the log
         self._stale_ready = asyncio.Event()
         self._up: bool | None = None
         self._listeners: dict[bytes, Callable[[bytes], None]] = {}
-        self._events_start: bytes | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[Any]] = set()
 
     # --- lifetime ------------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> RedisCluster:
-        # Started even when Redis is down: this process serves its own clients meanwhile.
+        # Cluster events from here on are this process's to hear. Started even when Redis is down: this process
+        # serves its own clients meanwhile.
         try:
-            # Events from here on are this process's to hear (read before any task runs).
             last: Any = await self._commands.xrevrange(_EVENTS, count=1)
-            self._events_start = last[0][0] if last else b"0-0"
+            self._last[_EVENTS] = _stream_id(last[0][0]) if last else (0, 0)
         except _FAILURES as exc:
+            self._last[_EVENTS] = (int(time.time() * 1000), 0)
             self._went_down(exc)
         else:
             self._came_up()
@@ -124,7 +167,9 @@ class RedisCluster:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
+        # Rooms are flushed by now (the registry exits the cluster after them): what is left is catching up,
+        # healing and rescuing, all of which would wait for Redis if it is down. Stopping must not.
+        for task in [*self._tasks, *self._spawned]:
             task.cancel()
         await asyncio.gather(*self._tasks, *self._spawned, return_exceptions=True)
         if self._outbox:
@@ -135,7 +180,7 @@ class RedisCluster:
             except _FAILURES:
                 pass
         await self._commands.aclose()
-        await self._reads.aclose()
+        await self._subscriber.aclose()
 
     def status(self) -> str | None:
         return "up" if self._up else "down"
@@ -153,24 +198,21 @@ class RedisCluster:
     # --- publishing (Fanout) ----------------------------------------------------------------------------------
 
     def update(self, session_id: str, update: bytes, author: str | None) -> None:
-        self._queue(session_id, _UPDATE, update, author)
+        self._queue(_key(session_id), _UPDATE, update, b"" if author is None else author.encode())
 
     def awareness(self, session_id: str, payload: bytes) -> None:
-        self._queue(session_id, _AWARENESS, payload)
+        self._queue(_key(session_id), _AWARENESS, payload, b"")
 
     def presence(self, session_id: str, seats: tuple[tuple[str, bool], ...]) -> None:
-        self._queue(session_id, _PRESENCE, json.dumps(seats).encode())
+        self._queue(_key(session_id), _PRESENCE, json.dumps(seats).encode(), b"")
 
     def share(self, topic: str, event: bytes) -> None:
-        self._queue_to(_EVENTS, topic.encode(), event, b"")
+        self._queue(_EVENTS, topic.encode(), event, b"")
 
     def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
         self._listeners[topic.encode()] = handler
 
-    def _queue(self, session_id: str, kind: bytes, data: bytes, author: str | None = None) -> None:
-        self._queue_to(_key(session_id), kind, data, b"" if author is None else author.encode())
-
-    def _queue_to(self, key: bytes, kind: bytes, data: bytes, author: bytes) -> None:
+    def _queue(self, key: bytes, kind: bytes, data: bytes, author: bytes) -> None:
         outbox = self._outbox
         outbox.append((key, kind, data, author))
         if len(outbox) > self._settings.redis_outbox_entries:
@@ -180,13 +222,18 @@ class RedisCluster:
         self._outbox_ready.set()
 
     async def _send(self, batch: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
-        pipe = self._commands.pipeline(transaction=False)
-        for key, kind, data, author in batch:
-            fields: dict[Any, Any] = {b"o": self._pid, b"k": kind, b"d": data}
-            if author:
-                fields[b"b"] = author
-            pipe.xadd(key, fields, maxlen=self._maxlen, approximate=True)
-        await pipe.execute()
+        for attempt in (1, 2):
+            pipe = self._commands.pipeline(transaction=False)
+            for key, kind, data, author in batch:
+                pipe.evalsha(self._publish_sha, 1, key, self._maxlen, self._pid, kind, author, data)
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:
+                # Redis restarted (its scripts are gone): none of the batch ran; load the script and send again.
+                if attempt == 2:
+                    raise
+                await self._commands.script_load(_PUBLISH_SCRIPT)
 
     async def _send_loop(self) -> None:
         failures = 0
@@ -209,7 +256,7 @@ class RedisCluster:
                 failures = 0
                 self._came_up()
 
-    # --- reading -------------------------------------------------------------------------------------------
+    # --- receiving -----------------------------------------------------------------------------------------
 
     async def mark(self) -> object | None:
         """The stream id ``redis_replay_seconds`` ago on Redis's clock (None while Redis is unreachable)."""
@@ -218,108 +265,162 @@ class RedisCluster:
         except _FAILURES as exc:
             self._went_down(exc)
             return None
-        return f"{max(0, seconds * 1000 + micros // 1000 - self._replay_ms)}-0".encode()
+        return (max(0, seconds * 1000 + micros // 1000 - self._replay_ms), 0)
 
     async def attach(self, room: RemoteRoom, mark: object | None) -> None:
         session_id = room.session_id
+        key = _key(session_id)
         self._rooms[session_id] = room
-        if not isinstance(mark, bytes):
+        if isinstance(mark, tuple):
+            self._last[key] = mark
+        else:
+            # Redis unreachable: read from a while back by this host's clock once it returns, and heal.
+            self._last[key] = (max(0, int(time.time() * 1000) - self._replay_ms), 0)
             self._stale_now(session_id)
-            return
+        caught_up = self._hold(key)
+        pubsub = self._pubsub
+        if pubsub is None:
+            return  # the subscriber subscribes it when it connects
         try:
-            await self._replay(session_id, mark)
-            await self._commands.xadd(self._wake_key, {b"w": b""}, maxlen=10, approximate=True)
-        except _FAILURES as exc:
-            self._went_down(exc)
-            self._stale_now(session_id)
+            await pubsub.subscribe(key)  # its confirmation starts the read of the stream (see _read_loop)
+            await asyncio.wait_for(asyncio.shield(caught_up), _CATCH_UP_WAIT)
+        except (TimeoutError, *_FAILURES):
+            pass  # it catches up when it can; the room works meanwhile
 
     def detach(self, session_id: str) -> None:
+        key = _key(session_id)
         self._rooms.pop(session_id, None)
-        self._positions.pop(_key(session_id), None)
+        self._last.pop(key, None)
+        self._held.pop(key, None)
+        caught_up = self._caught_up.pop(key, None)
+        if caught_up is not None and not caught_up.done():
+            caught_up.set_result(None)
         self._seen.pop(session_id, None)
         self._stale.discard(session_id)
+        if self._pubsub is not None:
+            self._spawn(self._unsubscribe(self._pubsub, key))
 
-    async def _replay(self, session_id: str, start: bytes) -> None:
-        key = _key(session_id)
-        entries: Any = await self._commands.xrange(key, min=start)
-        room = self._rooms.get(session_id)
-        if room is None:
-            return
-        position = start
-        for entry_id, fields in entries:
-            position = entry_id
-            self._deliver(room, fields)
-        self._positions[key] = position
+    async def _unsubscribe(self, pubsub: Any, key: bytes) -> None:
+        if key in self._last:
+            return  # attached again meanwhile
+        try:
+            await pubsub.unsubscribe(key)
+        except _FAILURES:
+            pass  # the connection is gone, and the subscription with it
+
+    def _hold(self, key: bytes) -> asyncio.Future[None]:
+        """Hold back what the channel brings for ``key`` until its stream has been read."""
+        self._held.setdefault(key, [])
+        caught_up = self._caught_up.get(key)
+        if caught_up is None or caught_up.done():
+            caught_up = self._caught_up[key] = asyncio.get_running_loop().create_future()
+        return caught_up
 
     async def _read_loop(self) -> None:
         failures = 0
-        # Concrete ids, never "$": an entry added between two reads would be skipped by a read from "$".
-        wake_position = b"0-0"  # the stream is this process's own
-        events_position = self._events_start  # from the stream's last entry when this process started
-        last_read = time.monotonic()
+        reconnect = False
         while True:
-            streams: dict[Any, Any] = dict(self._positions)
-            streams[self._wake_key] = wake_position
+            pubsub: Any = self._subscriber.pubsub()
             try:
-                if events_position is None:
-                    last: Any = await self._reads.xrevrange(_EVENTS, count=1)
-                    events_position = last[0][0] if last else b"0-0"
-                streams[_EVENTS] = events_position
-                response: Any = await self._reads.xread(streams, block=_READ_BLOCK_MS)
+                keys = [_EVENTS, *(_key(s) for s in self._rooms)]
+                for key in keys:
+                    self._hold(key)
+                if reconnect:
+                    # Whatever Redis lost while this process was away from it (restarted empty, trimmed).
+                    self._stale_now(*self._rooms)
+                await pubsub.subscribe(*keys)
+                self._pubsub = pubsub
+                while True:
+                    message = await pubsub.get_message(timeout=None)
+                    if message is None:
+                        continue
+                    if message["type"] == "message":
+                        self._on_message(message["channel"], message["data"])
+                    elif message["type"] == "subscribe":
+                        # Subscribed: from now on the channel brings everything; read the stream up to here.
+                        self._spawn(self._catch_up(message["channel"]))
+                        failures = 0
+                        self._came_up()
+            except _FAILURES as exc:
+                self._went_down(exc)
+                failures += 1
+                reconnect = True
+                await asyncio.sleep(_backoff(failures))
+            finally:
+                self._pubsub = None
+                try:
+                    await pubsub.aclose()
+                except _FAILURES:
+                    pass
+
+    def _on_message(self, key: bytes, message: bytes) -> None:
+        try:
+            entry = _from_channel(message)
+        except ValueError:
+            log.warning("a message of another process could not be read; ignored")
+            return
+        held = self._held.get(key)
+        if held is not None:
+            held.append(entry)
+            if len(held) > self._settings.redis_outbox_entries:
+                del held[: len(held) - self._settings.redis_outbox_entries]
+            return
+        self._deliver(key, entry)
+
+    async def _catch_up(self, key: bytes) -> None:
+        """Deliver what the stream holds after the last id delivered, then what the channel brought meanwhile."""
+        failures = 0
+        while key in self._held and key in self._last:
+            try:
+                raw: Any = await self._commands.xrange(key, min=_after(self._last[key]))
             except _FAILURES as exc:
                 self._went_down(exc)
                 failures += 1
                 await asyncio.sleep(_backoff(failures))
                 continue
-            if failures or time.monotonic() - last_read > self._settings.redis_heal_seconds + _READ_BLOCK_MS / 1000:
-                # Back after an outage (or this loop stalled): whatever was published meanwhile may be lost.
-                self._stale_now(*self._rooms)
-            failures = 0
-            last_read = time.monotonic()
-            self._came_up()
-            for key, entries in response or ():
-                if key == self._wake_key:
-                    wake_position = entries[-1][0]
-                    continue
-                if key == _EVENTS:
-                    events_position = entries[-1][0]
-                    self._hear(entries)
-                    continue
-                room = self._rooms.get(key[len(_PREFIX) :].decode())
-                if room is None or key not in self._positions:
-                    continue
-                for _, fields in entries:
-                    self._deliver(room, fields)
-                self._positions[key] = entries[-1][0]
+            if key not in self._last:
+                break
+            for raw_id, fields in raw:
+                self._deliver(key, _from_stream(raw_id, fields))
+            for entry in self._held.pop(key, ()):
+                self._deliver(key, entry)
+            break
+        caught_up = self._caught_up.pop(key, None)
+        if caught_up is not None and not caught_up.done():
+            caught_up.set_result(None)
 
-    def _hear(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        for _, fields in entries:
-            handler = self._listeners.get(fields.get(b"k", b""))
-            if handler is not None and fields.get(b"o") != self._pid:
+    def _deliver(self, key: bytes, entry: Entry) -> None:
+        last = self._last.get(key)
+        if last is None or entry.id <= last:
+            return  # not read here (any more), or delivered already
+        self._last[key] = entry.id
+        if entry.origin == self._pid:
+            return
+        if key == _EVENTS:
+            handler = self._listeners.get(entry.kind)
+            if handler is not None:
                 try:
-                    handler(fields.get(b"d", b""))
+                    handler(entry.data)
                 except Exception:
                     log.exception("an event of another process could not be applied")
-
-    def _deliver(self, room: RemoteRoom, fields: dict[bytes, bytes]) -> None:
-        origin = fields.get(b"o")
-        if origin == self._pid or origin is None:
             return
-        kind, data = fields.get(b"k"), fields.get(b"d", b"")
+        room = self._rooms.get(key[len(_PREFIX) :].decode())
+        if room is None:
+            return
+        origin = entry.origin.decode()
         try:
-            if kind == _UPDATE:
-                author = fields.get(b"b")
-                room.apply_remote(data, None if author is None else author.decode())
-            elif kind == _AWARENESS:
-                room.remote_awareness(origin.decode(), data)
-            elif kind == _PRESENCE:
-                seats = tuple((str(pid), bool(readonly)) for pid, readonly in json.loads(data))
+            if entry.kind == _UPDATE:
+                room.apply_remote(entry.data, entry.author.decode() or None)
+            elif entry.kind == _AWARENESS:
+                room.remote_awareness(origin, entry.data)
+            elif entry.kind == _PRESENCE:
+                seats = tuple((str(pid), bool(readonly)) for pid, readonly in json.loads(entry.data))
                 seen = self._seen.setdefault(room.session_id, {})
                 if seats:
-                    seen[origin.decode()] = time.monotonic()
+                    seen[origin] = time.monotonic()
                 else:
-                    seen.pop(origin.decode(), None)
-                room.remote_presence(origin.decode(), seats)
+                    seen.pop(origin, None)
+                room.remote_presence(origin, seats)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
             raise
         except BaseException:
@@ -340,24 +441,21 @@ class RedisCluster:
         while True:
             await self._stale_ready.wait()
             self._stale_ready.clear()
+            if self._up is False:
+                # Healing from the log now would miss what others commit until Redis returns: wait for it.
+                await asyncio.sleep(min(self._settings.redis_heal_seconds, _backoff(failures + 1)))
+                self._stale_ready.set()
+                continue
             for session_id in list(self._stale):
                 room = self._rooms.get(session_id)
+                self._stale.discard(session_id)
                 if room is None:
-                    self._stale.discard(session_id)
                     continue
                 try:
-                    mark = await self.mark()
-                    if mark is None:
-                        break
                     await room.heal()
-                    await self._replay(session_id, mark)  # type: ignore[arg-type]
-                except _FAILURES as exc:
-                    self._went_down(exc)
-                    break
                 except Exception:
                     log.exception("healing a room from the update log failed; trying again")
-                    break
-                self._stale.discard(session_id)
+                    self._stale.add(session_id)
             if self._stale:
                 failures += 1
                 await asyncio.sleep(min(self._settings.redis_heal_seconds, _backoff(failures)))
@@ -417,10 +515,6 @@ class RedisCluster:
         if self._up is False:
             log.warning("Redis is reachable again: healing this process's rooms from the update log")
         self._up = True
-
-    @property
-    def rooms(self) -> Iterable[str]:
-        return self._rooms.keys()
 
 
 def _backoff(failures: int) -> float:
