@@ -466,7 +466,7 @@ class Room:
                     clocks[client] = end
         self._text_bytes_bound += info.string_bytes
         self.doc_bytes += len(update)
-        self.dirty = True
+        # Not dirty: the session row's copy of the text is its origin's to write (it holds the room too).
         self.changed_at = time.time()
         self._broadcast(p.sync_update(update), None)
 
