@@ -114,3 +114,27 @@ async def test_every_update_is_stored_once_by_its_origin(cluster: ServerFactory,
     async with httpx.AsyncClient(base_url=c_srv.base_url, timeout=30) as http:
         r = await http.get(f"/v1/sessions/{sid}")
         assert r.json()["code"] == text
+
+
+async def test_online_flags_on_a_process_that_does_not_hold_the_room(cluster: ServerFactory) -> None:
+    a_srv: LiveServer = await cluster()
+    c_srv: LiveServer = await cluster()  # never loads the room: answers from what the others renewed
+    async with (
+        httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as a_http,
+        httpx.AsyncClient(base_url=c_srv.base_url, timeout=30) as c_http,
+    ):
+        s = await new_session(a_http)
+        sid = s["id"]
+        ada = await join(a_http, sid, "Ada")
+        viewer_id = s["viewerId"]
+
+        async def online(path: str) -> dict[str, bool]:
+            r = await c_http.get(path)
+            return {p["name"]: p["online"] for p in r.json()}
+
+        a = await YClient(collab_url(a_srv.ws_url, sid, ada["token"])).connect()
+        for path in (f"/v1/sessions/{sid}/participants", f"/v1/views/{viewer_id}/participants"):
+            await eventually(lambda path=path: _is(online(path), {"Ada": True}))
+        assert c_srv.server.config.app.state.collab.peek(sid) is None
+        await a.close()
+        await eventually(lambda: _is(online(f"/v1/sessions/{sid}/participants"), {"Ada": False}))

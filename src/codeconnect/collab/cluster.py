@@ -103,6 +103,10 @@ class Cluster(Fanout, Protocol):
         """Hand the other processes' events of ``topic`` to ``handler``."""
         ...
 
+    async def online(self, session_id: str) -> frozenset[str]:
+        """Who is connected to the session on any process (asked when this process does not hold its room)."""
+        ...
+
     async def take_rate(self, key: str, per_minute: int) -> float | None:
         """Count one event under ``key`` in a one-minute window shared by every process: 0 when taken, else the
         seconds until one would be; None when there is nothing shared to count in (count locally then)."""
@@ -146,6 +150,9 @@ class LocalCluster:
 
     def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
         return None
+
+    async def online(self, session_id: str) -> frozenset[str]:
+        return frozenset()  # no room here: nobody is connected
 
     async def take_rate(self, key: str, per_minute: int) -> float | None:
         return None

@@ -42,6 +42,7 @@ from codeconnect.config import Settings
 log = logging.getLogger(__name__)
 
 _PREFIX = b"ccl:s:"  # a session's stream, and the channel announcing its entries
+_ONLINE_PREFIX = b"ccl:o:"  # a session's connections per process (see _PUBLISH_SCRIPT)
 _EVENTS = b"ccl:events"  # one stream and channel for the whole cluster: admission events, run stops (``share``)
 _UPDATE, _AWARENESS, _PRESENCE = b"u", b"a", b"p"
 _LAPSES = 3  # heartbeats without a renewal after which a process is taken for gone
@@ -49,11 +50,22 @@ _CATCH_UP_WAIT = 2.0  # how long loading a room waits for the stream's recent en
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
 # KEYS[1]: the stream (and channel); ARGV: max length, origin, kind, author, data. The channel's message is the
-# entry with its id: "id NUL origin NUL kind NUL author NUL data" (data last: it may hold NULs).
+# entry with its id: "id NUL origin NUL kind NUL author NUL data" (data last: it may hold NULs). A presence
+# renewal also names KEYS[2], the session's hash of connections per process ("seconds.micros seats" on Redis's
+# clock, expiring after ARGV[6] ms), which processes that do not hold the room read for the online flags.
 _PUBLISH_SCRIPT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'o', ARGV[2], 'k', ARGV[3], 'b', ARGV[4],
   'd', ARGV[5])
 redis.call('PUBLISH', KEYS[1], id .. '\\0' .. ARGV[2] .. '\\0' .. ARGV[3] .. '\\0' .. ARGV[4] .. '\\0' .. ARGV[5])
+if KEYS[2] then
+  if ARGV[5] == '[]' then
+    redis.call('HDEL', KEYS[2], ARGV[2])
+  else
+    local t = redis.call('TIME')
+    redis.call('HSET', KEYS[2], ARGV[2], t[1] .. '.' .. t[2] .. ' ' .. ARGV[5])
+    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+  end
+end
 return id
 """
 
@@ -124,6 +136,7 @@ class RedisCluster:
         self._maxlen = settings.redis_stream_max_length
         self._replay_ms = int(settings.redis_replay_seconds * 1000)
         self._heartbeat = settings.process_heartbeat_seconds
+        self._online_ttl_ms = int(2 * _LAPSES * self._heartbeat * 1000)
         self._commands = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         # The subscriber waits for as long as nothing is published; keepalives and health checks notice a dead peer.
         self._subscriber = aioredis.Redis.from_url(
@@ -185,6 +198,25 @@ class RedisCluster:
     def status(self) -> str | None:
         return "up" if self._up else "down"
 
+    async def online(self, session_id: str) -> frozenset[str]:
+        """Who is connected to the session on any process, as their processes last renewed it (for a process
+        that does not hold the room; one that does knows from the room). Empty while Redis is unreachable."""
+        try:
+            pipe = self._commands.pipeline(transaction=False)
+            pipe.hgetall(_ONLINE_PREFIX + session_id.encode())
+            pipe.time()
+            held, (seconds, micros) = await pipe.execute()
+        except _FAILURES as exc:
+            self._went_down(exc)
+            return frozenset()
+        fresh_after = seconds + micros / 1e6 - _LAPSES * self._heartbeat
+        online: set[str] = set()
+        for value in held.values():
+            stamp, _, seats = value.partition(b" ")
+            if float(stamp) >= fresh_after:
+                online.update(str(pid) for pid, _readonly in json.loads(seats))
+        return frozenset(online)
+
     async def take_rate(self, key: str, per_minute: int) -> float | None:
         try:
             taken, wait_ms = await self._rate(
@@ -225,7 +257,14 @@ class RedisCluster:
         for attempt in (1, 2):
             pipe = self._commands.pipeline(transaction=False)
             for key, kind, data, author in batch:
-                pipe.evalsha(self._publish_sha, 1, key, self._maxlen, self._pid, kind, author, data)
+                if kind == _PRESENCE:
+                    online = _ONLINE_PREFIX + key[len(_PREFIX) :]
+                    pipe.evalsha(
+                        self._publish_sha, 2, key, online, self._maxlen, self._pid, kind, author, data,
+                        self._online_ttl_ms,
+                    )  # fmt: skip
+                else:
+                    pipe.evalsha(self._publish_sha, 1, key, self._maxlen, self._pid, kind, author, data)
             try:
                 await pipe.execute()
                 return

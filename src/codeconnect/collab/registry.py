@@ -296,8 +296,16 @@ class RoomRegistry:
     # --- presence and run output (app-wide contracts) ------------------------------------------------------
 
     def online_participants(self, session_id: str) -> frozenset[str]:
+        """Who is connected, when the room is loaded here (a room that is not is nobody's in one process)."""
         room = self.rooms.get(session_id)
         return room.online_participants() if room is not None else frozenset()
+
+    async def online(self, session_id: str) -> frozenset[str]:
+        """Who is connected to the session on any process, whether its room is loaded here or not."""
+        room = self.rooms.get(session_id)
+        if room is not None:
+            return room.online_participants()
+        return await self.cluster.online(session_id)
 
     async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
         """Append a run to the live document's ``runs`` if the room is loaded (nobody watches otherwise)."""

@@ -35,7 +35,7 @@ def build_router(models: RequestModels) -> APIRouter:
         session_id: ExistingSessionId, db: DB, presence: Presence
     ) -> list[Participant]:
         """Everyone who joined the session, in joining order, with their online state."""
-        online = presence.online_participants(session_id)
+        online = await presence.online(session_id)
         return [to_participant(p, online) for p in await service.list_participants(db, session_id)]
 
     @router.post(
@@ -59,7 +59,7 @@ def build_router(models: RequestModels) -> APIRouter:
         visible are refused with 422. A name already in the session (compared ignoring case, width and
         invisible characters) comes back numbered: `Ada (2)`."""
         joined = await service.join(db, settings, cards, session_id, name=body.name, role=body.role)
-        participant = to_participant(joined.row, presence.online_participants(session_id))
+        participant = to_participant(joined.row, await presence.online(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
 
     bind_body(join, checked_join_model(models.join))

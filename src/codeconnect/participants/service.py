@@ -35,7 +35,13 @@ def participant_color(seq: int) -> str:
 class PresenceView(Protocol):
     """Who is connected right now (the live layer implements it)."""
 
-    def online_participants(self, session_id: str) -> frozenset[str]: ...
+    def online_participants(self, session_id: str) -> frozenset[str]:
+        """Who is connected, for a session whose room is loaded in this process (it knows every process's)."""
+        ...
+
+    async def online(self, session_id: str) -> frozenset[str]:
+        """Who is connected on any process, whether the session's room is loaded here or not."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

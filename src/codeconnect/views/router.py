@@ -78,7 +78,7 @@ def build_router(models: RequestModels) -> APIRouter:
     )
     async def list_participants(session_id: ViewedSessionId, db: DB, presence: Presence) -> list[Participant]:
         """Everyone who joined, in joining order: names, colours, roles and online state."""
-        online = presence.online_participants(session_id)
+        online = await presence.online(session_id)
         return [to_participant(p, online) for p in (await sessions.get_session(db, session_id)).participants]
 
     @router.post(
@@ -99,7 +99,7 @@ def build_router(models: RequestModels) -> APIRouter:
         """Add a viewer. The response carries its secret `token` for `/v1/collab/v/{viewerId}?token=...`, shown
         once. Names follow the same rules as joining by session id; `role`, if sent, must be `viewer`."""
         joined = await service.join_session(db, settings, cards, session_id, name=body.name)
-        participant = to_participant(joined.row, presence.online_participants(session_id))
+        participant = to_participant(joined.row, await presence.online(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
 
     bind_body(join, viewer_join_model(models.join))
