@@ -113,7 +113,10 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             except SharedDatabase as exc:
                 log.error("codeconnect: refusing to start: %s", exc)
                 raise
-            app.state.cards = SessionCards(settings.session_cards)
+            app.state.cards = SessionCards(
+                settings.session_cards, partial(cluster.share, "card") if cluster.shared else None
+            )
+            cluster.listen("card", app.state.cards.apply_shared)
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)
             admission = Admission(settings, partial(cluster.share, "admission") if cluster.shared else None)
             cluster.listen("admission", admission.apply_shared)

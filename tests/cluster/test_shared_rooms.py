@@ -138,3 +138,26 @@ async def test_online_flags_on_a_process_that_does_not_hold_the_room(cluster: Se
         assert c_srv.server.config.app.state.collab.peek(sid) is None
         await a.close()
         await eventually(lambda: _is(online(f"/v1/sessions/{sid}/participants"), {"Ada": False}))
+
+
+async def test_a_join_on_one_process_reaches_reads_answered_from_memory_on_another(cluster: ServerFactory) -> None:
+    a_srv: LiveServer = await cluster()
+    b_srv: LiveServer = await cluster()
+    async with (
+        httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as a_http,
+        httpx.AsyncClient(base_url=b_srv.base_url, timeout=30) as b_http,
+    ):
+        s = await new_session(a_http)
+        sid = s["id"]
+        ada = await join(a_http, sid, "Ada")
+        # B holds the room, so its reads answer from its card of the session (no database round trip).
+        a = await YClient(collab_url(b_srv.ws_url, sid, ada["token"])).connect()
+        assert [p["name"] for p in (await b_http.get(f"/v1/sessions/{sid}")).json()["participants"]] == ["Ada"]
+        await join(a_http, sid, "Bob")  # committed on A
+
+        async def bob_listed_on_b() -> bool:
+            r = await b_http.get(f"/v1/sessions/{sid}")
+            return [p["name"] for p in r.json()["participants"]] == ["Ada", "Bob"]
+
+        await eventually(bob_listed_on_b)
+        await a.close()

@@ -54,7 +54,7 @@ def forget_card_on_commit(db: AsyncSession, cards: SessionCards, session_id: str
     """Drop the session's in-memory card now and once ``db`` commits: a read between the two cannot keep what
     it read (see ``sessions.cards``)."""
     cards.forget(session_id)
-    event.listen(db.sync_session, "after_commit", lambda _: cards.forget(session_id), once=True)
+    event.listen(db.sync_session, "after_commit", lambda _: cards.forget(session_id, committed=True), once=True)
 
 
 async def join(

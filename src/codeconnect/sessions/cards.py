@@ -5,7 +5,8 @@ A session's id, creation time, read-only link and participants change only throu
 (a join today); the code, language, title and latest change come from the live document while its room is loaded.
 A card is taken from the database on a read while the room is loaded, belongs to that loading of the room (the
 row's ``updated_at`` is only exact up to the load), and is dropped by every write that changes what it holds.
-With several processes, their writes will have to reach each other's cards the same way.
+With several processes, a committed write is told to the others (``share``), which drop their card of the session
+too: a read there within the few milliseconds the news takes to cross may still answer from the card.
 
 A read that started before a write and finishes after it must not store what it read: every write moves an
 epoch forward, and a card is kept only if the epoch did not move while it was read. Writes are rare next to
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -46,10 +48,11 @@ class SessionCard:
 class SessionCards:
     """A bounded, least-recently-used set of cards."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, share: Callable[[bytes], None] | None = None) -> None:
         self.capacity = capacity
         self._cards: OrderedDict[str, SessionCard] = OrderedDict()
         self._epoch = 0
+        self._share = share  # tells the other processes of a committed write
 
     def get(self, session_id: str, room: Room) -> SessionCard | None:
         """The card of ``session_id`` read under this loading of its room, if there is one."""
@@ -71,10 +74,17 @@ class SessionCards:
         while len(self._cards) > self.capacity:
             self._cards.popitem(last=False)
 
-    def forget(self, session_id: str) -> None:
-        """Called before a write that changes a session's card is committed, and again after it."""
+    def forget(self, session_id: str, *, committed: bool = False) -> None:
+        """Called before a write that changes a session's card is committed, and again after it (``committed``:
+        then the other processes are told too)."""
         self._epoch += 1
         self._cards.pop(session_id, None)
+        if committed and self._share is not None:
+            self._share(session_id.encode())
+
+    def apply_shared(self, event: bytes) -> None:
+        """Another process committed a write to the session named by ``event``."""
+        self.forget(event.decode())
 
     def __len__(self) -> int:
         return len(self._cards)
