@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 import httpx
+from pycrdt import Array
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from codeconnect.collab.document import RUNS
 from codeconnect.models import DocUpdateRow
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
@@ -161,3 +163,18 @@ async def test_a_join_on_one_process_reaches_reads_answered_from_memory_on_anoth
 
         await eventually(bob_listed_on_b)
         await a.close()
+
+
+async def test_a_run_finished_on_a_process_without_the_room_reaches_the_watchers(cluster: ServerFactory) -> None:
+    a_srv: LiveServer = await cluster()
+    b_srv: LiveServer = await cluster()
+    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
+        s = await new_session(http)
+        sid = s["id"]
+        ada = await join(http, sid, "Ada")
+    a = await YClient(collab_url(a_srv.ws_url, sid, ada["token"])).connect()
+    runs = a.doc.get(RUNS, type=Array)
+    # The run's request reached B, which does not hold the room; its record still reaches Ada on A.
+    await b_srv.server.config.app.state.run_sink.append_run(sid, {"id": "run-on-b", "stdout": "hello\n"})
+    await a.wait_for(lambda: any(r.get("id") == "run-on-b" for r in runs.to_py() or []))
+    await a.close()

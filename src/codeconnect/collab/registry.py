@@ -308,9 +308,15 @@ class RoomRegistry:
         return await self.cluster.online(session_id)
 
     async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
-        """Append a run to the live document's ``runs`` if the room is loaded (nobody watches otherwise)."""
+        """Append a run to the live document's ``runs`` if the room is loaded (nobody watches otherwise); with
+        other processes, whose clients may watch a room this one does not hold, it is loaded for the run."""
         room = self.peek(session_id)
         if room is None:
+            if not self.cluster.shared:
+                return
+            async with self.use(session_id) as room:
+                room.change(lambda shared: shared.append_run(run))
+                await room.committed()
             return
         room.change(lambda shared: shared.append_run(run))
         await room.committed()
