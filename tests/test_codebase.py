@@ -99,3 +99,30 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 def test_no_module_of_the_package_imports_itself_through_others() -> None:
     sources = {_module_of(p): p.read_text() for p in SRC.rglob("*.py")}
     assert import_cycles(sources) == []
+
+
+# The real-time core: bytes in, bytes out. It knows nothing of HTTP, SQL or Redis; those reach it through the
+# protocols it defines (Channel, UpdateStore, Fanout), implemented elsewhere and chosen when the app is wired.
+CORE = ("room", "awareness", "updates", "protocol", "document", "cluster", "records", "auth")
+OUTSIDE = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "redis", "fastapi", "starlette", "uvicorn", "websockets")
+
+
+def test_the_live_core_imports_no_transport_and_no_store() -> None:
+    sources = {f"codeconnect.collab.{m}": (SRC / "collab" / f"{m}.py").read_text() for m in CORE}
+    for name in CORE:
+        tree = ast.parse(sources[f"codeconnect.collab.{name}"])
+        for node in ast.walk(tree):
+            modules: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                # `from codeconnect.collab import protocol` names the module it imports
+                package = node.module == "codeconnect.collab"
+                modules = [f"{node.module}.{a.name}" for a in node.names] if package else [node.module or ""]
+            elif isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            for module in modules:
+                top = module.split(".")[0]
+                assert top not in OUTSIDE, f"collab/{name}.py imports {module}"
+                if module.startswith("codeconnect."):
+                    assert module in sources or module in ("codeconnect.titles", "codeconnect.languages"), (
+                        f"collab/{name}.py imports {module}, outside the core"
+                    )

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeconnect.collab import protocol as p
 from codeconnect.collab.protocol import CloseCode
-from codeconnect.collab.writer import Mirror
+from codeconnect.collab.records import Mirror
 from codeconnect.config import Settings
 from codeconnect.db import create_engine
 from codeconnect.execution.toolchains import Toolchains

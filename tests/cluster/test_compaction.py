@@ -8,7 +8,8 @@ from pycrdt import Text, merge_updates
 from sqlalchemy.engine import make_url
 
 from codeconnect.collab.document import CODE, SharedDoc, initial_update
-from codeconnect.collab.writer import NewSession, batch_writer
+from codeconnect.collab.records import NewSession
+from codeconnect.collab.writer import batch_writer
 from codeconnect.models import utcnow
 from tests.cluster.test_crash import _logged_text
 from tests.collab.yclient import YClient, collab_url, join, new_session

@@ -13,8 +13,9 @@ from pycrdt import Doc, Text
 from sqlalchemy import func, select, text
 
 from codeconnect.collab.document import initial_update
+from codeconnect.collab.records import Mirror, NewSession
 from codeconnect.collab.store import UpdateLog, is_outage, storable_text
-from codeconnect.collab.writer import Mirror, NewSession, batch_writer
+from codeconnect.collab.writer import batch_writer
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow, utcnow

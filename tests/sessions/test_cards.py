@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from codeconnect.collab.writer import ParticipantCardRecord
+from codeconnect.collab.records import ParticipantCardRecord
 from codeconnect.sessions.cards import SessionCard, SessionCards
 from tests.conftest import ServerFactory
 

@@ -22,9 +22,9 @@ from sqlalchemy.orm import selectinload
 from codeconnect.collab.auth import Authenticate, Participant
 from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.document import SharedDoc, initial_update
+from codeconnect.collab.records import ParticipantCardRecord, SessionCardRecord
 from codeconnect.collab.room import Room, RoomLimits
 from codeconnect.collab.store import UpdateLog
-from codeconnect.collab.writer import ParticipantCardRecord, SessionCardRecord
 from codeconnect.config import Settings
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import SessionRow

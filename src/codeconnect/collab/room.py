@@ -32,9 +32,8 @@ from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_
 from codeconnect.collab.cluster import Fanout
 from codeconnect.collab.document import SharedDoc
 from codeconnect.collab.protocol import CloseCode, MalformedMessage, MessageType, SyncType
-from codeconnect.collab.store import UpdateLog
+from codeconnect.collab.records import Mirror, StoredDoc
 from codeconnect.collab.updates import inspect_update
-from codeconnect.collab.writer import Mirror
 from codeconnect.titles import is_valid_title
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,20 @@ class Channel(Protocol):
         """Count ``messages`` more toward the peer's message rate: work one of its messages caused beyond its own
         handling (the peer's reads pause until the rate has paid for it, as for any flood)."""
         ...
+
+
+class UpdateStore(Protocol):
+    """The update log as a room uses it (``store.UpdateLog``, chosen when the app is wired)."""
+
+    def append(self, session_id: str, data: bytes) -> asyncio.Future[None]:
+        """Queue ``data`` for the session's log; the future settles once it is committed."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far is committed."""
+        ...
+
+    async def load(self, session_id: str) -> StoredDoc: ...
 
 
 class ProtocolViolation(Exception):
@@ -135,7 +148,7 @@ class Room:
     """
 
     def __init__(
-        self, session_id: str, shared: SharedDoc, log_: UpdateLog, limits: RoomLimits, *, stored_rows: int,
+        self, session_id: str, shared: SharedDoc, log_: UpdateStore, limits: RoomLimits, *, stored_rows: int,
         stored_bytes: int, fallback_language: str, fallback_title: str, fanout: Fanout | None = None,
     ) -> None:
         self.session_id = session_id

@@ -35,7 +35,8 @@ from sqlalchemy import String, Table, bindparam, delete, func, insert, select, u
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.collab.writer import BatchWriter, Mirror, NewSession, StoredDoc, batch_writer
+from codeconnect.collab.records import Mirror, NewSession, StoredDoc
+from codeconnect.collab.writer import BatchWriter, batch_writer
 from codeconnect.config import Settings
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, SessionRow

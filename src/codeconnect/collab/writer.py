@@ -23,12 +23,19 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import make_url
 
+from codeconnect.collab.records import (
+    Mirror,
+    NewSession,
+    ParticipantCardRecord,
+    ParticipantRecord,
+    SessionCardRecord,
+    StoredDoc,
+)
 from codeconnect.db import sqlite_path
 
 # In sqlite3's parameter style; "?" is rewritten to "$n" for asyncpg below.
@@ -67,65 +74,6 @@ def _pg(query: str) -> str:
     _NEW_SESSION, _SESSION_CARD, _PARTICIPANT_CARDS, _DOC_ROWS_WITH_IDS,
 ))
 _T = TypeVar("_T")
-
-
-class ParticipantRecord(NamedTuple):
-    id: str
-    session_id: str
-    name: str
-    color: str
-    role: str
-    token_hash: str
-
-
-@dataclass(frozen=True, slots=True)
-class Mirror:
-    """What the session row's mirror columns get from the live document."""
-
-    code: str
-    language: str
-    title: str
-    updated_at: datetime
-
-
-class ParticipantCardRecord(NamedTuple):
-    id: str
-    name: str
-    color: str
-    role: str
-    joined_at: datetime
-
-
-class SessionCardRecord(NamedTuple):
-    """What a session read answers besides the document: its row's times and link, and its participants."""
-
-    created_at: datetime
-    updated_at: datetime
-    viewer_id: str
-    participants: list[ParticipantCardRecord]
-
-
-class NewSession(NamedTuple):
-    """A session row as created, with its document's first update (stored with it, in one transaction)."""
-
-    id: str
-    title: str
-    language: str
-    code: str
-    owner_key_hash: str
-    viewer_id: str
-    created_at: datetime
-    first_update: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDoc:
-    """What a room is loaded from: the session's mirror columns and its log rows."""
-
-    title: str
-    language: str
-    code: str
-    updates: list[bytes]
 
 
 MirrorGroups = Sequence[Mapping[str, "Mirror"]]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from codeconnect.collab.writer import ParticipantCardRecord
+from codeconnect.collab.records import ParticipantCardRecord
 from codeconnect.deps import DB, Cards, ExistingSessionId, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import ParticipantRow

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from codeconnect.collab.writer import ParticipantCardRecord, SessionCardRecord
+from codeconnect.collab.records import ParticipantCardRecord, SessionCardRecord
 
 if TYPE_CHECKING:
     from codeconnect.collab.room import Room

@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from codeconnect.collab.document import SharedDoc, initial_update
+from codeconnect.collab.records import NewSession
 from codeconnect.collab.store import storable_text
-from codeconnect.collab.writer import NewSession
 from codeconnect.config import Settings
 from codeconnect.errors import SessionNotFound
 from codeconnect.languages import LanguageName, get_language, normalize_language

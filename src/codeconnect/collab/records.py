@@ -1,0 +1,66 @@
+"""The plain records the live layer, its stores and the REST layer hand each other: no behaviour, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
+
+
+class ParticipantRecord(NamedTuple):
+    id: str
+    session_id: str
+    name: str
+    color: str
+    role: str
+    token_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mirror:
+    """What the session row's mirror columns get from the live document."""
+
+    code: str
+    language: str
+    title: str
+    updated_at: datetime
+
+
+class ParticipantCardRecord(NamedTuple):
+    id: str
+    name: str
+    color: str
+    role: str
+    joined_at: datetime
+
+
+class SessionCardRecord(NamedTuple):
+    """What a session read answers besides the document: its row's times and link, and its participants."""
+
+    created_at: datetime
+    updated_at: datetime
+    viewer_id: str
+    participants: list[ParticipantCardRecord]
+
+
+class NewSession(NamedTuple):
+    """A session row as created, with its document's first update (stored with it, in one transaction)."""
+
+    id: str
+    title: str
+    language: str
+    code: str
+    owner_key_hash: str
+    viewer_id: str
+    created_at: datetime
+    first_update: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDoc:
+    """What a room is loaded from: the session's mirror columns and its log rows."""
+
+    title: str
+    language: str
+    code: str
+    updates: list[bytes]
