@@ -3,6 +3,10 @@
 A room is created by the first connection or REST write that needs it; concurrent first users share one
 load. When the last user leaves, the room stays for ``room_unload_grace_seconds``, then its changes are
 flushed, its log compacted and it is dropped from memory. Shutdown flushes every room.
+
+With other processes serving the same sessions (``cluster``), a loading room also reads what they relayed
+recently and starts hearing what they relay, and compaction replaces only the rows it read (they may append
+meanwhile; see ``BatchWriter.compact_rows``).
 """
 
 from __future__ import annotations

@@ -117,7 +117,9 @@ _SERVER = ""  # owner of the room's own client id (no participant id is empty)
 
 
 class Room:
-    """The live state of one session; lives in exactly one process.
+    """The live state of one session in this process. With several processes (see ``cluster.py``) each holds a
+    room of the session: what one accepts it publishes through its ``Fanout`` and the others apply
+    (:meth:`apply_remote`, never storing it); awareness, seats and client-id ownership cross the same way.
 
     **Who may write under a Yjs client id.** Yrs takes any struct at face value: a GC struct a million clocks
     long under someone's client id moves that client's clock past everything it will type, and its next edits
