@@ -53,6 +53,8 @@ async def test_kill_9_of_a_process_loses_nothing_another_holds(pg_url: str, tmp_
             bob = await join(http, sid, "Bob")
         a = await YClient(collab_url(_ws(a_srv.base_url), sid, ada["token"])).connect()
         b = await YClient(collab_url(_ws(b_srv.base_url), sid, bob["token"])).connect()
+        await a.set_awareness({"user": {"name": "Ada"}})
+        await b.wait_for(lambda: a.doc.client_id in b.awareness)
         for i in range(20):
             a.code += f"a{i}\n"
             b.code += f"b{i}\n"
@@ -84,6 +86,7 @@ async def test_kill_9_of_a_process_loses_nothing_another_holds(pg_url: str, tmp_
                 return {p["name"]: p["online"] for p in r.json()} == {"Ada": False, "Bob": True}
 
             await eventually(ada_offline)
+        await b.wait_for(lambda: a.doc.client_id not in b.awareness)  # her cursor went with her process
 
         async def log_holds_what_b_saw() -> bool:
             return await _logged_text(pg_url, sid) == seen_by_b

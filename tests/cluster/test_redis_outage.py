@@ -19,7 +19,7 @@ async def _redis_is(http: httpx.AsyncClient, state: str) -> bool:
 
 @pytest.mark.parametrize("edits", [20, 150], ids=["resent", "healed-from-the-log"])
 async def test_edits_made_while_redis_is_down_merge_when_it_returns(
-    cluster: ServerFactory, own_redis: RedisProcess, edits: int
+    cluster: ServerFactory, own_redis: RedisProcess, edits: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     # 150 edits overflow what a process keeps for Redis (100 entries here): the oldest reach the other process
     # only by healing from the update log.
@@ -56,6 +56,11 @@ async def test_edits_made_while_redis_is_down_merge_when_it_returns(
         assert a.text == a2.text == b.text
         assert all(f"a{i}\n" in a.text and f"b{i}\n" in a.text for i in range(edits))
         await eventually(lambda: _redis_is(a_http, "up"))
+        await eventually(lambda: _redis_is(b_http, "up"))
+        # Each process said it once when Redis went, and once when it came back (not at every retry).
+        messages = [r.getMessage() for r in caplog.records if r.name == "codeconnect.collab.redis_cluster"]
+        assert sum("Redis is unreachable" in m for m in messages) == 2, messages
+        assert sum("Redis is reachable again" in m for m in messages) == 2, messages
 
         # And the cluster works as before.
         b.code += "after\n"

@@ -144,3 +144,26 @@ async def test_a_stop_reaches_the_run_on_another_process(pg_url: str) -> None:
     finally:
         for cluster in clusters:
             await cluster.__aexit__(None, None, None)
+
+
+async def test_nobody_speaks_for_another_process_s_client_in_awareness(cluster: ServerFactory) -> None:
+    a_srv: LiveServer = await cluster()
+    b_srv: LiveServer = await cluster()
+    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
+        s = await new_session(http)
+        sid = s["id"]
+        vera = await join(http, sid, "Vera")
+        mallory = await join(http, sid, "Mallory")
+    v = await YClient(collab_url(b_srv.ws_url, sid, vera["token"])).connect()
+    m = await YClient(collab_url(a_srv.ws_url, sid, mallory["token"])).connect()
+    await v.set_awareness({"user": {"name": "Vera"}})
+    await m.wait_for(lambda: v.doc.client_id in m.awareness)
+    # Mallory, on the other process, announces Vera's client id (public through awareness), then clears it.
+    await m.set_awareness({"user": {"name": "Vera"}}, client_id=v.doc.client_id)
+    await m.set_awareness(None, client_id=v.doc.client_id)
+    await m.set_awareness({"user": {"name": "Mallory"}})  # her own: arrives after the two above
+    await v.wait_for(lambda: m.doc.client_id in v.awareness)
+    assert v.awareness[v.doc.client_id]["user"]["participantId"] == vera["id"]
+    assert m.awareness[v.doc.client_id]["user"]["participantId"] == vera["id"]
+    await v.close()
+    await m.close()

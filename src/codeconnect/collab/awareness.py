@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -98,9 +99,9 @@ class RoomAwareness:
         live_output_max_pieces: int = LIVE_OUTPUT_MAX_PIECES,
     ) -> None:
         self._entries: dict[int, _Entry] = {}
-        # The states of other processes' peers (clock, state, origin process), as their servers relayed them:
-        # checked and rebuilt there, kept here for this process's peers that join later.
-        self._remote: dict[int, tuple[int, bytes, str]] = {}
+        # The states of other processes' peers (clock, state, origin process, participant), as their servers
+        # relayed them: checked and rebuilt there, kept here for this process's peers that join later.
+        self._remote: dict[int, tuple[int, bytes, str, str]] = {}
         self.max_state_bytes = max_state_bytes
         self._output_bounds = (live_output_max_bytes, live_output_max_pieces)
 
@@ -112,13 +113,20 @@ class RoomAwareness:
         if not self._entries and not self._remote:
             return None
         entries = [(cid, e.clock, e.state) for cid, e in self._entries.items()]
-        entries += [(cid, clock, state) for cid, (clock, state, _) in self._remote.items() if cid not in self._entries]
+        entries += [(cid, r[0], r[1]) for cid, r in self._remote.items() if cid not in self._entries]
         return encode_entries(entries)
 
-    def apply_remote(self, origin: str, payload: bytes) -> list[tuple[int, str]]:
-        """Keep the states another process relayed (``payload`` as its peers received it); return the client ids
-        announced with the participant each speaks for (the origin wrote ``user`` itself)."""
+    def apply_remote(
+        self, origin: str, payload: bytes, owner_of: Callable[[int], str | None]
+    ) -> tuple[bytes | None, list[tuple[int, str]]]:
+        """Keep the states another process relayed (``payload`` as its peers received it). Returns what to relay
+        here, and the client ids announced with the participant each speaks for (the origin wrote ``user``).
+
+        A state for a client id that belongs to someone else here (``owner_of``: by this process's connections
+        or what it learned before) is dropped: two processes may each have let a different participant claim
+        the same id within the moment their claims took to cross; the first one each heard of keeps it."""
         r = Reader(payload)
+        kept: list[tuple[int, int, bytes]] = []
         announced: list[tuple[int, str]] = []
         for _ in range(r.count(3)):
             client_id = r.var_uint()
@@ -128,25 +136,39 @@ class RoomAwareness:
             if current is not None and clock < current[0]:
                 continue
             if state == b"null":
-                self._remote.pop(client_id, None)
+                if current is None or current[2] != origin:
+                    continue  # only the process that relayed a state may take it away
+                del self._remote[client_id]
             else:
-                self._remote[client_id] = (clock, state, origin)
                 participant = json.loads(state).get("user", {}).get("participantId")
-                if isinstance(participant, str):
-                    announced.append((client_id, participant))
-        return announced
+                if not isinstance(participant, str):
+                    continue
+                owner = owner_of(client_id)
+                held = self._entries.get(client_id)
+                if (owner is not None and owner != participant) or (
+                    held is not None and held.owner.user["participantId"] != participant
+                ):
+                    continue
+                self._remote[client_id] = (clock, state, origin, participant)
+                announced.append((client_id, participant))
+            kept.append((client_id, clock, state))
+        return (encode_entries(kept) if kept else None), announced
 
     def drop_origin(self, origin: str) -> bytes | None:
         """Forget every state ``origin`` relayed; return the payload telling this process's peers they went."""
-        gone = [(cid, clock + 1, b"null") for cid, (clock, _, o) in self._remote.items() if o == origin]
+        gone = [(cid, r[0] + 1, b"null") for cid, r in self._remote.items() if r[2] == origin]
         for cid, _, _ in gone:
             del self._remote[cid]
         return encode_entries(gone) if gone else None
 
-    def apply(self, conn: AwarenessOwner, payload: bytes) -> bytes | None:
+    def apply(
+        self, conn: AwarenessOwner, payload: bytes, owner_of: Callable[[int], str | None] | None = None
+    ) -> bytes | None:
         """Apply a client's awareness update; return the payload to relay (None: nothing changed).
 
-        Entries for other clients (stock clients re-send what they receive) are ignored, not errors."""
+        Entries for other clients (stock clients re-send what they receive) are ignored, not errors. A client id
+        that ``owner_of`` (the room's record of who writes under which id) or another process's state gives to
+        someone else is not this connection's to announce."""
         r = Reader(payload)
         changed: list[tuple[int, int, bytes]] = []
         for _ in range(r.count(3)):
@@ -156,8 +178,13 @@ class RoomAwareness:
             if client_id != conn.client_id:
                 if conn.client_id is not None:
                     continue
+                me = conn.user["participantId"]
                 held = self._entries.get(client_id)
-                if held is not None and held.owner.user["participantId"] != conn.user["participantId"]:
+                if held is not None and held.owner.user["participantId"] != me:
+                    continue
+                remote = self._remote.get(client_id)
+                owner = owner_of(client_id) if owner_of is not None else None
+                if (remote is not None and remote[3] != me) or (owner is not None and owner != me):
                     continue
                 # The connection's own client: the first id it announces that no one else holds. One the same
                 # participant holds is a reconnect whose old socket is not gone yet: the new one takes it over,

@@ -27,9 +27,9 @@ from typing import Protocol
 class Fanout(Protocol):
     """What a room publishes to the other processes holding the same session."""
 
-    def update(self, session_id: str, update: bytes, author: str | None) -> None:
+    def update(self, session_id: str, update: bytes, author: str | None, claims: tuple[int, ...]) -> None:
         """A document update this process accepted, before its commit: from participant ``author``'s
-        connection, or the server's own change (None)."""
+        connection (``claims``: the client ids it made the author's), or the server's own change (None)."""
         ...
 
     def awareness(self, session_id: str, payload: bytes) -> None:
@@ -50,7 +50,7 @@ class RemoteRoom(Protocol):
         """The room's connections in this process (renewed to the others as presence)."""
         ...
 
-    def apply_remote(self, update: bytes, author: str | None) -> None:
+    def apply_remote(self, update: bytes, author: str | None, claims: tuple[int, ...]) -> None:
         """An update another process accepted: apply and relay to this process's peers, never store."""
         ...
 
@@ -124,7 +124,7 @@ class LocalCluster:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    def update(self, session_id: str, update: bytes, author: str | None) -> None:
+    def update(self, session_id: str, update: bytes, author: str | None, claims: tuple[int, ...]) -> None:
         return None
 
     def awareness(self, session_id: str, payload: bytes) -> None:

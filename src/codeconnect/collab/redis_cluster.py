@@ -34,6 +34,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
 from codeconnect.collab.cluster import RemoteRoom
@@ -44,7 +46,8 @@ log = logging.getLogger(__name__)
 _PREFIX = b"ccl:s:"  # a session's stream, and the channel announcing its entries
 _ONLINE_PREFIX = b"ccl:o:"  # a session's connections per process (see _PUBLISH_SCRIPT)
 _EVENTS = b"ccl:events"  # one stream and channel for the whole cluster: admission events, run stops (``share``)
-_UPDATE, _AWARENESS, _PRESENCE = b"u", b"a", b"p"
+_UPDATE, _AWARENESS, _PRESENCE, _HEAL = b"u", b"a", b"p", b"h"
+_HEAL_DELAY = 1.0  # a "heal" entry is acted on this much later: its sender's dropped updates are committed by then
 _LAPSES = 3  # heartbeats without a renewal after which a process is taken for gone
 _CATCH_UP_WAIT = 2.0  # how long loading a room waits for the stream's recent entries before going on without
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
@@ -62,7 +65,7 @@ if KEYS[2] then
     redis.call('HDEL', KEYS[2], ARGV[2])
   else
     local t = redis.call('TIME')
-    redis.call('HSET', KEYS[2], ARGV[2], t[1] .. '.' .. t[2] .. ' ' .. ARGV[5])
+    redis.call('HSET', KEYS[2], ARGV[2], string.format('%d.%06d', tonumber(t[1]), tonumber(t[2])) .. ' ' .. ARGV[5])
     redis.call('PEXPIRE', KEYS[2], ARGV[6])
   end
 end
@@ -137,11 +140,19 @@ class RedisCluster:
         self._replay_ms = int(settings.redis_replay_seconds * 1000)
         self._heartbeat = settings.process_heartbeat_seconds
         self._online_ttl_ms = int(2 * _LAPSES * self._heartbeat * 1000)
-        self._commands = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        # (Almost) no retries inside the clients: a failure must reach this class, which keeps the rooms working,
+        # retries with its own backoff and heals what a gap may have lost. The client's own retries (ten by
+        # default) would stall a room's load for seconds while Redis is down, and its pub/sub would resubscribe
+        # behind this class's back after a dropped connection, skipping the read of the streams that covers the
+        # gap. Commands get one immediate retry: after Redis restarts, each pooled connection fails once.
+        self._commands = aioredis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 1)
+        )
         # The subscriber waits for as long as nothing is published; keepalives and health checks notice a dead peer.
         self._subscriber = aioredis.Redis.from_url(
-            url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30
-        )
+            url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30,
+            retry=Retry(NoBackoff(), 0),
+        )  # fmt: skip
         self._publish_sha = self._commands.register_script(_PUBLISH_SCRIPT).sha
         self._rate = self._commands.register_script(_RATE_SCRIPT)
         self._rooms: dict[str, RemoteRoom] = {}
@@ -151,6 +162,7 @@ class RedisCluster:
         self._pubsub: Any = None  # the subscriber's PubSub while connected
         self._outbox: list[tuple[bytes, bytes, bytes, bytes]] = []  # (stream key, kind, data, author)
         self._outbox_ready = asyncio.Event()
+        self._dropped: set[bytes] = set()  # sessions whose entries the outbox dropped (bounded by the sessions held)
         self._seen: dict[str, dict[str, float]] = {}  # per session, other processes' last presence renewal
         self._stale: set[str] = set()  # rooms to heal from the log
         self._stale_ready = asyncio.Event()
@@ -201,6 +213,8 @@ class RedisCluster:
     async def online(self, session_id: str) -> frozenset[str]:
         """Who is connected to the session on any process, as their processes last renewed it (for a process
         that does not hold the room; one that does knows from the room). Empty while Redis is unreachable."""
+        if self._up is False:
+            return frozenset()
         try:
             pipe = self._commands.pipeline(transaction=False)
             pipe.hgetall(_ONLINE_PREFIX + session_id.encode())
@@ -218,6 +232,8 @@ class RedisCluster:
         return frozenset(online)
 
     async def take_rate(self, key: str, per_minute: int) -> float | None:
+        if self._up is False:
+            return None
         try:
             taken, wait_ms = await self._rate(
                 keys=[_RATE_PREFIX + key.encode()], args=[per_minute, secrets.token_hex(8)]
@@ -229,8 +245,12 @@ class RedisCluster:
 
     # --- publishing (Fanout) ----------------------------------------------------------------------------------
 
-    def update(self, session_id: str, update: bytes, author: str | None) -> None:
-        self._queue(_key(session_id), _UPDATE, update, b"" if author is None else author.encode())
+    def update(self, session_id: str, update: bytes, author: str | None, claims: tuple[int, ...]) -> None:
+        # "participant" or "participant:id,id": participant ids are URL-safe, without ":" or ",".
+        by = b"" if author is None else author.encode()
+        if claims:
+            by += b":" + ",".join(map(str, claims)).encode()
+        self._queue(_key(session_id), _UPDATE, update, by)
 
     def awareness(self, session_id: str, payload: bytes) -> None:
         self._queue(_key(session_id), _AWARENESS, payload, b"")
@@ -245,13 +265,19 @@ class RedisCluster:
         self._listeners[topic.encode()] = handler
 
     def _queue(self, key: bytes, kind: bytes, data: bytes, author: bytes) -> None:
-        outbox = self._outbox
-        outbox.append((key, kind, data, author))
-        if len(outbox) > self._settings.redis_outbox_entries:
-            # Redis has been away long enough to fill it: the oldest entries reach the others by healing
-            # (their origin commits them like any other update).
-            del outbox[: len(outbox) - self._settings.redis_outbox_entries]
+        self._outbox.append((key, kind, data, author))
+        self._trim_outbox()
         self._outbox_ready.set()
+
+    def _trim_outbox(self) -> None:
+        outbox = self._outbox
+        excess = len(outbox) - self._settings.redis_outbox_entries
+        if excess > 0:
+            # Redis has been away long enough to fill it. The oldest entries are dropped; once Redis is back, the
+            # processes holding their sessions are told to heal from the update log, where their origin (this
+            # process) commits them like any other update.
+            self._dropped.update(key for key, *_ in outbox[:excess] if key.startswith(_PREFIX))
+            del outbox[:excess]
 
     async def _send(self, batch: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
         for attempt in (1, 2):
@@ -287,18 +313,24 @@ class RedisCluster:
             except _FAILURES as exc:
                 self._went_down(exc)
                 self._outbox[:0] = batch  # sent again once Redis is back (others apply an update once)
-                del self._outbox[: max(0, len(self._outbox) - self._settings.redis_outbox_entries)]
+                self._trim_outbox()
                 failures += 1
                 await asyncio.sleep(_backoff(failures))
                 self._outbox_ready.set()
             else:
                 failures = 0
                 self._came_up()
+                if self._dropped:
+                    dropped, self._dropped = self._dropped, set()
+                    for key in dropped:
+                        self._queue(key, _HEAL, b"", b"")
 
     # --- receiving -----------------------------------------------------------------------------------------
 
     async def mark(self) -> object | None:
         """The stream id ``redis_replay_seconds`` ago on Redis's clock (None while Redis is unreachable)."""
+        if self._up is False:
+            return None  # not worth a connect timeout per room load: the reader notices when it is back
         try:
             seconds, micros = await self._commands.time()
         except _FAILURES as exc:
@@ -321,8 +353,9 @@ class RedisCluster:
         if pubsub is None:
             return  # the subscriber subscribes it when it connects
         try:
-            await pubsub.subscribe(key)  # its confirmation starts the read of the stream (see _read_loop)
-            await asyncio.wait_for(asyncio.shield(caught_up), _CATCH_UP_WAIT)
+            async with asyncio.timeout(_CATCH_UP_WAIT):
+                await pubsub.subscribe(key)  # its confirmation starts the read of the stream (see _read_loop)
+                await asyncio.shield(caught_up)
         except (TimeoutError, *_FAILURES):
             pass  # it catches up when it can; the room works meanwhile
 
@@ -368,7 +401,14 @@ class RedisCluster:
                     # Whatever Redis lost while this process was away from it (restarted empty, trimmed).
                     self._stale_now(*self._rooms)
                 await pubsub.subscribe(*keys)
-                self._pubsub = pubsub
+                subscribed = set(keys)
+                while missing := [k for k in map(_key, self._rooms) if k not in subscribed]:
+                    # Rooms attached while subscribing found no subscriber to ask.
+                    for key in missing:
+                        self._hold(key)
+                    await pubsub.subscribe(*missing)
+                    subscribed.update(missing)
+                self._pubsub = pubsub  # from here on, attach subscribes its room itself
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is None:
@@ -449,9 +489,13 @@ class RedisCluster:
         origin = entry.origin.decode()
         try:
             if entry.kind == _UPDATE:
-                room.apply_remote(entry.data, entry.author.decode() or None)
+                author, _, claimed = entry.author.decode().partition(":")
+                claims = tuple(int(c) for c in claimed.split(",")) if claimed else ()
+                room.apply_remote(entry.data, author or None, claims)
             elif entry.kind == _AWARENESS:
                 room.remote_awareness(origin, entry.data)
+            elif entry.kind == _HEAL:
+                self._spawn(self._heal_later(room.session_id))
             elif entry.kind == _PRESENCE:
                 seats = tuple((str(pid), bool(readonly)) for pid, readonly in json.loads(entry.data))
                 seen = self._seen.setdefault(room.session_id, {})
@@ -527,6 +571,10 @@ class RedisCluster:
                     await pipe.execute()
                 except _FAILURES as exc:
                     self._went_down(exc)
+
+    async def _heal_later(self, session_id: str) -> None:
+        await asyncio.sleep(_HEAL_DELAY)
+        self._stale_now(session_id)
 
     async def _rescue(self, room: RemoteRoom) -> None:
         try:

@@ -245,7 +245,7 @@ class Room:
                 # A viewer's updates are dropped: it may watch, not edit.
             elif msg.type == MessageType.AWARENESS:
                 announced = peer.client_id
-                relay = self.awareness.apply(peer, msg.payload)
+                relay = self.awareness.apply(peer, msg.payload, self._owners.get)
                 if announced is None and peer.client_id is not None and not peer.readonly:
                     self._claim(peer.participant_id, peer.client_id)
                 if relay is not None:
@@ -337,7 +337,7 @@ class Room:
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, "the update took too long to apply")
         # Relayed and stored even if it changed nothing yet (its dependencies missing): Yrs keeps it and
         # applies it once they arrive, and so must the log and the other peers.
-        self._record(update, message if message is not None else p.sync_update(update), peer)
+        self._record(update, message if message is not None else p.sync_update(update), peer, claims)
 
     def _authorship(self, peer: Peer, blocks: tuple[tuple[int, int, int], ...], reply: bool) -> list[int]:
         """Refuse structs added under another owner's client id; return the unowned ids the sender claims.
@@ -439,10 +439,13 @@ class Room:
                 self._record(update, p.sync_update(update), None)
         self._text_bytes_bound = self.shared.text_bytes()
 
-    def _record(self, update: bytes, message: bytes, origin: Peer | None) -> None:
+    def _record(
+        self, update: bytes, message: bytes, origin: Peer | None, claims: tuple[int, ...] | list[int] = ()
+    ) -> None:
         self._broadcast(message, origin)
         if self._fanout is not None:
-            self._fanout.update(self.session_id, update, None if origin is None else origin.participant_id)
+            author = None if origin is None else origin.participant_id
+            self._fanout.update(self.session_id, update, author, tuple(claims))
         self._last_commit = self._log.append(self.session_id, update)
         self.rows_since_snapshot += 1
         self.dirty = True
@@ -460,17 +463,18 @@ class Room:
 
     # --- what other processes accepted (see cluster.py) ------------------------------------------------------
 
-    def apply_remote(self, update: bytes, author: str | None) -> None:
+    def apply_remote(self, update: bytes, author: str | None, claims: tuple[int, ...] = ()) -> None:
         """Apply an update another process accepted (and validated), relay it to the peers here; never store it:
         its origin does. Raises MalformedMessage for bytes that are not an update (the caller heals instead).
 
-        The client ids it writes under become its author's here too (unless someone here holds them already),
-        so nobody connected to this process can write under them, and the author may reconnect here."""
+        The client ids its origin gave its author by it (``claims``, by the rules of the class docstring) become
+        the author's here too, unless someone here holds them already: nobody connected to this process can
+        write under them, and the author may reconnect here."""
         info = inspect_update(update)
         if info.is_empty:
             return
         if author is not None:
-            for client, _first, _end in info.blocks:
+            for client in claims:
                 self._claim(author, client)
         self._reply = None
         self.shared.doc.apply_update(update)
@@ -486,9 +490,11 @@ class Room:
         self._broadcast(p.sync_update(update), None)
 
     def remote_awareness(self, origin: str, payload: bytes) -> None:
-        for client, participant in self.awareness.apply_remote(origin, payload):
+        relay, announced = self.awareness.apply_remote(origin, payload, self._owners.get)
+        for client, participant in announced:
             self._claim(participant, client)
-        self._broadcast(p.awareness_message(payload), None)
+        if relay is not None:
+            self._broadcast(p.awareness_message(relay), None)
 
     def remote_presence(self, origin: str, seats: tuple[tuple[str, bool], ...]) -> None:
         if seats:
