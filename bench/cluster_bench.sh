@@ -64,13 +64,15 @@ commands)
   for srv in ${SERVERS:-ccl-2p hocuspocus-redis}; do
     start "$srv" || continue
     $REDIS_CLI CONFIG RESETSTAT >/dev/null
+    $REDIS_CLI INFO cpu >"$OUT/redis-cpu-before-$srv.txt"
     yload "$srv" 200 20 "$OUT/commands-$srv.json"
     $REDIS_CLI INFO commandstats >"$OUT/commandstats-$srv.txt"
-    $REDIS_CLI INFO cpu >"$OUT/redis-cpu-$srv.txt"
+    $REDIS_CLI INFO cpu >"$OUT/redis-cpu-after-$srv.txt"
     stop
     edits=$(field "$OUT/commands-$srv.json" "r['edits']['totalSent']")
     echo "== $srv: $edits edits sent (warm-up and measured), Redis commands per edit:"
-    python3 - "$OUT/commandstats-$srv.txt" "$edits" <<'EOF'
+    python3 - "$OUT/commandstats-$srv.txt" "$edits" "$OUT/redis-cpu-before-$srv.txt" \
+      "$OUT/redis-cpu-after-$srv.txt" <<'EOF'
 import re, sys
 calls = {m[1]: int(m[2]) for m in re.finditer(r"cmdstat_(\w+(?:\|\w+)?):calls=(\d+)", open(sys.argv[1]).read())}
 edits = int(sys.argv[2])
@@ -78,6 +80,8 @@ for name, n in sorted(calls.items(), key=lambda kv: -kv[1]):
     if n >= edits / 100:
         print(f"  {name:<16} {n:>9}  {n / edits:6.2f} per edit")
 print(f"  {'all':<16} {sum(calls.values()):>9}  {sum(calls.values()) / edits:6.2f} per edit")
+cpu = [sum(float(v) for k, v in re.findall(r"used_cpu_(sys|user):([\d.]+)", open(f).read())) for f in sys.argv[3:5]]
+print(f"  Redis CPU during the run: {cpu[1] - cpu[0]:.2f} s ({1000 * (cpu[1] - cpu[0]) / edits:.3f} ms per edit)")
 EOF
   done
   ;;
