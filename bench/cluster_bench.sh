@@ -16,6 +16,7 @@ PROJECT=$(cd "$(dirname "$0")/.." && pwd)
 export CCL_PROJECT=${CCL_PROJECT:-$PROJECT}
 REDIS_CLI=${REDIS_CLI:-"redis-cli -p 6379"}
 OUT=${OUT:-$(mktemp -d /tmp/cluster-bench.XXXXXX)}
+mkdir -p "$OUT"
 declare -A PORT=([ccl-pg]=18104 [ccl-2p]=18104 [ccl-w2]=18104 [hocuspocus-redis]=18106)
 declare -A FRAMING=([ccl-pg]=y-websocket [ccl-2p]=y-websocket [ccl-w2]=y-websocket [hocuspocus-redis]=hocuspocus)
 CCL_URL='ws://127.0.0.1:18104/v1/collab/{room}?token={token}'
