@@ -8,11 +8,14 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.conftest import REDIS_URL, ServerFactory, require_service, servers_on, skip_or_fail
+from tests.collab.yclient import join, new_session
+from tests.conftest import REDIS_URL, LiveServer, ServerFactory, require_service, servers_on, skip_or_fail
 
 
 @pytest.fixture
@@ -78,3 +81,10 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
         yield redis
     finally:
         redis.kill()
+
+
+async def session_on(server: LiveServer, *names: str, **body: Any) -> tuple[str, dict[str, dict[str, Any]]]:
+    """A new session created through ``server``'s API, with the participants ``names`` (name -> join answer)."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        s = await new_session(http, **body)
+        return s["id"], {name: await join(http, s["id"], name) for name in names}

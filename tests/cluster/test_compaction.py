@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncpg
-import httpx
 from pycrdt import Text, merge_updates
 from sqlalchemy.engine import make_url
 
@@ -11,8 +10,9 @@ from codeconnect.collab.document import CODE, SharedDoc, initial_update
 from codeconnect.collab.records import NewSession
 from codeconnect.collab.writer import batch_writer
 from codeconnect.models import utcnow
+from tests.cluster.conftest import session_on
 from tests.cluster.test_crash import _logged_text
-from tests.collab.yclient import YClient, collab_url, join, new_session
+from tests.collab.yclient import YClient, collab_url
 from tests.conftest import LiveServer, ServerFactory, eventually
 
 
@@ -21,13 +21,9 @@ async def test_compactions_on_two_processes_lose_no_row(cluster: ServerFactory, 
     # with the other process's appends.
     a_srv: LiveServer = await cluster(compact_after_updates=3, mirror_interval_seconds=0.05)
     b_srv: LiveServer = await cluster(compact_after_updates=3, mirror_interval_seconds=0.05)
-    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
-        s = await new_session(http, language="python")
-        sid = s["id"]
-        ada = await join(http, sid, "Ada")
-        bob = await join(http, sid, "Bob")
-    a = await YClient(collab_url(a_srv.ws_url, sid, ada["token"])).connect()
-    b = await YClient(collab_url(b_srv.ws_url, sid, bob["token"])).connect()
+    sid, people = await session_on(a_srv, "Ada", "Bob", language="python")
+    a = await YClient(collab_url(a_srv.ws_url, sid, people["Ada"]["token"])).connect()
+    b = await YClient(collab_url(b_srv.ws_url, sid, people["Bob"]["token"])).connect()
     for i in range(150):
         a.code += f"a{i}\n"
         b.code += f"b{i}\n"

@@ -13,6 +13,7 @@ from codeconnect.collab.protocol import CloseCode
 from codeconnect.collab.redis_cluster import RedisCluster
 from codeconnect.config import Settings
 from codeconnect.execution.registry import RunRegistry
+from tests.cluster.conftest import session_on
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, LiveServer, ServerFactory, eventually
 
@@ -51,11 +52,8 @@ async def test_the_connection_limit_of_a_session_counts_every_process(cluster: S
 async def test_a_client_id_is_its_owners_on_every_process(cluster: ServerFactory) -> None:
     a_srv: LiveServer = await cluster()
     b_srv: LiveServer = await cluster()
-    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
-        s = await new_session(http)
-        sid = s["id"]
-        ada = (await join(http, sid, "Ada"))["token"]
-        mallory = (await join(http, sid, "Mallory"))["token"]
+    sid, people = await session_on(a_srv, "Ada", "Mallory")
+    ada, mallory = people["Ada"]["token"], people["Mallory"]["token"]
     a = await YClient(collab_url(a_srv.ws_url, sid, ada)).connect()
     watcher = await YClient(collab_url(b_srv.ws_url, sid, mallory)).connect()
     a.code += "# Ada's line\n"
@@ -82,10 +80,8 @@ async def test_a_client_id_is_its_owners_on_every_process(cluster: ServerFactory
 async def test_a_strike_on_one_process_holds_the_participant_back_on_all(cluster: ServerFactory) -> None:
     a_srv: LiveServer = await cluster()
     b_srv: LiveServer = await cluster()
-    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
-        s = await new_session(http)
-        sid = s["id"]
-        mallory = (await join(http, sid, "Mallory"))["token"]
+    sid, people = await session_on(a_srv, "Mallory")
+    mallory = people["Mallory"]["token"]
     m = await YClient(collab_url(a_srv.ws_url, sid, mallory)).connect()
     await m.send(b"\xff\xff\xff")  # not a message: closed for breaking a rule, a strike
     assert await m.wait_closed() == CloseCode.BAD_MESSAGE
@@ -149,11 +145,8 @@ async def test_a_stop_reaches_the_run_on_another_process(pg_url: str) -> None:
 async def test_nobody_speaks_for_another_process_s_client_in_awareness(cluster: ServerFactory) -> None:
     a_srv: LiveServer = await cluster()
     b_srv: LiveServer = await cluster()
-    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
-        s = await new_session(http)
-        sid = s["id"]
-        vera = await join(http, sid, "Vera")
-        mallory = await join(http, sid, "Mallory")
+    sid, people = await session_on(a_srv, "Vera", "Mallory")
+    vera, mallory = people["Vera"], people["Mallory"]
     v = await YClient(collab_url(b_srv.ws_url, sid, vera["token"])).connect()
     m = await YClient(collab_url(a_srv.ws_url, sid, mallory["token"])).connect()
     await v.set_awareness({"user": {"name": "Vera"}})

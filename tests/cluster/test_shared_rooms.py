@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from codeconnect.collab.document import RUNS
 from codeconnect.models import DocUpdateRow
+from tests.cluster.conftest import session_on
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
 
@@ -168,11 +169,8 @@ async def test_a_join_on_one_process_reaches_reads_answered_from_memory_on_anoth
 async def test_a_run_finished_on_a_process_without_the_room_reaches_the_watchers(cluster: ServerFactory) -> None:
     a_srv: LiveServer = await cluster()
     b_srv: LiveServer = await cluster()
-    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
-        s = await new_session(http)
-        sid = s["id"]
-        ada = await join(http, sid, "Ada")
-    a = await YClient(collab_url(a_srv.ws_url, sid, ada["token"])).connect()
+    sid, people = await session_on(a_srv, "Ada")
+    a = await YClient(collab_url(a_srv.ws_url, sid, people["Ada"]["token"])).connect()
     runs = a.doc.get(RUNS, type=Array)
     # The run's request reached B, which does not hold the room; its record still reaches Ada on A.
     await b_srv.server.config.app.state.run_sink.append_run(sid, {"id": "run-on-b", "stdout": "hello\n"})
