@@ -35,7 +35,12 @@ async def healthz() -> Health:
 
 
 @router.get(
-    "/readyz", summary="Readiness: the database answers", response_model=Readiness, responses=responses(503)
+    "/readyz",
+    summary="Readiness: the database answers",
+    response_model=Readiness,
+    # `redis` only where Redis is configured: one process answers as it always did.
+    response_model_exclude_none=True,
+    responses=responses(503),
 )
 async def readyz(request: Request) -> Readiness:
     engine: AsyncEngine = request.app.state.engine

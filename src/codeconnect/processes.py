@@ -77,15 +77,22 @@ class ProcessList:
         self._warned: frozenset[str] | None = None
 
     async def __aenter__(self) -> ProcessList:
-        others = await self.others()
-        if self._settings.is_sqlite and others:
-            raise SharedDatabase(_refusal(others[0]))
-        now = utcnow()
-        async with self._lock, self._sessionmaker() as db, db.begin():
-            # Rows of processes long gone are cleared by whoever starts next.
-            await db.execute(delete(ProcessRow).where(ProcessRow.seen_at < now - self._lapse * 10))
-            db.add(self._row(now))
-        self._check(others)
+        try:
+            others = await self.others()
+            if self._settings.is_sqlite and others:
+                raise SharedDatabase(_refusal(others[0]))
+            now = utcnow()
+            async with self._lock, self._sessionmaker() as db, db.begin():
+                # Rows of processes long gone are cleared by whoever starts next.
+                await db.execute(delete(ProcessRow).where(ProcessRow.seen_at < now - self._lapse * 10))
+                db.add(self._row(now))
+            self._check(others)
+        except SharedDatabase:
+            raise
+        except Exception as exc:
+            # The database may be down at start: the process starts anyway (not ready until it answers) and its
+            # row is written at the next renewal.
+            log.warning("could not add this process to the process list (%s); trying again", type(exc).__name__)
         self._task = asyncio.create_task(self._renew(), name="process-heartbeat")
         return self
 
