@@ -70,7 +70,7 @@ class ProcessList:
         self._sessionmaker = sessionmaker
         self._settings = settings
         self._lock = lock  # the live layer's turn at the database (SQLite: one writer at a time)
-        self.id = new_id()[:32]
+        self.id = new_id()
         self.host = socket.gethostname()[:255]
         self.pid = os.getpid()
         self._task: asyncio.Task[None] | None = None

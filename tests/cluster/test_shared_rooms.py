@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 import httpx
+import redis.asyncio as aioredis
 from pycrdt import Array
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -13,7 +14,7 @@ from codeconnect.collab.document import RUNS
 from codeconnect.models import DocUpdateRow
 from tests.cluster.conftest import session_on
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import LiveServer, ServerFactory, eventually
+from tests.conftest import REDIS_URL, LiveServer, ServerFactory, eventually
 
 CURSOR = {
     "anchor": {"type": None, "tname": "code", "item": None, "assoc": 0},
@@ -176,3 +177,25 @@ async def test_a_run_finished_on_a_process_without_the_room_reaches_the_watchers
     await b_srv.server.config.app.state.run_sink.append_run(sid, {"id": "run-on-b", "stdout": "hello\n"})
     await a.wait_for(lambda: any(r.get("id") == "run-on-b" for r in runs.to_py() or []))
     await a.close()
+
+
+async def test_a_session_written_only_through_rest_leaves_nothing_lasting_in_redis(cluster: ServerFactory) -> None:
+    # Nobody connects, so no presence renewal ever touches its stream: the stream still expires by itself, or a
+    # link holder creating and writing sessions in a loop would fill Redis's memory for good.
+    a_srv: LiveServer = await cluster()
+    await cluster()  # a second process: the session's changes are published
+    sid, _ = await session_on(a_srv)
+    async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
+        r = await http.put(f"/v1/sessions/{sid}", json={"code": "print(1)\n"})
+        assert r.status_code == 200
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        key = f"ccl:s:{sid}"
+
+        async def published() -> bool:
+            return bool(await redis.exists(key))
+
+        await eventually(published)
+        assert 0 < await redis.pttl(key) <= 2 * 3600 * 1000
+    finally:
+        await redis.aclose()

@@ -157,5 +157,3 @@ class LocalCluster:
     async def take_rate(self, key: str, per_minute: int) -> float | None:
         return None
 
-
-LOCAL = LocalCluster()

@@ -52,13 +52,15 @@ _LAPSES = 3  # heartbeats without a renewal after which a process is taken for g
 _CATCH_UP_WAIT = 2.0  # how long loading a room waits for the stream's recent entries before going on without
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
-# KEYS[1]: the stream (and channel); ARGV: max length, origin, kind, author, data. The channel's message is the
-# entry with its id: "id NUL origin NUL kind NUL author NUL data" (data last: it may hold NULs). A presence
-# renewal also names KEYS[2], the session's hash of connections per process ("seconds.micros seats" on Redis's
-# clock, expiring after ARGV[6] ms), which processes that do not hold the room read for the online flags.
+# KEYS[1]: the stream (and channel); ARGV: max length, origin, kind, author, data, the stream's lifetime (ms: a
+# session nobody writes to any more leaves nothing behind in Redis). The channel's message is the entry with its
+# id: "id NUL origin NUL kind NUL author NUL data" (data last: it may hold NULs). A presence renewal also names
+# KEYS[2], the session's hash of connections per process ("seconds.micros seats" on Redis's clock, expiring after
+# ARGV[7] ms), which processes that do not hold the room read for the online flags.
 _PUBLISH_SCRIPT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'o', ARGV[2], 'k', ARGV[3], 'b', ARGV[4],
   'd', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[6])
 redis.call('PUBLISH', KEYS[1], id .. '\\0' .. ARGV[2] .. '\\0' .. ARGV[3] .. '\\0' .. ARGV[4] .. '\\0' .. ARGV[5])
 if KEYS[2] then
   if ARGV[5] == '[]' then
@@ -66,7 +68,7 @@ if KEYS[2] then
   else
     local t = redis.call('TIME')
     redis.call('HSET', KEYS[2], ARGV[2], string.format('%d.%06d', tonumber(t[1]), tonumber(t[2])) .. ' ' .. ARGV[5])
-    redis.call('PEXPIRE', KEYS[2], ARGV[6])
+    redis.call('PEXPIRE', KEYS[2], ARGV[7])
   end
 end
 return id
@@ -128,8 +130,8 @@ class RedisCluster:
 
     shared = True
 
-    def __init__(self, settings: Settings, url: str | None = None) -> None:
-        url = url or settings.redis_url
+    def __init__(self, settings: Settings) -> None:
+        url = settings.redis_url
         if url is None:
             raise ValueError("RedisCluster needs a Redis URL")
         # Names this process in the streams (not a credential): its own entries are skipped when read back.
@@ -140,6 +142,7 @@ class RedisCluster:
         self._replay_ms = int(settings.redis_replay_seconds * 1000)
         self._heartbeat = settings.process_heartbeat_seconds
         self._online_ttl_ms = int(2 * _LAPSES * self._heartbeat * 1000)
+        self._stream_ttl_ms = int(max(3600, 2 * settings.redis_replay_seconds) * 1000)
         # (Almost) no retries inside the clients: a failure must reach this class, which keeps the rooms working,
         # retries with its own backoff and heals what a gap may have lost. The client's own retries (ten by
         # default) would stall a room's load for seconds while Redis is down, and its pub/sub would resubscribe
@@ -287,10 +290,12 @@ class RedisCluster:
                     online = _ONLINE_PREFIX + key[len(_PREFIX) :]
                     pipe.evalsha(
                         self._publish_sha, 2, key, online, self._maxlen, self._pid, kind, author, data,
-                        self._online_ttl_ms,
+                        self._stream_ttl_ms, self._online_ttl_ms,
                     )  # fmt: skip
                 else:
-                    pipe.evalsha(self._publish_sha, 1, key, self._maxlen, self._pid, kind, author, data)
+                    pipe.evalsha(
+                        self._publish_sha, 1, key, self._maxlen, self._pid, kind, author, data, self._stream_ttl_ms
+                    )
             try:
                 await pipe.execute()
                 return
@@ -547,30 +552,18 @@ class RedisCluster:
                 failures = 0
 
     async def _heartbeat_loop(self) -> None:
-        ttl = max(3600, int(self._settings.redis_replay_seconds * 2))
         while True:
             await asyncio.sleep(self._heartbeat)
             now = time.monotonic()
-            keys: list[bytes] = []
             for session_id, room in list(self._rooms.items()):
                 seats = room.local_seats()
                 if seats:
                     self.presence(session_id, seats)
-                    keys.append(_key(session_id))
                 for origin, seen in list(self._seen.get(session_id, {}).items()):
                     if now - seen > _LAPSES * self._heartbeat:
                         del self._seen[session_id][origin]
                         room.origin_gone(origin)
                         self._spawn(self._rescue(room))
-            if keys:
-                # Streams of sessions nobody edits any more go away by themselves.
-                try:
-                    pipe = self._commands.pipeline(transaction=False)
-                    for key in keys:
-                        pipe.expire(key, ttl)
-                    await pipe.execute()
-                except _FAILURES as exc:
-                    self._went_down(exc)
 
     async def _heal_later(self, session_id: str) -> None:
         await asyncio.sleep(_HEAL_DELAY)

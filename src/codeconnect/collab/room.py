@@ -20,7 +20,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -114,6 +115,24 @@ class Peer:
 
 
 _SERVER = ""  # owner of the room's own client id (no participant id is empty)
+
+
+@contextmanager
+def _changes(doc: Doc[Any]) -> Iterator[list[bytes]]:
+    """The updates of the transactions made on ``doc`` inside the block that changed it (an applied update the
+    document already held makes an empty one, ``b"\\x00\\x00"``). Observed only for the block: a permanent
+    observer would have pycrdt encode every transaction of the room."""
+    updates: list[bytes] = []
+
+    def collect(event: TransactionEvent) -> None:
+        if len(event.update) > 2:
+            updates.append(event.update)
+
+    subscription = doc.observe(collect)
+    try:
+        yield updates
+    finally:
+        doc.unobserve(subscription)
 
 
 class Room:
@@ -419,24 +438,16 @@ class Room:
 
     def change(self, edit: Callable[[SharedDoc], object]) -> None:
         """Make the server's own edit of the document, as one transaction relayed and stored like a peer's."""
-        updates: list[bytes] = []
-
-        def collect(event: TransactionEvent) -> None:
-            updates.append(event.update)
-
         doc = self.shared.doc
-        subscription = doc.observe(collect)
         try:
-            with doc.transaction():
+            with _changes(doc) as updates, doc.transaction():
                 edit(self.shared)
         finally:
-            doc.unobserve(subscription)
             self._reply = None
             self._clocks = None  # rare (REST writes, run output): read afresh when next needed
         for update in updates:
-            if len(update) > 2:  # b"\x00\x00": a transaction that changed nothing
-                self.doc_bytes += len(update)
-                self._record(update, p.sync_update(update), None)
+            self.doc_bytes += len(update)
+            self._record(update, p.sync_update(update), None)
         self._text_bytes_bound = self.shared.text_bytes()
 
     def _record(
@@ -511,19 +522,10 @@ class Room:
     def merge_stored(self, updates: list[bytes]) -> None:
         """Apply stored updates this room may miss (written by other processes), relaying what they add to the
         peers here as one update. Updates the document holds already change nothing."""
-        added: list[bytes] = []
-
-        def collect(event: TransactionEvent) -> None:
-            if len(event.update) > 2:  # b"\x00\x00": nothing new (deletions included)
-                added.append(event.update)
-
         doc = self.shared.doc
-        subscription = doc.observe(collect)
-        try:
+        with _changes(doc) as added:
             for update in updates:
                 doc.apply_update(update)
-        finally:
-            doc.unobserve(subscription)
         self._reply = None
         self._clocks = None
         self._text_bytes_bound = self.shared.text_bytes()
@@ -552,15 +554,8 @@ class Room:
         logged: Doc[Any] = Doc()
         for update in stored.updates:
             logged.apply_update(update)
-        added: list[bytes] = []
-
-        def collect(event: TransactionEvent) -> None:
-            if len(event.update) > 2:
-                added.append(event.update)
-
-        subscription = logged.observe(collect)
-        logged.apply_update(self.shared.doc.get_update(logged.get_state()))
-        logged.unobserve(subscription)
+        with _changes(logged) as added:
+            logged.apply_update(self.shared.doc.get_update(logged.get_state()))
         for update in added:
             self._last_commit = self._log.append(self.session_id, update)
             self.rows_since_snapshot += 1
