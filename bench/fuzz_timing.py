@@ -80,7 +80,13 @@ def line(name: str, samples: list[float], cpu: float, attacker_cpu: float | None
 
 
 def pin(pid: int, cpus: set[int]) -> None:
-    """Keep ``pid`` (and the threads it starts later) on ``cpus``."""
+    """Keep ``pid``, its threads and the threads it starts later on ``cpus``."""
+    tasks = Path(f"/proc/{pid or os.getpid()}/task")
+    for task in tasks.iterdir() if tasks.exists() else ():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except ProcessLookupError:
+            pass  # a thread that ended meanwhile
     os.sched_setaffinity(pid, cpus)
 
 
@@ -114,7 +120,7 @@ async def fuzzed_phase(
     )
     await attacker.start()
     assert attacker.process is not None
-    if args.pin:
+    if args.pin or args.server_core:
         pin(attacker.process.pid, fuzzer_cores)
     if args.attacker_nice:
         os.setpriority(os.PRIO_PROCESS, attacker.process.pid, args.attacker_nice)
@@ -131,12 +137,21 @@ async def fuzzed_phase(
 async def main(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     cores = sorted(os.sched_getaffinity(0))
-    if args.pin and len(cores) < 2:
-        raise SystemExit("--pin needs at least two cores")
+    if (args.pin or args.server_core) and len(cores) < 2:
+        raise SystemExit("--pin and --server-core need at least two cores")
+    if args.pin and args.server_core:
+        raise SystemExit("--pin and --server-core are two different layouts: choose one")
     fuzzer_cores, others = {cores[-1]}, set(cores[:-1])
+    if args.server_core:
+        # The measured server alone on the first core; the fuzzer, the second server and the honest clients share
+        # the others, as when the attacker and the honest people are on machines of their own.
+        fuzzer_cores, others = set(cores[1:]), set(cores[1:])
     server = await ServerProcess.start(DEFENCES[args.defences])
     if args.pin:
         pin(server.process.pid, others)
+        pin(0, others)
+    if args.server_core:
+        pin(server.process.pid, {cores[0]})
         pin(0, others)
     clients: list[HonestClient] = []
     decoy: ServerProcess | None = None
@@ -158,6 +173,8 @@ async def main(args: argparse.Namespace) -> int:
             targets = await provision_targets(http)
         if args.control:
             decoy = await ServerProcess.start(DEFENCES[args.defences])
+            if args.server_core:
+                pin(decoy.process.pid, others)
             async with httpx.AsyncClient(base_url=decoy.base_url, timeout=30) as http:
                 decoy_targets = await provision_targets(http)
 
@@ -196,7 +213,13 @@ async def main(args: argparse.Namespace) -> int:
         print(
             f"honest room: 1 writer, {args.readers} readers, {args.rate:g} edits/s; {args.rounds} rounds of "
             f"{args.seconds:g} s quiet + {args.seconds:g} s fuzzed; defences {args.defences}; "
-            f"{'fuzzer pinned to CPU ' + str(cores[-1]) if args.pin else 'cores shared'}"
+            + (
+                f"fuzzer pinned to CPU {cores[-1]}"
+                if args.pin
+                else f"server alone on CPU {cores[0]}"
+                if args.server_core
+                else "cores shared"
+            )
         )
         print(line("quiet", quiet, cpu_quiet / span_quiet))
         print(line("fuzzed", fuzzed, cpu_fuzzed / span_fuzzed, cpu_attacker / span_fuzzed))
@@ -253,6 +276,12 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10, help="length of each phase (default 10)")
     parser.add_argument("--rounds", type=int, default=3, help="pairs of quiet and fuzzed phases (default 3)")
     parser.add_argument("--pin", action="store_true", help="the fuzzer on a core of its own")
+    parser.add_argument(
+        "--server-core",
+        action="store_true",
+        help="the measured server on a core of its own; the fuzzer, the control server and the honest clients on "
+        "the others (use --attacker-nice so the fuzzer does not delay the honest clients on their shared core)",
+    )
     parser.add_argument(
         "--attacker-nice", type=int, default=0, help="the fuzzer's nice value (19: it gets only idle CPU)"
     )

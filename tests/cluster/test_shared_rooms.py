@@ -197,5 +197,37 @@ async def test_a_session_written_only_through_rest_leaves_nothing_lasting_in_red
 
         await eventually(published)
         assert 0 < await redis.pttl(key) <= 2 * 3600 * 1000
+        assert await redis.pttl(f"ccl:m:{sid}") != -1  # its members set: gone, or expiring (-1: kept for good)
     finally:
         await redis.aclose()
+
+
+async def test_a_process_whose_membership_was_lost_reads_what_it_missed(cluster: ServerFactory) -> None:
+    # Entries go only to the processes in a session's members set. If this process drops out of it (Redis lost
+    # the set, or the process was too busy to renew it in time), edits published meanwhile skip its inbox: its
+    # next renewal must notice and read them from the stream, without any client reconnecting.
+    a_srv: LiveServer = await cluster()
+    b_srv: LiveServer = await cluster()
+    sid, people = await session_on(a_srv, "Ada", "Bob")
+    ada, bob = people["Ada"], people["Bob"]
+    a = await YClient(collab_url(a_srv.ws_url, sid, ada["token"])).connect()
+    b = await YClient(collab_url(b_srv.ws_url, sid, bob["token"])).connect()
+    redis = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        a.code.insert(0, "first\n")
+        await b.wait_for(lambda: "first" in b.text)
+        members = f"ccl:m:{sid}"
+        assert await redis.zcard(members) == 2
+        assert 0 < await redis.pttl(members)
+        await redis.delete(members)  # both processes drop out, as after Redis restarted empty
+
+        a.code.insert(len(a.text), "second\n")
+        b.code.insert(0, "zero\n")
+        await b.wait_for(lambda: "second" in b.text)
+        await a.wait_for(lambda: "zero" in a.text)
+        assert a.text == b.text and a.text.count("second") == 1 and a.text.count("zero") == 1
+        assert await redis.zcard(members) == 2  # both joined again
+    finally:
+        await redis.aclose()
+        await a.close()
+        await b.close()

@@ -1,21 +1,24 @@
-"""Rooms shared by several processes through Redis: one stream per session, announced on a channel.
+"""Rooms shared by several processes through Redis: one stream per session, announced to its other holders.
 
 Each update, awareness change or presence renewal a process publishes is one call of a small script (one
 ``EVALSHA``, pipelined with whatever else is waiting): the script appends the entry to the session's stream
-(``XADD``, ``MAXLEN ~ redis_stream_max_length``) and publishes it, with the id the stream gave it, on the channel
-of the same name. Every process holding the session's room is subscribed to that channel, skips its own
-entries and hands the others to the room, which relays them to its peers and never stores them (see
-``cluster.py``). Receiving costs nothing per room held: a process listening to the channels of hundreds of rooms
-waits on one connection (a blocking ``XREAD`` over every room's stream had to name them all on every call, which
-cost more than everything else the process did).
+(``XADD``, ``MAXLEN ~ redis_stream_max_length``) and publishes it, with the id the stream gave it, on the inbox
+channel of every *other* process holding the session's room (its members: a sorted set renewed by each holder).
+A process listens to one channel, its own inbox, on one connection, and hands each entry to the room, which
+relays it to its peers and never stores it (see ``cluster.py``). It never reads back its own entries: a
+channel per session, which every holder (the publisher too) heard, cost each process a read and a parse of
+everything it had sent, a third of the work of relaying in two processes. (A blocking ``XREAD`` over every
+room's stream, the first design, had to name them all on every call, which cost more than everything else.)
 
 Why a stream behind the channel: pub/sub delivers at most once, and only while connected. The stream is what
-makes delivery survive a dropped connection: after any reconnect (and when a room is attached) a process reads
-each stream from the last id it delivered (``XRANGE``), holding back what the channel brings meanwhile, so nothing
-is lost or applied out of order. A process loading a room starts that read ``redis_replay_seconds`` back, which
-covers updates relayed before their origin committed them. What the stream cannot cover (Redis restarted empty,
-or trimmed) is healed from the update log: after a reconnect every room of the process re-reads its log and
-relays what it missed. No lock is taken on the path of an update.
+makes delivery survive a dropped connection: after any reconnect (and when a room is attached, or its
+membership was found lapsed) a process reads each stream from the last id it delivered (``XRANGE``), holding
+back what the inbox brings meanwhile, so nothing is lost or applied out of order. Membership is renewed before
+that read, so whatever the read does not cover arrives in the inbox. A process loading a room starts that read
+``redis_replay_seconds`` back, which covers updates relayed before their origin committed them. What the stream
+cannot cover (Redis restarted empty, or trimmed) is healed from the update log: after a reconnect every room of
+the process re-reads its log and relays what it missed. No lock is taken on the path of an update. (The scripts
+name channels that are not keys: one Redis server, or a primary with replicas, not a Redis Cluster.)
 
 Presence: a process renews, every ``process_heartbeat_seconds``, the connections it holds in each of its rooms
 (an entry like any other). A process whose renewals stop for three intervals is taken for gone: its peers'
@@ -43,7 +46,9 @@ from codeconnect.config import Settings
 
 log = logging.getLogger(__name__)
 
-_PREFIX = b"ccl:s:"  # a session's stream, and the channel announcing its entries
+_PREFIX = b"ccl:s:"  # a session's stream
+_MEMBERS_PREFIX = b"ccl:m:"  # a session's holders: process id -> last renewal (ms, Redis's clock)
+_INBOX_PREFIX = b"ccl:in:"  # a process's channel: the entries of the sessions it holds, from the others
 _ONLINE_PREFIX = b"ccl:o:"  # a session's connections per process (see _PUBLISH_SCRIPT)
 _EVENTS = b"ccl:events"  # one stream and channel for the whole cluster: admission events, run stops (``share``)
 _UPDATE, _AWARENESS, _PRESENCE, _HEAL = b"u", b"a", b"p", b"h"
@@ -52,26 +57,56 @@ _LAPSES = 3  # heartbeats without a renewal after which a process is taken for g
 _CATCH_UP_WAIT = 2.0  # how long loading a room waits for the stream's recent entries before going on without
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
 
-# KEYS[1]: the stream (and channel); ARGV: max length, origin, kind, author, data, the stream's lifetime (ms: a
-# session nobody writes to any more leaves nothing behind in Redis). The channel's message is the entry with its
-# id: "id NUL origin NUL kind NUL author NUL data" (data last: it may hold NULs). A presence renewal also names
-# KEYS[2], the session's hash of connections per process ("seconds.micros seats" on Redis's clock, expiring after
-# ARGV[7] ms), which processes that do not hold the room read for the online flags.
+# KEYS[1]: the stream; KEYS[2]: the session's members (absent for the cluster's events, which go to the events
+# channel everyone hears); ARGV: max length, origin, kind, author, data, the stream's lifetime (ms: a session
+# nobody writes to any more leaves nothing behind in Redis), the members' lapse (ms). The message is the entry
+# with its stream and id: "stream NUL id NUL origin NUL kind NUL author NUL data" (data last: it may hold NULs).
+# A presence renewal also names KEYS[3], the session's hash of connections per process ("seconds.micros seats"
+# on Redis's clock, expiring after ARGV[8] ms), which processes that do not hold the room read for the online
+# flags.
 _PUBLISH_SCRIPT = """
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'o', ARGV[2], 'k', ARGV[3], 'b', ARGV[4],
   'd', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-redis.call('PUBLISH', KEYS[1], id .. '\\0' .. ARGV[2] .. '\\0' .. ARGV[3] .. '\\0' .. ARGV[4] .. '\\0' .. ARGV[5])
+local message = KEYS[1] .. '\\0' .. id .. '\\0' .. ARGV[2] .. '\\0' .. ARGV[3] .. '\\0' .. ARGV[4] .. '\\0' .. ARGV[5]
 if KEYS[2] then
-  if ARGV[5] == '[]' then
-    redis.call('HDEL', KEYS[2], ARGV[2])
-  else
-    local t = redis.call('TIME')
-    redis.call('HSET', KEYS[2], ARGV[2], string.format('%d.%06d', tonumber(t[1]), tonumber(t[2])) .. ' ' .. ARGV[5])
-    redis.call('PEXPIRE', KEYS[2], ARGV[7])
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], now - tonumber(ARGV[7]), '+inf')) do
+    if member ~= ARGV[2] then
+      redis.call('PUBLISH', 'ccl:in:' .. member, message)
+    end
   end
+  if KEYS[3] then
+    if ARGV[5] == '[]' then
+      redis.call('HDEL', KEYS[3], ARGV[2])
+    else
+      redis.call('HSET', KEYS[3], ARGV[2], string.format('%d.%06d', tonumber(t[1]), tonumber(t[2])) .. ' ' .. ARGV[5])
+      redis.call('PEXPIRE', KEYS[3], ARGV[8])
+    end
+  end
+else
+  redis.call('PUBLISH', KEYS[1], message)
 end
 return id
+"""
+
+# Renews this process (ARGV[1]) as a holder of each session whose members set is given in KEYS, forgetting
+# holders that lapsed (ARGV[2] ms without a renewal). Returns, per key, 1 where this process was not a member
+# (new, lapsed, or Redis restarted empty): entries published meanwhile skipped it, so its stream must be read.
+_JOIN_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lapse = tonumber(ARGV[2])
+local missed = {}
+for i, key in ipairs(KEYS) do
+  local seen = redis.call('ZSCORE', key, ARGV[1])
+  missed[i] = (not seen or tonumber(seen) < now - lapse) and 1 or 0
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - lapse)
+  redis.call('ZADD', key, now, ARGV[1])
+  redis.call('PEXPIRE', key, 2 * lapse)
+end
+return missed
 """
 
 # A sliding one-minute window per key, on Redis's clock (hosts' clocks may differ): the start times of the last
@@ -105,6 +140,10 @@ def _key(session_id: str) -> bytes:
     return _PREFIX + session_id.encode()
 
 
+def _members(key: bytes) -> bytes:
+    return _MEMBERS_PREFIX + key[len(_PREFIX) :]
+
+
 def _stream_id(raw: bytes) -> StreamId:
     ms, _, seq = raw.partition(b"-")
     return int(ms), int(seq or 0)
@@ -120,9 +159,9 @@ def _from_stream(raw_id: bytes, fields: dict[bytes, bytes]) -> Entry:
     return Entry(_stream_id(raw_id), get(b"o", b""), get(b"k", b""), get(b"b", b""), get(b"d", b""))
 
 
-def _from_channel(message: bytes) -> Entry:
-    raw_id, origin, kind, author, data = message.split(b"\0", 4)
-    return Entry(_stream_id(raw_id), origin, kind, author, data)
+def _from_channel(message: bytes) -> tuple[bytes, Entry]:
+    key, raw_id, origin, kind, author, data = message.split(b"\0", 5)
+    return key, Entry(_stream_id(raw_id), origin, kind, author, data)
 
 
 class RedisCluster:
@@ -137,11 +176,13 @@ class RedisCluster:
         # Names this process in the streams (not a credential): its own entries are skipped when read back.
         self.process_id = secrets.token_hex(8)
         self._pid = self.process_id.encode()
+        self._inbox = _INBOX_PREFIX + self._pid
         self._settings = settings
         self._maxlen = settings.redis_stream_max_length
         self._replay_ms = int(settings.redis_replay_seconds * 1000)
         self._heartbeat = settings.process_heartbeat_seconds
         self._online_ttl_ms = int(2 * _LAPSES * self._heartbeat * 1000)
+        self._member_lapse_ms = int(_LAPSES * self._heartbeat * 1000)
         self._stream_ttl_ms = int(max(3600, 2 * settings.redis_replay_seconds) * 1000)
         # (Almost) no retries inside the clients: a failure must reach this class, which keeps the rooms working,
         # retries with its own backoff and heals what a gap may have lost. The client's own retries (ten by
@@ -157,12 +198,13 @@ class RedisCluster:
             retry=Retry(NoBackoff(), 0),
         )  # fmt: skip
         self._publish_sha = self._commands.register_script(_PUBLISH_SCRIPT).sha
+        self._join = self._commands.register_script(_JOIN_SCRIPT)
         self._rate = self._commands.register_script(_RATE_SCRIPT)
         self._rooms: dict[str, RemoteRoom] = {}
         self._last: dict[bytes, StreamId] = {}  # per stream this process reads: the last id it delivered
-        self._held: dict[bytes, list[Entry]] = {}  # streams being read: what the channel brings waits here
+        self._held: dict[bytes, list[Entry]] = {}  # streams being read: what the inbox brings waits here
         self._caught_up: dict[bytes, asyncio.Future[None]] = {}
-        self._pubsub: Any = None  # the subscriber's PubSub while connected
+        self._listening = False  # the inbox and the events channel are subscribed
         self._outbox: list[tuple[bytes, bytes, bytes, bytes]] = []  # (stream key, kind, data, author)
         self._outbox_ready = asyncio.Event()
         self._dropped: set[bytes] = set()  # sessions whose entries the outbox dropped (bounded by the sessions held)
@@ -286,16 +328,21 @@ class RedisCluster:
         for attempt in (1, 2):
             pipe = self._commands.pipeline(transaction=False)
             for key, kind, data, author in batch:
-                if kind == _PRESENCE:
-                    online = _ONLINE_PREFIX + key[len(_PREFIX) :]
-                    pipe.evalsha(
-                        self._publish_sha, 2, key, online, self._maxlen, self._pid, kind, author, data,
-                        self._stream_ttl_ms, self._online_ttl_ms,
-                    )  # fmt: skip
-                else:
+                if key == _EVENTS:
                     pipe.evalsha(
                         self._publish_sha, 1, key, self._maxlen, self._pid, kind, author, data, self._stream_ttl_ms
                     )
+                elif kind == _PRESENCE:
+                    online = _ONLINE_PREFIX + key[len(_PREFIX) :]
+                    pipe.evalsha(
+                        self._publish_sha, 3, key, _members(key), online, self._maxlen, self._pid, kind, author,
+                        data, self._stream_ttl_ms, self._member_lapse_ms, self._online_ttl_ms,
+                    )  # fmt: skip
+                else:
+                    pipe.evalsha(
+                        self._publish_sha, 2, key, _members(key), self._maxlen, self._pid, kind, author, data,
+                        self._stream_ttl_ms, self._member_lapse_ms,
+                    )  # fmt: skip
             try:
                 await pipe.execute()
                 return
@@ -354,14 +401,13 @@ class RedisCluster:
             self._last[key] = (max(0, int(time.time() * 1000) - self._replay_ms), 0)
             self._stale_now(session_id)
         caught_up = self._hold(key)
-        pubsub = self._pubsub
-        if pubsub is None:
-            return  # the subscriber subscribes it when it connects
+        if not self._listening:
+            return  # the subscriber joins and reads it when it connects
+        self._spawn(self._catch_up(key))
         try:
             async with asyncio.timeout(_CATCH_UP_WAIT):
-                await pubsub.subscribe(key)  # its confirmation starts the read of the stream (see _read_loop)
                 await asyncio.shield(caught_up)
-        except (TimeoutError, *_FAILURES):
+        except TimeoutError:
             pass  # it catches up when it can; the room works meanwhile
 
     def detach(self, session_id: str) -> None:
@@ -374,16 +420,18 @@ class RedisCluster:
             caught_up.set_result(None)
         self._seen.pop(session_id, None)
         self._stale.discard(session_id)
-        if self._pubsub is not None:
-            self._spawn(self._unsubscribe(self._pubsub, key))
+        if self._up:
+            self._spawn(self._leave(key))
 
-    async def _unsubscribe(self, pubsub: Any, key: bytes) -> None:
+    async def _leave(self, key: bytes) -> None:
+        # Not on the path of anything: if it races a new attach of the same session and wins, the next renewal
+        # finds this process missing, joins again and reads what the inbox skipped from the stream.
         if key in self._last:
             return  # attached again meanwhile
         try:
-            await pubsub.unsubscribe(key)
+            await self._commands.zrem(_members(key), self._pid)
         except _FAILURES:
-            pass  # the connection is gone, and the subscription with it
+            pass  # it lapses by itself
 
     def _hold(self, key: bytes) -> asyncio.Future[None]:
         """Hold back what the channel brings for ``key`` until its stream has been read."""
@@ -399,30 +447,26 @@ class RedisCluster:
         while True:
             pubsub: Any = self._subscriber.pubsub()
             try:
-                keys = [_EVENTS, *(_key(s) for s in self._rooms)]
-                for key in keys:
-                    self._hold(key)
+                self._hold(_EVENTS)
                 if reconnect:
                     # Whatever Redis lost while this process was away from it (restarted empty, trimmed).
                     self._stale_now(*self._rooms)
-                await pubsub.subscribe(*keys)
-                subscribed = set(keys)
-                while missing := [k for k in map(_key, self._rooms) if k not in subscribed]:
-                    # Rooms attached while subscribing found no subscriber to ask.
-                    for key in missing:
-                        self._hold(key)
-                    await pubsub.subscribe(*missing)
-                    subscribed.update(missing)
-                self._pubsub = pubsub  # from here on, attach subscribes its room itself
+                await pubsub.subscribe(_EVENTS, self._inbox)
                 while True:
                     message = await pubsub.get_message(timeout=None)
                     if message is None:
                         continue
                     if message["type"] == "message":
-                        self._on_message(message["channel"], message["data"])
+                        self._on_message(message["data"])
                     elif message["type"] == "subscribe":
-                        # Subscribed: from now on the channel brings everything; read the stream up to here.
-                        self._spawn(self._catch_up(message["channel"]))
+                        # Subscribed: from now on the channel brings everything; read the streams up to here.
+                        if message["channel"] == _EVENTS:
+                            self._spawn(self._catch_up(_EVENTS))
+                        else:
+                            self._listening = True  # from here on, attach reads its room's stream itself
+                            for key in map(_key, list(self._rooms)):
+                                self._hold(key)
+                                self._spawn(self._catch_up(key))
                         failures = 0
                         self._came_up()
             except _FAILURES as exc:
@@ -431,15 +475,15 @@ class RedisCluster:
                 reconnect = True
                 await asyncio.sleep(_backoff(failures))
             finally:
-                self._pubsub = None
+                self._listening = False
                 try:
                     await pubsub.aclose()
                 except _FAILURES:
                     pass
 
-    def _on_message(self, key: bytes, message: bytes) -> None:
+    def _on_message(self, message: bytes) -> None:
         try:
-            entry = _from_channel(message)
+            key, entry = _from_channel(message)
         except ValueError:
             log.warning("a message of another process could not be read; ignored")
             return
@@ -452,10 +496,13 @@ class RedisCluster:
         self._deliver(key, entry)
 
     async def _catch_up(self, key: bytes) -> None:
-        """Deliver what the stream holds after the last id delivered, then what the channel brought meanwhile."""
+        """Deliver what the stream holds after the last id delivered, then what the inbox brought meanwhile.
+        A room's membership is renewed first: what the read does not cover, the inbox brings."""
         failures = 0
         while key in self._held and key in self._last:
             try:
+                if key != _EVENTS:
+                    await self._join(keys=[_members(key)], args=[self._pid, self._member_lapse_ms])
                 raw: Any = await self._commands.xrange(key, min=_after(self._last[key]))
             except _FAILURES as exc:
                 self._went_down(exc)
@@ -551,9 +598,26 @@ class RedisCluster:
             else:
                 failures = 0
 
+    async def _renew(self) -> None:
+        """Renew this process's membership of every room it holds; read the stream of any it had lost (lapsed
+        while this process was too busy to renew, or Redis restarted empty)."""
+        keys = [_key(s) for s in self._rooms]
+        if not keys or not self._listening:
+            return  # joined when the subscriber connects
+        try:
+            missed = await self._join(keys=[_members(k) for k in keys], args=[self._pid, self._member_lapse_ms])
+        except _FAILURES as exc:
+            self._went_down(exc)
+            return
+        for key, lapsed in zip(keys, missed, strict=True):
+            if lapsed and key in self._last and key not in self._held:
+                self._hold(key)
+                self._spawn(self._catch_up(key))
+
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat)
+            self._spawn(self._renew())
             now = time.monotonic()
             for session_id, room in list(self._rooms.items()):
                 seats = room.local_seats()
