@@ -81,6 +81,14 @@ class Settings(BaseSettings):
         description="Entries a process keeps for Redis while it is unreachable, sent when it returns; older "
         "ones are dropped (the other processes get them by healing from the database).",
     )
+    redis_batch_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=50,
+        description="How long a process gathers entries before sending them to Redis in one write (0: send at "
+        "once). Each write and its reply cost a round trip of system calls on both sides; gathering trades that "
+        "for this much latency between processes.",
+    )
     process_heartbeat_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -56,6 +56,7 @@ _HEAL_DELAY = 1.0  # a "heal" entry is acted on this much later: its sender's dr
 _LAPSES = 3  # heartbeats without a renewal after which a process is taken for gone
 _CATCH_UP_WAIT = 2.0  # how long loading a room waits for the stream's recent entries before going on without
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+_JOIN_CHUNK = 200  # memberships renewed per script call: a process holding thousands of rooms must not stall Redis
 
 # KEYS[1]: the stream; KEYS[2]: the session's members (absent for the cluster's events, which go to the events
 # channel everyone hears); ARGV: max length, origin, kind, author, data, the stream's lifetime (ms: a session
@@ -180,6 +181,7 @@ class RedisCluster:
         self._settings = settings
         self._maxlen = settings.redis_stream_max_length
         self._replay_ms = int(settings.redis_replay_seconds * 1000)
+        self._batch_seconds = settings.redis_batch_ms / 1000
         self._heartbeat = settings.process_heartbeat_seconds
         self._online_ttl_ms = int(2 * _LAPSES * self._heartbeat * 1000)
         self._member_lapse_ms = int(_LAPSES * self._heartbeat * 1000)
@@ -356,6 +358,8 @@ class RedisCluster:
         failures = 0
         while True:
             await self._outbox_ready.wait()
+            if self._batch_seconds:
+                await asyncio.sleep(self._batch_seconds)
             self._outbox_ready.clear()
             batch, self._outbox = self._outbox, []
             if not batch:
@@ -601,18 +605,22 @@ class RedisCluster:
     async def _renew(self) -> None:
         """Renew this process's membership of every room it holds; read the stream of any it had lost (lapsed
         while this process was too busy to renew, or Redis restarted empty)."""
-        keys = [_key(s) for s in self._rooms]
-        if not keys or not self._listening:
+        if not self._listening:
             return  # joined when the subscriber connects
-        try:
-            missed = await self._join(keys=[_members(k) for k in keys], args=[self._pid, self._member_lapse_ms])
-        except _FAILURES as exc:
-            self._went_down(exc)
-            return
-        for key, lapsed in zip(keys, missed, strict=True):
-            if lapsed and key in self._last and key not in self._held:
-                self._hold(key)
-                self._spawn(self._catch_up(key))
+        keys = [_key(s) for s in self._rooms]
+        for start in range(0, len(keys), _JOIN_CHUNK):
+            chunk = keys[start : start + _JOIN_CHUNK]
+            try:
+                missed = await self._join(
+                    keys=[_members(k) for k in chunk], args=[self._pid, self._member_lapse_ms]
+                )
+            except _FAILURES as exc:
+                self._went_down(exc)
+                return
+            for key, lapsed in zip(chunk, missed, strict=True):
+                if lapsed and key in self._last and key not in self._held:
+                    self._hold(key)
+                    self._spawn(self._catch_up(key))
 
     async def _heartbeat_loop(self) -> None:
         while True:
