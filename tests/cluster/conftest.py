@@ -88,3 +88,63 @@ async def session_on(server: LiveServer, *names: str, **body: Any) -> tuple[str,
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
         s = await new_session(http, **body)
         return s["id"], {name: await join(http, s["id"], name) for name in names}
+
+
+class RedisProxy:
+    """A TCP relay to the shared Redis on a free port of 127.0.0.1, which a test may cut (every connection closed,
+    new ones refused) and restore: one process loses Redis while the others keep it."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            self._writers.difference_update((writer, up_writer))
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        if server is not None:
+            await server.wait_closed()
+
+
+@pytest.fixture
+async def redis_proxy() -> AsyncIterator[RedisProxy]:
+    require_service("Redis", REDIS_URL, 6379)
+    proxy = RedisProxy()
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.cut()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.cluster.conftest import RedisProcess
+from tests.cluster.conftest import RedisProcess, RedisProxy, session_on
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
 
@@ -71,3 +71,42 @@ async def test_edits_made_while_redis_is_down_merge_when_it_returns(
         # A process stops promptly while Redis is down (it flushes to the database, which is up).
         own_redis.kill()
         await a_srv.stop()  # within its 15 s
+
+
+async def test_a_process_cut_off_alone_tells_the_others_to_heal_what_it_could_not_send(
+    redis_proxy: RedisProxy, cluster: ServerFactory
+) -> None:
+    # Only process A loses Redis; B keeps it, so B has no reconnect of its own to heal after. A keeps 100 entries
+    # for Redis: of 150 edits the oldest 50 are dropped, and the 100 it sends later cannot apply on B without
+    # them. A must tell B to heal that session from the update log, where A committed all 150.
+    settings = {"redis_heal_seconds": 1, "redis_outbox_entries": 100}
+    a_srv: LiveServer = await cluster(redis_url=redis_proxy.url, **settings)
+    b_srv: LiveServer = await cluster(**settings)
+    sid, people = await session_on(a_srv, "Ada", "Bob")
+    a = await YClient(collab_url(a_srv.ws_url, sid, people["Ada"]["token"])).connect()
+    b = await YClient(collab_url(b_srv.ws_url, sid, people["Bob"]["token"])).connect()
+    async with (
+        httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as a_http,
+        httpx.AsyncClient(base_url=b_srv.base_url, timeout=30) as b_http,
+    ):
+        a.code += "before\n"
+        await b.wait_for(lambda: "before" in b.text)
+
+        await redis_proxy.cut()
+        await eventually(lambda: _redis_is(a_http, "down"))
+        for i in range(150):
+            a.code += f"a{i}\n"
+        b.code += "by Bob\n"
+        assert await _redis_is(b_http, "up")
+
+        await redis_proxy.start()
+        await a.wait_for(lambda: "by Bob" in a.text, timeout=10)
+        await b.wait_for(lambda: all(f"a{i}\n" in b.text for i in range(150)), timeout=10)
+        await eventually(lambda: _same(a, b))
+        assert b.text.count("a0\n") == 1 and b.text.count("by Bob") == 1
+    await a.close()
+    await b.close()
+
+
+async def _same(a: YClient, b: YClient) -> bool:
+    return a.text == b.text
