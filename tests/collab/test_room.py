@@ -319,3 +319,29 @@ def test_updates_are_charged_to_the_sender_by_their_size() -> None:
     assert late.channel.charged == 0
     room.receive(late.peer, p.sync_step2(other.get_update()))
     assert late.channel.charged > 48
+
+
+# --- what other processes accepted ---------------------------------------------------------------------------------
+
+
+def test_a_remote_update_is_relayed_never_stored_and_counted_once_when_replayed() -> None:
+    # A loading room replays the stream's recent entries on top of the log, and a reconnect reads the stream
+    # again: entries the document holds already must not count again towards its size limit.
+    room, log = make_room()
+    bob = HandPeer(room, "bob").join()
+    other = Doc()
+    other["code"] = text = Text()
+    updates: list[bytes] = []
+    other.observe(lambda event: updates.append(event.update))
+    text += "# from another process\n"
+    (update,) = updates
+    stored, size = len(log.updates), room.doc_bytes
+    room.apply_remote(update, "ada", (other.client_id,))
+    assert room.shared.text().count("# from another process\n") == 1
+    assert bob.channel.take() == [p.sync_update(update)]
+    assert len(log.updates) == stored and not room.dirty
+    assert room.doc_bytes == size + len(update)
+    for _ in range(3):
+        room.apply_remote(update, "ada", (other.client_id,))
+    assert room.doc_bytes == size + len(update)
+    assert room.shared.text().count("# from another process\n") == 1

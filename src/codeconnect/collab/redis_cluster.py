@@ -29,6 +29,7 @@ stores what its document has and the log misses (what the dead process relayed b
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import secrets
@@ -206,6 +207,10 @@ class RedisCluster:
         self._last: dict[bytes, StreamId] = {}  # per stream this process reads: the last id it delivered
         self._held: dict[bytes, list[Entry]] = {}  # streams being read: what the inbox brings waits here
         self._caught_up: dict[bytes, asyncio.Future[None]] = {}
+        # Per stream, which attach of its room a read belongs to: a read started before a detach must not
+        # deliver into (or mark caught up) the room attached after it, whose own read starts elsewhere.
+        self._generation: dict[bytes, int] = {}
+        self._generations = itertools.count()
         self._listening = False  # the inbox and the events channel are subscribed
         self._outbox: list[tuple[bytes, bytes, bytes, bytes]] = []  # (stream key, kind, data, author)
         self._outbox_ready = asyncio.Event()
@@ -398,6 +403,7 @@ class RedisCluster:
         session_id = room.session_id
         key = _key(session_id)
         self._rooms[session_id] = room
+        self._generation[key] = next(self._generations)
         if isinstance(mark, tuple):
             self._last[key] = mark
         else:
@@ -417,6 +423,7 @@ class RedisCluster:
     def detach(self, session_id: str) -> None:
         key = _key(session_id)
         self._rooms.pop(session_id, None)
+        self._generation.pop(key, None)
         self._last.pop(key, None)
         self._held.pop(key, None)
         caught_up = self._caught_up.pop(key, None)
@@ -502,6 +509,7 @@ class RedisCluster:
     async def _catch_up(self, key: bytes) -> None:
         """Deliver what the stream holds after the last id delivered, then what the inbox brought meanwhile.
         A room's membership is renewed first: what the read does not cover, the inbox brings."""
+        generation = self._generation.get(key)
         failures = 0
         while key in self._held and key in self._last:
             try:
@@ -513,13 +521,15 @@ class RedisCluster:
                 failures += 1
                 await asyncio.sleep(_backoff(failures))
                 continue
-            if key not in self._last:
-                break
+            if key not in self._last or self._generation.get(key) != generation:
+                return  # detached meanwhile (and perhaps attached again, with a read of its own)
             for raw_id, fields in raw:
                 self._deliver(key, _from_stream(raw_id, fields))
             for entry in self._held.pop(key, ()):
                 self._deliver(key, entry)
             break
+        if self._generation.get(key) != generation:
+            return
         caught_up = self._caught_up.pop(key, None)
         if caught_up is not None and not caught_up.done():
             caught_up.set_result(None)

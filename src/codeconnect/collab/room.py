@@ -488,14 +488,17 @@ class Room:
             for client in claims:
                 self._claim(author, client)
         self._reply = None
+        clocks = self._clock_bounds()
+        # A replayed entry (the stream read on top of the log when the room loaded, or again after a reconnect)
+        # holds structs the document has already: not counted again towards its size.
+        fresh = not info.blocks or any(end > clocks.get(client, 0) for client, _first, end in info.blocks)
         self.shared.doc.apply_update(update)
-        clocks = self._clocks
-        if clocks is not None:
-            for client, _first, end in info.blocks:
-                if end > clocks.get(client, 0):
-                    clocks[client] = end
-        self._text_bytes_bound += info.string_bytes
-        self.doc_bytes += len(update)
+        for client, _first, end in info.blocks:
+            if end > clocks.get(client, 0):
+                clocks[client] = end
+        if fresh:
+            self._text_bytes_bound += info.string_bytes
+            self.doc_bytes += len(update)
         # Not dirty: the session row's copy of the text is its origin's to write (it holds the room too).
         self.changed_at = time.time()
         self._broadcast(p.sync_update(update), None)
