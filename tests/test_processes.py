@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -47,6 +48,30 @@ def test_a_second_process_on_a_sqlite_file_is_refused(tmp_path: Path) -> None:
         stop(first, signal.SIGKILL)
         again = start_serve(url, tmp_path, **HEARTBEAT)
         stop(again)
+    finally:
+        stop(first, signal.SIGKILL)
+
+
+def test_a_second_process_on_a_sqlite_file_is_refused_even_when_the_first_ones_row_looks_like_its_own(
+    tmp_path: Path,
+) -> None:
+    # Two containers with the same host name, each the PID 1 of its own namespace, sharing the database's
+    # volume: the second would take the first one's row (same host, same pid) for its own crashed past. The
+    # lock beside the database file still tells them apart.
+    database = tmp_path / "one.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    first = start_serve(url, tmp_path, **HEARTBEAT)
+    try:
+        with sqlite3.connect(database) as db:
+            # As the second process would see it: a row of its own pid on its own host, or one long gone.
+            assert db.execute("UPDATE processes SET pid = ?", (2**22 + 1,)).rowcount == 1
+        second = subprocess.run(
+            [str(BIN / "codeconnect"), "serve"], env=_serve_env(url, **HEARTBEAT), cwd=tmp_path,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert "refusing to start: another codeconnect process serves this SQLite database" in second.stderr
+        assert "Traceback" not in second.stderr
     finally:
         stop(first, signal.SIGKILL)
 

@@ -13,7 +13,7 @@ import uvicorn
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
 from codeconnect.execution.reaper import serve_under_init
-from codeconnect.processes import sqlite_refusal
+from codeconnect.processes import hold_sqlite_file, sqlite_refusal
 from codeconnect.server import uvicorn_options
 
 # Query parameters holding a secret or a session id, whatever their case or spelling (ownerKey, owner_key...).
@@ -67,12 +67,15 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         except SandboxUnavailable as exc:
             print(f"codeconnect: CODECONNECT_EXECUTION=sandbox but {exc}; refusing to start", file=sys.stderr)
             return 2
-    asyncio.run(run_migrations(settings.database_url))
-    if settings.is_sqlite:
-        refusal = asyncio.run(sqlite_refusal(settings))
-        if refusal is not None:
-            print(f"codeconnect: refusing to start: {refusal}", file=sys.stderr)
-            return 2
+    # On SQLite, the file's lock first: migrating a database another process serves is not ours to do.
+    refusal = hold_sqlite_file(settings) if settings.is_sqlite else None
+    if refusal is None:
+        asyncio.run(run_migrations(settings.database_url))
+        if settings.is_sqlite:
+            refusal = asyncio.run(sqlite_refusal(settings))
+    if refusal is not None:
+        print(f"codeconnect: refusing to start: {refusal}", file=sys.stderr)
+        return 2
     uvicorn.run(
         "codeconnect.app:create_served_app",
         factory=True,

@@ -13,11 +13,18 @@ Redis, the same split. So each process keeps a row (host, pid, whether it uses R
 A row not renewed for three intervals is someone gone (kill -9 leaves its row; it is ignored, then replaced
 or deleted by the next process to start). On one host, a row whose process no longer exists is ignored at
 once, so a restart right after a crash is not refused.
+
+On SQLite the row is not the only guard: a row names a process by host name and pid, and two containers with
+the same host name, each its own PID 1, would take each other's row for their own crashed past. So `serve`
+also holds an exclusive lock (``flock``) on a file beside the database for as long as it runs: a second process
+on the same file, in any container of the same machine, finds it taken; the kernel releases it when the holder
+exits, kill -9 included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import socket
@@ -28,7 +35,7 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.config import Settings
-from codeconnect.db import create_engine, create_sessionmaker
+from codeconnect.db import create_engine, create_sessionmaker, sqlite_path
 from codeconnect.models import ProcessRow, utcnow
 from codeconnect.security import new_id
 
@@ -41,9 +48,35 @@ class SharedDatabase(RuntimeError):
     """Another live process serves the same SQLite database."""
 
 
+_held_files: list[int] = []  # the descriptors of the locks this process holds until it exits
+
+
+def hold_sqlite_file(settings: Settings) -> str | None:
+    """Take the lock beside this SQLite database for the rest of this process's life; why not (another process
+    holds it), or None."""
+    path = sqlite_path(settings.database_url)
+    if path is None:
+        return None
+    lock = path.with_name(path.name + ".serve-lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return (
+            f"another codeconnect process serves this SQLite database (it holds {lock.name}); SQLite serves one "
+            "process: stop it, or for several processes use PostgreSQL (CODECONNECT_DATABASE_URL=postgresql://...) "
+            "and Redis (CODECONNECT_REDIS_URL=redis://...)"
+        )
+    _held_files.append(fd)
+    return None
+
+
 async def sqlite_refusal(settings: Settings) -> str | None:
     """Why ``codeconnect serve`` must not start on this SQLite database (another process serves it), or None;
-    checked before the server starts, so the operator reads one sentence rather than a traceback."""
+    checked before the server starts (after :func:`hold_sqlite_file`), so the operator reads one sentence
+    rather than a traceback."""
     engine = create_engine(settings.database_url, wait_seconds=settings.db_wait_seconds)
     try:
         processes = ProcessList(create_sessionmaker(engine), settings, asyncio.Semaphore(1))
