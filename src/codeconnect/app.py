@@ -10,6 +10,7 @@ from functools import partial
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from pycrdt import Doc
 from starlette.types import Receive, Scope, Send
 
 from codeconnect import __version__
@@ -135,6 +136,9 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                     ) from exc
             stack.push_async_callback(execution.close)
             app.state.execution = execution
+            # pycrdt's first document in a running loop imports anyio's asyncio backend (44 ms measured): paid
+            # here, not by the first request that creates or loads a session.
+            Doc()
             if own_process:
                 gc.collect()
                 gc.freeze()
