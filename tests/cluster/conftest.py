@@ -14,7 +14,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.collab.yclient import join, new_session
+from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, LiveServer, ServerFactory, require_service, servers_on, skip_or_fail
 
 
@@ -81,6 +81,17 @@ async def own_redis(tmp_path: Path) -> AsyncIterator[RedisProcess]:
         yield redis
     finally:
         redis.kill()
+
+
+async def one_client_each(
+    first: LiveServer, second: LiveServer, names: tuple[str, str]
+) -> tuple[str, dict[str, dict[str, Any]], YClient, YClient]:
+    """A new session with two participants (name -> join answer), the first connected to ``first``, the second
+    to ``second``."""
+    sid, people = await session_on(first, *names)
+    a = await YClient(collab_url(first.ws_url, sid, people[names[0]]["token"])).connect()
+    b = await YClient(collab_url(second.ws_url, sid, people[names[1]]["token"])).connect()
+    return sid, people, a, b
 
 
 async def session_on(server: LiveServer, *names: str, **body: Any) -> tuple[str, dict[str, dict[str, Any]]]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.cluster.conftest import RedisProcess, RedisProxy, session_on
+from tests.cluster.conftest import RedisProcess, RedisProxy, one_client_each
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
 
@@ -82,9 +82,7 @@ async def test_a_process_cut_off_alone_tells_the_others_to_heal_what_it_could_no
     settings = {"redis_heal_seconds": 1, "redis_outbox_entries": 100}
     a_srv: LiveServer = await cluster(redis_url=redis_proxy.url, **settings)
     b_srv: LiveServer = await cluster(**settings)
-    sid, people = await session_on(a_srv, "Ada", "Bob")
-    a = await YClient(collab_url(a_srv.ws_url, sid, people["Ada"]["token"])).connect()
-    b = await YClient(collab_url(b_srv.ws_url, sid, people["Bob"]["token"])).connect()
+    _, _, a, b = await one_client_each(a_srv, b_srv, ("Ada", "Bob"))
     async with (
         httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as a_http,
         httpx.AsyncClient(base_url=b_srv.base_url, timeout=30) as b_http,

@@ -13,7 +13,7 @@ from codeconnect.collab.protocol import CloseCode
 from codeconnect.collab.redis_cluster import RedisCluster
 from codeconnect.config import Settings
 from codeconnect.execution.registry import RunRegistry
-from tests.cluster.conftest import session_on
+from tests.cluster.conftest import one_client_each, session_on
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, LiveServer, ServerFactory, eventually
 
@@ -145,10 +145,8 @@ async def test_a_stop_reaches_the_run_on_another_process(pg_url: str) -> None:
 async def test_nobody_speaks_for_another_process_s_client_in_awareness(cluster: ServerFactory) -> None:
     a_srv: LiveServer = await cluster()
     b_srv: LiveServer = await cluster()
-    sid, people = await session_on(a_srv, "Vera", "Mallory")
-    vera, mallory = people["Vera"], people["Mallory"]
-    v = await YClient(collab_url(b_srv.ws_url, sid, vera["token"])).connect()
-    m = await YClient(collab_url(a_srv.ws_url, sid, mallory["token"])).connect()
+    _, people, v, m = await one_client_each(b_srv, a_srv, ("Vera", "Mallory"))
+    vera = people["Vera"]
     await v.set_awareness({"user": {"name": "Vera"}})
     await m.wait_for(lambda: v.doc.client_id in m.awareness)
     # Mallory, on the other process, announces Vera's client id (public through awareness), then clears it.

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from codeconnect.collab.document import RUNS
 from codeconnect.models import DocUpdateRow
-from tests.cluster.conftest import session_on
+from tests.cluster.conftest import one_client_each, session_on
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, LiveServer, ServerFactory, eventually
 
@@ -208,10 +208,7 @@ async def test_a_process_whose_membership_was_lost_reads_what_it_missed(cluster:
     # next renewal must notice and read them from the stream, without any client reconnecting.
     a_srv: LiveServer = await cluster()
     b_srv: LiveServer = await cluster()
-    sid, people = await session_on(a_srv, "Ada", "Bob")
-    ada, bob = people["Ada"], people["Bob"]
-    a = await YClient(collab_url(a_srv.ws_url, sid, ada["token"])).connect()
-    b = await YClient(collab_url(b_srv.ws_url, sid, bob["token"])).connect()
+    sid, _, a, b = await one_client_each(a_srv, b_srv, ("Ada", "Bob"))
     redis = aioredis.Redis.from_url(REDIS_URL)
     try:
         a.code.insert(0, "first\n")
