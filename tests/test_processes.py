@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REDIS_URL, require_service
 from tests.test_cli import BIN, start_serve, stop
 
@@ -96,3 +98,21 @@ def test_processes_of_one_cluster_are_not_warned_about(pg_url: str, tmp_path: Pa
     stop(second)
     for sp in (first, second):
         assert WARNING not in sp.log.read_text()
+
+
+def test_the_sqlite_lock_is_taken_once_and_a_folder_without_room_for_it_falls_back_to_the_row(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from codeconnect.config import Settings
+    from codeconnect.processes import hold_sqlite_file
+
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'one.db'}")
+    assert hold_sqlite_file(settings) is None
+    # A second taker (here a second descriptor of this process, as another process would be) is refused.
+    refusal = hold_sqlite_file(settings)
+    assert refusal is not None and "one.db.serve-lock" in refusal and "PostgreSQL" in refusal
+    # No lock file can be made where the database's folder is a file: warned, and the process row decides.
+    (tmp_path / "file").write_text("")
+    blocked = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'file' / 'two.db'}")
+    assert hold_sqlite_file(blocked) is None
+    assert "relying on the process list alone" in caplog.text

@@ -58,8 +58,13 @@ def hold_sqlite_file(settings: Settings) -> str | None:
     if path is None:
         return None
     lock = path.with_name(path.name + ".serve-lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        # A folder this process may not write a file into: the process row (sqlite_refusal) still guards it.
+        log.warning("could not create %s (%s); relying on the process list alone", lock, type(exc).__name__)
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -69,6 +74,11 @@ def hold_sqlite_file(settings: Settings) -> str | None:
             "process: stop it, or for several processes use PostgreSQL (CODECONNECT_DATABASE_URL=postgresql://...) "
             "and Redis (CODECONNECT_REDIS_URL=redis://...)"
         )
+    except OSError as exc:
+        # A file system without flock (some network mounts): the process row still guards it.
+        os.close(fd)
+        log.warning("could not lock %s (%s); relying on the process list alone", lock, type(exc).__name__)
+        return None
     _held_files.append(fd)
     return None
 

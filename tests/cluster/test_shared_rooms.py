@@ -228,3 +228,26 @@ async def test_a_process_whose_membership_was_lost_reads_what_it_missed(cluster:
         await redis.aclose()
         await a.close()
         await b.close()
+
+
+async def test_entries_gathered_before_a_write_all_cross(cluster: ServerFactory) -> None:
+    # CODECONNECT_REDIS_BATCH_MS: what a process accepts while it waits to write goes in one write, in order,
+    # with nothing left behind when the wait ends.
+    a_srv: LiveServer = await cluster(redis_batch_ms=20)
+    b_srv: LiveServer = await cluster(redis_batch_ms=20)
+    _, _, a, b = await one_client_each(a_srv, b_srv, ("Ada", "Bob"))
+    try:
+        for i in range(30):
+            a.code += f"a{i}\n"
+            b.code += f"b{i}\n"
+        await b.wait_for(lambda: "a29\n" in b.text)
+        await a.wait_for(lambda: "b29\n" in a.text)
+        await eventually(lambda: _is(_text(a), b.text))
+        assert all(f"a{i}\n" in a.text and f"b{i}\n" in a.text for i in range(30))
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def _text(client: YClient) -> str:
+    return client.text
