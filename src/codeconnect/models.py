@@ -73,6 +73,11 @@ class SessionRow(Base):
     allow_clear_output: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The id of the session's newest ``doc_updates`` row when code/language/title were last found equal to a
+    # document holding every row up to it (set when a room unloads, cleared by every other mirror write). While
+    # it still equals that newest id, the columns are the document's exact text and a read needs no room: ids
+    # only grow (a compaction inserts its snapshot before deleting), so any later row moves the newest id on.
+    log_head: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True)
 
     participants: Mapped[list[ParticipantRow]] = relationship(
         back_populates="session", order_by="ParticipantRow.seq", cascade="all, delete-orphan"

@@ -16,9 +16,9 @@ from codeconnect.collab.document import initial_update
 from codeconnect.collab.records import Mirror, NewSession
 from codeconnect.collab.store import UpdateLog, is_outage, storable_text
 from codeconnect.collab.writer import batch_writer
-from codeconnect.db import create_engine, create_sessionmaker
+from codeconnect.db import create_engine, create_sessionmaker, run_migrations
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
-from codeconnect.models import DocUpdateRow, SessionRow, utcnow
+from codeconnect.models import DocUpdateRow, ParticipantRow, SessionRow, utcnow
 
 
 async def _setup(url: str) -> Any:
@@ -419,4 +419,107 @@ async def test_a_group_of_new_sessions_that_cannot_be_stored_is_unavailable_for_
         )  # fmt: skip
         assert results[0] is None and results[2] is None and isinstance(results[1], ServiceUnavailable), results
         assert (await log.load("x8")).code == "# x8\n" and (await log.load("x9")).code == "# x9\n"
+    await engine.dispose()
+
+
+# --- the row's text, known exact until the log moves on ------------------------------------------------------------
+
+
+async def test_a_sealed_row_is_exact_until_anything_reaches_the_log(database_url: str) -> None:
+    engine, maker = await _setup(database_url)
+    log = UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url))
+    doc = Doc()
+    doc.apply_update(initial_update("", "python", "t"))
+    code = doc.get("code", type=Text)
+
+    def text(value: str) -> Mirror:
+        return Mirror(code=value, language="python", title="t", updated_at=utcnow())
+
+    async def exact() -> bool:
+        stored = await log.stored_session("s1")
+        assert stored is not None
+        return stored.exact
+
+    async with log:
+        assert not await exact()  # never sealed
+        assert not await log.seal("s1", text("not what the row holds"))
+        assert await log.seal("s1", text("")) and await exact()
+
+        state = doc.get_state()
+        code += "x = 1\n"
+        log.append("s1", doc.get_update(state))
+        await log.flush()
+        assert not await exact()  # a row the columns were never told of
+        log.mirror("s1", text(str(code)))
+        await log.flush()
+        assert not await exact()  # a copy while the room is loaded is not known to hold every row
+        assert await log.seal("s1", text(str(code))) and await exact()
+
+        assert await log.compact("s1", doc.get_update) > 0
+        assert not await exact()  # the snapshot is a new row
+        assert await log.seal("s1", text(str(code))) and await exact()
+
+        log.append("s1", b"\x00\x00")  # an empty update, held in the queue: not sealed while it waits
+        assert not await log.seal("s1", text(str(code)))
+        await log.flush()
+        assert not await exact()
+        # Text the columns cannot hold as it is (NUL) is never declared exact.
+        assert not await log.seal("s1", text("a\x00b"))
+        stored = await log.stored_session("s1")
+        assert stored is not None and stored.code == str(code) and stored.card.viewer_id
+        assert await log.stored_session("no-such-session") is None
+    await engine.dispose()
+
+
+async def test_compaction_never_hands_a_replaced_row_id_to_its_snapshot(sqlite_url: str) -> None:
+    """SQLite gives a new row the highest id plus one: deleting a session's newest rows before inserting their
+    snapshot would reuse an id the row's exactness mark may name."""
+    await run_migrations(sqlite_url)
+    engine, maker = await _setup(sqlite_url)
+    log = UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(sqlite_url))
+    doc = Doc()
+    code = doc.get("code", type=Text)
+    async with log:
+        for i in range(3):
+            state = doc.get_state()
+            code += f"{i};"
+            log.append("s1", doc.get_update(state))
+        await log.flush()
+        async with maker() as db:
+            newest = await db.scalar(select(func.max(DocUpdateRow.id)))
+        await log.compact("s1", doc.get_update)
+        async with maker() as db:
+            ids = (await db.scalars(select(DocUpdateRow.id).where(DocUpdateRow.session_id == "s1"))).all()
+        assert len(ids) == 1 and ids[0] > newest
+    await engine.dispose()
+
+
+async def test_reads_of_stored_sessions_that_arrive_together_share_a_statement(database_url: str) -> None:
+    engine, maker = await _setup(database_url)
+    for n in range(2, 6):
+        await _add_session(maker, f"s{n}")
+    async with maker() as db, db.begin():
+        for i, name in enumerate(("Ada", "Grace")):
+            db.add(ParticipantRow(id=f"p{i}", session_id="s3", seq=i, name=name, color="#000000", role="editor",
+                                  token_hash=f"h{i}"))
+    log = UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url))
+    driver = log.driver
+    assert driver is not None
+    statements: list[list[str]] = []
+    read = driver.stored_sessions
+
+    async def counted(ids: Sequence[str]) -> Any:
+        statements.append(list(ids))
+        return await read(ids)
+
+    driver.stored_sessions = counted  # type: ignore[method-assign]
+    async with log:
+        wanted = ["s1", "s2", "s3", "s4", "s5", "no-such-session", "s1"]
+        found = await asyncio.gather(*(log.stored_session(s) for s in wanted))
+    assert found[5] is None and found[0] == found[6]
+    assert all(f is not None for i, f in enumerate(found) if i != 5)
+    assert [p.name for p in found[2].card.participants] == ["Ada", "Grace"]  # type: ignore[union-attr]
+    assert found[1].card.participants == []  # type: ignore[union-attr]
+    # Everything asked before a statement starts shares it (here all seven reads: one statement, six ids).
+    assert len(statements) == 1 and sorted(statements[0]) == sorted(set(wanted))
     await engine.dispose()

@@ -13,9 +13,10 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from codeconnect.collab.document import SharedDoc
 from codeconnect.collab.records import ParticipantCardRecord
 from codeconnect.sessions.cards import SessionCard, SessionCards
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, eventually
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -79,7 +80,8 @@ def counted_database_work(app: Any) -> Iterator[list[str]]:
     engine = app.state.engine.sync_engine
     event.listen(engine, "before_cursor_execute", on_execute)
     driver = app.state.collab.log.driver
-    originals = {name: getattr(driver, name) for name in ("session_exists", "load", "participant", "session_card")}
+    names = ("session_exists", "load", "participant", "session_card", "stored_sessions")
+    originals = {name: getattr(driver, name) for name in names}
 
     def counting(name: str) -> Any:
         async def call(*args: Any) -> Any:
@@ -108,7 +110,9 @@ async def test_reading_a_loaded_session_needs_no_database_and_sees_every_join(
         created = (await http.post("/v1/sessions", json={"title": "cards"})).json()
         sid, viewer_id = created["id"], created["viewerId"]
         await http.post(f"/v1/sessions/{sid}/participants", json={"name": "Ada"})
-        first = (await http.get(f"/v1/sessions/{sid}")).json()  # loads the room and reads the row once
+        # A write loads the room (a read of a session nobody has open answers from its row and loads nothing).
+        assert (await http.put(f"/v1/sessions/{sid}", json={"code": "print(1)\n"})).status_code == 200
+        first = (await http.get(f"/v1/sessions/{sid}")).json()  # reads the row once, beside the loaded room
         with counted_database_work(app) as seen:
             for _ in range(5):
                 again = (await http.get(f"/v1/sessions/{sid}")).json()
@@ -136,3 +140,53 @@ async def test_reading_a_loaded_session_needs_no_database_and_sees_every_join(
         # An unknown session is still a 404 in the one error shape.
         missing = await http.get("/v1/sessions/no-such-session-0000000000")
         assert missing.status_code == 404 and missing.json()["error"] == "session_not_found"
+
+
+async def test_a_session_nobody_has_open_is_read_from_its_row_while_it_is_exact(server_factory: ServerFactory) -> None:
+    """Once a room unloads, its row holds the document's exact text and a read builds no room; a row that reached
+    the log afterwards (as after a crash between a commit and the next copy to the row) sends reads through the
+    document again."""
+    server = await server_factory(room_unload_grace_seconds=0)
+    app = server.server.config.app
+    live = app.state.collab
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        created = (await http.post("/v1/sessions", json={"title": "rows", "code": "first\n"})).json()
+        sid, viewer_id = created["id"], created["viewerId"]
+        # A new session's row is its first update's text.
+        with counted_database_work(app) as seen:
+            body = (await http.get(f"/v1/sessions/{sid}")).json()
+        assert "driver.load" not in seen and live.peek(sid) is None and body["code"] == "first\n"
+        await http.post(f"/v1/sessions/{sid}/participants", json={"name": "Ada"})
+        put = await http.put(f"/v1/sessions/{sid}", json={"code": "second\n", "title": "rows 2"})
+        assert put.status_code == 200
+
+        async def exact() -> bool:
+            stored = await live.stored_session(sid)
+            return live.peek(sid) is None and stored is not None and stored.exact
+
+        await eventually(exact)
+        with counted_database_work(app) as seen:
+            body = (await http.get(f"/v1/sessions/{sid}")).json()
+            view = (await http.get(f"/v1/views/{viewer_id}")).json()
+        assert "driver.load" not in seen and live.peek(sid) is None
+        assert (body["code"], body["title"], body["language"]) == ("second\n", "rows 2", created["language"])
+        assert body["updatedAt"] == put.json()["updatedAt"]
+        assert [p["name"] for p in body["participants"]] == ["Ada"]
+        assert (view["code"], view["title"]) == ("second\n", "rows 2")
+
+        # A committed change the row was never told of.
+        stored_doc = await live.log.load(sid)
+        shared = SharedDoc()
+        for data in stored_doc.updates:
+            shared.doc.apply_update(data)
+        state = shared.doc.get_state()
+        shared.replace_text("third\n")
+        await live.log.append(sid, shared.doc.get_update(state))
+        assert not (await live.stored_session(sid)).exact
+        with counted_database_work(app) as seen:
+            body = (await http.get(f"/v1/sessions/{sid}")).json()
+        assert "driver.load" in seen and body["code"] == "third\n"
+        view = (await http.get(f"/v1/views/{viewer_id}")).json()
+        assert view["code"] == "third\n"
+        await eventually(exact)  # that read's room unloaded and marked the row exact again
+        assert (await http.get(f"/v1/sessions/{sid}")).json()["code"] == "third\n"

@@ -64,3 +64,14 @@ class StoredDoc:
     language: str
     code: str
     updates: list[bytes]
+
+
+class StoredSession(NamedTuple):
+    """A session as its row holds it: the card, and the mirror columns, which are the document's exact text when
+    ``exact`` (nothing reached the log since they were found equal to it; see ``SessionRow.log_head``)."""
+
+    card: SessionCardRecord
+    code: str
+    language: str
+    title: str
+    exact: bool

@@ -21,12 +21,11 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import selectinload
 
 from codeconnect.collab.auth import Authenticate, Participant
 from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.document import SharedDoc, initial_update
-from codeconnect.collab.records import ParticipantCardRecord, SessionCardRecord
+from codeconnect.collab.records import SessionCardRecord, StoredSession
 from codeconnect.collab.room import Room, RoomLimits
 from codeconnect.collab.store import UpdateLog
 from codeconnect.config import Settings
@@ -147,16 +146,12 @@ class RoomRegistry:
         driver = self.log.driver
         if driver is not None:
             return await driver.session_card(session_id)
-        async with self.db_lock, self._sessionmaker() as db:
-            row = await db.scalar(
-                select(SessionRow).where(SessionRow.id == session_id).options(selectinload(SessionRow.participants))
-            )
-            if row is None:
-                return None
-            return SessionCardRecord(
-                row.created_at, row.updated_at, row.viewer_id,
-                [ParticipantCardRecord(p.id, p.name, p.color, p.role, p.joined_at) for p in row.participants],
-            )  # fmt: skip
+        stored = await self.log.stored_session(session_id)
+        return None if stored is None else stored.card
+
+    async def stored_session(self, session_id: str) -> StoredSession | None:
+        """The session as its row holds it (None: no such session); its text is the document's when ``exact``."""
+        return await self.log.stored_session(session_id)
 
     # --- rooms -----------------------------------------------------------------------------------------
 
@@ -225,6 +220,8 @@ class RoomRegistry:
             fallback_language=stored.language, fallback_title=stored.title,
             fanout=self.cluster if self.cluster.shared else None,
         )
+        # The row's copy trails the log after a crash between a commit and the next copy: refresh it.
+        room.dirty = (room.shared.text(), room.language(), room.title()) != (stored.code, stored.language, stored.title)
         self.rooms[session_id] = room
         await self.cluster.attach(room, mark)
         self.maybe_compact(room)
@@ -238,6 +235,11 @@ class RoomRegistry:
     async def _unload(self, room: Room) -> None:
         try:
             await self._flush(room, compact=True)
+            if not self.cluster.shared:
+                # Everything of the session is stored and nothing more can reach it before it is dropped here
+                # (a new user waits for this unload): its row's text is now exact until the log moves on. With
+                # other processes, one may have stored rows this document has not heard of yet.
+                await self.log.seal(room.session_id, room.mirror())
         finally:
             if self.rooms.get(room.session_id) is room:
                 del self.rooms[room.session_id]

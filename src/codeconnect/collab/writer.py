@@ -35,12 +35,30 @@ from codeconnect.collab.records import (
     ParticipantRecord,
     SessionCardRecord,
     StoredDoc,
+    StoredSession,
 )
 from codeconnect.db import sqlite_path
 
 # In sqlite3's parameter style; "?" is rewritten to "$n" for asyncpg below.
 _INSERT = "INSERT INTO doc_updates (session_id, data) VALUES (?, ?)"
-_MIRROR = "UPDATE sessions SET code = ?, language = ?, title = ?, updated_at = ? WHERE id = ?"
+# A mirror written while the room is loaded is not known to hold every row: it clears ``log_head`` (models.py).
+_MIRROR = "UPDATE sessions SET code = ?, language = ?, title = ?, updated_at = ?, log_head = NULL WHERE id = ?"
+# Marks the columns exact up to the newest row, if they hold the unloading document's text (see models.py).
+_SEAL = (
+    "UPDATE sessions SET log_head = (SELECT max(id) FROM doc_updates WHERE session_id = ?)"
+    " WHERE id = ? AND code = ? AND language = ? AND title = ?"
+)
+# Whether the columns are still exact: nothing was appended, compacted or mirrored since the seal.
+_EXACT = "s.log_head IS NOT NULL AND s.log_head = (SELECT max(d.id) FROM doc_updates d WHERE d.session_id = s.id)"
+# Sessions are read many at a time (see UpdateLog.stored_session); the rows come back in any order, with their ids.
+_STORED_SESSIONS = (
+    "SELECT s.id, s.created_at, s.updated_at, s.viewer_id, s.code, s.language, s.title, {exact} FROM sessions s"
+    " WHERE s.id IN ({ids})"
+)
+_PARTICIPANTS_OF = (
+    "SELECT session_id, id, name, color, role, joined_at FROM participants WHERE session_id IN ({ids})"
+    " ORDER BY session_id, seq"
+)
 _PARTICIPANT = "SELECT id, session_id, name, color, role, token_hash FROM participants WHERE token_hash = ?"
 _SESSION_EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
 _SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
@@ -68,6 +86,18 @@ _CARD_PG = (
     " WHERE p.session_id = s.id ORDER BY p.seq)"
     " FROM sessions s WHERE s.id = $1"
 )
+_STORED_SESSIONS_PG = (
+    f"SELECT s.id, s.created_at, s.updated_at, s.viewer_id, s.code, s.language, s.title, {_EXACT},"
+    " ARRAY(SELECT ROW(p.id, p.name, p.color, p.role, p.joined_at) FROM participants p"
+    " WHERE p.session_id = s.id ORDER BY p.seq)"
+    " FROM sessions s WHERE s.id = ANY($1::text[])"
+)
+# A new session's row holds exactly the text of its first update (see SessionRow.log_head).
+_CREATED_EXACT = "UPDATE sessions SET log_head = (SELECT max(id) FROM doc_updates WHERE session_id = ?1) WHERE id = ?1"
+_CREATED_EXACT_PG = (
+    "UPDATE sessions s SET log_head = (SELECT max(d.id) FROM doc_updates d WHERE d.session_id = s.id)"
+    " WHERE s.id = ANY($1::text[])"
+)
 _NEW_SESSION = (
     "INSERT INTO sessions (id, title, language, code, owner_key_hash, viewer_id, execution_enabled,"
     " allow_clear_output, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -82,9 +112,10 @@ def _pg(query: str) -> str:
 
 (
     _INSERT_PG, _MIRROR_PG, _PARTICIPANT_PG, _SESSION_EXISTS_PG, _LOG_EXTENT_PG, _DELETE_UPTO_PG, _NEW_SESSION_PG,
-    _DOC_ROWS_WITH_IDS_PG,
+    _DOC_ROWS_WITH_IDS_PG, _SEAL_PG,
 ) = map(_pg, (
     _INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _LOG_EXTENT, _DELETE_UPTO, _NEW_SESSION, _DOC_ROWS_WITH_IDS,
+    _SEAL,
 ))
 _T = TypeVar("_T")
 
@@ -106,6 +137,17 @@ class BatchWriter(Protocol):
     async def load(self, session_id: str) -> StoredDoc | None: ...
 
     async def session_card(self, session_id: str) -> SessionCardRecord | None: ...
+
+    async def stored_sessions(self, session_ids: Sequence[str]) -> dict[str, StoredSession]:
+        """Each existing session's card with its mirror columns, which are its document's exact text if
+        ``exact``; in one statement (on SQLite, one snapshot of two), however many ids."""
+        ...
+
+    async def seal(self, session_id: str, text: Mirror) -> bool:
+        """Mark the mirror columns exact up to the session's newest row if they hold ``text`` (code, language and
+        title; its time is not compared). Only for a document that holds every row of the session and takes no
+        more: an unloading room of the one process serving it. Returns whether the columns matched."""
+        ...
 
     async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
         """Store new sessions with their first updates, all in one transaction (or none of them: raises)."""
@@ -238,14 +280,47 @@ class SqliteWriter:
     async def session_card(self, session_id: str) -> SessionCardRecord | None:
         return await self._run(self._session_card, session_id)
 
+    def _stored_sessions(self, session_ids: Sequence[str]) -> dict[str, StoredSession]:
+        conn = self._connection()
+        ids = ", ".join("?" * len(session_ids))
+        conn.execute("BEGIN")  # one snapshot for both reads
+        try:
+            rows = conn.execute(_STORED_SESSIONS.format(exact=_EXACT, ids=ids), session_ids).fetchall()
+            people = conn.execute(_PARTICIPANTS_OF.format(ids=ids), session_ids).fetchall() if rows else []
+        finally:
+            conn.execute("COMMIT")
+        cards: dict[str, list[ParticipantCardRecord]] = {row[0]: [] for row in rows}
+        for p in people:
+            cards[p[0]].append(ParticipantCardRecord(p[1], p[2], p[3], p[4], _sqlite_parse(p[5])))
+        return {
+            row[0]: StoredSession(
+                SessionCardRecord(_sqlite_parse(row[1]), _sqlite_parse(row[2]), row[3], cards[row[0]]),
+                row[4], row[5], row[6], bool(row[7]),
+            )
+            for row in rows
+        }  # fmt: skip
+
+    async def stored_sessions(self, session_ids: Sequence[str]) -> dict[str, StoredSession]:
+        return await self._run(self._stored_sessions, session_ids)
+
+    def _seal(self, session_id: str, text: Mirror) -> bool:
+        with self._transaction() as conn:
+            cursor = conn.execute(_SEAL, (session_id, session_id, text.code, text.language, text.title))
+            return cursor.rowcount == 1
+
+    async def seal(self, session_id: str, text: Mirror) -> bool:
+        return await self._run(self._seal, session_id, text)
+
     def _log_extent(self, session_id: str) -> tuple[int, int | None]:
         count, max_id = self._connection().execute(_LOG_EXTENT, (session_id,)).fetchone()
         return int(count), max_id
 
     def _replace_upto(self, session_id: str, max_id: int, merged: bytes) -> None:
         with self._transaction() as conn:
-            conn.execute(_DELETE_UPTO, (session_id, max_id))
+            # The snapshot first: SQLite gives a new row the highest id plus one, so deleting first could hand it
+            # the id of a row it replaces, and row ids must only grow (see SessionRow.log_head).
             conn.execute(_INSERT, (session_id, merged))
+            conn.execute(_DELETE_UPTO, (session_id, max_id))
 
     async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
         count, max_id = await self._run(self._log_extent, session_id)
@@ -260,8 +335,8 @@ class SqliteWriter:
 
     def _replace_ids(self, session_id: str, ids: list[int], merged: bytes) -> None:
         with self._transaction() as conn:
+            conn.execute(_INSERT, (session_id, merged))  # first, as in _replace_upto
             conn.executemany("DELETE FROM doc_updates WHERE id = ?", [(i,) for i in ids])
-            conn.execute(_INSERT, (session_id, merged))
 
     async def compact_rows(self, session_id: str, fold: Callable[[list[bytes]], bytes]) -> int:
         rows = await self._run(self._rows_with_ids, session_id)
@@ -282,6 +357,7 @@ class SqliteWriter:
                 ],
             )  # fmt: skip
             conn.executemany(_INSERT, [(s.id, s.first_update) for s in sessions])
+            conn.executemany(_CREATED_EXACT, [(s.id,) for s in sessions])
 
     async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
         await self._run(self._create_sessions, sessions)
@@ -371,6 +447,25 @@ class PostgresWriter:
             [ParticipantCardRecord(p[0], p[1], p[2], p[3], p[4].astimezone(UTC)) for p in row[3]],
         )  # fmt: skip
 
+    async def stored_sessions(self, session_ids: Sequence[str]) -> dict[str, StoredSession]:
+        async with self._using() as conn:
+            rows = await conn.fetch(_STORED_SESSIONS_PG, list(session_ids))
+        return {
+            row[0]: StoredSession(
+                SessionCardRecord(
+                    row[1].astimezone(UTC), row[2].astimezone(UTC), row[3],
+                    [ParticipantCardRecord(p[0], p[1], p[2], p[3], p[4].astimezone(UTC)) for p in row[8]],
+                ),
+                row[4], row[5], row[6], bool(row[7]),
+            )
+            for row in rows
+        }  # fmt: skip
+
+    async def seal(self, session_id: str, text: Mirror) -> bool:
+        async with self._using() as conn:
+            status = await conn.execute(_SEAL_PG, session_id, session_id, text.code, text.language, text.title)
+        return bool(status == "UPDATE 1")
+
     async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
         async with self._using() as conn:
             count, max_id = await conn.fetchrow(_LOG_EXTENT_PG, session_id)
@@ -405,6 +500,7 @@ class PostgresWriter:
                 ],
             )  # fmt: skip
             await conn.executemany(_INSERT_PG, [(s.id, s.first_update) for s in sessions])
+            await conn.execute(_CREATED_EXACT_PG, [s.id for s in sessions])
 
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
         errors: list[BaseException | None] = []

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, Response
 
+from codeconnect.collab.records import SessionCardRecord, StoredSession
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Room
 from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep
@@ -49,15 +52,34 @@ def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | Non
 
 def card_view(card: SessionCard, room: Room, presence: PresenceView) -> Session:
     """The API view of a loaded session from its card and its live document."""
-    online = presence.online_participants(card.id)
     updated_at = card.updated_at
     if room.updated_at is not None and room.updated_at > updated_at:
         updated_at = room.updated_at
+    return _view(
+        card.id, card, (room.shared.text(), room.language(), room.title()), updated_at,
+        presence.online_participants(card.id),
+    )  # fmt: skip
+
+
+def stored_view(session_id: str, stored: StoredSession, online: frozenset[str]) -> Session:
+    """The API view of a session nobody has open here, from its row (``stored.exact``: the document's text)."""
+    card = stored.card
+    return _view(session_id, card, (stored.code, stored.language, stored.title), card.updated_at, online)
+
+
+def _view(
+    session_id: str,
+    card: SessionCard | SessionCardRecord,
+    text: tuple[str, str, str],
+    updated_at: datetime,
+    online: frozenset[str],
+) -> Session:
+    code, language, title = text
     return Session(
-        id=card.id,
-        title=room.title(),
-        language=room.language(),
-        code=room.shared.text(),
+        id=session_id,
+        title=title,
+        language=language,
+        code=code,
         created_at=card.created_at,
         updated_at=updated_at,
         participants=[to_participant(p, online) for p in card.participants],
@@ -105,6 +127,12 @@ def build_router(models: RequestModels) -> APIRouter:
         card = None if room is None else cards.get(session_id, room)
         if room is not None and card is not None:
             return card_view(card, room, presence)  # no database round trip
+        if room is None:
+            stored = await live.stored_session(session_id)
+            if stored is None:
+                raise SessionNotFound()
+            if stored.exact:  # the row holds the document's text: no room to build
+                return stored_view(session_id, stored, await presence.online(session_id))
         # The stored mirror can trail the update log (it is refreshed periodically, and a crash skips the last
         # refresh): read through the document itself, as a client connecting now would see it. The row is read
         # once the room is loaded, so its last change time is exact up to this loading of the room.

@@ -18,8 +18,8 @@ from codeconnect.participants.router import to_participant
 from codeconnect.participants.service import PresenceView
 from codeconnect.schemas import bind_body
 from codeconnect.sessions import service as sessions
-from codeconnect.sessions.router import to_session
-from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels
+from codeconnect.sessions.router import stored_view, to_session
+from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels, Session
 from codeconnect.views import service
 from codeconnect.views.schemas import SessionView, viewer_join_model
 
@@ -45,7 +45,11 @@ ViewedSessionId = Annotated[str, Depends(require_view)]
 
 
 def to_view(row: SessionRow, presence: PresenceView, live: RoomRegistry) -> SessionView:
-    session = to_session(row, presence, live)  # live text, language and title while the room is loaded
+    return _strip(to_session(row, presence, live))  # live text, language and title while the room is loaded
+
+
+def _strip(session: Session) -> SessionView:
+    """What a read-only link shows of a session: everything but its ids."""
     return SessionView(
         title=session.title,
         language=session.language,
@@ -65,8 +69,12 @@ def build_router(models: RequestModels) -> APIRouter:
         row = await sessions.get_session(db, session_id)
         if live.peek(session_id) is not None:
             return to_view(row, presence, live)
-        # As for the session's own GET: read through the document, which the stored mirror can trail.
         await sessions.end_read_transaction(db)
+        # As for the session's own GET: the stored text when it is known to be exact, else read through the
+        # document, which the stored mirror can trail.
+        stored = await live.stored_session(session_id)
+        if stored is not None and stored.exact:
+            return _strip(stored_view(session_id, stored, await presence.online(session_id)))
         async with live.use(session_id):
             return to_view(row, presence, live)
 
