@@ -102,7 +102,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
 
                 cluster = RedisCluster(settings)
             update_log = open_update_log(app.state.sessionmaker, settings)
-            authenticate = live_authenticator(app.state.sessionmaker, update_log.lock, update_log.driver)
+            lookup = update_log.participant if update_log.driver is not None else None
+            authenticate = live_authenticator(app.state.sessionmaker, update_log.lock, lookup)
             collab = await stack.enter_async_context(
                 RoomRegistry(
                     app.state.sessionmaker, settings, log_=update_log, authenticate=authenticate, cluster=cluster

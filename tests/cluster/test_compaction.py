@@ -58,7 +58,7 @@ async def test_a_shared_compaction_keeps_rows_its_document_never_received(pg_url
     try:
         await writer.create_sessions([_session("s1")])
         here = SharedDoc()
-        for update in (await writer.load("s1")).updates:  # type: ignore[union-attr]
+        for update in (await writer.load(["s1"]))["s1"].updates:
             here.doc.apply_update(update)
         there = SharedDoc()
         there.doc.apply_update(here.doc.get_update())
@@ -74,7 +74,7 @@ async def test_a_shared_compaction_keeps_rows_its_document_never_received(pg_url
 
         assert await writer.compact_rows("s1", fold) > 0
         logged = SharedDoc()
-        stored = (await writer.load("s1")).updates  # type: ignore[union-attr]
+        stored = (await writer.load(["s1"]))["s1"].updates
         assert len(stored) == 1
         for update in stored:
             logged.doc.apply_update(update)
@@ -94,14 +94,14 @@ async def test_a_compaction_skips_its_turn_while_another_process_compacts(pg_url
         # Another process's compaction of the same session holds its lock.
         await holder.execute("SELECT pg_advisory_lock(hashtextextended('s2', 2026))")
         assert await writer.compact_rows("s2", lambda rows: merge_updates(*rows)) == 0
-        assert len((await writer.load("s2")).updates) == 3  # type: ignore[union-attr]
+        assert len((await writer.load(["s2"]))["s2"].updates) == 3
         # A compaction of another session is not held up.
         await writer.create_sessions([_session("s3")])
         await writer.write([("s3", _edit(SharedDoc(), "z\n"))], [])
         assert await writer.compact_rows("s3", lambda rows: merge_updates(*rows)) > 0
         await holder.execute("SELECT pg_advisory_unlock(hashtextextended('s2', 2026))")
         assert await writer.compact_rows("s2", lambda rows: merge_updates(*rows)) > 0
-        assert len((await writer.load("s2")).updates) == 1  # type: ignore[union-attr]
+        assert len((await writer.load(["s2"]))["s2"].updates) == 1
     finally:
         await holder.close()
         await writer.close()

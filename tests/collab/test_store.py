@@ -502,8 +502,7 @@ async def test_reads_of_stored_sessions_that_arrive_together_share_a_statement(d
         for i, name in enumerate(("Ada", "Grace")):
             db.add(ParticipantRow(id=f"p{i}", session_id="s3", seq=i, name=name, color="#000000", role="editor",
                                   token_hash=f"h{i}"))
-    log = UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(database_url))
-    driver = log.driver
+    driver = batch_writer(database_url)
     assert driver is not None
     statements: list[list[str]] = []
     read = driver.stored_sessions
@@ -513,6 +512,7 @@ async def test_reads_of_stored_sessions_that_arrive_together_share_a_statement(d
         return await read(ids)
 
     driver.stored_sessions = counted  # type: ignore[method-assign]
+    log = UpdateLog(maker, 10, asyncio.Semaphore(1), driver)
     async with log:
         wanted = ["s1", "s2", "s3", "s4", "s5", "no-such-session", "s1"]
         found = await asyncio.gather(*(log.stored_session(s) for s in wanted))

@@ -80,7 +80,7 @@ def counted_database_work(app: Any) -> Iterator[list[str]]:
     engine = app.state.engine.sync_engine
     event.listen(engine, "before_cursor_execute", on_execute)
     driver = app.state.collab.log.driver
-    names = ("session_exists", "load", "participant", "session_card", "stored_sessions")
+    names = ("session_exists", "load", "participants", "session_card", "stored_sessions")
     originals = {name: getattr(driver, name) for name in names}
 
     def counting(name: str) -> Any:

@@ -21,7 +21,6 @@ One session can never hold up another's commit:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import re
 import sqlite3
@@ -37,10 +36,12 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from codeconnect.collab.batched import BatchedReads
 from codeconnect.collab.records import (
     Mirror,
     NewSession,
     ParticipantCardRecord,
+    ParticipantRecord,
     SessionCardRecord,
     StoredDoc,
     StoredSession,
@@ -121,6 +122,10 @@ def _unavailable() -> ServiceUnavailable:
     return ServiceUnavailable("The document store is unavailable; try again.")
 
 
+def _read_error(exc: Exception) -> Exception:
+    return _unavailable() if is_outage(exc) else exc
+
+
 def _backoff(failures: int) -> float:
     return min(_MAX_BACKOFF_SECONDS, 0.1 * 2.0**failures)
 
@@ -172,8 +177,17 @@ class UpdateLog:
         self._closing = False
         self._new_sessions: list[tuple[NewSession, asyncio.Future[None]]] = []
         self._creator: asyncio.Task[None] | None = None
-        self._reads: dict[str, list[asyncio.Future[StoredSession | None]]] = {}  # see stored_session
-        self._reader: asyncio.Task[None] | None = None
+        # Reads through the driver, those that arrive together in one statement (see batched.py).
+        self._stored: BatchedReads[str, StoredSession] | None = None
+        self._docs: BatchedReads[str, StoredDoc] | None = None
+        self._participants: BatchedReads[str, ParticipantRecord] | None = None
+        if writer is not None:
+            # Looked up on each statement, not bound once: the driver stays the one object to wrap or replace.
+            self._stored = BatchedReads(lambda ids: writer.stored_sessions(ids), limit=_READ_BATCH,
+                                        error=_read_error, name="session-reads")
+            self._docs = BatchedReads(lambda ids: writer.load(ids), limit=_READ_BATCH, name="document-reads")
+            self._participants = BatchedReads(lambda hashes: writer.participants(hashes), limit=_READ_BATCH,
+                                              name="participant-reads")
 
     @property
     def lock(self) -> asyncio.Semaphore:
@@ -547,41 +561,16 @@ class UpdateLog:
 
     async def stored_session(self, session_id: str) -> StoredSession | None:
         """The session as its row holds it (None: no such session). Without a driver the columns are never known
-        to be exact (``exact`` is False).
-
-        Reads that arrive while one is under way are answered together by the next statement: a read of a session
-        nobody has open is this and little else, and on the driver's one connection (or thread) each statement of
-        its own cost a turn at the lock, a round trip and the driver's per-statement work (with 16 readers at once
-        on PostgreSQL, 1,580 reads a second at a full core; see bench/README.md)."""
-        if self._batch_writer is None:
+        to be exact (``exact`` is False). A read of a session nobody has open is this and little else; reads
+        that arrive together share a statement (see ``batched.py``)."""
+        if self._stored is None:
             return await self._orm_stored_session(session_id)
-        waiter: asyncio.Future[StoredSession | None] = asyncio.get_running_loop().create_future()
-        self._reads.setdefault(session_id, []).append(waiter)
-        if self._reader is None:
-            self._reader = asyncio.create_task(self._read_stored(self._batch_writer), name="session-reader")
-        return await waiter
+        return await self._stored.get(session_id)
 
-    async def _read_stored(self, driver: BatchWriter) -> None:
-        try:
-            while self._reads:
-                ids = list(itertools.islice(self._reads, _READ_BATCH))
-                batch = {session_id: self._reads.pop(session_id) for session_id in ids}
-                try:
-                    async with self._lock:
-                        found = await driver.stored_sessions(ids)
-                except Exception as exc:
-                    error = _unavailable() if is_outage(exc) else exc
-                    for waiters in batch.values():
-                        for waiter in waiters:
-                            if not waiter.done():
-                                waiter.set_exception(error)
-                    continue
-                for session_id, waiters in batch.items():
-                    for waiter in waiters:
-                        if not waiter.done():  # its request may have gone away
-                            waiter.set_result(found.get(session_id))
-        finally:
-            self._reader = None
+    async def participant(self, token_hash: str) -> ParticipantRecord | None:
+        """The participant holding the token of this hash, through the driver (a class joining at once shares
+        statements); None also when there is no driver (the caller uses the ORM then)."""
+        return None if self._participants is None else await self._participants.get(token_hash)
 
     async def _orm_stored_session(self, session_id: str) -> StoredSession | None:
         async with self._lock, self._sessionmaker() as db:
@@ -616,8 +605,8 @@ class UpdateLog:
             return False
 
     async def load(self, session_id: str) -> StoredDoc:
-        if self._batch_writer is not None:
-            stored = await self._batch_writer.load(session_id)
+        if self._docs is not None:
+            stored = await self._docs.get(session_id)
             if stored is None:
                 raise SessionNotFound()
             return stored

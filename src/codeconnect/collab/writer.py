@@ -59,10 +59,10 @@ _PARTICIPANTS_OF = (
     "SELECT session_id, id, name, color, role, joined_at FROM participants WHERE session_id IN ({ids})"
     " ORDER BY session_id, seq"
 )
-_PARTICIPANT = "SELECT id, session_id, name, color, role, token_hash FROM participants WHERE token_hash = ?"
+_PARTICIPANTS = "SELECT id, session_id, name, color, role, token_hash FROM participants WHERE token_hash IN ({ids})"
 _SESSION_EXISTS = "SELECT 1 FROM sessions WHERE id = ?"
-_SESSION_COLUMNS = "SELECT title, language, code FROM sessions WHERE id = ?"
-_DOC_ROWS = "SELECT data FROM doc_updates WHERE session_id = ? ORDER BY id"
+_SESSION_COLUMNS = "SELECT id, title, language, code FROM sessions WHERE id IN ({ids})"
+_DOC_ROWS = "SELECT session_id, data FROM doc_updates WHERE session_id IN ({ids}) ORDER BY id"
 _LOG_EXTENT = "SELECT count(*), max(id) FROM doc_updates WHERE session_id = ?"
 _DELETE_UPTO = "DELETE FROM doc_updates WHERE session_id = ? AND id <= ?"
 _DOC_ROWS_WITH_IDS = "SELECT id, data FROM doc_updates WHERE session_id = ? ORDER BY id"
@@ -76,9 +76,12 @@ _PARTICIPANT_CARDS = "SELECT id, name, color, role, joined_at FROM participants 
 # a session nobody has open made eight round trips on the log's one connection (two read-only transactions of
 # BEGIN, two SELECTs and COMMIT), which capped such reads at about 170 a second.
 _LOAD_PG = (
-    "SELECT s.title, s.language, s.code,"
+    "SELECT s.id, s.title, s.language, s.code,"
     " ARRAY(SELECT d.data FROM doc_updates d WHERE d.session_id = s.id ORDER BY d.id)"
-    " FROM sessions s WHERE s.id = $1"
+    " FROM sessions s WHERE s.id = ANY($1::text[])"
+)
+_PARTICIPANTS_PG = (
+    "SELECT id, session_id, name, color, role, token_hash FROM participants WHERE token_hash = ANY($1::text[])"
 )
 _CARD_PG = (
     "SELECT s.created_at, s.updated_at, s.viewer_id,"
@@ -111,10 +114,10 @@ def _pg(query: str) -> str:
 
 
 (
-    _INSERT_PG, _MIRROR_PG, _PARTICIPANT_PG, _SESSION_EXISTS_PG, _LOG_EXTENT_PG, _DELETE_UPTO_PG, _NEW_SESSION_PG,
+    _INSERT_PG, _MIRROR_PG, _SESSION_EXISTS_PG, _LOG_EXTENT_PG, _DELETE_UPTO_PG, _NEW_SESSION_PG,
     _DOC_ROWS_WITH_IDS_PG, _SEAL_PG,
 ) = map(_pg, (
-    _INSERT, _MIRROR, _PARTICIPANT, _SESSION_EXISTS, _LOG_EXTENT, _DELETE_UPTO, _NEW_SESSION, _DOC_ROWS_WITH_IDS,
+    _INSERT, _MIRROR, _SESSION_EXISTS, _LOG_EXTENT, _DELETE_UPTO, _NEW_SESSION, _DOC_ROWS_WITH_IDS,
     _SEAL,
 ))
 _T = TypeVar("_T")
@@ -130,11 +133,15 @@ class BatchWriter(Protocol):
         inserts or the commit failed (nothing of the transaction is stored then)."""
         ...
 
-    async def participant(self, token_hash: str) -> ParticipantRecord | None: ...
+    async def participants(self, token_hashes: Sequence[str]) -> dict[str, ParticipantRecord]:
+        """The participants holding tokens of these hashes, by hash, in one statement."""
+        ...
 
     async def session_exists(self, session_id: str) -> bool: ...
 
-    async def load(self, session_id: str) -> StoredDoc | None: ...
+    async def load(self, session_ids: Sequence[str]) -> dict[str, StoredDoc]:
+        """What each existing session's room is loaded from, in one statement (on SQLite, one snapshot of two)."""
+        ...
 
     async def session_card(self, session_id: str) -> SessionCardRecord | None: ...
 
@@ -243,24 +250,26 @@ class SqliteWriter:
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
         return await self._run(self._write, batch, mirrors)
 
-    def _participant(self, token_hash: str) -> ParticipantRecord | None:
-        row = self._connection().execute(_PARTICIPANT, (token_hash,)).fetchone()
-        return None if row is None else ParticipantRecord(*row)
+    def _participants(self, token_hashes: Sequence[str]) -> dict[str, ParticipantRecord]:
+        rows = self._connection().execute(_PARTICIPANTS.format(ids=_marks(token_hashes)), token_hashes).fetchall()
+        return {row[5]: ParticipantRecord(*row) for row in rows}
 
     def _session_exists(self, session_id: str) -> bool:
         return self._connection().execute(_SESSION_EXISTS, (session_id,)).fetchone() is not None
 
-    def _load(self, session_id: str) -> StoredDoc | None:
+    def _load(self, session_ids: Sequence[str]) -> dict[str, StoredDoc]:
         conn = self._connection()
+        ids = _marks(session_ids)
         conn.execute("BEGIN")  # one snapshot for both reads
         try:
-            session = conn.execute(_SESSION_COLUMNS, (session_id,)).fetchone()
-            rows = conn.execute(_DOC_ROWS, (session_id,)).fetchall() if session is not None else []
+            sessions = conn.execute(_SESSION_COLUMNS.format(ids=ids), session_ids).fetchall()
+            rows = conn.execute(_DOC_ROWS.format(ids=ids), session_ids).fetchall() if sessions else []
         finally:
             conn.execute("COMMIT")
-        if session is None:
-            return None
-        return StoredDoc(session[0], session[1], session[2], [bytes(r[0]) for r in rows])
+        found = {s[0]: StoredDoc(s[1], s[2], s[3], []) for s in sessions}
+        for session_id, data in rows:
+            found[session_id].updates.append(bytes(data))
+        return found
 
     def _session_card(self, session_id: str) -> SessionCardRecord | None:
         conn = self._connection()
@@ -282,7 +291,7 @@ class SqliteWriter:
 
     def _stored_sessions(self, session_ids: Sequence[str]) -> dict[str, StoredSession]:
         conn = self._connection()
-        ids = ", ".join("?" * len(session_ids))
+        ids = _marks(session_ids)
         conn.execute("BEGIN")  # one snapshot for both reads
         try:
             rows = conn.execute(_STORED_SESSIONS.format(exact=_EXACT, ids=ids), session_ids).fetchall()
@@ -362,14 +371,14 @@ class SqliteWriter:
     async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
         await self._run(self._create_sessions, sessions)
 
-    async def participant(self, token_hash: str) -> ParticipantRecord | None:
-        return await self._run(self._participant, token_hash)
+    async def participants(self, token_hashes: Sequence[str]) -> dict[str, ParticipantRecord]:
+        return await self._run(self._participants, token_hashes)
 
     async def session_exists(self, session_id: str) -> bool:
         return await self._run(self._session_exists, session_id)
 
-    async def load(self, session_id: str) -> StoredDoc | None:
-        return await self._run(self._load, session_id)
+    async def load(self, session_ids: Sequence[str]) -> dict[str, StoredDoc]:
+        return await self._run(self._load, session_ids)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -379,6 +388,11 @@ class SqliteWriter:
     async def close(self) -> None:
         await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
         self._executor.shutdown(wait=True)
+
+
+def _marks(values: Sequence[object]) -> str:
+    """sqlite3's placeholders for ``values`` in an ``IN (...)``."""
+    return ", ".join("?" * len(values))
 
 
 def _sqlite_time(m: Mirror) -> str:
@@ -421,21 +435,19 @@ class PostgresWriter:
                 await self.close()
                 raise
 
-    async def participant(self, token_hash: str) -> ParticipantRecord | None:
+    async def participants(self, token_hashes: Sequence[str]) -> dict[str, ParticipantRecord]:
         async with self._using() as conn:
-            row = await conn.fetchrow(_PARTICIPANT_PG, token_hash)
-        return None if row is None else ParticipantRecord(*row)
+            rows = await conn.fetch(_PARTICIPANTS_PG, list(token_hashes))
+        return {row[5]: ParticipantRecord(*row) for row in rows}
 
     async def session_exists(self, session_id: str) -> bool:
         async with self._using() as conn:
             return await conn.fetchrow(_SESSION_EXISTS_PG, session_id) is not None
 
-    async def load(self, session_id: str) -> StoredDoc | None:
+    async def load(self, session_ids: Sequence[str]) -> dict[str, StoredDoc]:
         async with self._using() as conn:
-            session = await conn.fetchrow(_LOAD_PG, session_id)
-        if session is None:
-            return None
-        return StoredDoc(session[0], session[1], session[2], [bytes(data) for data in session[3]])
+            rows = await conn.fetch(_LOAD_PG, list(session_ids))
+        return {row[0]: StoredDoc(row[1], row[2], row[3], [bytes(data) for data in row[4]]) for row in rows}
 
     async def session_card(self, session_id: str) -> SessionCardRecord | None:
         async with self._using() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import colorsys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,7 +12,7 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.collab.auth import Authenticate, Participant
-from codeconnect.collab.writer import BatchWriter
+from codeconnect.collab.records import ParticipantRecord
 from codeconnect.config import Settings
 from codeconnect.errors import Conflict, SessionNotFound
 from codeconnect.models import ParticipantRow, SessionRow, utcnow
@@ -116,17 +117,20 @@ async def authenticate(db: AsyncSession, session_id: str, token: str) -> Partici
 
 
 def live_authenticator(
-    sessionmaker: async_sessionmaker[AsyncSession], lock: asyncio.Semaphore, driver: BatchWriter | None
+    sessionmaker: async_sessionmaker[AsyncSession],
+    lock: asyncio.Semaphore,
+    lookup: Callable[[str], Awaitable[ParticipantRecord | None]] | None,
 ) -> Authenticate:
-    """The live layer's token check: through the driver-level reader when there is one (a class joining at once
-    would otherwise queue behind the ORM), else the ORM, under the live layer's database ``lock``."""
+    """The live layer's token check: through the update log's driver-level ``lookup`` by token hash when there is
+    one (a class joining at once would otherwise queue behind the ORM), else the ORM, under the live layer's
+    database ``lock``."""
 
     async def authenticate_live(session_id: str, token: str) -> Participant | None:
-        if driver is None:
+        if lookup is None:
             async with lock, sessionmaker() as db:
                 row = await authenticate(db, session_id, token)
             return None if row is None else Participant(row.id, row.name, row.color, row.role)
-        record = await driver.participant(hash_secret(token))
+        record = await lookup(hash_secret(token))
         if record is None or not admits(token, session_id, record.session_id, record.token_hash):
             return None
         return Participant(record.id, record.name, record.color, record.role)
