@@ -262,6 +262,13 @@ class Settings(BaseSettings):
         description="Recently seen participant tokens kept in memory, so reconnects skip the database (least "
         "recently seen first out; 0 turns it off).",
     )
+    new_document_cache_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=0,
+        description="Bytes of first document updates of sessions created by this process kept in memory until "
+        "their room first loads, so the first connection skips the database (oldest first out; 0 turns it off; "
+        "one process only).",
+    )
     ws_admission_tracked_participants: int = Field(
         default=4096,
         ge=16,

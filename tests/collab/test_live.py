@@ -9,11 +9,13 @@ import httpx
 from pycrdt import Array, Doc, Text
 from sqlalchemy import func, select
 
+from codeconnect.collab.document import initial_update
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.transport import WebSocketConnection
 from codeconnect.models import DocUpdateRow
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory
+from tests.sessions.test_cards import counted_database_work
 
 STARTER = 'print("Hello, world!")\n'
 # A remote cursor as y-codemirror.next writes it (Y.RelativePosition objects, serialised whole).
@@ -282,3 +284,54 @@ async def test_an_idle_connection_keeps_no_coroutine(server: LiveServer, client:
     async with asyncio.timeout(10):
         while _registry(server).rooms[s["id"]].peers:
             await asyncio.sleep(0.01)
+
+
+async def test_a_class_that_joins_and_connects_at_once_reads_nothing_from_the_database(
+    server_factory: ServerFactory,
+) -> None:
+    """Tokens issued and sessions created by this process are known to it: the first connections of a new
+    session are admitted and its room is loaded from memory (under a burst of connections, every database read
+    waited for the event loop to come round to its answer)."""
+    server = await server_factory()
+    app = server.server.config.app
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        s = await new_session(http, code="print('hi')\n")
+        people = [await join(http, s["id"], name) for name in ("Ada", "Bob")]
+        watcher = (await http.post(f"/v1/views/{s['viewerId']}/participants", json={"name": "Vi"})).json()
+        with counted_database_work(app) as seen:
+            clients = [await YClient(collab_url(server.ws_url, s["id"], p["token"])).connect() for p in people]
+        assert seen == []
+        # A read-only link is looked up (its session id is not in the link), then its token is known too.
+        viewer = await YClient(f"{server.ws_url}/v1/collab/v/{s['viewerId']}?token={watcher['token']}").connect()
+        assert [c.text for c in (*clients, viewer)] == ["print('hi')\n"] * 3
+        clients[0].code.insert(0, "# ")
+        await clients[1].wait_for(lambda: clients[1].text == "# print('hi')\n")
+        await viewer.wait_for(lambda: viewer.text == "# print('hi')\n")
+        # A token of this session on another one is still refused, and an unknown session told apart.
+        other = await new_session(http)
+        for url, code in (
+            (collab_url(server.ws_url, other["id"], people[0]["token"]), 4401),
+            (collab_url(server.ws_url, "no-such-session", people[0]["token"]), 4404),
+        ):
+            refused = await YClient(url).connect(wait_sync=False)
+            assert await refused.wait_closed() == code
+            await refused.close()
+        for c in (*clients, viewer):
+            await c.close()
+
+
+async def test_documents_of_new_sessions_are_kept_within_their_byte_budget(server_factory: ServerFactory) -> None:
+    body = {"title": "kept", "language": "python", "code": "x = 1\n" * 50}
+    size = len(initial_update(body["code"], body["language"], body["title"]))
+    # Room for two, not three (a first update's size varies by a few bytes with its random client id).
+    server = await server_factory(new_document_cache_bytes=2 * size + 16)
+    app = server.server.config.app
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        made = [await new_session(http, **body) for _ in range(3)]
+        tokens = [(await join(http, s["id"], "Ada"))["token"] for s in made]
+        for s, token, kept in zip(made, tokens, (False, True, True), strict=True):
+            with counted_database_work(app) as seen:
+                c = await YClient(collab_url(server.ws_url, s["id"], token)).connect()
+            assert ("driver.load" not in seen) == kept  # the oldest went first
+            assert c.text == body["code"]
+            await c.close()

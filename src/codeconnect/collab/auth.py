@@ -19,3 +19,7 @@ class Participant:
 
 #: ``authenticate(session_id, token)``: the participant of the session holding the token, or None.
 Authenticate = Callable[[str, str], Awaitable[Participant | None]]
+
+#: ``issued(session_id, token, participant)``: a token the participants domain has just issued and committed, so
+#: that its first live connection needs no database round trip.
+Issued = Callable[[str, str, Participant], None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from codeconnect.collab.records import ParticipantCardRecord
-from codeconnect.deps import DB, Cards, ExistingSessionId, Presence, SettingsDep
+from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SettingsDep
 from codeconnect.errors import responses
 from codeconnect.models import ParticipantRow
 from codeconnect.participants import service
@@ -52,13 +52,16 @@ def build_router(models: RequestModels) -> APIRouter:
         settings: SettingsDep,
         presence: Presence,
         cards: Cards,
+        live: Live,
     ) -> ParticipantWithToken:
         """Add a participant. The response carries its secret `token` for the live connection, shown once.
 
         The name is normalised (NFC, trimmed); control characters, direction overrides and names with nothing
         visible are refused with 422. A name already in the session (compared ignoring case, width and
         invisible characters) comes back numbered: `Ada (2)`."""
-        joined = await service.join(db, settings, cards, session_id, name=body.name, role=body.role)
+        joined = await service.join(
+            db, settings, cards, session_id, name=body.name, role=body.role, issued=live.issued
+        )
         participant = to_participant(joined.row, await presence.online(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
 

@@ -11,7 +11,7 @@ from typing import Protocol
 from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.collab.auth import Authenticate, Participant
+from codeconnect.collab.auth import Authenticate, Issued, Participant
 from codeconnect.collab.records import ParticipantRecord
 from codeconnect.config import Settings
 from codeconnect.errors import Conflict, SessionNotFound
@@ -59,7 +59,14 @@ def forget_card_on_commit(db: AsyncSession, cards: SessionCards, session_id: str
 
 
 async def join(
-    db: AsyncSession, settings: Settings, cards: SessionCards, session_id: str, *, name: str, role: str
+    db: AsyncSession,
+    settings: Settings,
+    cards: SessionCards,
+    session_id: str,
+    *,
+    name: str,
+    role: str,
+    issued: Issued | None = None,
 ) -> NewParticipant:
     # Lock the session row so concurrent joins cannot both take the last place, the same colour or the same name
     # (two joins as "Ada" at once are decided one after the other). Only its id; the participants are read as
@@ -98,6 +105,9 @@ async def join(
         joined_at=utcnow(),
     )
     forget_card_on_commit(db, cards, session_id)
+    if issued is not None:
+        known = Participant(row.id, row.name, row.color, row.role)
+        event.listen(db.sync_session, "after_commit", lambda _: issued(session_id, token, known), once=True)
     db.add(row)
     await db.flush()
     return NewParticipant(row, token)

@@ -61,7 +61,7 @@ async def create_session(
         id=session_id, title=title, language=lang, code=text, owner_key_hash=hash_secret(owner_key),
         viewer_id=new_id(), created_at=utcnow(), first_update=initial_update(text, lang, title),
     )  # fmt: skip
-    await registry.log.create_session(new)
+    await registry.create_session(new)
     return CreatedSession(new, owner_key)
 
 

@@ -103,10 +103,11 @@ def build_router(models: RequestModels) -> APIRouter:
         settings: SettingsDep,
         presence: Presence,
         cards: Cards,
+        live: Live,
     ) -> ParticipantWithToken:
         """Add a viewer. The response carries its secret `token` for `/v1/collab/v/{viewerId}?token=...`, shown
         once. Names follow the same rules as joining by session id; `role`, if sent, must be `viewer`."""
-        joined = await service.join_session(db, settings, cards, session_id, name=body.name)
+        joined = await service.join_session(db, settings, cards, session_id, name=body.name, issued=live.issued)
         participant = to_participant(joined.row, await presence.online(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
 

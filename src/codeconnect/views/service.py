@@ -12,6 +12,7 @@ import asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from codeconnect.collab.auth import Issued
 from codeconnect.config import Settings
 from codeconnect.errors import ViewNotFound
 from codeconnect.models import SessionRow
@@ -29,10 +30,10 @@ async def session_of(db: AsyncSession, viewer_id: str) -> str:
 
 
 async def join_session(
-    db: AsyncSession, settings: Settings, cards: SessionCards, session_id: str, *, name: str
+    db: AsyncSession, settings: Settings, cards: SessionCards, session_id: str, *, name: str, issued: Issued
 ) -> NewParticipant:
     """A new participant of ``session_id`` (found through its viewer id): always a viewer."""
-    return await participants.join(db, settings, cards, session_id, name=name, role="viewer")
+    return await participants.join(db, settings, cards, session_id, name=name, role="viewer", issued=issued)
 
 
 class ViewerLinks:

@@ -110,6 +110,8 @@ class Harness:
 
     def __init__(self, limits: TransportLimits, *, listen: bool = True) -> None:
         self.messages: list[bytes] = []
+        self.handler: Callable[[bytes], None] | None = None  # what the "endpoint" does with a message, if not keep it
+        self.after_listen: list[int] = []  # the transport's writes as listen() returned
         self.closed = 0
         self.release = asyncio.Event()
         self.release.set()
@@ -123,11 +125,18 @@ class Harness:
         await send({"type": "websocket.accept"})
         await self.release.wait()  # "authenticating"
         if self.listen:
-            scope["extensions"][LIVE_EXTENSION].listen(self.messages.append, self.on_closed)
+            scope["extensions"][LIVE_EXTENSION].listen(self.on_message, self.on_closed)
+            self.after_listen.append(self.transport.writes)
         else:
             while (message := await receive())["type"] == "websocket.receive":
                 if "bytes" in message:
                     self.messages.append(message["bytes"])
+
+    def on_message(self, data: bytes) -> None:
+        if self.handler is not None:
+            self.handler(data)
+        else:
+            self.messages.append(data)
 
     def on_closed(self) -> None:
         self.closed += 1
@@ -290,3 +299,42 @@ async def test_text_frames_close_1003_in_direct_mode_and_reach_plain_asgi_handle
         assert h.closes() == [1003]
     else:
         assert h.closes() == [] and h.messages == []  # the app got a text message (and ignored it)
+
+
+async def test_answers_to_a_peer_leave_in_the_read_that_asked_and_relays_wait_for_the_round() -> None:
+    """A sync step 1 is answered in the same read (the answer must not wait for the loop's round, which a burst of
+    connections makes long); what the same read relays to another peer is still written once per round."""
+    asker, other = Harness(TransportLimits()), Harness(TransportLimits())
+    await asker.open()
+    await other.open()
+
+    def answer_and_relay(data: bytes) -> None:
+        asker.conn.send(b"answer to " + data)
+        asker.conn.send(b"and more")
+        other.conn.send(b"relay of " + data)
+
+    asker.handler = answer_and_relay
+    written, other_writes = asker.transport.writes, other.transport.writes
+    asker.conn.data_received(client_frame(b"q1") + client_frame(b"q2"))
+    assert asker.transport.writes == written + 1  # both answers of both messages, in one write, already out
+    frames = [f[1] for f in server_frames(bytes(asker.transport.written)) if f[0] == 2]
+    assert frames[-4:] == [b"answer to q1", b"and more", b"answer to q2", b"and more"]
+    assert other.transport.writes == other_writes  # corked until the round is over
+    await other.settle()
+    assert other.transport.writes == other_writes + 1
+    assert [f[1] for f in server_frames(bytes(other.transport.written)) if f[0] == 2][-2:] == [
+        b"relay of q1", b"relay of q2",
+    ]  # fmt: skip
+
+
+async def test_answers_to_messages_that_arrived_before_listening_leave_when_it_starts() -> None:
+    h = Harness(TransportLimits())
+    h.release.clear()
+    await h.open()
+    h.conn.data_received(client_frame(b"early"))
+    h.handler = lambda data: h.conn.send(b"answer to " + data)
+    written = h.transport.writes
+    h.release.set()
+    await h.settle()
+    assert h.after_listen == [written + 1]  # written by listen() itself, not by a later round of the loop
+    assert server_frames(bytes(h.transport.written))[-1] == (2, b"answer to early")
