@@ -7,8 +7,9 @@ Then, round after round, each server in turn:
 
 - ``GET /v1/sessions/{id}`` of a **loaded** session (a live client keeps its room open: no database round trip);
 - ``GET`` of **unloaded** sessions (a second server process per database with ``ROOM_UNLOAD_GRACE_SECONDS=0``,
-  reads spread over 300 sessions nobody has open: each read is answered from the session's row, which is marked
-  exact when it is created and whenever a room unloads, with the reads in flight together sharing a statement);
+  reads spread over 300 sessions nobody has open: after the first read of each, which loads its room and lets it
+  go, each read is answered from the session's row, marked exact as the room unloaded, with the reads in flight
+  together sharing a statement);
 - ``POST /v1/sessions`` (a session with its first document update, committed before the answer).
 
 Each measurement is ``wrk -t1 -c16 -d8s``; the table gives the median requests/s over rounds and the ratio to the

@@ -95,12 +95,6 @@ _STORED_SESSIONS_PG = (
     " WHERE p.session_id = s.id ORDER BY p.seq)"
     " FROM sessions s WHERE s.id = ANY($1::text[])"
 )
-# A new session's row holds exactly the text of its first update (see SessionRow.log_head).
-_CREATED_EXACT = "UPDATE sessions SET log_head = (SELECT max(id) FROM doc_updates WHERE session_id = ?1) WHERE id = ?1"
-_CREATED_EXACT_PG = (
-    "UPDATE sessions s SET log_head = (SELECT max(d.id) FROM doc_updates d WHERE d.session_id = s.id)"
-    " WHERE s.id = ANY($1::text[])"
-)
 _NEW_SESSION = (
     "INSERT INTO sessions (id, title, language, code, owner_key_hash, viewer_id, execution_enabled,"
     " allow_clear_output, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -366,7 +360,6 @@ class SqliteWriter:
                 ],
             )  # fmt: skip
             conn.executemany(_INSERT, [(s.id, s.first_update) for s in sessions])
-            conn.executemany(_CREATED_EXACT, [(s.id,) for s in sessions])
 
     async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
         await self._run(self._create_sessions, sessions)
@@ -512,7 +505,6 @@ class PostgresWriter:
                 ],
             )  # fmt: skip
             await conn.executemany(_INSERT_PG, [(s.id, s.first_update) for s in sessions])
-            await conn.execute(_CREATED_EXACT_PG, [s.id for s in sessions])
 
     async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
         errors: list[BaseException | None] = []
