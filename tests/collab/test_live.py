@@ -322,7 +322,8 @@ async def test_a_class_that_joins_and_connects_at_once_reads_nothing_from_the_da
 
 async def test_documents_of_new_sessions_are_kept_within_their_byte_budget(server_factory: ServerFactory) -> None:
     body = {"title": "kept", "language": "python", "code": "x = 1\n" * 50}
-    size = len(initial_update(body["code"], body["language"], body["title"]))
+    # Each kept document counts its first update and its text.
+    size = len(initial_update(body["code"], body["language"], body["title"])) + len(body["code"]) + len(body["title"])
     # Room for two, not three (a first update's size varies by a few bytes with its random client id).
     server = await server_factory(new_document_cache_bytes=2 * size + 16)
     app = server.server.config.app

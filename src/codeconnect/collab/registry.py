@@ -169,19 +169,20 @@ class RoomRegistry:
         document is kept until its room first loads, so that load reads nothing. With other processes one of
         them may load the session and append to it first, so nothing is kept."""
         await self.log.create_session(new)
-        size = len(new.first_update)
+        kept = StoredDoc(new.title, new.language, new.code, [new.first_update])
+        size = _kept_bytes(kept)
         if self.cluster.shared or size > self.settings.new_document_cache_bytes:
             return
-        self._new_docs[new.id] = StoredDoc(new.title, new.language, new.code, [new.first_update])
+        self._new_docs[new.id] = kept
         self._new_docs_bytes += size
         while self._new_docs_bytes > self.settings.new_document_cache_bytes:
             _, dropped = self._new_docs.popitem(last=False)
-            self._new_docs_bytes -= len(dropped.updates[0])
+            self._new_docs_bytes -= _kept_bytes(dropped)
 
     def _new_doc(self, session_id: str) -> StoredDoc | None:
         stored = self._new_docs.pop(session_id, None)
         if stored is not None:
-            self._new_docs_bytes -= len(stored.updates[0])
+            self._new_docs_bytes -= _kept_bytes(stored)
         return stored
 
     # --- rooms -----------------------------------------------------------------------------------------
@@ -205,7 +206,7 @@ class RoomRegistry:
                     room.unload_timer = None
                 return room
             task = self._loading.get(session_id)
-            if task is None and session_id in self._new_docs and not self.cluster.shared:
+            if task is None and session_id in self._new_docs:  # (kept only without other processes)
                 # Everything is at hand (see create_session) and nothing in the load waits: built now, not in a
                 # task of its own, whose turn would come only after a whole turn of the event loop (under a burst
                 # of connections, tens of milliseconds).
@@ -376,3 +377,8 @@ class RoomRegistry:
             room.change(clear)
             await room.committed()
         return cleared
+
+
+def _kept_bytes(stored: StoredDoc) -> int:
+    """What a kept document counts against ``new_document_cache_bytes``: its first update and its text."""
+    return len(stored.updates[0]) + len(stored.code) + len(stored.title)

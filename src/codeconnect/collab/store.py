@@ -65,7 +65,7 @@ _MIRROR = (
         language=bindparam("b_language"),
         title=bindparam("b_title"),
         updated_at=bindparam("b_updated_at"),
-        log_head=None,  # see writer._MIRROR
+        log_head=None,  # not known to hold every row (see the driver's mirror statement in writer.py)
     )
 )
 _TITLE_LENGTH = cast(String, _SESSIONS.c.title.type).length or 400

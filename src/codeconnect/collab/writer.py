@@ -52,7 +52,7 @@ _SEAL = (
 _EXACT = "s.log_head IS NOT NULL AND s.log_head = (SELECT max(d.id) FROM doc_updates d WHERE d.session_id = s.id)"
 # Sessions are read many at a time (see UpdateLog.stored_session); the rows come back in any order, with their ids.
 _STORED_SESSIONS = (
-    "SELECT s.id, s.created_at, s.updated_at, s.viewer_id, s.code, s.language, s.title, {exact} FROM sessions s"
+    f"SELECT s.id, s.created_at, s.updated_at, s.viewer_id, s.code, s.language, s.title, {_EXACT} FROM sessions s"
     " WHERE s.id IN ({ids})"
 )
 _PARTICIPANTS_OF = (
@@ -288,7 +288,7 @@ class SqliteWriter:
         ids = _marks(session_ids)
         conn.execute("BEGIN")  # one snapshot for both reads
         try:
-            rows = conn.execute(_STORED_SESSIONS.format(exact=_EXACT, ids=ids), session_ids).fetchall()
+            rows = conn.execute(_STORED_SESSIONS.format(ids=ids), session_ids).fetchall()
             people = conn.execute(_PARTICIPANTS_OF.format(ids=ids), session_ids).fetchall() if rows else []
         finally:
             conn.execute("COMMIT")
