@@ -19,7 +19,7 @@ from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.router import LiveEndpoint, is_live
 from codeconnect.collab.store import open_update_log
-from codeconnect.collab.transport import LIMITS_STATE_KEY, TransportLimits
+from codeconnect.collab.transport import ACCEPTOR_STATE_KEY, LIMITS_STATE_KEY, TransportLimits, WebSocketConnection
 from codeconnect.config import Settings
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
@@ -71,6 +71,17 @@ class CodeConnectApp(FastAPI):
             await self.state.live(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+def _accept_live(
+    app: FastAPI, live: LiveEndpoint, path: str, query: str, host: str | None, connection: WebSocketConnection
+) -> bool:
+    """The transport's acceptor (see ``collab/transport``): the live endpoint's, behind the same host check as
+    :meth:`CodeConnectApp.__call__`; a refused host goes the usual way, to be answered there."""
+    hosts = app.host_allow_list if isinstance(app, CodeConnectApp) else None
+    if hosts is not None and not hosts.allows_host(host):
+        return False
+    return live.admit_now(path, query, connection)
 
 
 def create_served_app() -> FastAPI:
@@ -144,8 +155,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 gc.collect()
                 gc.freeze()
             # The lifespan state reaches the server's protocol objects (ASGI lifespan state): the transport's
-            # limits, read by each new connection of this project's WebSocket and HTTP protocol classes.
-            yield {LIMITS_STATE_KEY: TransportLimits.from_settings(settings)}
+            # limits, read by each new connection of this project's WebSocket and HTTP protocol classes, and
+            # the live endpoint's admission in the read that brings a request (see LiveEndpoint.admit_now).
+            yield {
+                LIMITS_STATE_KEY: TransportLimits.from_settings(settings),
+                ACCEPTOR_STATE_KEY: partial(_accept_live, app, app.state.live),
+            }
 
     app = CodeConnectApp(
         title="Code Connect Live",

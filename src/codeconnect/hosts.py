@@ -34,7 +34,11 @@ class HostAllowList:
 
     def allows(self, scope: Scope) -> bool:
         """Whether an HTTP or WebSocket request names an allowed host (a request without Host does not)."""
-        host = _host_of(scope)
+        return self.allows_host(_header(scope, b"host"))
+
+    def allows_host(self, header: str | None) -> bool:
+        """Whether a Host header's value (None: no header) names an allowed host."""
+        host = _host_name(header)
         if host is None:
             return self._any
         return self._any or host in self._exact or host.endswith(self._suffixes)
@@ -54,13 +58,17 @@ class HostAllowList:
             await send({"type": "websocket.close", "code": 1008, "reason": "invalid host"})
 
 
-def _host_of(scope: Scope) -> str | None:
+def _header(scope: Scope, wanted: bytes) -> str | None:
     for name, value in scope.get("headers", ()):
-        if name == b"host":
-            host = value.decode("latin-1").strip().lower()
-            break
-    else:
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _host_name(header: str | None) -> str | None:
+    if header is None:
         return None
+    host = header.strip().lower()
     if host.startswith("["):  # an IPv6 literal: the port, if any, follows the bracket
         end = host.find("]")
         return host[: end + 1] if end > 0 else None

@@ -8,6 +8,7 @@ import asyncio
 import httpx
 from pycrdt import Array, Doc, Text
 from sqlalchemy import func, select
+from starlette.types import Receive, Scope, Send
 
 from codeconnect.collab.document import initial_update
 from codeconnect.collab.registry import RoomRegistry
@@ -298,11 +299,22 @@ async def test_a_class_that_joins_and_connects_at_once_reads_nothing_from_the_da
         s = await new_session(http, code="print('hi')\n")
         people = [await join(http, s["id"], name) for name in ("Ada", "Bob")]
         watcher = (await http.post(f"/v1/views/{s['viewerId']}/participants", json={"name": "Vi"})).json()
+        through_asgi: list[str] = []  # the live endpoint's calls through ASGI (its acceptor is not one of them)
+        endpoint = app.state.live
+
+        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
+            through_asgi.append(scope["path"])
+            await endpoint(scope, receive, send)
+
+        app.state.live = counted
         with counted_database_work(app) as seen:
             clients = [await YClient(collab_url(server.ws_url, s["id"], p["token"])).connect() for p in people]
         assert seen == []
+        # ...and nothing waited for a task's turn: each was admitted in the read that brought its request.
+        assert through_asgi == []
         # A read-only link is looked up (its session id is not in the link), then its token is known too.
         viewer = await YClient(f"{server.ws_url}/v1/collab/v/{s['viewerId']}?token={watcher['token']}").connect()
+        assert through_asgi == [f"/v1/collab/v/{s['viewerId']}"]
         assert [c.text for c in (*clients, viewer)] == ["print('hi')\n"] * 3
         clients[0].code.insert(0, "# ")
         await clients[1].wait_for(lambda: clients[1].text == "# print('hi')\n")
@@ -316,6 +328,7 @@ async def test_a_class_that_joins_and_connects_at_once_reads_nothing_from_the_da
             refused = await YClient(url).connect(wait_sync=False)
             assert await refused.wait_closed() == code
             await refused.close()
+        assert len(through_asgi) == 3  # refusals are made the usual way
         for c in (*clients, viewer):
             await c.close()
 

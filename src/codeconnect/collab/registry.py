@@ -17,6 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
@@ -124,6 +125,13 @@ class RoomRegistry:
         if len(self._auth_cache) > self.settings.ws_auth_cache_entries:
             self._auth_cache.popitem(last=False)
 
+    def authorized(self, session_id: str, token: str | None) -> Participant | None:
+        """The participant of ``session_id`` holding ``token`` when that is known without a read (a token issued
+        or checked here lately); None when it is not known so (which proves nothing either way)."""
+        key = hash_secret(token) if token and len(token) <= 256 else None
+        cached = self._auth_cache.get(key) if key is not None else None
+        return cached[1] if cached is not None and cached[0] == session_id else None
+
     async def authorize(self, session_id: str, token: str | None) -> Participant | None:
         """The participant of ``session_id`` holding ``token`` (None if not). Raises SessionNotFound."""
         key = hash_secret(token) if token and len(token) <= 256 else None
@@ -192,26 +200,43 @@ class RoomRegistry:
         room = self.rooms.get(session_id)
         return room if room is not None and room.unloading is None else None
 
+    def at_hand(self, session_id: str) -> bool:
+        """Whether :meth:`acquire_now` would return the room: it is loaded, or built from memory on the spot."""
+        if session_id in self.rooms:
+            return self.rooms[session_id].unloading is None
+        return session_id in self._new_docs and session_id not in self._loading
+
+    def acquire_now(self, session_id: str) -> Room | None:
+        """:meth:`acquire` without waiting: the loaded room, or one built now from the first update of a session
+        created here (see :meth:`create_session`; kept only without other processes, so there is no cluster to
+        attach it to); None when getting the room would wait. The caller must :meth:`release` a room it gets."""
+        if not self.at_hand(session_id):
+            return None
+        room = self.rooms.get(session_id)
+        if room is None:
+            stored = self._new_doc(session_id)
+            assert stored is not None and stored.updates and not self.cluster.shared
+            room = self._build(session_id, stored)
+            self.maybe_compact(room)
+        room.leases += 1
+        if room.unload_timer is not None:
+            room.unload_timer.cancel()
+            room.unload_timer = None
+        return room
+
     async def acquire(self, session_id: str) -> Room:
         """The loaded room of ``session_id``, loading it if needed; the caller must :meth:`release` it."""
         while True:
-            room = self.rooms.get(session_id)
+            # Built now if everything is at hand, not in a task of its own, whose turn would come only after a
+            # whole turn of the event loop (under a burst of connections, tens of milliseconds).
+            room = self.acquire_now(session_id)
             if room is not None:
-                if room.unloading is not None:
-                    await asyncio.shield(room.unloading)
-                    continue
-                room.leases += 1
-                if room.unload_timer is not None:
-                    room.unload_timer.cancel()
-                    room.unload_timer = None
                 return room
-            task = self._loading.get(session_id)
-            if task is None and session_id in self._new_docs:  # (kept only without other processes)
-                # Everything is at hand (see create_session) and nothing in the load waits: built now, not in a
-                # task of its own, whose turn would come only after a whole turn of the event loop (under a burst
-                # of connections, tens of milliseconds).
-                await self._load(session_id)
+            room = self.rooms.get(session_id)
+            if room is not None and room.unloading is not None:
+                await asyncio.shield(room.unloading)
                 continue
+            task = self._loading.get(session_id)
             if task is None:
                 task = asyncio.create_task(self._load(session_id))
                 self._loading[session_id] = task
@@ -242,17 +267,22 @@ class RoomRegistry:
         # Taken before the log is read: what other processes relay from here on, committed or not, is replayed.
         mark = await self.cluster.mark()
         stored = self._new_doc(session_id) or await self.log.load(session_id)
-        shared = SharedDoc()
-        if stored.updates:
-            for data in stored.updates:
-                shared.doc.apply_update(data)
-            rows, size = len(stored.updates), sum(len(u) for u in stored.updates)
-        else:
+        if not stored.updates:
             # A session from before live editing: its text becomes the first update, once.
             first = initial_update(stored.code, stored.language, stored.title)
             await self.log.append(session_id, first)
-            shared.doc.apply_update(first)
-            rows, size = 1, len(first)
+            stored = replace(stored, updates=[first])
+        room = self._build(session_id, stored)
+        await self.cluster.attach(room, mark)
+        self.maybe_compact(room)
+        return room
+
+    def _build(self, session_id: str, stored: StoredDoc) -> Room:
+        """The room of ``stored`` (which holds at least one update), registered as loaded."""
+        shared = SharedDoc()
+        for data in stored.updates:
+            shared.doc.apply_update(data)
+        rows, size = len(stored.updates), sum(len(u) for u in stored.updates)
         room = Room(
             session_id, shared, self.log, self.limits, stored_rows=rows, stored_bytes=size,
             fallback_language=stored.language, fallback_title=stored.title,
@@ -261,8 +291,6 @@ class RoomRegistry:
         # The row's copy trails the log after a crash between a commit and the next copy: refresh it.
         room.dirty = (room.shared.text(), room.language(), room.title()) != (stored.code, stored.language, stored.title)
         self.rooms[session_id] = room
-        await self.cluster.attach(room, mark)
-        self.maybe_compact(room)
         return room
 
     def _start_unload(self, room: Room) -> None:

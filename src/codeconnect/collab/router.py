@@ -106,6 +106,11 @@ class LiveEndpoint:
         if viewing:
             # A read-only link watches, whoever comes through it (an editor's token included).
             participant = replace(participant, role="viewer")
+        self._admit(participant)
+        return session_id, participant
+
+    def _admit(self, participant: Participant) -> None:
+        """Refuse a participant cooling down after refusals, or connecting too often (this counts the attempt)."""
         wait = self.admission.cooling_down(participant.id)
         if wait > 0:
             hold = min(wait, self.registry.settings.ws_refusal_hold_seconds)
@@ -114,7 +119,6 @@ class LiveEndpoint:
         if wait > 0:
             hold = min(wait, self.registry.settings.ws_refusal_hold_seconds)
             raise Refused(CloseCode.TOO_MANY, f"too many new connections; retry in {max(0.0, wait - hold):.0f} s", hold)
-        return session_id, participant
 
     async def _viewed(self, viewer_id: str) -> str:
         session_id = await self.viewed_session(viewer_id) if self.viewed_session is not None else None
@@ -131,12 +135,44 @@ class LiveEndpoint:
             # Never serve an empty document in place of one that failed to load.
             log.exception("loading a session's document failed")
             raise Refused(CloseCode.INTERNAL_ERROR, "the document could not be loaded") from None
+        self._seat(room, participant)
+        return room
+
+    def _seat(self, room: Room, participant: Participant) -> None:
+        """Refuse (and let go of) a room with no seat left for the participant."""
         # Counted over the cluster: the other processes' connections as they last renewed them (see cluster.py).
         refusal = self.admission.seat_refusal(room.seats(), participant.id, participant.role == "viewer")
         if refusal is not None:
             self.registry.release(room)
             raise Refused(CloseCode.TOO_MANY, refusal)
-        return room
+
+    def admit_now(self, path: str, query: str, connection: WebSocketConnection) -> bool:
+        """The whole admission of a connection in the read that completed its upgrade request, when all it needs
+        is in memory: a token issued or checked here lately, and a room loaded or built from memory. Under a
+        burst of connections, the ASGI task that otherwise runs :meth:`__call__` gets its turn only after a
+        whole round of the event loop, tens of milliseconds. Returns False, having done and counted nothing,
+        when anything would need a read: the connection then goes the usual way, where every refusal is made.
+        The same checks as :meth:`__call__`, in the same order, for the same participants."""
+        if not path.startswith(_PREFIX):
+            return False
+        session_id = path[len(_PREFIX) :]
+        if session_id.startswith(_VIEW) or not _SESSION_ID.match(session_id):
+            return False
+        tokens = parse_qs(query).get("token")
+        participant = self.registry.authorized(session_id, tokens[0] if tokens else None)
+        if participant is None or not self.registry.at_hand(session_id):
+            return False
+        connection.accept()
+        try:
+            self._admit(participant)
+            room = self.registry.acquire_now(session_id)
+            assert room is not None  # at hand a moment ago, and nothing ran in between
+            self._seat(room, participant)
+        except Refused as refused:
+            connection.close_after(refused.hold, refused.code, refused.reason)
+            return True
+        self._listen(connection, room, participant)
+        return True
 
     def _listen(self, connection: WebSocketConnection, room: Room, participant: Participant) -> None:
         peer = _peer(connection, participant)

@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from codeconnect.collab.transport import LIMITS_STATE_KEY, LIVE_EXTENSION, TransportLimits, WebSocketConnection
+from codeconnect.collab.transport import (
+    ACCEPTOR_STATE_KEY,
+    LIMITS_STATE_KEY,
+    LIVE_EXTENSION,
+    TransportLimits,
+    WebSocketConnection,
+)
 from codeconnect.collab.transport.codec import unmask
 
 
@@ -338,3 +344,64 @@ async def test_answers_to_messages_that_arrived_before_listening_leave_when_it_s
     await h.settle()
     assert h.after_listen == [written + 1]  # written by listen() itself, not by a later round of the loop
     assert server_frames(bytes(h.transport.written))[-1] == (2, b"answer to early")
+
+
+class Acceptor:
+    """An app's acceptor (``ACCEPTOR_STATE_KEY``): takes the connection, refuses it, or passes it on."""
+
+    def __init__(self, harness: Harness, verdict: str) -> None:
+        self.harness, self.verdict = harness, verdict
+        self.calls: list[tuple[str, str, str | None]] = []
+
+    def __call__(self, path: str, query: str, host: str | None, conn: WebSocketConnection) -> bool:
+        self.calls.append((path, query, host))
+        if self.verdict == "pass":
+            return False
+        if self.verdict == "fail":
+            raise RuntimeError("acceptor bug")
+        conn.accept()
+        if self.verdict == "refuse":
+            conn.close_after(0, 4429, "no")
+        else:
+            conn.listen(self.harness.on_message, self.harness.on_closed)
+        return True
+
+
+def _with_acceptor(verdict: str) -> tuple[Harness, Acceptor]:
+    h = Harness(TransportLimits())
+    acceptor = Acceptor(h, verdict)
+    h.conn = WebSocketConnection(
+        Config(h.app), h.state, {LIMITS_STATE_KEY: TransportLimits(), ACCEPTOR_STATE_KEY: acceptor}
+    )
+    h.conn.connection_made(h.transport)
+    return h, acceptor
+
+
+async def test_an_acceptor_takes_a_connection_in_the_read_that_brought_its_request() -> None:
+    h, acceptor = _with_acceptor("listen")
+    h.conn.data_received(request("/v1/collab/s%20x?token=t%2B"))
+    # Within the call: the 101, and the connection listening; no ASGI task at all.
+    assert h.transport.written.startswith(b"HTTP/1.1 101")
+    assert acceptor.calls == [("/v1/collab/s x", "token=t%2B", "x")]
+    assert h.state.tasks == set()
+    h.conn.data_received(client_frame(b"first"))
+    assert h.messages == [b"first"]
+
+
+async def test_an_acceptor_may_refuse_with_a_close_or_pass_the_connection_to_the_app() -> None:
+    refused, _ = _with_acceptor("refuse")
+    refused.conn.data_received(request())
+    assert refused.transport.written.startswith(b"HTTP/1.1 101") and refused.closes() == [4429]
+    passed, acceptor = _with_acceptor("pass")
+    passed.conn.data_received(request())
+    assert passed.transport.written == b"" and len(passed.state.tasks) == 1  # the app's turn comes next
+    await passed.settle()
+    assert passed.transport.written.startswith(b"HTTP/1.1 101") and len(acceptor.calls) == 1
+    passed.conn.data_received(client_frame(b"via the app"))
+    assert passed.messages == [b"via the app"]
+
+
+async def test_an_acceptor_that_fails_gets_the_request_refused_not_the_loop_broken() -> None:
+    h, _ = _with_acceptor("fail")
+    h.conn.data_received(request())
+    assert h.transport.written.startswith(b"HTTP/1.1 500") and h.transport.closed

@@ -2,10 +2,19 @@
 wrapper that bounds how long a request may take to send its headers (``http.py``)."""
 
 from codeconnect.collab.transport.connection import (
+    ACCEPTOR_STATE_KEY,
     LIMITS_STATE_KEY,
     LIVE_EXTENSION,
+    Acceptor,
     TransportLimits,
     WebSocketConnection,
 )
 
-__all__ = ["LIMITS_STATE_KEY", "LIVE_EXTENSION", "TransportLimits", "WebSocketConnection"]
+__all__ = [
+    "ACCEPTOR_STATE_KEY",
+    "LIMITS_STATE_KEY",
+    "LIVE_EXTENSION",
+    "Acceptor",
+    "TransportLimits",
+    "WebSocketConnection",
+]

@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 LIVE_EXTENSION = "codeconnect.live"
 #: The key of the lifespan state under which the app hands its :class:`TransportLimits` to connections.
 LIMITS_STATE_KEY = "codeconnect.transport_limits"
+#: The key of the lifespan state under which the app may offer an :data:`Acceptor`.
+ACCEPTOR_STATE_KEY = "codeconnect.acceptor"
 
 _SLICE = 64 * 1024  # a large message is written in slices of this size, each once the transport has room
 _HIGH_WATER = 256 * 1024  # the transport buffers at most about this much before it asks us to pause
@@ -101,6 +103,11 @@ class TransportLimits:
 
 MessageHandler = Callable[[bytes], None]
 ClosedHandler = Callable[[], None]
+#: ``acceptor(path, query, host, connection)``, called in the read that completed an upgrade request (path
+#: unquoted, query as sent, the Host header or None): True when it took the connection there and then
+#: (:meth:`WebSocketConnection.accept`, then :meth:`~WebSocketConnection.listen` or a close); False, having
+#: done nothing, to have the app called through ASGI as usual.
+Acceptor = Callable[[str, str, "str | None", "WebSocketConnection"], bool]
 
 
 class WebSocketConnection(asyncio.Protocol):
@@ -249,9 +256,27 @@ class WebSocketConnection(asyncio.Protocol):
             self._state = _CLOSED
             self._transport.close()
             return
+        if self._accepted_now(self._request):
+            return
         task = self._loop.create_task(self._run_asgi(self._scope(self._request)))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _accepted_now(self, request: Request) -> bool:
+        """Whether the app's acceptor took the connection in this read (see :data:`Acceptor`)."""
+        acceptor = self._app_state.get(ACCEPTOR_STATE_KEY)
+        if acceptor is None:
+            return False
+        raw_path, _, query = request.path.partition("?")
+        try:
+            return bool(acceptor(self._config.root_path + unquote(raw_path), query, request.headers.get("Host"), self))
+        except Exception:
+            log.exception("a WebSocket acceptor failed")
+            if self._accepted:
+                self.close(CloseCode.INTERNAL_ERROR, "internal error")
+            else:
+                self._reject(500)
+            return True
 
     def _scope(self, request: Request) -> dict[str, Any]:
         assert self._transport is not None
@@ -389,6 +414,17 @@ class WebSocketConnection(asyncio.Protocol):
         self._schedule_ping()
         if self._parser.buffered:
             self._pump()
+
+    def accept(self) -> None:
+        """Complete the opening handshake (the 101 response) for an :data:`Acceptor`, outside ASGI."""
+        self._accept({"type": "websocket.accept"})
+
+    def close_after(self, delay: float, code: int, reason: str) -> None:
+        """Close the connection ``delay`` seconds from now (at once if not positive), staying silent till then."""
+        if delay > 0:
+            self._loop.call_later(delay, self.close, code, reason)
+        else:
+            self.close(code, reason)
 
     def _push(self, message: dict[str, Any]) -> None:
         self._asgi_queue.append(message)
