@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-import re
 import sys
 
 import uvicorn
@@ -13,44 +11,9 @@ import uvicorn
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
 from codeconnect.execution.reaper import serve_under_init
+from codeconnect.logs import log_config
 from codeconnect.processes import hold_sqlite_file, sqlite_refusal
 from codeconnect.server import uvicorn_options
-
-# Query parameters holding a secret or a session id, whatever their case or spelling (ownerKey, owner_key...).
-_SECRET_PARAM = re.compile(r"((?:token|owner_?key|session(?:_?id)?|viewer(?:_?id)?)=)[^&\s\"']+", re.IGNORECASE)
-# Path segments holding a session id or a viewer id (a read-only link): the API, the live endpoint and the page.
-# Anything in that place is redacted, existing session or not (a mistyped link is still most of one).
-_ID_PATH = re.compile(r"(/v1/sessions/|/v1/views/|/v1/collab/(?:v/)?|/s/|/v/)[^/?#\s\"']+")
-
-
-def redact(text: str) -> str:
-    return _ID_PATH.sub(r"\1[redacted]", _SECRET_PARAM.sub(r"\1[redacted]", text))
-
-
-class RedactSecrets(logging.Filter):
-    """Access logs show request paths and query strings. Tokens and owner keys are secrets, and a session id is
-    the editor invitation (whoever has it can edit): none of them is ever logged."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.args and isinstance(record.args, tuple):
-            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
-        if isinstance(record.msg, str):
-            record.msg = redact(record.msg)
-        return True
-
-
-def _log_config(level: str) -> dict[str, object]:
-    config = dict(uvicorn.config.LOGGING_CONFIG)
-    config["filters"] = {"redact": {"()": "codeconnect.__main__.RedactSecrets"}}
-    handlers = {k: dict(v) for k, v in config["handlers"].items()}
-    for handler in handlers.values():
-        handler["filters"] = ["redact"]
-    config["handlers"] = handlers
-    config["loggers"] = {
-        **config["loggers"],
-        "codeconnect": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-    }
-    return config
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -84,7 +47,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=workers,
         # Frames over the app's limit are refused by the protocol itself (4413), as their header arrives.
         **uvicorn_options(settings),
-        log_config=_log_config(settings.log_level),
+        log_config=log_config(settings),
         log_level=settings.log_level,
         timeout_graceful_shutdown=10,
     )

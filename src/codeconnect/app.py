@@ -11,9 +11,9 @@ from functools import partial
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from pycrdt import Doc
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
-from codeconnect import __version__
+from codeconnect import __version__, logs
 from codeconnect.collab.admission import Admission
 from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.registry import RoomRegistry
@@ -64,6 +64,11 @@ class CodeConnectApp(FastAPI):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A coroutine function still (servers tell ASGI 3 apps by that), but one frame instead of five.
+        if scope["type"] != "lifespan":
+            # Read by every log line of this request (its own task's context; see logs.py).
+            logs.session.set(logs.session_in_path(scope["path"]))
+            if scope["type"] == "http":
+                send = _with_request_id(send, logs.new_request_id())
         hosts = self.host_allow_list
         if hosts is not None and scope["type"] != "lifespan" and not hosts.allows(scope):
             await hosts.refuse(scope, receive, send)
@@ -71,6 +76,18 @@ class CodeConnectApp(FastAPI):
             await self.state.live(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+def _with_request_id(send: Send, rid: str) -> Send:
+    logs.request_id.set(rid)
+    header = (b"x-request-id", rid.encode("ascii"))
+
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), header]}
+        await send(message)
+
+    return send_with_id
 
 
 def _accept_live(

@@ -11,7 +11,7 @@ import re
 from functools import cached_property
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KiB = 1024
@@ -112,6 +112,17 @@ class Settings(BaseSettings):
         "against DNS rebinding). Unset: any host.",
     )
     log_level: str = Field(default="info", description="Log level of the service and uvicorn.")
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text` (uvicorn's lines) or `json`: one object per line with `time`, `level`, `logger`, "
+        "`message` and, where there is one, `request_id` (also the response's `X-Request-ID` header) and "
+        "`session` (a short keyed hash of the session id; ids, tokens and keys are never logged).",
+    )
+    log_hash_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the hash that stands for a session id in log lines; give every process the same one "
+        "to follow a session across them. Unset: a random key per process.",
+    )
 
     # --- REST limits -----------------------------------------------------------------------------------------
     max_code_bytes: int = Field(

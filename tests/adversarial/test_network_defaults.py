@@ -28,10 +28,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from codeconnect.__main__ import RedactSecrets
 from codeconnect.app import create_app
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
+from codeconnect.logs import RedactSecrets
 from tests.conftest import LiveServer, ServerFactory, servers_on, start_server
 from tests.test_cli import start_serve, stop
 

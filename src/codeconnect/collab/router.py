@@ -5,7 +5,9 @@ It is not a FastAPI route: the app hands these requests to :class:`LiveEndpoint`
 stack (see ``app.py``). Under ``codeconnect serve`` the connection is this project's
 :class:`~codeconnect.collab.transport.WebSocketConnection`: once the peer is authenticated and in its room,
 the handler hands the connection a message callback and returns, so an idle connection keeps no coroutine.
-Under any other ASGI server the same endpoint works through plain ASGI messages.
+There, a connection whose token and room are in memory does not even wait for the handler: the connection
+offers its request to :meth:`LiveEndpoint.admit_now` in the read that brought it. Under any other ASGI server
+the same endpoint works through plain ASGI messages.
 
 Refusals happen after the upgrade, as WebSocket close codes, because browsers hide HTTP statuses of failed
 upgrades from pages: 4404 unknown session, 4401 missing or bad token, 4429 too many connections or messages
