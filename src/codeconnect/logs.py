@@ -39,7 +39,8 @@ _SESSION_PATH = re.compile(r"^(?:/v1/sessions/|/v1/collab/(?!v/)|/s/)([A-Za-z0-9
 
 #: The id of the HTTP request being handled (None outside one).
 request_id: ContextVar[str | None] = ContextVar("codeconnect_request_id", default=None)
-#: The reference (see :func:`session_ref`) of the session the request or connection being handled is about.
+#: The id of the session the request being handled is about. Never logged as such: a JSON line carries its
+#: reference (:func:`session_ref`), computed only when a line is written (text lines carry nothing of it).
 session: ContextVar[str | None] = ContextVar("codeconnect_session", default=None)
 
 _hash_key = secrets.token_bytes(32)
@@ -63,9 +64,9 @@ def session_ref(session_id: str, key: bytes | None = None) -> str:
 
 
 def session_in_path(path: str) -> str | None:
-    """The reference of the session a request path names, if it names one by its id."""
+    """The id of the session a request path names, if it names one by its id (not by a viewer id)."""
     found = _SESSION_PATH.match(path)
-    return session_ref(found.group(1)) if found else None
+    return found.group(1) if found else None
 
 
 def new_request_id() -> str:
@@ -95,11 +96,11 @@ class JsonLines(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        rid, ref = request_id.get(), session.get()
+        rid, sid = request_id.get(), session.get()
         if rid is not None:
             line["request_id"] = rid
-        if ref is not None:
-            line["session"] = ref
+        if sid is not None:
+            line["session"] = session_ref(sid)
         if record.exc_info:
             line["exception"] = redact(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False)
