@@ -157,6 +157,14 @@ class Settings(BaseSettings):
         description="Messages of one connection handled before the others get their turn (what a burst from one "
         "connection can delay everyone else by).",
     )
+    ws_greeting_document_bytes: int = Field(
+        default=64 * KiB,
+        ge=0,
+        description="A new live connection is sent the whole document with the server's greeting (a sync step 2 "
+        "after its step 1) while the document is no larger than this, so it is in sync without waiting a round "
+        "trip for its own request's answer; a larger one waits for the client's state vector, so a client back "
+        "from offline is sent only what it lacks. 0: never.",
+    )
     ws_sync_bytes_per_message: int = Field(
         default=16 * KiB,
         ge=1024,

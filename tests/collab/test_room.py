@@ -24,15 +24,34 @@ def refused(hand: HandPeer, data: bytes) -> CloseCode:
 # --- sync, relay, storage ------------------------------------------------------------------------------------------
 
 
-def test_join_sends_step1_then_the_presence_of_others() -> None:
+def test_join_sends_step1_the_document_then_the_presence_of_others() -> None:
     room, _ = make_room()
     ada = HandPeer(room, "ada").join()
     ada.announce({"cursor": None})
     bob = HandPeer(room, "bob")
     room.join(bob.peer)
-    first, second = bob.channel.take()
+    first, whole, third = bob.channel.take()
     assert p.parse_message(first) == p.Message(p.MessageType.SYNC, p.SyncType.STEP1, room.shared.doc.get_state())
-    assert [cid for cid, _, _ in awareness_states([second])] == [ada.client_id]
+    # The whole document, unasked: in sync without the round trip of its own request.
+    greeting = p.parse_message(whole)
+    assert (greeting.type, greeting.sync_type) == (p.MessageType.SYNC, p.SyncType.STEP2)
+    doc = Doc()
+    doc["code"] = code = Text()
+    doc.apply_update(greeting.payload)
+    assert str(code) == room.shared.text() != ""
+    assert [cid for cid, _, _ in awareness_states([third])] == [ada.client_id]
+    # Its own request, from where the greeting left it, is answered with next to nothing.
+    room.receive(bob.peer, p.sync_step1(doc.get_state()))
+    (answer,) = bob.channel.take()
+    assert len(answer) < 8
+
+
+def test_a_document_past_the_greeting_size_waits_for_the_peers_state_vector() -> None:
+    room, _ = make_room(limits=dataclasses.replace(LIMITS, greeting_document_bytes=16))
+    bob = HandPeer(room, "bob")
+    room.join(bob.peer)
+    (first,) = bob.channel.take()
+    assert p.parse_message(first).sync_type == p.SyncType.STEP1
 
 
 def test_an_update_is_applied_relayed_to_the_others_and_stored_once() -> None:
@@ -195,8 +214,9 @@ def test_the_state_vector_is_read_once_not_per_update(monkeypatch: pytest.Monkey
         return parse(data)
 
     room, _ = make_room()
-    monkeypatch.setattr(p, "parse_state_vector", counting)
     ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    # (Counted from here: a peer's step 1 can equal the room's state, once the greeting brought it all.)
+    monkeypatch.setattr(p, "parse_state_vector", counting)
     dup = ada.edit("# ada\n")
     for i in range(50):
         fresh = Doc()

@@ -159,6 +159,10 @@ def _message(prefix: bytes, payload: bytes) -> bytes:
     return b"".join((prefix, var_uint_bytes(len(payload)), payload))
 
 
+#: A state vector of no client at all (asks for, or answers with, the whole document).
+EMPTY_STATE_VECTOR = b"\x00"
+
+
 def sync_step1(state_vector: bytes) -> bytes:
     return _message(b"\x00\x00", state_vector)
 

@@ -77,6 +77,7 @@ class RoomRegistry:
             slow_update_seconds=settings.slow_update_close_seconds,
             max_client_ids_per_participant=settings.max_client_ids_per_participant,
             sync_bytes_per_message=settings.ws_sync_bytes_per_message,
+            greeting_document_bytes=settings.ws_greeting_document_bytes,
             update_bytes_per_message=settings.ws_update_bytes_per_message,
             awareness_bytes_per_message=settings.ws_awareness_bytes_per_message,
             live_output_max_bytes=settings.live_output_max_bytes,

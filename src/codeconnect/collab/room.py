@@ -84,6 +84,7 @@ class RoomLimits:
     slow_update_seconds: float
     max_client_ids_per_participant: int
     sync_bytes_per_message: int = 16 * 1024
+    greeting_document_bytes: int = 64 * 1024
     update_bytes_per_message: int = 16 * 1024
     awareness_bytes_per_message: int = 1024
     live_output_max_bytes: int = LIVE_OUTPUT_MAX_BYTES
@@ -213,6 +214,11 @@ class Room:
         if self._fanout is not None:
             self._fanout.presence(self.session_id, self.local_seats())
         peer.channel.send(p.sync_step1(self.shared.doc.get_state()))
+        if self.doc_bytes <= self.limits.greeting_document_bytes:
+            # The whole document unasked (a step 2 is an update to apply, whoever asked): the peer is in sync
+            # one round trip sooner than by the answer to its own request, which then finds little to send. A
+            # large document waits for that request, whose state vector spares a returning client what it has.
+            peer.channel.send(self._sync_answer(p.EMPTY_STATE_VECTOR))
         states = self.awareness.snapshot()
         if states is not None:
             peer.channel.send(p.awareness_message(states))
@@ -298,12 +304,20 @@ class Room:
         if reply is not None and reply[0] == state_vector:
             return reply[1]
         p.parse_state_vector(state_vector)  # validated before Yrs decodes it
-        message = p.sync_step2(self.shared.doc.get_update(state_vector))
-        self._reply = (state_vector, message)
+        message = self._sync_answer(state_vector)
         if peer.synced:
             # The request is parsed and the answer encoded: both cost in proportion to their size.
             peer.channel.charge((len(message) + len(state_vector)) / self.limits.sync_bytes_per_message)
         peer.synced = True
+        return message
+
+    def _sync_answer(self, state_vector: bytes) -> bytes:
+        """The step 2 answering a valid ``state_vector``, kept (by reference) until the document changes."""
+        reply = self._reply
+        if reply is not None and reply[0] == state_vector:
+            return reply[1]
+        message = p.sync_step2(self.shared.doc.get_update(state_vector))
+        self._reply = (state_vector, message)
         return message
 
     def _apply_from(self, peer: Peer, update: bytes, message: bytes | None, *, reply: bool = False) -> None:
