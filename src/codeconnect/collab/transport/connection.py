@@ -271,11 +271,7 @@ class WebSocketConnection(asyncio.Protocol):
         try:
             return bool(acceptor(self._config.root_path + unquote(raw_path), query, request.headers.get("Host"), self))
         except Exception:
-            log.exception("a WebSocket acceptor failed")
-            if self._accepted:
-                self.close(CloseCode.INTERNAL_ERROR, "internal error")
-            else:
-                self._reject(500)
+            self._failed("a WebSocket acceptor failed")
             return True
 
     def _scope(self, request: Request) -> dict[str, Any]:
@@ -309,16 +305,20 @@ class WebSocketConnection(asyncio.Protocol):
         try:
             await self._config.loaded_app(scope, self.asgi_receive, self.asgi_send)
         except Exception:
-            log.exception("a WebSocket handler failed")
-            if self._accepted:
-                self.close(CloseCode.INTERNAL_ERROR, "internal error")
-            else:
-                self._reject(500)
+            self._failed("a WebSocket handler failed")
             return
         if not self._accepted and self._handshake is not None and self._denial is None:
             self._reject(500)
         elif not self._listening and self._state in (_OPEN, _CONNECTING):
             self.close(CloseCode.NORMAL, "")
+
+    def _failed(self, what: str) -> None:
+        """The app failed on this connection (called from its ``except``): a 500 in place of the upgrade, or 1011."""
+        log.exception(what)
+        if self._accepted:
+            self.close(CloseCode.INTERNAL_ERROR, "internal error")
+        else:
+            self._reject(500)
 
     def _deny(self) -> None:
         """The ASGI denial response (extension ``websocket.http.response``) in place of the upgrade."""
