@@ -110,6 +110,9 @@ class RawConnection:
         self.step2_event = asyncio.Event()
         self.server_vector: bytes | None = None  # the state vector in the server's first step 1
         self.first_step1 = asyncio.Event()
+        # The server's greeting is its step 1, then (for a small document) a step 2 with the whole document,
+        # written together before anything we send is read: a step 2 right after that step 1 is no answer.
+        self._after_step1 = False
         self.own_id = 0
         self.own_clock_seen = 0
         self.bad_relay: bytes | None = None
@@ -182,6 +185,7 @@ class RawConnection:
         stats.received_bytes += len(data)
         if not data:
             return self._bad(data, "empty message")
+        greeting, self._after_step1 = self._after_step1, False
         kind = data[0]
         if kind == 0:
             if len(data) < 3 or data[1] > 2:
@@ -194,7 +198,10 @@ class RawConnection:
                 return self._bad(data, "sync message length")
             if data[1] == 0 and self.server_vector is None:
                 self.server_vector = data[pos:]
+                self._after_step1 = True
                 self.first_step1.set()
+            elif data[1] == 1 and greeting:
+                stats.max_step2_bytes = max(stats.max_step2_bytes, len(data))
             elif data[1] == 1:
                 self.step2_received += 1
                 stats.max_step2_bytes = max(stats.max_step2_bytes, len(data))
