@@ -170,6 +170,7 @@ async def test_sigterm_flushes_every_room(migrated_sqlite: str, processes: list[
     async with httpx.AsyncClient(base_url=second.base_url) as client:
         # No room is loaded: this read comes from the mirror columns, written at shutdown.
         r = await client.get(f"/v1/sessions/{s['id']}")
+        assert r.status_code == 200, r.text
         assert r.json()["code"] == writer.text
     fresh = await YClient(collab_url(second.ws_url, s["id"], token)).connect()
     assert fresh.text == writer.text
