@@ -59,7 +59,8 @@ def test_python_runs_and_everyone_sees_the_output(web_server: ThreadedServer, ne
 
 
 def test_python_input_reads_the_stdin_box(pad: Any) -> None:
-    card = run(pad, "name = input()\nage = int(input())\nprint(f'{name} is {age}')\n", stdin="Ada\n36\n")
+    program = "name = input()\nage = int(input())\nprint(f'{name} is {age}')\n"
+    card = run(pad, program, language="python", stdin="Ada\n36\n")
     assert stream(card, "stdout") == "Ada is 36"
     card = run(pad, "input()\n", stdin="")
     assert "EOFError" in stream(card, "stderr")
@@ -67,7 +68,7 @@ def test_python_input_reads_the_stdin_box(pad: Any) -> None:
 
 
 def test_python_errors_and_exit_codes(pad: Any) -> None:
-    card = run(pad, "def f():\n    1 / 0\nf()\n")
+    card = run(pad, "def f():\n    1 / 0\nf()\n", language="python")
     stderr = stream(card, "stderr")
     assert "ZeroDivisionError" in stderr and 'File "main.py", line 2' in stderr
     assert "_ccl_run" not in stderr
