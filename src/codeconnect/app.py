@@ -39,6 +39,7 @@ from codeconnect.views.router import build_router as views_router
 from codeconnect.views.service import ViewerLinks
 from codeconnect.web.apidocs import build_router as api_docs_router
 from codeconnect.web.router import build_router as web_router
+from codeconnect.workspaces.router import build_router as admin_router
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +196,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
 
     models = build_request_models(settings)
     app.include_router(health_router)
-    app.include_router(sessions_router(models))
+    app.include_router(sessions_router(models, settings))
     app.include_router(participants_router(models))
     app.include_router(views_router(models))
     app.include_router(execution_router(settings))
+    if settings.admin_token is not None:  # off, not merely refused, without a token: no such API at all
+        app.include_router(admin_router())
     # Last: the page's routes (`/`, `/s/...`, static files) must never shadow an API route.
     app.include_router(api_docs_router(settings))
     app.include_router(web_router(settings))

@@ -124,6 +124,18 @@ class Settings(BaseSettings):
         "to follow a session across them. Unset: a random key per process.",
     )
 
+    # --- Tenants ---------------------------------------------------------------------------------------------
+    auth: Literal["open", "api-key"] = Field(
+        default="open",
+        description="`open`: anyone who reaches the server creates sessions, in the default workspace; "
+        "`api-key`: creating a session needs `Authorization: Bearer <key>` of a workspace (401 otherwise).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the admin API (`/v1/admin/...`: workspaces, policies, keys); unset, that "
+        "API does not exist (404).",
+    )
+
     # --- REST limits -----------------------------------------------------------------------------------------
     max_code_bytes: int = Field(
         default=1 * MiB, ge=1, description="Largest code text of a session, in UTF-8 bytes."
@@ -475,6 +487,16 @@ class Settings(BaseSettings):
                 "on SQLite"
             )
         return self
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        # The admin token makes keys for every workspace: a short one would be guessable over the network.
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < 24:
+            raise ValueError("CODECONNECT_ADMIN_TOKEN must be at least 24 characters (e.g. `openssl rand -hex 32`)")
+        return value
 
     @field_validator("allowed_hosts")
     @classmethod

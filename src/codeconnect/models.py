@@ -55,6 +55,35 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+DEFAULT_WORKSPACE = "default"
+
+
+class WorkspaceRow(Base):
+    """A tenant: its sessions, its API keys and the policy applied to its sessions. ``policy`` is the JSON of
+    ``workspaces.schemas.Policy`` (fields left out inherit what the operator's settings allow)."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    policy: Mapped[str] = mapped_column(Text, default="{}")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class ApiKeyRow(Base):
+    """A workspace's API key. Only the SHA-256 of the key is kept: the key itself is shown once, when made."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 class SessionRow(Base):
     """A code pad. ``code``/``language`` mirror the live document (the source of truth once it exists)."""
 
@@ -78,6 +107,10 @@ class SessionRow(Base):
     # it still equals that newest id, the columns are the document's exact text and a read needs no room: ids
     # only grow (a compaction inserts its snapshot before deleting), so any later row moves the newest id on.
     log_head: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True)
+    # The tenant whose policy applies; sessions made without an API key belong to the default workspace.
+    workspace_id: Mapped[str] = mapped_column(
+        ForeignKey("workspaces.id"), index=True, default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE
+    )
 
     participants: Mapped[list[ParticipantRow]] = relationship(
         back_populates="session", order_by="ParticipantRow.seq", cascade="all, delete-orphan"

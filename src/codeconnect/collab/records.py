@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
+from codeconnect.models import DEFAULT_WORKSPACE
+
 
 class ParticipantRecord(NamedTuple):
     id: str
@@ -54,6 +56,7 @@ class NewSession(NamedTuple):
     viewer_id: str
     created_at: datetime
     first_update: bytes
+    workspace_id: str = DEFAULT_WORKSPACE
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,11 +15,12 @@ from codeconnect.collab.auth import Authenticate, Issued, Participant
 from codeconnect.collab.records import ParticipantRecord
 from codeconnect.config import Settings
 from codeconnect.errors import Conflict, SessionNotFound
-from codeconnect.models import ParticipantRow, SessionRow, utcnow
+from codeconnect.models import ParticipantRow, SessionRow, WorkspaceRow, utcnow
 from codeconnect.participants.names import distinct_name, name_key
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
 from codeconnect.sessions.cards import SessionCards
 from codeconnect.sessions.service import get_session
+from codeconnect.workspaces.service import effective_max_participants, read_policy
 
 _GOLDEN_ANGLE = 137.50776405003785
 
@@ -71,19 +72,24 @@ async def join(
     # Lock the session row so concurrent joins cannot both take the last place, the same colour or the same name
     # (two joins as "Ada" at once are decided one after the other). Only its id; the participants are read as
     # plain (name, seq) rows, not loaded as up to max_participants ORM objects per join.
-    locked = await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id).with_for_update())
+    locked = (
+        await db.execute(
+            select(SessionRow.id, WorkspaceRow.policy)
+            .join(WorkspaceRow, SessionRow.workspace_id == WorkspaceRow.id)
+            .where(SessionRow.id == session_id)
+            .with_for_update(of=SessionRow)
+        )
+    ).first()
     if locked is None:
         raise SessionNotFound()
+    most = effective_max_participants(settings, read_policy(locked.policy))
     present = (
         await db.execute(
             select(ParticipantRow.name, ParticipantRow.seq).where(ParticipantRow.session_id == session_id)
         )
     ).all()
-    if len(present) >= settings.max_participants:
-        raise Conflict(
-            f"This session already has {settings.max_participants} participants, the most it can have.",
-            code="session_full",
-        )
+    if len(present) >= most:
+        raise Conflict(f"This session already has {most} participants, the most it can have.", code="session_full")
     taken = {name_key(p.name) for p in present}
     shown = distinct_name(name, taken, settings.max_name_length)
     if shown is None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Response, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from codeconnect.collab.records import SessionCardRecord, StoredSession
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Room
+from codeconnect.config import Settings
 from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep
 from codeconnect.errors import SessionNotFound, responses
 from codeconnect.models import SessionRow
@@ -25,6 +28,7 @@ from codeconnect.sessions.schemas import (
     SetLanguageRequest,
     UpdateSessionRequest,
 )
+from codeconnect.workspaces.service import creating_workspace
 
 
 def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | None = None) -> Session:
@@ -88,22 +92,43 @@ def _view(
     )
 
 
-def build_router(models: RequestModels) -> APIRouter:
+api_key_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    description="A workspace's API key, as `Authorization: Bearer <key>`: needed to create a session when the "
+    "server runs with `CODECONNECT_AUTH=api-key`; optional otherwise (the session goes to the key's workspace).",
+)
+ApiKeyCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(api_key_bearer)]
+
+
+def build_router(models: RequestModels, settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+    # OpenAPI's way to say "a key, or nothing": an empty requirement beside the key's (the list is appended to
+    # what the security dependency declares).
+    key_optional = {"security": [{}]} if settings.auth == "open" else None
 
     @router.post(
         "",
         status_code=201,
         summary="Create a session",
         response_model=CreatedSession,
-        responses=responses(400, 413, 422),
+        responses=responses(400, 401, 403, 413, 422),
+        openapi_extra=key_optional,
     )
     async def create_session(
-        body: CreateSessionRequest, settings: SettingsDep, live: Live, response: Response
+        body: CreateSessionRequest,
+        settings: SettingsDep,
+        live: Live,
+        response: Response,
+        db: DB,
+        credentials: ApiKeyCredentials,
     ) -> CreatedSession:
-        """Create a code pad. The response carries `ownerKey`, shown only this once."""
+        """Create a code pad, in the workspace of the API key sent (or the default workspace where the server
+        lets anyone create sessions). The response carries `ownerKey`, shown only this once."""
+        key = None if credentials is None else credentials.credentials
+        workspace = await creating_workspace(db, settings, key)
         created = await service.create_session(
-            live, settings, title=body.title, language=body.language, code=body.code
+            db, live, settings, workspace, title=body.title, language=body.language, code=body.code
         )
         new = created.session
         response.headers["Location"] = f"/v1/sessions/{new.id}"

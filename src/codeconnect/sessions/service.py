@@ -24,6 +24,7 @@ from codeconnect.languages import LanguageName, get_language, normalize_language
 from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret
+from codeconnect.workspaces.service import check_language, session_policy, workspace_policy
 
 if TYPE_CHECKING:  # the registry imports this package's neighbours; only the type is needed here
     from codeconnect.collab.registry import RoomRegistry
@@ -47,19 +48,30 @@ def canonical_language(value: str) -> LanguageName:
 
 
 async def create_session(
-    registry: RoomRegistry, settings: Settings, *, title: str, language: str, code: str | None
+    db: AsyncSession,
+    registry: RoomRegistry,
+    settings: Settings,
+    workspace_id: str,
+    *,
+    title: str,
+    language: str,
+    code: str | None,
 ) -> CreatedSession:
-    """A new session, committed with its document's first update before this returns. No unit of work of the
-    request's: the update log's driver stores sessions created at the same time together."""
+    """A new session in ``workspace_id``, committed with its document's first update before this returns.
+    ``db`` only reads the workspace's policy (and ends its transaction): the update log's driver stores sessions
+    created at the same time together."""
     lang = canonical_language(language)
     text = get_language(lang).starter if code is None else code
     check_code_size(text, settings)
+    check_language(await workspace_policy(db, workspace_id), lang)
+    await end_read_transaction(db)
     owner_key = new_secret()
     session_id = new_id()
     # The document's first update is made once, here: every client starts from this same history.
     new = NewSession(
         id=session_id, title=title, language=lang, code=text, owner_key_hash=hash_secret(owner_key),
         viewer_id=new_id(), created_at=utcnow(), first_update=initial_update(text, lang, title),
+        workspace_id=workspace_id,
     )  # fmt: skip
     await registry.create_session(new)
     return CreatedSession(new, owner_key)
@@ -132,4 +144,8 @@ async def set_language(
     db: AsyncSession, registry: RoomRegistry, session_id: str, language: str
 ) -> SessionRow:
     lang = canonical_language(language)
+    policy = await session_policy(db, session_id)
+    if policy is None:
+        raise SessionNotFound()
+    check_language(policy, lang)
     return await _change_live(db, registry, session_id, lambda shared: shared.set_meta("language", lang))

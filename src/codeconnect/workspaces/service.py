@@ -1,0 +1,217 @@
+"""Workspaces, their policies and API keys: stored, found and checked. No HTTP here.
+
+An API key is ``ccl_`` and 256 random bits; only its SHA-256 is stored. A key is looked up by that hash in the
+database on every use, never cached: revoking it in one process stops it in every process at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from codeconnect.config import Settings
+from codeconnect.errors import Conflict, Forbidden, NotFound, Unauthorized
+from codeconnect.models import DEFAULT_WORKSPACE, ApiKeyRow, SessionRow, WorkspaceRow, utcnow
+from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
+from codeconnect.workspaces.schemas import EXECUTION_ORDER, Execution, Policy
+
+KEY_PREFIX = "ccl_"
+# A key's last use is written at most this often: a busy integration would otherwise add a write per request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class WorkspaceNotFound(NotFound):
+    code = "workspace_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No workspace has this id or name.")
+
+
+class ApiKeyNotFound(NotFound):
+    code = "api_key_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No API key has this id.")
+
+
+def bearer_challenge(detail: str, code: str) -> Unauthorized:
+    return Unauthorized(detail, code=code, headers={"WWW-Authenticate": "Bearer"})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceView:
+    row: WorkspaceRow
+    policy: Policy
+    active_keys: int
+
+
+def read_policy(stored: str | None) -> Policy:
+    return Policy() if not stored else Policy.model_validate_json(stored)
+
+
+def write_policy(policy: Policy) -> str:
+    return policy.model_dump_json(exclude_none=True, by_alias=True)
+
+
+# --- workspaces ------------------------------------------------------------------------------------------------
+
+
+async def find_workspace(db: AsyncSession, ref: str) -> WorkspaceRow:
+    """The workspace whose id or name is ``ref``."""
+    row = (
+        await db.execute(select(WorkspaceRow).where(or_(WorkspaceRow.id == ref, WorkspaceRow.name == ref)))
+    ).scalars().first()
+    if row is None:
+        raise WorkspaceNotFound()
+    return row
+
+
+async def _active_keys(db: AsyncSession, workspace_ids: list[str]) -> dict[str, int]:
+    rows = await db.execute(
+        select(ApiKeyRow.workspace_id, func.count())
+        .where(ApiKeyRow.workspace_id.in_(workspace_ids), ApiKeyRow.revoked_at.is_(None))
+        .group_by(ApiKeyRow.workspace_id)
+    )
+    return {wid: int(n) for wid, n in rows.tuples()}
+
+
+async def view(db: AsyncSession, row: WorkspaceRow) -> WorkspaceView:
+    counts = await _active_keys(db, [row.id])
+    return WorkspaceView(row, read_policy(row.policy), counts.get(row.id, 0))
+
+
+async def list_workspaces(db: AsyncSession) -> list[WorkspaceView]:
+    rows = list((await db.execute(select(WorkspaceRow).order_by(WorkspaceRow.created_at, WorkspaceRow.name))).scalars())
+    counts = await _active_keys(db, [r.id for r in rows])
+    return [WorkspaceView(r, read_policy(r.policy), counts.get(r.id, 0)) for r in rows]
+
+
+async def create_workspace(db: AsyncSession, name: str, policy: Policy) -> WorkspaceView:
+    taken = await db.scalar(select(WorkspaceRow.id).where(or_(WorkspaceRow.name == name, WorkspaceRow.id == name)))
+    if taken is not None:
+        raise Conflict(f"A workspace named {name!r} already exists.", code="workspace_exists")
+    row = WorkspaceRow(id=new_id(), name=name, policy=write_policy(policy), created_at=utcnow())
+    db.add(row)
+    try:
+        await db.flush()
+    except IntegrityError:  # the same name made at the same moment elsewhere
+        raise Conflict(f"A workspace named {name!r} already exists.", code="workspace_exists") from None
+    return WorkspaceView(row, policy, 0)
+
+
+async def set_policy(db: AsyncSession, ref: str, policy: Policy) -> WorkspaceView:
+    row = await find_workspace(db, ref)
+    row.policy = write_policy(policy)
+    await db.flush()
+    return await view(db, row)
+
+
+async def session_policy(db: AsyncSession, session_id: str) -> Policy | None:
+    """The policy of the session's workspace; None when there is no such session."""
+    found = (
+        await db.execute(
+            select(WorkspaceRow.policy)
+            .join(SessionRow, SessionRow.workspace_id == WorkspaceRow.id)
+            .where(SessionRow.id == session_id)
+        )
+    ).scalar_one_or_none()
+    return None if found is None else read_policy(found)
+
+
+async def workspace_policy(db: AsyncSession, workspace_id: str) -> Policy:
+    return read_policy(await db.scalar(select(WorkspaceRow.policy).where(WorkspaceRow.id == workspace_id)))
+
+
+# --- what a policy allows --------------------------------------------------------------------------------------
+
+
+def operator_execution(settings: Settings) -> Execution:
+    """The most the operator allows: browsers always run code; the server only with its sandbox on."""
+    return "sandbox" if settings.execution == "sandbox" else "browser"
+
+
+def effective_execution(settings: Settings, policy: Policy) -> Execution:
+    allowed = operator_execution(settings)
+    if policy.execution is None:
+        return allowed
+    return min(policy.execution, allowed, key=EXECUTION_ORDER.index)
+
+
+def effective_max_participants(settings: Settings, policy: Policy) -> int:
+    if policy.max_participants is None:
+        return settings.max_participants
+    return min(policy.max_participants, settings.max_participants)
+
+
+def check_language(policy: Policy, language: str) -> None:
+    if policy.languages is not None and language not in policy.languages:
+        allowed = ", ".join(policy.languages)
+        raise Forbidden(
+            f"This workspace's policy does not allow {language}; it allows {allowed}.", code="language_not_allowed"
+        )
+
+
+# --- API keys --------------------------------------------------------------------------------------------------
+
+
+async def create_key(db: AsyncSession, ref: str, label: str) -> tuple[ApiKeyRow, str]:
+    workspace = await find_workspace(db, ref)
+    key = KEY_PREFIX + new_secret()
+    row = ApiKeyRow(id=new_id(), workspace_id=workspace.id, label=label, key_hash=hash_secret(key), created_at=utcnow())
+    db.add(row)
+    await db.flush()
+    return row, key
+
+
+async def list_keys(db: AsyncSession, ref: str | None = None) -> list[ApiKeyRow]:
+    stmt = select(ApiKeyRow).order_by(ApiKeyRow.created_at, ApiKeyRow.id)
+    if ref is not None:
+        stmt = stmt.where(ApiKeyRow.workspace_id == (await find_workspace(db, ref)).id)
+    return list((await db.execute(stmt)).scalars())
+
+
+async def revoke_key(db: AsyncSession, key_id: str) -> ApiKeyRow:
+    row = await db.get(ApiKeyRow, key_id)
+    if row is None:
+        raise ApiKeyNotFound()
+    if row.revoked_at is None:  # revoking twice keeps the first time
+        row.revoked_at = utcnow()
+        await db.flush()
+    return row
+
+
+async def workspace_of_key(db: AsyncSession, key: str) -> str:
+    """The workspace of a live (not revoked) API key, noting its use; 401 for anything else."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        raise bearer_challenge("This API key is not valid.", "invalid_api_key")
+    row = (await db.execute(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_secret(key)))).scalar_one_or_none()
+    # The lookup is by hash; the constant-time check guards the comparison that decides access.
+    if row is None or not secret_matches(key, row.key_hash):
+        raise bearer_challenge("This API key is not valid.", "invalid_api_key")
+    if row.revoked_at is not None:
+        raise bearer_challenge("This API key was revoked.", "api_key_revoked")
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
+        await db.execute(
+            update(ApiKeyRow)
+            .where(ApiKeyRow.id == row.id)
+            .where(or_(ApiKeyRow.last_used_at.is_(None), ApiKeyRow.last_used_at < now - LAST_USED_RESOLUTION))
+            .values(last_used_at=now)
+        )
+    return row.workspace_id
+
+
+async def creating_workspace(db: AsyncSession, settings: Settings, key: str | None) -> str:
+    """The workspace a new session goes to: the key's, or the default one where ``open`` mode lets a caller
+    without a key create sessions."""
+    if key is not None:
+        return await workspace_of_key(db, key)
+    if settings.auth == "api-key":
+        raise bearer_challenge(
+            "Creating a session needs an API key: send `Authorization: Bearer <key>`.", "api_key_required"
+        )
+    return DEFAULT_WORKSPACE
