@@ -33,7 +33,10 @@ class ServeProcess:
     log: Path
 
 
-def start_serve(database_url: str, tmp_path: Path, *args: str, **env: str) -> ServeProcess:
+def start_serve(
+    database_url: str, tmp_path: Path, *args: str, program: Path = BIN / "codeconnect", **env: str
+) -> ServeProcess:
+    """`codeconnect serve` (this environment's, or ``program``) on a free port with cwd ``tmp_path``, once ready."""
     port = free_port()
     log = tmp_path / f"serve-{port}.log"
     full_env = {
@@ -44,7 +47,7 @@ def start_serve(database_url: str, tmp_path: Path, *args: str, **env: str) -> Se
     full_env.update({"CODECONNECT_DATABASE_URL": database_url, "PORT": str(port), "HOST": "127.0.0.1", **env})
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(BIN / "codeconnect"), "serve", *args], env=full_env, stdout=out, stderr=out, cwd=tmp_path
+            [str(program), "serve", *args], env=full_env, stdout=out, stderr=out, cwd=tmp_path
         )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90  # generous: a loaded 2-core machine starts Python slowly
