@@ -145,8 +145,22 @@ def test_invalid_configuration_is_reported(tmp_path: Path) -> None:
     assert "max_participants" in out.stderr
 
 
-def test_schemathesis_against_the_live_schema(serve: ServeProcess, tmp_path: Path) -> None:
-    """Every operation, every check: no 5xx, responses match the schema, limits declared and enforced."""
+def test_schemathesis_against_the_live_schema(database_url: str, tmp_path: Path) -> None:
+    """Every operation, every check: no 5xx, responses match the schema, limits declared and enforced. The admin
+    API is on, and its operations (only those) get its token."""
+    admin_token = "schemathesis-admin-token-0123456789"
+    (tmp_path / "schemathesis.toml").write_text(
+        '[[operations]]\ninclude-path-regex = "^/v1/admin/"\n'
+        f'headers = {{ Authorization = "Bearer {admin_token}" }}\n'
+    )
+    serve = start_serve(database_url, tmp_path, CODECONNECT_ADMIN_TOKEN=admin_token)
+    try:
+        run_schemathesis(serve, tmp_path)
+    finally:
+        stop(serve)
+
+
+def run_schemathesis(serve: ServeProcess, tmp_path: Path) -> None:
     out = subprocess.run(
         [
             str(BIN / "schemathesis"),

@@ -1,4 +1,4 @@
-"""Command line: `codeconnect serve` and `codeconnect migrate`."""
+"""Command line: `codeconnect serve`, `codeconnect migrate`, and workspaces and keys (`workspaces.cli`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from codeconnect.execution.reaper import serve_under_init
 from codeconnect.logs import log_config
 from codeconnect.processes import hold_sqlite_file, sqlite_refusal
 from codeconnect.server import uvicorn_options
+from codeconnect.workspaces.cli import add_commands as workspace_commands
+from codeconnect.workspaces.cli import run as run_workspace_command
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="Port to listen on (env PORT, default 3000).")
     serve.add_argument("--workers", type=int, default=1, help="Worker processes (default 1).")
     sub.add_parser("migrate", help="Apply pending database migrations and exit.")
+    workspace_commands(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -69,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a configuration error is the operator's to fix: say what it is
         print(f"codeconnect: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("workspace", "key"):
+        return run_workspace_command(args, settings)
     if args.command == "migrate":
         asyncio.run(run_migrations(settings.database_url))
         print("codeconnect: database is up to date")

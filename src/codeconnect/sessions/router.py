@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -105,7 +105,7 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
     # OpenAPI's way to say "a key, or nothing": an empty requirement beside the key's (the list is appended to
     # what the security dependency declares).
-    key_optional = {"security": [{}]} if settings.auth == "open" else None
+    key_optional: dict[str, Any] | None = {"security": [{}]} if settings.auth == "open" else None
 
     @router.post(
         "",

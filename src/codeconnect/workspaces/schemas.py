@@ -40,11 +40,22 @@ class Policy(StrictRequest):
         default=None, min_length=1, description="Languages sessions may use (create, switch)."
     )
     max_participants: int | None = Field(
-        default=None, ge=1, le=100_000, description="Participants a session may have (at most the server's limit)."
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Participants a session may have (at most the server's limit).",
     )
     retention_days: int | None = Field(
         default=None, ge=1, le=36_500, description="Days a session may stay idle before it is purged."
     )
+
+    @field_validator("max_participants", "retention_days", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # JSON Schema counts 3.0 as an integer, so lax parsing stays; but `true` is not a number of anything.
+        if isinstance(value, bool):
+            raise ValueError("Input should be a valid integer")
+        return value
 
     @field_validator("languages")
     @classmethod

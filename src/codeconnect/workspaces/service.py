@@ -76,7 +76,7 @@ async def _active_keys(db: AsyncSession, workspace_ids: list[str]) -> dict[str, 
         .where(ApiKeyRow.workspace_id.in_(workspace_ids), ApiKeyRow.revoked_at.is_(None))
         .group_by(ApiKeyRow.workspace_id)
     )
-    return {wid: int(n) for wid, n in rows.tuples()}
+    return {wid: int(n) for wid, n in rows}
 
 
 async def view(db: AsyncSession, row: WorkspaceRow) -> WorkspaceView:
