@@ -25,6 +25,8 @@ export interface SessionSettings {
   executionEnabled: boolean;
   /** Whether editors may clear the shared output (absent from servers before the switch existed: allowed). */
   allowClearOutput?: boolean;
+  /** Where the workspace's policy lets code run (absent from servers before policies existed: anywhere). */
+  execution?: "none" | "browser" | "sandbox";
 }
 
 export interface JoinedParticipant extends Participant {

@@ -13,6 +13,8 @@ export interface PadSnapshot {
   readonly running: boolean;
   /** The session owner turned running off (the server's answer; the last known one when it is unreachable). */
   readonly executionOff: boolean;
+  /** Where the session's workspace policy lets code run: nowhere, in browsers only, or also on the server. */
+  readonly executionPolicy: ExecutionPolicy;
   /** Languages the server's sandbox runs here (empty: none, or the server does not run code). */
   readonly serverLanguages: ReadonlySet<string>;
   /** The live connection was closed for good; the page stops editing. */
@@ -24,7 +26,11 @@ export type Closed =
   | { kind: "gone" } // the session no longer exists
   | { kind: "frozen"; message: string }; // anything else: keep the code on screen, read-only, and say why
 
+export type ExecutionPolicy = "none" | "browser" | "sandbox";
+
 export const OFF_NOTE = "The session owner turned off running code in this session.";
+export const POLICY_NONE_NOTE = "This workspace's policy does not allow running code.";
+export const POLICY_BROWSER_NOTE = "This workspace's policy runs code only in browsers, and this language needs the server.";
 
 /** What the run controls show, from a snapshot and the runners' own verdict on a language. */
 export interface RunControls {
@@ -39,7 +45,9 @@ export interface RunControls {
 }
 
 export function runControls(s: PadSnapshot, unavailable: (language: Language) => string | null): RunControls {
-  const why = s.executionOff ? OFF_NOTE : unavailable(s.language);
+  // The workspace's rule first (nobody in the session can change it), then the owner's switch, then the runner.
+  const why =
+    s.executionPolicy === "none" ? POLICY_NONE_NOTE : s.executionOff ? OFF_NOTE : policyNote(s, unavailable(s.language));
   return {
     runDisabled: s.running || s.readOnly || why !== null || s.closed !== null,
     stopDisabled: !s.running,
@@ -48,6 +56,17 @@ export function runControls(s: PadSnapshot, unavailable: (language: Language) =>
     showTypeErrors: !s.readOnly && s.language === "typescript",
     keepServerOffer: s.language === "python",
   };
+}
+
+/** A runner's own reason, or the policy's when the server could run the language but the policy keeps code off it. */
+function policyNote(s: PadSnapshot, why: string | null): string | null {
+  const kept = why !== null && s.executionPolicy !== "sandbox" && s.serverLanguages.has(s.language);
+  return kept ? POLICY_BROWSER_NOTE : why;
+}
+
+/** The server languages a page may use: none where the workspace runs code only in browsers. */
+export function usableServerLanguages(s: PadSnapshot): ReadonlySet<string> {
+  return s.executionPolicy === "sandbox" ? s.serverLanguages : new Set();
 }
 
 /** The connection badge: its words and its state (a CSS hook). */
@@ -83,6 +102,7 @@ export class PadState {
       link: { link: "connecting", synced: false, pending: false },
       running: false,
       executionOff: false,
+      executionPolicy: "sandbox",
       serverLanguages: new Set(),
       closed: null,
     };
@@ -122,8 +142,9 @@ export class PadState {
     this.set({ running: false });
   }
 
-  executionSettings(enabled: boolean): void {
-    this.set({ executionOff: !enabled });
+  /** The session's settings: the owner's switch, and the workspace's policy (absent from older servers). */
+  executionSettings(enabled: boolean, policy: ExecutionPolicy = "sandbox"): void {
+    this.set({ executionOff: !enabled, executionPolicy: policy });
   }
 
   serverRuns(languages: Iterable<string>): void {

@@ -8,7 +8,7 @@ import { CodeEditor } from "./editor";
 import { isLanguage, LANGUAGES, languageInfo, type Language } from "./languages";
 import { Runners } from "./runners/runner";
 import { LivePublisher, type LivePhase } from "./liveRuns";
-import { linkText, PadState, runControls } from "./padState";
+import { linkText, PadState, runControls, usableServerLanguages } from "./padState";
 import { appendRun } from "./runs";
 import { store } from "./store";
 import { h, lighten } from "./ui/dom";
@@ -254,7 +254,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     return isLanguage(value) ? value : editor.language;
   };
 
-  const runners = new Runners(() => state.snapshot.serverLanguages);
+  const runners = new Runners(() => usableServerLanguages(state.snapshot));
 
   // The owner can turn running off for the session; the server enforces it for server runs, the page for all.
   const checkExecution = async (): Promise<void> => {
@@ -263,7 +263,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     try {
       const settings = await api.sessionSettings(access.sessionId);
       output.setClearable(!readOnly && settings.allowClearOutput !== false);
-      state.executionSettings(settings.executionEnabled);
+      state.executionSettings(settings.executionEnabled, settings.execution);
     } catch {
       return; // Unreachable server: keep the last known state.
     }

@@ -1,6 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { CLOSE } from "../src/contracts.gen";
-import { closeMeaning, linkText, OFF_NOTE, PadState, type PadSnapshot, runControls } from "../src/padState";
+import {
+  closeMeaning,
+  linkText,
+  OFF_NOTE,
+  PadState,
+  type PadSnapshot,
+  POLICY_BROWSER_NOTE,
+  POLICY_NONE_NOTE,
+  runControls,
+  usableServerLanguages,
+} from "../src/padState";
 
 const available = (): string | null => null;
 
@@ -54,6 +64,25 @@ describe("runControls", () => {
     const view = runControls(state.snapshot, () => "Java runs on the server only");
     expect(view.runDisabled).toBe(true);
     expect(view.note).toBe("Java runs on the server only");
+  });
+
+  it("puts the workspace's policy before the owner's switch and the runner", () => {
+    const state = pad();
+    state.serverRuns(["java", "cpp"]);
+    state.executionSettings(false, "none");
+    expect(runControls(state.snapshot, available)).toMatchObject({ runDisabled: true, note: POLICY_NONE_NOTE });
+    state.executionSettings(true, "browser");
+    expect(usableServerLanguages(state.snapshot).size).toBe(0); // the server's sandbox is off-limits
+    expect(runControls(state.snapshot, available)).toMatchObject({ runDisabled: false, note: "" });
+    state.meta("java", null);
+    const java = runControls(state.snapshot, () => "Java runs on the server only");
+    expect(java).toMatchObject({ runDisabled: true, note: POLICY_BROWSER_NOTE });
+    state.meta("python", null); // a runner's own trouble is still told as it is
+    expect(runControls(state.snapshot, () => "Pyodide failed to load").note).toBe("Pyodide failed to load");
+    state.executionSettings(true, "sandbox");
+    expect([...usableServerLanguages(state.snapshot)]).toEqual(["java", "cpp"]);
+    state.executionSettings(true); // an older server says nothing of a policy: nothing is narrowed
+    expect(state.snapshot.executionPolicy).toBe("sandbox");
   });
 
   it("shows a running run as Stop, and a viewer no note at all", () => {

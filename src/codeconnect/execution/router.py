@@ -115,7 +115,7 @@ def build_router(settings: Settings) -> APIRouter:
     async def get_settings(session_id: SessionId, db: DB) -> SessionSettings:
         """Whether server-side execution is allowed for this session, and whether editors may clear its
         shared output."""
-        return await service.session_settings(db, session_id)
+        return await service.session_settings(db, settings, session_id)
 
     @router.put(
         "/sessions/{sessionId}/settings",
@@ -128,7 +128,7 @@ def build_router(settings: Settings) -> APIRouter:
     ) -> SessionSettings:
         """Switch server-side execution, or clearing the shared output, off or on for this session (the
         switches left out keep their value); needs the `X-Owner-Key` header."""
-        return await service.update_settings(db, session_id, owner_key, body)
+        return await service.update_settings(db, settings, session_id, owner_key, body)
 
     @router.post(
         "/sessions/{sessionId}/execute",
@@ -151,7 +151,8 @@ def build_router(settings: Settings) -> APIRouter:
         participant_token: ParticipantToken = None,
     ) -> ExecuteResult | Response:
         """Run the session's code in its language. 403 `execution_disabled` when the deployment has execution
-        off, 403 `execution_disabled_for_session` when the owner switched it off. The run is also appended to
+        off, 403 `execution_disabled_for_session` when the owner switched it off, 403 `execution_not_allowed`
+        when the session's workspace policy keeps code off the server. The run is also appended to
         the session's shared output, once, with `runId` as its id. It is stopped (outcome `stopped`) by
         `POST .../runs/{runId}/stop` or when the client goes away before the answer.
 
@@ -162,9 +163,11 @@ def build_router(settings: Settings) -> APIRouter:
         if not execution.enabled:
             raise service.execution_disabled()
         maker = request.app.state.sessionmaker
-        program = await service.load_program(maker, getattr(request.app.state, "collab", None), session_id)
+        program = await service.load_program(maker, settings, getattr(request.app.state, "collab", None), session_id)
         if not program.execution_enabled:
             raise service.session_execution_disabled()
+        if program.execution != "sandbox":
+            raise service.execution_not_allowed(program.execution)
         by = await service.runner_of(maker, session_id, participant_token)
         service.check_sizes(settings, program.code, body.stdin)
         run_id = body.run_id or new_id()

@@ -10,6 +10,7 @@ from pydantic.json_schema import SkipJsonSchema
 from codeconnect.config import Settings
 from codeconnect.languages import LANGUAGE_PATTERN, LanguageName, normalize_language
 from codeconnect.schemas import CamelModel, StrictRequest, byte_limited_text
+from codeconnect.workspaces.schemas import Execution
 
 
 class ExecuteRequest(StrictRequest):
@@ -98,6 +99,12 @@ class SessionSettings(CamelModel):
         default=True,
         description="Whether editors may clear the shared run output (`DELETE /v1/sessions/{id}/runs`, the "
         "page's Clear).",
+    )
+    execution: Execution = Field(
+        default="sandbox",
+        description="Where the session's workspace policy, within what the server allows, lets code run: "
+        "`none` (nowhere: the page's Run is off), `browser` (in participants' browsers only) or `sandbox` (also "
+        "on the server).",
     )
 
 

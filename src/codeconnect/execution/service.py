@@ -42,6 +42,8 @@ from codeconnect.languages import LanguageName
 from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow
 from codeconnect.security import new_id, secret_matches
+from codeconnect.workspaces.schemas import Execution
+from codeconnect.workspaces.service import effective_execution, workspace_policy
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,13 @@ def session_execution_disabled() -> Forbidden:
     return Forbidden(
         "The session's owner has switched server-side execution off for this session.",
         code="execution_disabled_for_session",
+    )
+
+
+def execution_not_allowed(allowed: str) -> Forbidden:
+    where = "nowhere" if allowed == "none" else "only in participants' browsers"
+    return Forbidden(
+        f"This session's workspace policy runs code {where}, not on the server.", code="execution_not_allowed"
     )
 
 
@@ -322,6 +331,8 @@ class SessionProgram:
     code: str
     language: LanguageName
     execution_enabled: bool
+    #: Where the session's workspace policy, within what the operator allows, lets its code run.
+    execution: Execution = "sandbox"
 
 
 async def _row(db: AsyncSession, session_id: str) -> SessionRow:
@@ -354,22 +365,38 @@ async def set_execution_enabled(
     return row.execution_enabled
 
 
-async def session_settings(db: AsyncSession, session_id: str) -> SessionSettings:
-    row = await _row(db, session_id)
-    return SessionSettings(execution_enabled=row.execution_enabled, allow_clear_output=row.allow_clear_output)
+async def _settings_of(db: AsyncSession, settings: Settings, row: SessionRow) -> SessionSettings:
+    allowed = effective_execution(settings, await workspace_policy(db, row.workspace_id))
+    return SessionSettings(
+        # The owner's switch can only narrow what the workspace allows.
+        execution_enabled=row.execution_enabled and allowed != "none",
+        allow_clear_output=row.allow_clear_output,
+        execution=allowed,
+    )
+
+
+async def session_settings(db: AsyncSession, settings: Settings, session_id: str) -> SessionSettings:
+    return await _settings_of(db, settings, await _row(db, session_id))
 
 
 async def update_settings(
-    db: AsyncSession, session_id: str, owner_key: str | None, update: SessionSettingsUpdate
+    db: AsyncSession, settings: Settings, session_id: str, owner_key: str | None, update: SessionSettingsUpdate
 ) -> SessionSettings:
     row = await _row(db, session_id)
     check_owner(row, owner_key)
+    if update.execution_enabled:
+        allowed = effective_execution(settings, await workspace_policy(db, row.workspace_id))
+        if allowed == "none":
+            raise Forbidden(
+                "This session's workspace policy does not let code run; an owner can narrow it, not widen it.",
+                code="forbidden_by_policy",
+            )
     if update.execution_enabled is not None:
         row.execution_enabled = update.execution_enabled
     if update.allow_clear_output is not None:
         row.allow_clear_output = update.allow_clear_output
     await db.flush()
-    return SessionSettings(execution_enabled=row.execution_enabled, allow_clear_output=row.allow_clear_output)
+    return await _settings_of(db, settings, row)
 
 
 async def check_clearer(maker: async_sessionmaker[AsyncSession], session_id: str, token: str | None) -> None:
@@ -390,7 +417,7 @@ async def check_clearer(maker: async_sessionmaker[AsyncSession], session_id: str
 
 
 async def load_program(
-    maker: async_sessionmaker[AsyncSession], registry: LiveText | None, session_id: str
+    maker: async_sessionmaker[AsyncSession], settings: Settings, registry: LiveText | None, session_id: str
 ) -> SessionProgram:
     """The session's current code, read in a short transaction of its own.
 
@@ -401,13 +428,16 @@ async def load_program(
 
     async with maker() as db:
         row = await get_session(db, session_id)
-        program = SessionProgram(row.code, row.language, row.execution_enabled)  # type: ignore[arg-type]
+        policy = await workspace_policy(db, row.workspace_id)
+        program = SessionProgram(
+            row.code, row.language, row.execution_enabled, effective_execution(settings, policy),  # type: ignore[arg-type]
+        )
         await db.rollback()
     if registry is not None:
         # Through the document, never the stored mirror, which can trail it.
         async with registry.use(session_id) as room:
             language = cast(LanguageName, room.language())
-            program = SessionProgram(room.shared.text(), language, program.execution_enabled)
+            program = SessionProgram(room.shared.text(), language, program.execution_enabled, program.execution)
     return program
 
 
