@@ -14,6 +14,7 @@ from pycrdt import Doc
 from starlette.types import Message, Receive, Scope, Send
 
 from codeconnect import __version__, logs
+from codeconnect.clients import TrustedProxies, resolve_client
 from codeconnect.collab.admission import Admission
 from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.registry import RoomRegistry
@@ -61,10 +62,14 @@ class CodeConnectApp(FastAPI):
 
     #: ``CODECONNECT_ALLOWED_HOSTS``; checked here, as the live endpoint never reaches the middleware stack.
     host_allow_list: HostAllowList | None = None
+    #: ``CODECONNECT_TRUSTED_PROXIES`` (None: none); the client's address is resolved here, once, for everything.
+    trusted_proxies: TrustedProxies | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A coroutine function still (servers tell ASGI 3 apps by that), but one frame instead of five.
         if scope["type"] != "lifespan":
+            if self.trusted_proxies is not None:
+                resolve_client(scope, self.trusted_proxies)
             # Read by every log line of this request (its own task's context; see logs.py).
             logs.session.set(logs.session_in_path(scope["path"]))
             if scope["type"] == "http":
@@ -191,6 +196,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     app.state.settings = settings
     if settings.allowed_host_list:
         app.host_allow_list = HostAllowList(settings.allowed_host_list)
+    if settings.trusted_proxy_networks:
+        app.trusted_proxies = settings.trusted_proxy_networks
     install_error_handlers(app)
 
     models = build_request_models(settings)

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from codeconnect.clients import TrustedProxies
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -110,6 +112,13 @@ class Settings(BaseSettings):
         description="Comma-separated host names the server answers to (`pad.example.com`, `*.example.com`); "
         "requests with another `Host` header, WebSocket upgrades included, get 400 `invalid_host` (protects "
         "against DNS rebinding). Unset: any host.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses and CIDR networks of the reverse proxies in front of the server "
+        "(`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`): a request from one of them is counted under the right-most "
+        "address of its `X-Forwarded-For` that is not one of them. Empty: the TCP peer is the client, whatever "
+        "the request's headers say.",
     )
     log_level: str = Field(default="info", description="Log level of the service and uvicorn.")
     log_format: Literal["text", "json"] = Field(
@@ -491,6 +500,17 @@ class Settings(BaseSettings):
                     "without scheme, port or path"
                 )
         return ",".join(hosts) or None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        # Refused at start: a typo would otherwise silently count every client behind the proxy as one.
+        return ",".join(str(network) for network in TrustedProxies.parse(value).networks)
+
+    @cached_property
+    def trusted_proxy_networks(self) -> TrustedProxies:
+        """``trusted_proxies`` parsed (empty: no proxy is trusted)."""
+        return TrustedProxies.parse(self.trusted_proxies)
 
     @cached_property
     def cors_origin_list(self) -> list[str]:
