@@ -33,6 +33,7 @@ from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
 from codeconnect.participants.service import live_authenticator
 from codeconnect.processes import ProcessList, SharedDatabase
+from codeconnect.rates import RateLimits
 from codeconnect.sessions.cards import SessionCards
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
@@ -156,6 +157,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             admission = Admission(settings, partial(cluster.share, "admission") if cluster.shared else None)
             cluster.listen("admission", admission.apply_shared)
             app.state.live = LiveEndpoint(collab, admission, views.session_of)
+            app.state.rates = RateLimits(settings, cluster.take_rate if cluster.shared else None)
             execution = ExecutionService(settings, cluster.take_rate if cluster.shared else None)
             if cluster.shared:
                 # A stop may reach a process other than the one running the run (no sticky sessions).

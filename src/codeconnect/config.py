@@ -149,6 +149,24 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Participants a session can have; one more gets 409 `session_full`."
     )
     max_stdin_bytes: int = Field(default=64 * KiB, ge=0, description="Largest stdin of one execution.")
+    rate_sessions_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="Sessions one client address (IPv6: one /64) may create in any minute (`POST /v1/sessions`); "
+        "one more gets 429 `rate_limited` with `Retry-After`. 0: no limit.",
+    )
+    rate_joins_per_minute: int = Field(
+        default=120,
+        ge=0,
+        description="Joins (`POST /v1/sessions/{sessionId}/participants`) one client address (IPv6: one /64) may "
+        "make in any minute, over all sessions; one more gets 429 `rate_limited` with `Retry-After`. 0: no limit.",
+    )
+    rate_tracked_clients: int = Field(
+        default=10_000,
+        ge=16,
+        description="Client addresses whose REST rates a process remembers (the least recent is forgotten first); "
+        "with Redis the rates are counted there, and this is what each process falls back on while it is away.",
+    )
 
     # --- Live co-editing -------------------------------------------------------------------------------------
     ws_max_message_bytes: int = Field(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 
 from codeconnect.collab.records import SessionCardRecord, StoredSession
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Room
-from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep
+from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep, rate_limited
 from codeconnect.errors import SessionNotFound, responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
@@ -96,12 +96,15 @@ def build_router(models: RequestModels) -> APIRouter:
         status_code=201,
         summary="Create a session",
         response_model=CreatedSession,
-        responses=responses(400, 413, 422),
+        responses=responses(400, 413, 422, 429),
+        dependencies=[Depends(rate_limited("sessions"))],
     )
     async def create_session(
         body: CreateSessionRequest, settings: SettingsDep, live: Live, response: Response
     ) -> CreatedSession:
-        """Create a code pad. The response carries `ownerKey`, shown only this once."""
+        """Create a code pad. The response carries `ownerKey`, shown only this once. Each client address may
+        create `CODECONNECT_RATE_SESSIONS_PER_MINUTE` sessions a minute (30 by default): past it, 429
+        `rate_limited` with `Retry-After`."""
         created = await service.create_session(
             live, settings, title=body.title, language=body.language, code=body.code
         )
