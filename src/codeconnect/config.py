@@ -158,8 +158,9 @@ class Settings(BaseSettings):
     rate_joins_per_minute: int = Field(
         default=120,
         ge=0,
-        description="Joins (`POST /v1/sessions/{sessionId}/participants`) one client address (IPv6: one /64) may "
-        "make in any minute, over all sessions; one more gets 429 `rate_limited` with `Retry-After`. 0: no limit.",
+        description="Joins (`POST .../participants`, by session id or read-only link) one client address (IPv6: one "
+        "/64) may make in any minute, over all sessions; one more gets 429 `rate_limited` with `Retry-After`. 0: no "
+        "limit.",
     )
     rate_tracked_clients: int = Field(
         default=10_000,
@@ -432,7 +433,7 @@ class Settings(BaseSettings):
         default=8, ge=0, description="Runs that may wait for a slot; beyond it 429 `execution_busy`."
     )
     exec_rate_per_minute: int = Field(
-        default=60, ge=1, description="Executions one client address may start per minute."
+        default=60, ge=1, description="Executions one client address (IPv6: one /64) may start per minute."
     )
     exec_compile_cpu_seconds: int = Field(
         default=10, ge=1, description="CPU seconds one compile step (javac, g++, type stripping) may use."
