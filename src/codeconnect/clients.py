@@ -17,7 +17,7 @@ address of whoever talked to it. Everything further left came from the client an
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from typing import Any
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -118,7 +118,7 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted: Trus
     return str(client)
 
 
-def resolve_client(scope: dict[str, Any] | Any, trusted: TrustedProxies) -> None:
+def resolve_client(scope: MutableMapping[str, Any], trusted: TrustedProxies) -> None:
     """Replace the ASGI scope's ``client`` by the client's address when the peer is a trusted proxy (the port is
     unknown then: 0). Costs one lookup per request from anyone else."""
     client = scope.get("client")
