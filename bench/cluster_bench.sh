@@ -15,6 +15,10 @@ BENCH=${BENCH:-/tmp/bench}
 PROJECT=$(cd "$(dirname "$0")/.." && pwd)
 export CCL_PROJECT=${CCL_PROJECT:-$PROJECT}
 REDIS_CLI=${REDIS_CLI:-"redis-cli -p 6379"}
+# yload --api provisions every room's session and participants over REST from 127.0.0.1, faster than any person:
+# the servers' per-address REST rate limits are off for the run (the start scripts pass the environment on).
+export CODECONNECT_RATE_SESSIONS_PER_MINUTE=${CODECONNECT_RATE_SESSIONS_PER_MINUTE:-0}
+export CODECONNECT_RATE_JOINS_PER_MINUTE=${CODECONNECT_RATE_JOINS_PER_MINUTE:-0}
 OUT=${OUT:-$(mktemp -d /tmp/cluster-bench.XXXXXX)}
 mkdir -p "$OUT"
 declare -A PORT=([ccl-pg]=18104 [ccl-2p]=18104 [ccl-w2]=18104 [hocuspocus-redis]=18106)

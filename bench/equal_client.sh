@@ -23,6 +23,10 @@ project="$(cd "$(dirname "$0")/.." && pwd)"
 bench="${BENCH:-/tmp/bench}"
 port="${PROVISION_PORT:-18190}"
 export CCL_PROJECT="${CCL_PROJECT:-$project}"
+# yload --api provisions every room's session and participants over REST from 127.0.0.1, faster than any person:
+# the servers' per-address REST rate limits are off for the run (the start scripts pass the environment on).
+export CODECONNECT_RATE_SESSIONS_PER_MINUTE=${CODECONNECT_RATE_SESSIONS_PER_MINUTE:-0}
+export CODECONNECT_RATE_JOINS_PER_MINUTE=${CODECONNECT_RATE_JOINS_PER_MINUTE:-0}
 [ -x "$bench/run_anchors.sh" ] || { echo "equal_client: no run_anchors.sh in $bench (BENCH)" >&2; exit 2; }
 
 # The provisioning server: the same start script the comparison uses for ours, on its own port and database.

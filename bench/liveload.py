@@ -45,6 +45,10 @@ SHORT_COOLDOWN = {
     "CODECONNECT_WS_CONNECT_BURST": "1000000",
 }
 NO_RATE_LIMIT = {"CODECONNECT_WS_RATE_PER_SECOND": "1000000", "CODECONNECT_WS_RATE_BURST": "1000000"}
+# A benchmark provisions its sessions and participants from one address, faster than any person: the REST rate
+# limits (30 creations and 120 joins a minute per address) would refuse most of them. Off unless the environment
+# sets them.
+NO_REST_LIMITS = {"CODECONNECT_RATE_SESSIONS_PER_MINUTE": "0", "CODECONNECT_RATE_JOINS_PER_MINUTE": "0"}
 DEFENCES = {"default": {}, "cooldown": SHORT_COOLDOWN, "none": {**SHORT_COOLDOWN, **NO_RATE_LIMIT}}
 _STAMP = re.compile(rb"\[t(\d{9,20})\]")
 
@@ -79,6 +83,7 @@ class ServerProcess:
         port = free_port()
         log_path = Path(workdir.name) / "server.log"
         full_env = {
+            **NO_REST_LIMITS,
             **os.environ,
             "CODECONNECT_DATABASE_URL": f"sqlite+aiosqlite:///{workdir.name}/bench.db",
             "CODECONNECT_LOG_LEVEL": "warning",

@@ -14,6 +14,7 @@ from pycrdt import Doc
 from starlette.types import Message, Receive, Scope, Send
 
 from codeconnect import __version__, logs
+from codeconnect.clients import TrustedProxies, resolve_client
 from codeconnect.collab.admission import Admission
 from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.registry import RoomRegistry
@@ -32,6 +33,7 @@ from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
 from codeconnect.participants.service import live_authenticator
 from codeconnect.processes import ProcessList, SharedDatabase
+from codeconnect.rates import RateLimits
 from codeconnect.sessions.cards import SessionCards
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
@@ -62,10 +64,14 @@ class CodeConnectApp(FastAPI):
 
     #: ``CODECONNECT_ALLOWED_HOSTS``; checked here, as the live endpoint never reaches the middleware stack.
     host_allow_list: HostAllowList | None = None
+    #: ``CODECONNECT_TRUSTED_PROXIES`` (None: none); the client's address is resolved here, once, for everything.
+    trusted_proxies: TrustedProxies | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A coroutine function still (servers tell ASGI 3 apps by that), but one frame instead of five.
         if scope["type"] != "lifespan":
+            if self.trusted_proxies is not None:
+                resolve_client(scope, self.trusted_proxies)
             # Read by every log line of this request (its own task's context; see logs.py).
             logs.session.set(logs.session_in_path(scope["path"]))
             if scope["type"] == "http":
@@ -152,6 +158,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             admission = Admission(settings, partial(cluster.share, "admission") if cluster.shared else None)
             cluster.listen("admission", admission.apply_shared)
             app.state.live = LiveEndpoint(collab, admission, views.session_of)
+            app.state.rates = RateLimits(settings, cluster.take_rate if cluster.shared else None)
             execution = ExecutionService(settings, cluster.take_rate if cluster.shared else None)
             if cluster.shared:
                 # A stop may reach a process other than the one running the run (no sticky sessions).
@@ -192,6 +199,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     app.state.settings = settings
     if settings.allowed_host_list:
         app.host_allow_list = HostAllowList(settings.allowed_host_list)
+    if settings.trusted_proxy_networks:
+        app.trusted_proxies = settings.trusted_proxy_networks
     install_error_handlers(app)
 
     models = build_request_models(settings)

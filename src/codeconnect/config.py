@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from codeconnect.clients import TrustedProxies
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -111,6 +113,13 @@ class Settings(BaseSettings):
         "requests with another `Host` header, WebSocket upgrades included, get 400 `invalid_host` (protects "
         "against DNS rebinding). Unset: any host.",
     )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses and CIDR networks of the reverse proxies in front of the server "
+        "(`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`): a request from one of them is counted under the right-most "
+        "address of its `X-Forwarded-For` that is not one of them. Empty: the TCP peer is the client, whatever "
+        "the request's headers say.",
+    )
     log_level: str = Field(default="info", description="Log level of the service and uvicorn.")
     log_format: Literal["text", "json"] = Field(
         default="text",
@@ -152,6 +161,25 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Participants a session can have; one more gets 409 `session_full`."
     )
     max_stdin_bytes: int = Field(default=64 * KiB, ge=0, description="Largest stdin of one execution.")
+    rate_sessions_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="Sessions one client address (IPv6: one /64) may create in any minute (`POST /v1/sessions`); "
+        "one more gets 429 `rate_limited` with `Retry-After`. 0: no limit.",
+    )
+    rate_joins_per_minute: int = Field(
+        default=120,
+        ge=0,
+        description="Joins (`POST .../participants`, by session id or read-only link) one client address (IPv6: one "
+        "/64) may make in any minute, over all sessions; one more gets 429 `rate_limited` with `Retry-After`. 0: no "
+        "limit.",
+    )
+    rate_tracked_clients: int = Field(
+        default=10_000,
+        ge=16,
+        description="Client addresses whose REST rates a process remembers (the least recent is forgotten first); "
+        "with Redis the rates are counted there, and this is what each process falls back on while it is away.",
+    )
 
     # --- Live co-editing -------------------------------------------------------------------------------------
     ws_max_message_bytes: int = Field(
@@ -417,7 +445,7 @@ class Settings(BaseSettings):
         default=8, ge=0, description="Runs that may wait for a slot; beyond it 429 `execution_busy`."
     )
     exec_rate_per_minute: int = Field(
-        default=60, ge=1, description="Executions one client address may start per minute."
+        default=60, ge=1, description="Executions one client address (IPv6: one /64) may start per minute."
     )
     exec_compile_cpu_seconds: int = Field(
         default=10, ge=1, description="CPU seconds one compile step (javac, g++, type stripping) may use."
@@ -513,6 +541,17 @@ class Settings(BaseSettings):
                     "without scheme, port or path"
                 )
         return ",".join(hosts) or None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        # Refused at start: a typo would otherwise silently count every client behind the proxy as one.
+        return ",".join(str(network) for network in TrustedProxies.parse(value).networks)
+
+    @cached_property
+    def trusted_proxy_networks(self) -> TrustedProxies:
+        """``trusted_proxies`` parsed (empty: no proxy is trusted)."""
+        return TrustedProxies.parse(self.trusted_proxies)
 
     @cached_property
     def cors_origin_list(self) -> list[str]:

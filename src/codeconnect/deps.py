@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from codeconnect.clients import rate_key
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.config import Settings
 from codeconnect.db import get_db
 from codeconnect.errors import SessionNotFound
 from codeconnect.participants.service import PresenceView
+from codeconnect.rates import RateKind, RateLimits
+from codeconnect.security import hash_secret
 from codeconnect.sessions.cards import SessionCards
 
 
@@ -35,6 +39,33 @@ async def get_live(request: Request) -> RoomRegistry:
 async def get_cards(request: Request) -> SessionCards:
     cards: SessionCards = request.app.state.cards
     return cards
+
+
+def client_key(request: Request) -> str:
+    """The key the request's client is counted under. ``request.client`` is already the client's address, not a
+    proxy's (see ``clients.py``: the app resolves it as the request enters)."""
+    return rate_key(request.client.host if request.client else None)
+
+
+def api_key_rate_key(request: Request) -> list[str]:
+    """The API key a request presents, as a rate key (its hash: keys are never kept, not even in memory): a key
+    handed to several machines still gets one budget. Unchecked here; a wrong key costs its sender the same."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return []
+    return ["key:" + hash_secret(credentials.strip())[:32]]
+
+
+def rate_limited(kind: RateKind) -> Callable[[Request], Awaitable[None]]:
+    """A route dependency counting the request in the client's ``kind`` rate (429 past it). Listed in the route's
+    ``dependencies=``, it runs before the route's own, so every attempt counts and nothing is read or written for
+    a refused one."""
+
+    async def check_rate(request: Request) -> None:
+        rates: RateLimits = request.app.state.rates
+        await rates.check(kind, [client_key(request), *api_key_rate_key(request)])
+
+    return check_rate
 
 
 DB = Annotated[AsyncSession, Depends(get_db, scope="function")]

@@ -24,4 +24,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         # protocol negotiates no extension whatever this says; set for the record.)
         "ws_per_message_deflate": False,
         "lifespan": "on",
+        # The client's address is the app's to work out, with CODECONNECT_TRUSTED_PROXIES (codeconnect.clients):
+        # uvicorn's own rewrite would believe X-Forwarded-For from 127.0.0.1 and ::1 without being asked to, so a
+        # process on the host could pick the address it is rate-limited under, and it would be a second list.
+        "proxy_headers": False,
     }

@@ -17,6 +17,11 @@ import redis.asyncio as aioredis
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, LiveServer, ServerFactory, require_service, servers_on, skip_or_fail
 
+# The REST rate limits are counted in Redis per client address, and every test of the run (every worker's too)
+# comes from 127.0.0.1 to the one test Redis: one budget for them all. Tests of those limits set their own.
+VOLUME = {"rate_sessions_per_minute": 0, "rate_joins_per_minute": 0}
+VOLUME_ENV = {f"CODECONNECT_{name.upper()}": str(value) for name, value in VOLUME.items()}
+
 
 @pytest.fixture
 async def cluster(pg_url: str) -> AsyncIterator[ServerFactory]:
@@ -26,7 +31,7 @@ async def cluster(pg_url: str) -> AsyncIterator[ServerFactory]:
     async with servers_on(pg_url) as factory:
 
         async def start(**overrides: object) -> object:
-            return await factory(**{"redis_url": REDIS_URL, "process_heartbeat_seconds": 0.5, **overrides})
+            return await factory(**{"redis_url": REDIS_URL, "process_heartbeat_seconds": 0.5, **VOLUME, **overrides})
 
         yield start  # type: ignore[misc]
 

@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from codeconnect.collab.document import SharedDoc
+from tests.cluster.conftest import VOLUME_ENV
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, eventually, require_service
 from tests.test_cli import start_serve, stop
@@ -20,6 +21,7 @@ from tests.test_cli import start_serve, stop
 ENV = {
     "CODECONNECT_REDIS_URL": REDIS_URL,
     "CODECONNECT_PROCESS_HEARTBEAT_SECONDS": "0.5",
+    **VOLUME_ENV,
 }
 
 

@@ -115,6 +115,30 @@ async def test_the_run_rate_of_a_client_is_counted_over_the_cluster(pg_url: str)
         await second.__aexit__(None, None, None)
 
 
+async def test_the_rest_rates_of_a_client_are_counted_over_the_cluster(cluster: ServerFactory) -> None:
+    # One budget in Redis for both processes. The client is an address of the test's own (a fresh IPv6 /64 behind
+    # a trusted 127.0.0.1): the test Redis is shared by every test of the run, and by runs within the minute.
+    limits = {"rate_sessions_per_minute": 2, "rate_joins_per_minute": 2, "trusted_proxies": "127.0.0.1"}
+    a_srv: LiveServer = await cluster(**limits)
+    b_srv: LiveServer = await cluster(**limits)
+    me = {"X-Forwarded-For": f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"}
+    async with (
+        httpx.AsyncClient(base_url=a_srv.base_url, timeout=30, headers=me) as a,
+        httpx.AsyncClient(base_url=b_srv.base_url, timeout=30, headers=me) as b,
+    ):
+        sid = (await a.post("/v1/sessions", json={})).json()["id"]
+        assert (await b.post("/v1/sessions", json={})).status_code == 201
+        refused = await a.post("/v1/sessions", json={})
+        assert refused.status_code == 429 and refused.json()["error"] == "rate_limited"
+        assert 55 <= int(refused.headers["retry-after"]) <= 60
+        assert (await b.post(f"/v1/sessions/{sid}/participants", json={"name": "Ada"})).status_code == 201
+        assert (await a.post(f"/v1/sessions/{sid}/participants", json={"name": "Bob"})).status_code == 201
+        assert (await b.post(f"/v1/sessions/{sid}/participants", json={"name": "Cy"})).status_code == 429
+        # Another client of the same processes is not held back.
+        other = {"X-Forwarded-For": f"2001:db8:{uuid.uuid4().hex[:4]}:{uuid.uuid4().hex[:4]}::1"}
+        assert (await b.post("/v1/sessions", json={}, headers=other)).status_code == 201
+
+
 async def test_a_stop_reaches_the_run_on_another_process(pg_url: str) -> None:
     settings = Settings(database_url=pg_url, redis_url=REDIS_URL)
     here, there = RunRegistry(), RunRegistry()

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import redis.asyncio as aioredis
 
+from tests.cluster.conftest import VOLUME_ENV
 from tests.conftest import REDIS_URL, LiveServer, ServerFactory, require_service
 from tests.interop.test_interop import check_stock_clients
 from tests.test_cli import start_serve, stop
@@ -22,7 +23,7 @@ async def test_stock_clients_over_three_processes_converge(cluster: ServerFactor
 
 async def test_serve_with_two_workers_shares_sessions(pg_url: str, tmp_path: Path) -> None:
     require_service("Redis", REDIS_URL, 6379)
-    srv = start_serve(pg_url, tmp_path, "--workers", "2", CODECONNECT_REDIS_URL=REDIS_URL)
+    srv = start_serve(pg_url, tmp_path, "--workers", "2", CODECONNECT_REDIS_URL=REDIS_URL, **VOLUME_ENV)
     try:
         async with httpx.AsyncClient(base_url=srv.base_url, timeout=30) as http:
             r = await http.get("/readyz")

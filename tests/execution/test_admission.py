@@ -59,6 +59,20 @@ async def test_rate_limit_per_client(server_factory: ServerFactory) -> None:
     assert 1 <= int(r.headers["retry-after"]) <= 60
 
 
+async def test_rate_limit_per_client_behind_a_trusted_proxy(server_factory: ServerFactory) -> None:
+    # The run rate counts the client the proxy names, not the proxy (the same address as the REST limits).
+    require_sandbox()
+    server = await server_factory(**{**SANDBOX_LIMITS, "exec_rate_per_minute": 1, "trusted_proxies": "127.0.0.1"})
+    program = {"language": "python", "code": "print(1)"}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        first = {"X-Forwarded-For": "198.51.100.1"}
+        assert (await client.post("/v1/execute", json=program, headers=first)).status_code == 200
+        r = await client.post("/v1/execute", json=program, headers=first)
+        assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+        second = {"X-Forwarded-For": "198.51.100.2"}
+        assert (await client.post("/v1/execute", json=program, headers=second)).status_code == 200
+
+
 async def test_missing_toolchain_is_501(server_factory: ServerFactory, tmp_path: Path) -> None:
     require_sandbox()
     server = await server_factory(**{**SANDBOX_LIMITS, "exec_typescript_dir": str(tmp_path)})

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool, SlotAbandoned
+from codeconnect.execution.pool import PoolBusy, RunnerPool, SlotAbandoned
+from codeconnect.rates import ClientRate, RateExceeded
 
 
 async def test_pool_bounds_running_and_waiting() -> None:

@@ -215,3 +215,20 @@ async def test_a_policy_limits_languages_and_participants(server_factory: Server
         r = await c.put("/v1/admin/workspaces/default/policy", json={"languages": ["javascript"]}, headers=AUTH)
         assert (await c.post("/v1/sessions", json={"language": "python"})).status_code == 403
         assert (await c.post("/v1/sessions", json={"language": "javascript"})).status_code == 201
+
+
+async def test_one_key_has_one_creation_budget_wherever_it_is_used(server_factory: ServerFactory) -> None:
+    # Behind a trusted proxy, each forwarded address has a budget of its own; the key's is shared by all of them.
+    server = await server_factory(admin_token=ADMIN, rate_sessions_per_minute=2, trusted_proxies="127.0.0.1")
+    async with httpx.AsyncClient(base_url=server.base_url) as c:
+        await new_workspace(c, "acme")
+        key = (await new_key(c, "acme"))["key"]
+        for address in ("203.0.113.1", "203.0.113.2"):
+            r = await c.post("/v1/sessions", json={}, headers={**bearer(key), "X-Forwarded-For": address})
+            assert r.status_code == 201, r.text
+        r = await c.post("/v1/sessions", json={}, headers={**bearer(key), "X-Forwarded-For": "203.0.113.3"})
+        assert r.status_code == 429 and r.json()["error"] == "rate_limited"
+        assert int(r.headers["retry-after"]) >= 1
+        # the same address without the key is not held back by the key's budget
+        r = await c.post("/v1/sessions", json={}, headers={"X-Forwarded-For": "203.0.113.3"})
+        assert r.status_code == 201

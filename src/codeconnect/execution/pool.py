@@ -1,12 +1,10 @@
-"""Admission control for runs: a bounded number executing, a bounded queue, and a per-client rate."""
+"""Admission control for runs: a bounded number executing, a bounded queue, and a per-client rate (the window is
+``rates.ClientRate``, shared with the REST limits)."""
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import time
-from collections import OrderedDict, deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -33,12 +31,6 @@ class PoolBusy(Exception):
 
 class SlotAbandoned(Exception):
     """The run was stopped while it waited for a slot."""
-
-
-class RateExceeded(Exception):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(retry_after)
-        self.retry_after = retry_after
 
 
 class RunnerPool:
@@ -109,31 +101,3 @@ class RunnerPool:
         [got] = await asyncio.gather(acquiring, return_exceptions=True)
         if got is True:
             self._slots.release()
-
-
-class ClientRate:
-    """Sliding one-minute window of run starts per client key, with a bounded number of keys remembered."""
-
-    def __init__(self, per_minute: int, max_clients: int = 10_000) -> None:
-        self.per_minute = per_minute
-        self.max_clients = max_clients
-        self._starts: OrderedDict[str, deque[float]] = OrderedDict()
-
-    @property
-    def clients(self) -> int:
-        return len(self._starts)
-
-    def check(self, key: str, now: float | None = None) -> None:
-        """Record a start for ``key`` or raise :class:`RateExceeded` with the seconds to wait."""
-        now = time.monotonic() if now is None else now
-        starts = self._starts.get(key)
-        if starts is None:
-            starts = self._starts[key] = deque()
-            while len(self._starts) > self.max_clients:
-                self._starts.popitem(last=False)
-        self._starts.move_to_end(key)
-        while starts and now - starts[0] >= 60.0:
-            starts.popleft()
-        if len(starts) >= self.per_minute:
-            raise RateExceeded(max(1, math.ceil(60.0 - (now - starts[0]))))
-        starts.append(now)

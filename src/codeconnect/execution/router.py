@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from codeconnect.config import Settings
-from codeconnect.deps import DB, SessionId
+from codeconnect.deps import DB, SessionId, client_key
 from codeconnect.errors import Conflict, responses
 from codeconnect.execution import service, streaming
 from codeconnect.execution.registry import RunIdInUse
@@ -52,10 +52,6 @@ OwnerKey = Annotated[
 
 
 RunId = Annotated[str, Path(alias="runId", pattern=RUN_ID_PATTERN, description="The id the run was started with.")]
-
-
-def _client(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 @asynccontextmanager
@@ -104,7 +100,7 @@ def build_router(settings: Settings) -> APIRouter:
         language = cast(LanguageName, body.language)
         stop = asyncio.Event()
         async with stop_when_client_leaves(request, stop):
-            return await execution.execute(language, body.code, body.stdin, _client(request), stop)
+            return await execution.execute(language, body.code, body.stdin, client_key(request), stop)
 
     @router.get(
         "/sessions/{sessionId}/settings",
@@ -179,12 +175,12 @@ def build_router(settings: Settings) -> APIRouter:
                     if live is None:
                         async with stop_when_client_leaves(request, stop):
                             result = await execution.execute(
-                                program.language, program.code, body.stdin, _client(request), stop
+                                program.language, program.code, body.stdin, client_key(request), stop
                             )
                     else:
                         live.stop = stop
                         result = await execution.execute(
-                            program.language, program.code, body.stdin, _client(request), stop,
+                            program.language, program.code, body.stdin, client_key(request), stop,
                             on_start=live.admitted.set, on_output=live.hear,
                         )  # fmt: skip
             except RunIdInUse:

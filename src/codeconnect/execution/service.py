@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from codeconnect.errors import (
     TooManyRequests,
     Unauthorized,
 )
-from codeconnect.execution.pool import ClientRate, PoolBusy, RateExceeded, RunnerPool, SlotAbandoned, admitted_runs
+from codeconnect.execution.pool import PoolBusy, RunnerPool, SlotAbandoned, admitted_runs
 from codeconnect.execution.probes import check_languages
 from codeconnect.execution.registry import RunRegistry
 from codeconnect.execution.sandbox import Outcome, OutputListener, Sandbox, SandboxUnavailable, signal_name
@@ -41,6 +41,7 @@ from codeconnect.execution.toolchains import Plan, Step, Toolchains
 from codeconnect.languages import LanguageName
 from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow
+from codeconnect.rates import ClientRate, RateExceeded, SharedRate
 from codeconnect.security import new_id, secret_matches
 from codeconnect.workspaces.schemas import Execution
 from codeconnect.workspaces.service import effective_execution, workspace_policy
@@ -145,9 +146,6 @@ def to_result(language: LanguageName, outcome: Outcome) -> ExecuteResult:
         duration_ms=outcome.duration_ms,
         language=language,
     )
-
-
-SharedRate = Callable[[str, int], Awaitable[float | None]]
 
 
 class ExecutionService:

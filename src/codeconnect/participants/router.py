@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from codeconnect.collab.records import ParticipantCardRecord
-from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SettingsDep
+from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SettingsDep, rate_limited
 from codeconnect.errors import responses
 from codeconnect.models import ParticipantRow
 from codeconnect.participants import service
@@ -43,7 +43,8 @@ def build_router(models: RequestModels) -> APIRouter:
         status_code=201,
         summary="Join a session",
         response_model=ParticipantWithToken,
-        responses=responses(400, 404, 409, 413, 422),
+        responses=responses(400, 404, 409, 413, 422, 429),
+        dependencies=[Depends(rate_limited("joins"))],
     )
     async def join(
         session_id: ExistingSessionId,
@@ -58,7 +59,9 @@ def build_router(models: RequestModels) -> APIRouter:
 
         The name is normalised (NFC, trimmed); control characters, direction overrides and names with nothing
         visible are refused with 422. A name already in the session (compared ignoring case, width and
-        invisible characters) comes back numbered: `Ada (2)`."""
+        invisible characters) comes back numbered: `Ada (2)`. Each client address may join
+        `CODECONNECT_RATE_JOINS_PER_MINUTE` times a minute over all sessions (120 by default): past it, 429
+        `rate_limited` with `Retry-After`."""
         joined = await service.join(
             db, settings, cards, session_id, name=body.name, role=body.role, issued=live.issued
         )

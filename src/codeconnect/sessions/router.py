@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, Security
+from fastapi import APIRouter, Depends, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from codeconnect.collab.records import SessionCardRecord, StoredSession
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Room
 from codeconnect.config import Settings
-from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep
+from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep, rate_limited
 from codeconnect.errors import SessionNotFound, responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
@@ -112,8 +112,9 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         status_code=201,
         summary="Create a session",
         response_model=CreatedSession,
-        responses=responses(400, 401, 403, 413, 422),
+        responses=responses(400, 401, 403, 413, 422, 429),
         openapi_extra=key_optional,
+        dependencies=[Depends(rate_limited("sessions"))],
     )
     async def create_session(
         body: CreateSessionRequest,
@@ -124,7 +125,9 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         credentials: ApiKeyCredentials,
     ) -> CreatedSession:
         """Create a code pad, in the workspace of the API key sent (or the default workspace where the server
-        lets anyone create sessions). The response carries `ownerKey`, shown only this once."""
+        lets anyone create sessions). The response carries `ownerKey`, shown only this once. Each client address
+        may create `CODECONNECT_RATE_SESSIONS_PER_MINUTE` sessions a minute (30 by default): past it, 429
+        `rate_limited` with `Retry-After`."""
         key = None if credentials is None else credentials.credentials
         workspace = await creating_workspace(db, settings, key)
         created = await service.create_session(

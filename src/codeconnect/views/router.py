@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from codeconnect.collab.registry import RoomRegistry
-from codeconnect.deps import DB, Cards, Live, Presence, SettingsDep
+from codeconnect.deps import DB, Cards, Live, Presence, SettingsDep, rate_limited
 from codeconnect.errors import responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
@@ -94,7 +94,8 @@ def build_router(models: RequestModels) -> APIRouter:
         status_code=201,
         summary="Join as a viewer",
         response_model=ParticipantWithToken,
-        responses=responses(400, 404, 409, 413, 422),
+        responses=responses(400, 404, 409, 413, 422, 429),
+        dependencies=[Depends(rate_limited("joins"))],
     )
     async def join(
         session_id: ViewedSessionId,
@@ -106,7 +107,8 @@ def build_router(models: RequestModels) -> APIRouter:
         live: Live,
     ) -> ParticipantWithToken:
         """Add a viewer. The response carries its secret `token` for `/v1/collab/v/{viewerId}?token=...`, shown
-        once. Names follow the same rules as joining by session id; `role`, if sent, must be `viewer`."""
+        once. Names follow the same rules as joining by session id; `role`, if sent, must be `viewer`. Counts in
+        the same per-address rate as joining by session id (429 `rate_limited` past it)."""
         joined = await service.join_session(db, settings, cards, session_id, name=body.name, issued=live.issued)
         participant = to_participant(joined.row, await presence.online(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
