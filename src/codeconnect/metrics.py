@@ -210,13 +210,13 @@ def render() -> tuple[bytes, str]:
     path = multiprocess_dir()
     if path is None:
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-    _forget_dead_workers(path)
+    forget_dead_workers(path)
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]  # the library leaves it unannotated
     return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
-def _forget_dead_workers(path: str) -> None:
+def forget_dead_workers(path: str) -> None:
     """Drop the live gauges of workers that died without saying so (kill -9; a clean exit does it itself): uvicorn's
     supervisor, which restarts them, has no hook for it."""
     for file in glob.glob(os.path.join(path, "gauge_live*_*.db")):
