@@ -72,6 +72,7 @@ class CodeConnectApp(FastAPI):
             await self._serve_http(scope, receive, send)
             return
         if scope["type"] != "lifespan":
+            # Read by every log line of this connection (its own task's context; see logs.py).
             logs.session.set(logs.session_in_path(scope["path"]))
         hosts = self.host_allow_list
         if hosts is not None and scope["type"] != "lifespan" and not hosts.allows(scope):
