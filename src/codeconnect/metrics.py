@@ -1,7 +1,7 @@
 """Every metric the server exports on ``GET /metrics`` (Prometheus text format), defined in this one place.
 
 Names start with ``codeconnect_``; counters end in ``_total``, durations are in seconds. Labels hold only
-bounded values: route templates (``/v1/sessions/{session_id}``, never a path: session ids are invitations),
+bounded values: route templates (``/v1/sessions/{sessionId}``, never a path: session ids are invitations),
 status and close codes, languages, outcomes. Nothing here connects or reads a secret.
 
 With several worker processes (``codeconnect serve --workers N``), ``serve`` points
@@ -151,7 +151,7 @@ _redis_up: Gauge | None = None
 
 
 def route_of(scope: Any) -> str:
-    """The template of the route that took a request (``/v1/sessions/{session_id}``), or ``unmatched``."""
+    """The template of the route that took a request (``/v1/sessions/{sessionId}``), or ``unmatched``."""
     template = getattr(scope.get("route"), "path_format", None)
     return template if isinstance(template, str) else UNMATCHED
 
