@@ -103,7 +103,7 @@ def test_no_module_of_the_package_imports_itself_through_others() -> None:
 
 # The real-time core: bytes in, bytes out. It knows nothing of HTTP, SQL or Redis; those reach it through the
 # protocols it defines (Channel, UpdateStore, Fanout), implemented elsewhere and chosen when the app is wired.
-CORE = ("room", "awareness", "updates", "protocol", "document", "cluster", "records", "auth")
+CORE = ("room", "awareness", "updates", "protocol", "document", "cluster", "records", "auth", "tally")
 OUTSIDE = ("sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "redis", "fastapi", "starlette", "uvicorn", "websockets")
 
 

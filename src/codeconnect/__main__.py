@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 
+from codeconnect import metrics
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
 from codeconnect.execution.reaper import serve_under_init
@@ -41,18 +42,21 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     if refusal is not None:
         print(f"codeconnect: refusing to start: {refusal}", file=sys.stderr)
         return 2
-    uvicorn.run(
-        "codeconnect.app:create_served_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        # Frames over the app's limit are refused by the protocol itself (4413), as their header arrives.
-        **uvicorn_options(settings),
-        log_config=log_config(settings),
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=10,
-    )
+    # Several workers sum their metrics through files (prometheus_client's multiprocess mode): set up before they
+    # start, as each reads it when it imports the library.
+    with metrics.shared_by_workers(workers, settings.metrics):
+        uvicorn.run(
+            "codeconnect.app:create_served_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            # Frames over the app's limit are refused by the protocol itself (4413), as their header arrives.
+            **uvicorn_options(settings),
+            log_config=log_config(settings),
+            log_level=settings.log_level,
+            timeout_graceful_shutdown=10,
+        )
     return 0
 
 

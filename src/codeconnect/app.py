@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -13,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from pycrdt import Doc
 from starlette.types import Message, Receive, Scope, Send
 
-from codeconnect import __version__, logs
+from codeconnect import __version__, logs, metrics
 from codeconnect.clients import TrustedProxies, resolve_client
 from codeconnect.collab.admission import Admission
 from codeconnect.collab.cluster import Cluster, LocalCluster
@@ -27,6 +28,7 @@ from codeconnect.errors import install_error_handlers
 from codeconnect.execution.router import build_router as execution_router
 from codeconnect.execution.sandbox import SandboxUnavailable
 from codeconnect.execution.service import ExecutionService
+from codeconnect.health import build_metrics_router
 from codeconnect.health import router as health_router
 from codeconnect.hosts import HostAllowList
 from codeconnect.limits import BodySizeLimit
@@ -66,16 +68,19 @@ class CodeConnectApp(FastAPI):
     host_allow_list: HostAllowList | None = None
     #: ``CODECONNECT_TRUSTED_PROXIES`` (None: none); the client's address is resolved here, once, for everything.
     trusted_proxies: TrustedProxies | None = None
+    #: ``CODECONNECT_METRICS``: HTTP requests are counted and timed here, around everything else the app does.
+    http_metrics: bool = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # A coroutine function still (servers tell ASGI 3 apps by that), but one frame instead of five.
+        if scope["type"] == "http":
+            await self._serve_http(scope, receive, send)
+            return
         if scope["type"] != "lifespan":
             if self.trusted_proxies is not None:
                 resolve_client(scope, self.trusted_proxies)
-            # Read by every log line of this request (its own task's context; see logs.py).
+            # Read by every log line of this connection (its own task's context; see logs.py).
             logs.session.set(logs.session_in_path(scope["path"]))
-            if scope["type"] == "http":
-                send = _with_request_id(send, logs.new_request_id())
         hosts = self.host_allow_list
         if hosts is not None and scope["type"] != "lifespan" and not hosts.allows(scope):
             await hosts.refuse(scope, receive, send)
@@ -84,17 +89,32 @@ class CodeConnectApp(FastAPI):
         else:
             await super().__call__(scope, receive, send)
 
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Read by every log line of this request (its own task's context; see logs.py).
+        logs.session.set(logs.session_in_path(scope["path"]))
+        rid = logs.new_request_id()
+        logs.request_id.set(rid)
+        header = (b"x-request-id", rid.encode("ascii"))
+        status = 500  # what the server answers when the app fails before it starts a response
 
-def _with_request_id(send: Send, rid: str) -> Send:
-    logs.request_id.set(rid)
-    header = (b"x-request-id", rid.encode("ascii"))
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            await send(message)
 
-    async def send_with_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message = {**message, "headers": [*message.get("headers", ()), header]}
-        await send(message)
-
-    return send_with_id
+        started = time.perf_counter()
+        try:
+            hosts = self.host_allow_list
+            if hosts is not None and not hosts.allows(scope):
+                await hosts.refuse(scope, receive, send_with_id)
+            else:
+                await super().__call__(scope, receive, send_with_id)
+        finally:
+            if self.http_metrics:
+                # By the route that took the request (set in the scope by the router), never by its path.
+                metrics.observe_http(scope, status, time.perf_counter() - started)
 
 
 def _accept_live(
@@ -126,6 +146,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, object]]:
         async with AsyncExitStack() as stack:
+            # Entered first, left last: what the rooms count while they flush on the way out is published.
+            await stack.enter_async_context(metrics.exported(settings.metrics))
             engine = create_engine(settings.database_url, wait_seconds=settings.db_wait_seconds)
             stack.push_async_callback(engine.dispose)
             app.state.engine = engine
@@ -201,10 +223,13 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         app.host_allow_list = HostAllowList(settings.allowed_host_list)
     if settings.trusted_proxy_networks:
         app.trusted_proxies = settings.trusted_proxy_networks
+    app.http_metrics = settings.metrics
     install_error_handlers(app)
 
     models = build_request_models(settings)
     app.include_router(health_router)
+    if settings.metrics:
+        app.include_router(build_metrics_router(settings))
     app.include_router(sessions_router(models, settings))
     app.include_router(participants_router(models))
     app.include_router(views_router(models))

@@ -132,6 +132,16 @@ class Settings(BaseSettings):
         description="Key of the hash that stands for a session id in log lines; give every process the same one "
         "to follow a session across them. Unset: a random key per process.",
     )
+    metrics: bool = Field(
+        default=True,
+        description="Serve `GET /metrics` in the Prometheus text format (see \"Metrics\"); false: no such route. "
+        "On a server the internet reaches, set `CODECONNECT_METRICS_TOKEN` or keep `/metrics` behind the proxy.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="When set, `/metrics` answers only requests with `Authorization: Bearer <token>` (others get "
+        "401); unset, anyone who reaches the server may read it.",
+    )
 
     # --- Tenants ---------------------------------------------------------------------------------------------
     auth: Literal["open", "api-key"] = Field(
@@ -524,6 +534,15 @@ class Settings(BaseSettings):
             return None
         if len(value.get_secret_value()) < 24:
             raise ValueError("CODECONNECT_ADMIN_TOKEN must be at least 24 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token would be matched by an empty `Bearer ` header: refused, rather than a guard that holds
+        # nothing.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("CODECONNECT_METRICS_TOKEN is empty: set a long random value, or unset it")
         return value
 
     @field_validator("allowed_hosts")

@@ -18,6 +18,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from codeconnect import metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -162,8 +164,11 @@ def _validation_fields(errors: Sequence[Any]) -> list[FieldError]:
     return out
 
 
-async def _app_error(_: Request, exc: Exception) -> JSONResponse:
+async def _app_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
+    if isinstance(exc, TooManyRequests):
+        # Here, so that every limit a route raises is counted, whichever domain it belongs to.
+        metrics.count_rest_rate_limited(metrics.route_of(request.scope), exc.code)
     return error_response(exc.status_code, exc.code, exc.detail, headers=exc.headers)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncpg
+import httpx
 from pycrdt import Text, merge_updates
 from sqlalchemy.engine import make_url
 
@@ -14,6 +15,7 @@ from tests.cluster.conftest import session_on
 from tests.cluster.test_crash import _logged_text
 from tests.collab.yclient import YClient, collab_url
 from tests.conftest import LiveServer, ServerFactory, eventually
+from tests.test_metrics import Scrape, moved, scrape
 
 
 async def test_compactions_on_two_processes_lose_no_row(cluster: ServerFactory, pg_url: str) -> None:
@@ -22,6 +24,7 @@ async def test_compactions_on_two_processes_lose_no_row(cluster: ServerFactory, 
     a_srv: LiveServer = await cluster(compact_after_updates=3, mirror_interval_seconds=0.05)
     b_srv: LiveServer = await cluster(compact_after_updates=3, mirror_interval_seconds=0.05)
     sid, people = await session_on(a_srv, "Ada", "Bob", language="python")
+    before = await _scrape(a_srv)
     a = await YClient(collab_url(a_srv.ws_url, sid, people["Ada"]["token"])).connect()
     b = await YClient(collab_url(b_srv.ws_url, sid, people["Bob"]["token"])).connect()
     for i in range(150):
@@ -39,8 +42,20 @@ async def test_compactions_on_two_processes_lose_no_row(cluster: ServerFactory, 
         return await _logged_text(pg_url, sid) == a.text
 
     await eventually(log_holds_everything)
+    # Both processes of this test count into one set of metrics: every edit came from a client once, and each
+    # reached the other process (maybe more than once: healing and compaction merge stored rows too).
+    after = await _scrape(b_srv)
+    assert moved(before, after, "codeconnect_live_updates_received_total", origin="client") == 300
+    assert moved(before, after, "codeconnect_live_updates_received_total", origin="cluster") >= 300
+    assert moved(before, after, "codeconnect_update_log_compactions_total", outcome="compacted") >= 1
+    assert moved(before, after, "codeconnect_update_log_compactions_total", outcome="failed") == 0
     await a.close()
     await b.close()
+
+
+async def _scrape(server: LiveServer) -> Scrape:
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        return await scrape(http)
 
 
 def _session(sid: str) -> NewSession:

@@ -1,6 +1,6 @@
 """Redis goes away during a stream of edits on two processes and comes back empty: rooms keep working for each
-process's clients meanwhile, /readyz says Redis is down (and stays 200), and everything converges once it is
-back."""
+process's clients meanwhile, /readyz says Redis is down (and stays 200), so does /metrics, and everything
+converges once it is back."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from tests.cluster.conftest import RedisProcess, RedisProxy, one_client_each
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
+from tests.test_metrics import scrape
 
 
 async def _redis_is(http: httpx.AsyncClient, state: str) -> bool:
@@ -48,6 +49,8 @@ async def test_edits_made_while_redis_is_down_merge_when_it_returns(
         await a2.wait_for(lambda: f"a{edits - 1}" in a2.text)
         await eventually(lambda: _redis_is(a_http, "down"))
         await eventually(lambda: _redis_is(b_http, "down"))
+        # Both processes of this test share one set of metrics: both down, the gauge says so.
+        assert (await scrape(a_http)).value("codeconnect_redis_up") == 0
         assert "b0" not in a.text and "a0" not in b.text  # nothing crossed: Redis is the only way across
 
         await own_redis.start()  # empty: nothing of before survives
@@ -57,6 +60,7 @@ async def test_edits_made_while_redis_is_down_merge_when_it_returns(
         assert all(f"a{i}\n" in a.text and f"b{i}\n" in a.text for i in range(edits))
         await eventually(lambda: _redis_is(a_http, "up"))
         await eventually(lambda: _redis_is(b_http, "up"))
+        assert (await scrape(b_http)).value("codeconnect_redis_up") == 1
         # Each process said it once when Redis went, and once when it came back (not at every retry).
         messages = [r.getMessage() for r in caplog.records if r.name == "codeconnect.collab.redis_cluster"]
         assert sum("Redis is unreachable" in m for m in messages) == 2, messages

@@ -13,6 +13,7 @@ from codeconnect.collab import protocol as p
 from codeconnect.collab.transport import WebSocketConnection
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory
+from tests.test_metrics import moved, scrape
 
 # Found by fuzzing: 30 random bytes whose first varUint claims ~2^33 client blocks. Handed to pycrdt as
 # they are, each such update took ~0.1 s and ~500 MiB before being refused.
@@ -179,6 +180,7 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(sqlite_server_fac
         max_document_bytes=256 * 1024 * 1024,
     )
     async with httpx.AsyncClient(base_url=server.base_url) as client:
+        before = await scrape(client)
         sid, writer = await _room(server, client)
         slow_token = await _token(client, sid, "Slow")
         # A client that never reads: its library stops reading the socket after max_queue messages.
@@ -205,6 +207,9 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(sqlite_server_fac
                 await asyncio.sleep(0.05)
         r = await client.get(f"/v1/sessions/{sid}/participants")
         assert {q["name"]: q["online"] for q in r.json()}["Slow"] is False
+        after = await scrape(client)
+        assert moved(before, after, "codeconnect_live_slow_readers_dropped_total") == 1
+        assert moved(before, after, "codeconnect_live_closes_total", code=str(p.CloseCode.SLOW_CLIENT.value)) == 1
         await _still_works(server, client, sid, writer)
         slow.transport.abort()
         await writer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from codeconnect.execution.pool import PoolBusy, RunnerPool, SlotAbandoned
 from codeconnect.rates import ClientRate, RateExceeded
@@ -33,6 +34,30 @@ async def test_pool_bounds_running_and_waiting() -> None:
     assert (pool.running, pool.waiting) == (0, 0)
     async with pool.slot():  # free again
         assert pool.running == 1
+
+
+async def test_queue_and_active_runs_are_gauged() -> None:
+    def gauges() -> tuple[float | None, float | None]:
+        return (
+            REGISTRY.get_sample_value("codeconnect_sandbox_runs_active"),
+            REGISTRY.get_sample_value("codeconnect_sandbox_queue_length"),
+        )
+
+    active, queued = gauges()
+    assert active is not None and queued is not None
+    pool = RunnerPool(concurrency=1, queue_size=2)
+    release = asyncio.Event()
+
+    async def job() -> None:
+        async with pool.slot():
+            await release.wait()
+
+    tasks = [asyncio.create_task(job()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert gauges() == (active + 1, queued + 2)
+    release.set()
+    await asyncio.gather(*tasks)
+    assert gauges() == (active, queued)
 
 
 async def test_cancelled_waiter_frees_its_place() -> None:

@@ -42,6 +42,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 
+from codeconnect import metrics
 from codeconnect.collab.cluster import RemoteRoom
 from codeconnect.config import Settings
 
@@ -671,11 +672,14 @@ class RedisCluster:
                 "backoff, then healing every room from the update log",
                 type(exc).__name__,
             )
+            metrics.redis_up().set(0)
         self._up = False
 
     def _came_up(self) -> None:
         if self._up is False:
             log.warning("Redis is reachable again: healing this process's rooms from the update log")
+        if self._up is not True:  # called after every write to Redis: the gauge is set on a change only
+            metrics.redis_up().set(1)
         self._up = True
 
 

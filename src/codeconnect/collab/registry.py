@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from codeconnect import metrics
 from codeconnect.collab.auth import Authenticate, Participant
 from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.document import SharedDoc, initial_update
@@ -105,6 +106,7 @@ class RoomRegistry:
                     # Already logged by the log's writer; the other rooms still get their flush, and the log
                     # its last attempts below.
                     pass
+            metrics.ROOMS_LOADED.dec(len(self.rooms))
             self.rooms.clear()
         finally:
             try:
@@ -292,6 +294,7 @@ class RoomRegistry:
         # The row's copy trails the log after a crash between a commit and the next copy: refresh it.
         room.dirty = (room.shared.text(), room.language(), room.title()) != (stored.code, stored.language, stored.title)
         self.rooms[session_id] = room
+        metrics.ROOMS_LOADED.inc()
         return room
 
     def _start_unload(self, room: Room) -> None:
@@ -310,6 +313,7 @@ class RoomRegistry:
         finally:
             if self.rooms.get(room.session_id) is room:
                 del self.rooms[room.session_id]
+                metrics.ROOMS_LOADED.dec()
                 self.cluster.detach(room.session_id)
 
     async def _flush(self, room: Room, *, compact: bool) -> None:
@@ -330,13 +334,16 @@ class RoomRegistry:
             await self.log.flush()
             rows_before = room.rows_since_snapshot
             if self.cluster.shared:
-                size = await self.log.compact(room.session_id, fold=room.fold) or room.doc_bytes
+                merged = await self.log.compact(room.session_id, fold=room.fold)
             else:
-                size = await self.log.compact(room.session_id, room.shared.doc.get_update) or room.doc_bytes
+                merged = await self.log.compact(room.session_id, room.shared.doc.get_update)
+            size = merged or room.doc_bytes
             # Updates that arrived meanwhile stay separate rows after the snapshot.
             room.rows_since_snapshot = max(1, room.rows_since_snapshot - rows_before + 1)
             room.doc_bytes = size
+            metrics.COMPACTIONS.labels("compacted" if merged else "skipped").inc()
         except Exception:
+            metrics.COMPACTIONS.labels("failed").inc()
             log.exception("compacting the update log of a session failed; it stays uncompacted")
         finally:
             room.compacting = False

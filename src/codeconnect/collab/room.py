@@ -34,6 +34,7 @@ from codeconnect.collab.cluster import Fanout
 from codeconnect.collab.document import SharedDoc
 from codeconnect.collab.protocol import CloseCode, MalformedMessage, MessageType, SyncType
 from codeconnect.collab.records import Mirror, StoredDoc
+from codeconnect.collab.tally import TALLY
 from codeconnect.collab.updates import inspect_update
 from codeconnect.titles import is_valid_title
 
@@ -468,6 +469,12 @@ class Room:
         self, update: bytes, message: bytes, origin: Peer | None, claims: tuple[int, ...] | list[int] = ()
     ) -> None:
         self._broadcast(message, origin)
+        if origin is None:
+            TALLY.server_updates += 1
+            TALLY.relayed_updates += len(self.peers)
+        else:
+            TALLY.client_updates += 1
+            TALLY.relayed_updates += len(self.peers) - 1  # every peer but its sender
         if self._fanout is not None:
             author = None if origin is None else origin.participant_id
             self._fanout.update(self.session_id, update, author, tuple(claims))
@@ -516,6 +523,8 @@ class Room:
         # Not dirty: the session row's copy of the text is its origin's to write (it holds the room too).
         self.changed_at = time.time()
         self._broadcast(p.sync_update(update), None)
+        TALLY.cluster_updates += 1
+        TALLY.relayed_updates += len(self.peers)
 
     def remote_awareness(self, origin: str, payload: bytes) -> None:
         relay, announced = self.awareness.apply_remote(origin, payload, self._owners.get)
@@ -551,6 +560,9 @@ class Room:
             self.dirty = True
             self.changed_at = time.time()
             self._broadcast(p.sync_update(update), None)
+            # What other processes stored and this room missed: their updates, reaching it through the log.
+            TALLY.cluster_updates += 1
+            TALLY.relayed_updates += len(self.peers)
 
     def fold(self, stored: list[bytes]) -> bytes:
         """The snapshot replacing ``stored`` rows when other processes append to the same log: the document

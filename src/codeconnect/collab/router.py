@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
 
+from codeconnect import metrics
 from codeconnect.collab.admission import Admission
 from codeconnect.collab.auth import Participant
 from codeconnect.collab.protocol import CloseCode
@@ -83,6 +84,7 @@ class LiveEndpoint:
                 # refused connection a while first turns thousands of handshakes a second into a few.
                 await asyncio.sleep(refused.hold)
             await send({"type": "websocket.close", "code": refused.code, "reason": refused.reason})
+            metrics.count_close(refused.code)
             return
         connection = scope.get("extensions", {}).get(LIVE_EXTENSION)
         if isinstance(connection, WebSocketConnection):
@@ -172,6 +174,7 @@ class LiveEndpoint:
             self._seat(room, participant)
         except Refused as refused:
             connection.close_after(refused.hold, refused.code, refused.reason)
+            metrics.count_close(refused.code)
             return True
         self._listen(connection, room, participant)
         return True
@@ -196,8 +199,11 @@ class LiveEndpoint:
                 self.admission.strike(participant.id, connection.close_code)
                 room.leave(peer)
                 self.registry.release(room)
+                metrics.LIVE_CONNECTIONS.dec()
+                metrics.count_close(connection.close_code)
 
         room.join(peer)
+        metrics.LIVE_CONNECTIONS.inc()
         connection.listen(on_message, on_closed)
 
 
@@ -232,6 +238,7 @@ class _AsgiChannel:
             return
         if len(self._queue) >= self._max_messages or self._bytes > self._max_bytes:
             self.overflowed = True
+            metrics.SLOW_READERS_DROPPED.inc()
             self._queue.clear()
             if self._handler is not None:
                 self._handler.cancel()
@@ -266,13 +273,16 @@ async def _serve_asgi(
     channel = _AsgiChannel(send, settings.ws_send_queue_messages, settings.ws_send_queue_bytes)
     peer = _peer(channel, participant)
     close: tuple[int, str] | None = None
+    ended = 1006  # the peer's close code, when it is the one that ends the connection
     loop = asyncio.get_running_loop()
     tokens, last = float(settings.ws_rate_burst), loop.time()
     room.join(peer)
+    metrics.LIVE_CONNECTIONS.inc()
     try:
         while close is None:
             message = await receive()
             if message["type"] != "websocket.receive":
+                ended = int(message.get("code", 1005))
                 break
             data = message.get("bytes")
             now = loop.time()
@@ -304,6 +314,8 @@ async def _serve_asgi(
         channel.stop()
         room.leave(peer)
         endpoint.registry.release(room)
+        metrics.LIVE_CONNECTIONS.dec()
+        metrics.count_close(ended if close is None else close[0])
     if close is not None:
         endpoint.admission.strike(participant.id, close[0])
         try:

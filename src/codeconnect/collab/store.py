@@ -36,6 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 
+from codeconnect import metrics
 from codeconnect.collab.batched import BatchedReads
 from codeconnect.collab.records import (
     Mirror,
@@ -325,7 +326,12 @@ class UpdateLog:
             waiters, self._waiters = self._waiters, {}
             mirrors, self._mirrors = self._mirrors, {}
             done, self._batch = self._batch, None
+            started = time.perf_counter()
             result = await self._round(batch, mirrors)
+            stored = len(batch) - len(result.unstored)
+            if stored > 0 and result.outage is None:
+                metrics.COMMIT_BATCH.observe(stored)
+                metrics.COMMIT_DURATION.observe(time.perf_counter() - started)
             unstored = result.sessions()
             for session_id, waiter in waiters.items():
                 if not waiter.done():

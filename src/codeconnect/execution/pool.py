@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from codeconnect import metrics
 from codeconnect.config import Settings
 
 
@@ -60,17 +61,21 @@ class RunnerPool:
         if self._slots.locked() and self._waiting >= self.queue_size:
             raise PoolBusy()
         self._waiting += 1
+        metrics.SANDBOX_QUEUE.inc()
         try:
             await self._acquire(abandon)
         finally:
             self._waiting -= 1
+            metrics.SANDBOX_QUEUE.dec()
         self._running += 1
+        metrics.SANDBOX_ACTIVE.inc()
         number = self._free.pop()
         try:
             yield number
         finally:
             self._free.append(number)
             self._running -= 1
+            metrics.SANDBOX_ACTIVE.dec()
             self._slots.release()
 
     async def _acquire(self, abandon: asyncio.Event | None) -> None:

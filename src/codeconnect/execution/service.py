@@ -7,6 +7,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from codeconnect import metrics
 from codeconnect.config import Settings
 from codeconnect.errors import (
     Forbidden,
@@ -218,6 +220,7 @@ class ExecutionService:
         try:
             await self._count_start(client)
         except RateExceeded as exc:
+            metrics.SANDBOX_REFUSED.labels("rate_limited").inc()
             raise TooManyRequests(
                 f"Too many executions from this client; try again in {exc.retry_after} s.",
                 code="rate_limited",
@@ -228,19 +231,24 @@ class ExecutionService:
             async with self.pool.slot(stop) as slot:
                 if on_start is not None:
                     on_start()
+                started = time.perf_counter()
                 outcome = await self.sandbox.run(
                     plan, stdin.encode("utf-8", "surrogatepass"), slot, stop, on_output
                 )
+                metrics.SANDBOX_DURATION.labels(language).observe(time.perf_counter() - started)
         except SlotAbandoned:
             outcome = Outcome(stopped=True)
         except PoolBusy:
+            metrics.SANDBOX_REFUSED.labels("execution_busy").inc()
             retry = max(1, math.ceil(self.settings.exec_wall_seconds / 2))
             raise TooManyRequests(
                 "Every execution slot is busy and the queue is full; try again shortly.",
                 code="execution_busy",
                 headers={"Retry-After": str(retry)},
             ) from None
-        return to_result(language, outcome)
+        result = to_result(language, outcome)
+        metrics.SANDBOX_RUNS.labels(language, result.outcome).inc()
+        return result
 
     async def self_test(self) -> None:
         """Copy what runs read into a folder of the server's own, start one container and check what it must

@@ -35,6 +35,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
+from codeconnect import metrics
 from codeconnect.collab.protocol import CloseCode
 from codeconnect.collab.transport.codec import (
     MESSAGE_TOO_BIG,
@@ -770,6 +771,8 @@ class WebSocketConnection(asyncio.Protocol):
 
     def _drop(self) -> None:
         """Cut a peer that does not read: its unsent bytes go with it."""
+        if self._state != _CLOSED:
+            metrics.SLOW_READERS_DROPPED.inc()
         self.close_code = CloseCode.SLOW_CLIENT
         self._abort()
 
