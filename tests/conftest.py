@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import re
+import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,9 +24,64 @@ from codeconnect.app import create_app
 from codeconnect.collab.transport import WebSocketConnection
 from codeconnect.config import Settings
 from codeconnect.db import run_migrations
+from codeconnect.logs import JsonLines, RedactSecrets
 from codeconnect.server import uvicorn_options
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# --- No secret in any log line of the whole run -------------------------------------------------------------
+# Every id, token and key the servers in this process make comes from `secrets.token_urlsafe` (security.py): each
+# one is remembered, and every log record of the run goes through the production pipeline (the redaction filter,
+# the JSON formatter) into a check for any of them. A leak fails the run at its end, with the line.
+_MADE: set[str] = set()
+_LEAKS: list[str] = []
+_token_urlsafe = secrets.token_urlsafe
+_CANDIDATE = re.compile(r"[A-Za-z0-9_-]{22,}")
+
+
+def _remembered(nbytes: int | None = None) -> str:
+    value = _token_urlsafe(nbytes)
+    _MADE.add(value)
+    return value
+
+
+class _LeakCheck(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.addFilter(RedactSecrets())
+        self.setFormatter(JsonLines())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        for candidate in _CANDIDATE.findall(line):
+            if candidate in _MADE or candidate.removeprefix("ccl_") in _MADE:
+                if len(_LEAKS) < 20:
+                    _LEAKS.append(line)
+                return
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    secrets.token_urlsafe = _remembered
+    check = _LeakCheck()
+    for name in ("", "uvicorn", "uvicorn.error", "uvicorn.access"):  # uvicorn's own loggers do not propagate
+        logging.getLogger(name).addHandler(check)
+    logging.getLogger("codeconnect").setLevel(logging.INFO)  # its info lines are checked too
+
+
+def pytest_testnodedown(node: Any, error: object) -> None:
+    # pytest-xdist's controller: what a worker found comes back in its output (see pytest_sessionfinish).
+    _LEAKS.extend(node.workeroutput.get("log_leaks", []))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: its controller reports
+        workeroutput["log_leaks"] = list(_LEAKS)
+        return
+    if _LEAKS:
+        print("\nA secret made by the server appeared in a log line:", *_LEAKS, sep="\n  ")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 PG_URL = os.environ.get("CODECONNECT_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CODECONNECT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -90,6 +90,8 @@ class CodeConnectApp(FastAPI):
             await super().__call__(scope, receive, send)
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.trusted_proxies is not None:
+            resolve_client(scope, self.trusted_proxies)
         # Read by every log line of this request (its own task's context; see logs.py).
         logs.session.set(logs.session_in_path(scope["path"]))
         rid = logs.new_request_id()
