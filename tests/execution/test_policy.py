@@ -26,18 +26,19 @@ async def test_the_policy_narrows_what_runs_and_the_owner_cannot_widen_it(server
     server = await server_factory(**SANDBOX_LIMITS, admin_token=ADMIN)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as c:
         free, _ = await session_in(c, "free")
-        browser, _ = await session_in(c, "browser-only", execution="browser")
+        browser, _ = await session_in(c, "browser-only", execution="browser", languages=["python", "cpp"])
         nothing, owner = await session_in(c, "no-runs", execution="none")
 
         def settings(sid: str) -> object:
             return c.get(f"/v1/sessions/{sid}/settings")
 
         assert (await settings(free)).json() == {"executionEnabled": True, "allowClearOutput": True,
-                                                 "execution": "sandbox"}  # fmt: skip
+                                                 "execution": "sandbox", "languages": None}  # fmt: skip
         assert (await settings(browser)).json()["execution"] == "browser"
+        assert (await settings(browser)).json()["languages"] == ["python", "cpp"]
         assert (await settings(browser)).json()["executionEnabled"] is True  # the page still runs it
         assert (await settings(nothing)).json() == {"executionEnabled": False, "allowClearOutput": True,
-                                                    "execution": "none"}  # fmt: skip
+                                                    "execution": "none", "languages": None}  # fmt: skip
 
         r = await c.post(f"/v1/sessions/{free}/execute", json={})
         assert r.status_code == 200 and r.json()["stdout"] == "42\n"

@@ -15,7 +15,8 @@ async def test_settings_default_on(client: httpx.AsyncClient) -> None:
     session = await create(client)
     r = await client.get(f"/v1/sessions/{session['id']}/settings")
     assert r.status_code == 200
-    assert r.json() == {"executionEnabled": True, "allowClearOutput": True, "execution": "browser"}
+    assert r.json() == {"executionEnabled": True, "allowClearOutput": True, "execution": "browser",
+                        "languages": None}  # fmt: skip
 
 
 async def test_owner_key_required_and_checked(client: httpx.AsyncClient) -> None:
@@ -28,15 +29,16 @@ async def test_owner_key_required_and_checked(client: httpx.AsyncClient) -> None
     r = await client.put(url, json={"executionEnabled": False}, headers={"X-Owner-Key": other["ownerKey"]})
     assert r.status_code == 403
     assert r.json()["error"] == "owner_key_invalid"
-    on = {"executionEnabled": True, "allowClearOutput": True, "execution": "browser"}
+    on = {"executionEnabled": True, "allowClearOutput": True, "execution": "browser", "languages": None}
     assert (await client.get(url)).json() == on
 
     r = await client.put(url, json={"executionEnabled": False}, headers={"X-Owner-Key": session["ownerKey"]})
     assert r.status_code == 200
-    assert r.json() == {"executionEnabled": False, "allowClearOutput": True, "execution": "browser"}
+    assert r.json() == {**on, "executionEnabled": False}
     assert (await client.get(url)).json() == {**on, "executionEnabled": False}
     r = await client.put(url, json={"executionEnabled": True}, headers={"X-Owner-Key": session["ownerKey"]})
-    assert r.json() == {"executionEnabled": True, "allowClearOutput": True, "execution": "browser"}
+    assert r.json() == {"executionEnabled": True, "allowClearOutput": True, "execution": "browser",
+                        "languages": None}  # fmt: skip
 
 
 async def test_settings_validation_and_missing_session(client: httpx.AsyncClient) -> None:

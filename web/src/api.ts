@@ -27,6 +27,8 @@ export interface SessionSettings {
   allowClearOutput?: boolean;
   /** Where the workspace's policy lets code run (absent from servers before policies existed: anywhere). */
   execution?: "none" | "browser" | "sandbox";
+  /** The languages the workspace's policy allows (null or absent: every one). */
+  languages?: Language[] | null;
 }
 
 export interface JoinedParticipant extends Participant {

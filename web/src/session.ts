@@ -256,6 +256,16 @@ export async function sessionPage(route: PadRoute): Promise<void> {
 
   const runners = new Runners(() => usableServerLanguages(state.snapshot));
 
+  // The workspace's policy may allow only some languages: the others stay in the list (the session may already
+  // use one), greyed out and saying why.
+  const offerLanguages = (allowed: readonly string[] | null): void => {
+    for (const option of languageSelect.options) {
+      const forbidden = allowed !== null && !allowed.includes(option.value);
+      option.disabled = forbidden;
+      option.title = forbidden ? "This workspace's policy does not allow this language" : "";
+    }
+  };
+
   // The owner can turn running off for the session; the server enforces it for server runs, the page for all.
   const checkExecution = async (): Promise<void> => {
     // A read-only link has no session id to ask with, and nothing to run.
@@ -264,6 +274,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
       const settings = await api.sessionSettings(access.sessionId);
       output.setClearable(!readOnly && settings.allowClearOutput !== false);
       state.executionSettings(settings.executionEnabled, settings.execution);
+      offerLanguages(settings.languages ?? null);
     } catch {
       return; // Unreachable server: keep the last known state.
     }

@@ -106,6 +106,11 @@ class SessionSettings(CamelModel):
         "`none` (nowhere: the page's Run is off), `browser` (in participants' browsers only) or `sandbox` (also "
         "on the server).",
     )
+    languages: list[LanguageName] | None = Field(
+        default=None,
+        description="The languages the session's workspace policy allows (null: every language); the page offers "
+        "only these.",
+    )
 
 
 class SessionSettingsUpdate(StrictRequest):

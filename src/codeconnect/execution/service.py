@@ -372,12 +372,14 @@ async def set_execution_enabled(
 
 
 async def _settings_of(db: AsyncSession, settings: Settings, row: SessionRow) -> SessionSettings:
-    allowed = effective_execution(settings, await workspace_policy(db, row.workspace_id))
+    policy = await workspace_policy(db, row.workspace_id)
+    allowed = effective_execution(settings, policy)
     return SessionSettings(
         # The owner's switch can only narrow what the workspace allows.
         execution_enabled=row.execution_enabled and allowed != "none",
         allow_clear_output=row.allow_clear_output,
         execution=allowed,
+        languages=policy.languages,
     )
 
 
