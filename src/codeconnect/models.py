@@ -107,6 +107,8 @@ class SessionRow(Base):
     # it still equals that newest id, the columns are the document's exact text and a read needs no room: ids
     # only grow (a compaction inserts its snapshot before deleting), so any later row moves the newest id on.
     log_head: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), nullable=True)
+    # SHA-256 of the editor invite, where the session id alone grants nothing (`api-key` mode; NULL: none).
+    editor_invite_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The tenant whose policy applies; sessions made without an API key belong to the default workspace.
     workspace_id: Mapped[str] = mapped_column(
         ForeignKey("workspaces.id"), index=True, default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE

@@ -151,7 +151,8 @@ async def test_api_key_mode_needs_a_live_key_to_create_a_session(server_factory:
 
         r = await c.post("/v1/sessions", json=body, headers=bearer(key["key"]))
         assert r.status_code == 201, r.text
-        session_id = r.json()["id"]
+        r_created = r.json()
+        session_id = r_created["id"]
         listed = (await c.get("/v1/admin/workspaces/acme/keys", headers=AUTH)).json()
         assert listed[0]["lastUsedAt"] is not None
 
@@ -162,11 +163,13 @@ async def test_api_key_mode_needs_a_live_key_to_create_a_session(server_factory:
             r = await c.post(f"{base}/v1/sessions", json=body, headers=bearer(key["key"]))
             assert r.status_code == 401 and r.json()["error"] == "api_key_revoked"
 
-        # the session made with it is in its workspace; reading and joining need no key
+        # the session made with it is in its workspace; reading and joining need its invite, not a key
         workspace = (await c.get("/v1/admin/workspaces/acme", headers=AUTH)).json()["id"]
         assert await workspace_of(server, session_id) == workspace
-        assert (await c.get(f"/v1/sessions/{session_id}")).status_code == 200
-        assert (await c.post(f"/v1/sessions/{session_id}/participants", json={"name": "Ada"})).status_code == 201
+        invite = {"X-Invite": r_created["editorInvite"]}
+        assert (await c.get(f"/v1/sessions/{session_id}", headers=invite)).status_code == 200
+        r = await c.post(f"/v1/sessions/{session_id}/participants", json={"name": "Ada"}, headers=invite)
+        assert r.status_code == 201
 
 
 async def test_open_mode_takes_a_key_when_given(server_factory: ServerFactory) -> None:

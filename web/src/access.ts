@@ -2,6 +2,7 @@
 // /v/{viewerId}). A read-only page never learns the session id: every request and the live connection name the
 // viewer id only, and what it stores is keyed by the viewer id.
 import { api, type JoinedParticipant, type Participant, type SessionView } from "./api";
+import { store } from "./store";
 
 export type PadRoute = { kind: "session"; sessionId: string; view: boolean } | { kind: "view"; viewerId: string };
 
@@ -54,7 +55,10 @@ export function padAccess(route: PadRoute): PadAccess {
     live: { path: "/v1/collab", room: enc(sessionId) },
     load: async () => {
       const session = await api.getSession(sessionId);
-      return { ...session, links: { editor: `${origin}/s/${enc(sessionId)}`, viewer: origin + session.viewUrl } };
+      // Where the session id alone grants nothing, the editor link carries the invite this page was opened with.
+      const invite = store.invite(sessionId);
+      const editor = `${origin}/s/${enc(sessionId)}${invite ? `#invite=${enc(invite)}` : ""}`;
+      return { ...session, links: { editor, viewer: origin + session.viewUrl } };
     },
     join: (name) => api.join(sessionId, name, role),
     participants: () => api.participants(sessionId),

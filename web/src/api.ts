@@ -1,6 +1,7 @@
 // The REST API of our own server, typed. Errors arrive in one shape: {error, detail, fields?}.
 import type { Language } from "./languages";
 import type { RunResult } from "./runs";
+import { store } from "./store";
 
 export class ApiError extends Error {
   constructor(
@@ -54,6 +55,8 @@ export interface Session extends SessionView {
 
 export interface CreatedSession extends Session {
   ownerKey: string;
+  /** Where the session id alone grants nothing: the editor invite (shown once). */
+  editorInvite?: string | null;
 }
 
 export interface ServerLanguages {
@@ -149,20 +152,42 @@ async function streamedRun(
 
 const enc = encodeURIComponent;
 
+/** What this browser holds for a session, sent with its requests: a server where the session id alone grants
+ * nothing (`api-key` mode) takes any of them; elsewhere they are not needed and are ignored. */
+function credentials(sessionId: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const token = (store.participant(sessionId, "editor") ?? store.participant(sessionId, "viewer"))?.token;
+  if (token) headers["X-Participant-Token"] = token;
+  const ownerKey = store.recent().find((s) => s.id === sessionId)?.ownerKey;
+  if (ownerKey) headers["X-Owner-Key"] = ownerKey;
+  const invite = store.invite(sessionId);
+  if (invite) headers["X-Invite"] = invite;
+  return headers;
+}
+
 export const api = {
   createSession: (title: string, language: Language) =>
     request<CreatedSession>("POST", "/v1/sessions", { title, language }),
-  getSession: (id: string) => request<Session>("GET", `/v1/sessions/${enc(id)}`),
+  getSession: (id: string) =>
+    request<Session>("GET", `/v1/sessions/${enc(id)}`, undefined, undefined, credentials(id)),
   join: (id: string, name: string, role: "editor" | "viewer") =>
-    request<JoinedParticipant>("POST", `/v1/sessions/${enc(id)}/participants`, { name, role }),
-  participants: (id: string) => request<Participant[]>("GET", `/v1/sessions/${enc(id)}/participants`),
+    request<JoinedParticipant>(
+      "POST",
+      `/v1/sessions/${enc(id)}/participants`,
+      { name, role },
+      undefined,
+      credentials(id),
+    ),
+  participants: (id: string) =>
+    request<Participant[]>("GET", `/v1/sessions/${enc(id)}/participants`, undefined, undefined, credentials(id)),
   /** The read-only link's side: everything by viewer id, nothing by session id. */
   view: (viewerId: string) => request<SessionView>("GET", `/v1/views/${enc(viewerId)}`),
   joinView: (viewerId: string, name: string) =>
     request<JoinedParticipant>("POST", `/v1/views/${enc(viewerId)}/participants`, { name }),
   viewParticipants: (viewerId: string) => request<Participant[]>("GET", `/v1/views/${enc(viewerId)}/participants`),
   serverLanguages: () => request<ServerLanguages>("GET", "/v1/execute/languages"),
-  sessionSettings: (id: string) => request<SessionSettings>("GET", `/v1/sessions/${enc(id)}/settings`),
+  sessionSettings: (id: string) =>
+    request<SessionSettings>("GET", `/v1/sessions/${enc(id)}/settings`, undefined, undefined, credentials(id)),
   /** Run the session's live code on the server as this participant; the server adds it to the shared output.
    * ``onOutput`` hears the output while the program writes it. */
   executeInSession: (

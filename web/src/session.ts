@@ -37,6 +37,11 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   } catch (err) {
     if (err instanceof ApiError && (err.status === 404 || err.status === 422)) {
       showProblem("Session not found", "This link does not point to a session on this server. It may have been deleted.");
+    } else if (err instanceof ApiError && err.code === "session_credentials_required") {
+      showProblem(
+        "This session needs its invite",
+        "On this server a session opens only with its whole invite link (it ends with #invite=…). Ask the person who shared it for the link again.",
+      );
     } else {
       showProblem("Cannot open the session", err instanceof Error ? err.message : String(err));
     }

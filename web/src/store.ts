@@ -56,6 +56,10 @@ export const store = {
     write(RECENT_KEY, [merged, ...list.filter((s) => s.id !== entry.id)].slice(0, MAX_RECENT));
   },
 
+  /** The session's invite, from the link that opened it (servers where the session id alone grants nothing). */
+  invite: (sessionId: string): string | null => read<string>(`ccl.invite.${sessionId}`),
+  setInvite: (sessionId: string, invite: string): void => write(`ccl.invite.${sessionId}`, invite),
+
   participant: (sessionId: string, role: "editor" | "viewer"): StoredParticipant | null =>
     read<StoredParticipant>(`ccl.participant.${sessionId}.${role}`),
   setParticipant: (sessionId: string, p: StoredParticipant): void =>

@@ -57,6 +57,7 @@ class NewSession(NamedTuple):
     created_at: datetime
     first_update: bytes
     workspace_id: str = DEFAULT_WORKSPACE
+    editor_invite_hash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -230,6 +230,7 @@ class UpdateLog:
                         id=new.id, title=new.title, language=new.language, code=new.code,
                         owner_key_hash=new.owner_key_hash, viewer_id=new.viewer_id, execution_enabled=True,
                         created_at=new.created_at, updated_at=new.created_at, workspace_id=new.workspace_id,
+                        editor_invite_hash=new.editor_invite_hash,
                     )
                 )  # fmt: skip
                 await db.flush()

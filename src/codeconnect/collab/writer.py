@@ -97,7 +97,8 @@ _STORED_SESSIONS_PG = (
 )
 _NEW_SESSION = (
     "INSERT INTO sessions (id, title, language, code, owner_key_hash, viewer_id, execution_enabled,"
-    " allow_clear_output, created_at, updated_at, workspace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " allow_clear_output, created_at, updated_at, workspace_id, editor_invite_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -355,7 +356,8 @@ class SqliteWriter:
                 _NEW_SESSION,
                 [
                     (s.id, s.title, s.language, s.code, s.owner_key_hash, s.viewer_id, 1, 1,
-                     _sqlite_datetime(s.created_at), _sqlite_datetime(s.created_at), s.workspace_id)
+                     _sqlite_datetime(s.created_at), _sqlite_datetime(s.created_at), s.workspace_id,
+                     s.editor_invite_hash)
                     for s in sessions
                 ],
             )  # fmt: skip
@@ -500,7 +502,7 @@ class PostgresWriter:
                 _NEW_SESSION_PG,
                 [
                     (s.id, s.title, s.language, s.code, s.owner_key_hash, s.viewer_id, True, True,
-                     s.created_at, s.created_at, s.workspace_id)
+                     s.created_at, s.created_at, s.workspace_id, s.editor_invite_hash)
                     for s in sessions
                 ],
             )  # fmt: skip

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from codeconnect.config import Settings
-from codeconnect.deps import DB, SessionId, client_key
+from codeconnect.deps import DB, OwnerKey, SessionId, client_key
 from codeconnect.errors import Conflict, responses
 from codeconnect.execution import service, streaming
 from codeconnect.execution.registry import RunIdInUse
@@ -31,6 +31,7 @@ from codeconnect.execution.schemas import (
 from codeconnect.languages import LanguageName
 from codeconnect.schemas import bind_body
 from codeconnect.security import new_id
+from codeconnect.sessions.access import requires
 
 
 async def get_execution(request: Request) -> service.ExecutionService:
@@ -45,9 +46,6 @@ ParticipantToken = Annotated[
         alias="X-Participant-Token",
         description="A participant's token: the run is shown as theirs in the shared output.",
     ),
-]
-OwnerKey = Annotated[
-    str | None, Header(alias="X-Owner-Key", description="The session's owner key, from its creation.")
 ]
 
 
@@ -106,7 +104,8 @@ def build_router(settings: Settings) -> APIRouter:
         "/sessions/{sessionId}/settings",
         summary="Get a session's settings",
         response_model=SessionSettings,
-        responses=responses(404, 422),
+        responses=responses(401, 404, 422),
+        dependencies=[Depends(requires("read"))],
     )
     async def get_settings(session_id: SessionId, db: DB) -> SessionSettings:
         """Whether server-side execution is allowed for this session, and whether editors may clear its
@@ -131,13 +130,14 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Run the session's current code on the server",
         response_model=ExecuteResult,
         responses={
-            **responses(400, 403, 404, 409, 413, 422, 429, 501),
+            **responses(400, 401, 403, 404, 409, 413, 422, 429, 501),
             200: {
                 "description": "The run's result; with `Accept: application/x-ndjson`, its output as it is made, "
                 "then the result (see above).",
                 "content": {streaming.NDJSON: {"schema": {"type": "string"}}},
             },
         },
+        dependencies=[Depends(requires("write"))],
     )
     async def execute_session(
         session_id: SessionId,

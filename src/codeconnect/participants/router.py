@@ -11,6 +11,7 @@ from codeconnect.models import ParticipantRow
 from codeconnect.participants import service
 from codeconnect.participants.schemas import checked_join_model
 from codeconnect.schemas import bind_body
+from codeconnect.sessions.access import requires
 from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels
 
 
@@ -29,7 +30,11 @@ def build_router(models: RequestModels) -> APIRouter:
     router = APIRouter(prefix="/v1/sessions/{sessionId}/participants", tags=["participants"])
 
     @router.get(
-        "", summary="List participants", response_model=list[Participant], responses=responses(404, 422)
+        "",
+        summary="List participants",
+        response_model=list[Participant],
+        responses=responses(401, 404, 422),
+        dependencies=[Depends(requires("read"))],
     )
     async def list_participants(
         session_id: ExistingSessionId, db: DB, presence: Presence
@@ -43,8 +48,8 @@ def build_router(models: RequestModels) -> APIRouter:
         status_code=201,
         summary="Join a session",
         response_model=ParticipantWithToken,
-        responses=responses(400, 404, 409, 413, 422, 429),
-        dependencies=[Depends(rate_limited("joins"))],
+        responses=responses(400, 401, 404, 409, 413, 422, 429),
+        dependencies=[Depends(rate_limited("joins")), Depends(requires("join"))],
     )
     async def join(
         session_id: ExistingSessionId,
@@ -61,7 +66,8 @@ def build_router(models: RequestModels) -> APIRouter:
         visible are refused with 422. A name already in the session (compared ignoring case, width and
         invisible characters) comes back numbered: `Ada (2)`. Each client address may join
         `CODECONNECT_RATE_JOINS_PER_MINUTE` times a minute over all sessions (120 by default): past it, 429
-        `rate_limited` with `Retry-After`."""
+        `rate_limited` with `Retry-After`. With `CODECONNECT_AUTH=api-key` joining needs the session's invite
+        (`X-Invite`) or its `X-Owner-Key` (401 `session_credentials_required`)."""
         joined = await service.join(
             db, settings, cards, session_id, name=body.name, role=body.role, issued=live.issued
         )

@@ -12,18 +12,31 @@ from codeconnect.collab.records import SessionCardRecord, StoredSession
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Room
 from codeconnect.config import Settings
-from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep, rate_limited
+from codeconnect.deps import (
+    DB,
+    Cards,
+    ExistingSessionId,
+    Live,
+    OwnerKey,
+    Presence,
+    SessionId,
+    SettingsDep,
+    rate_limited,
+)  # fmt: skip
 from codeconnect.errors import SessionNotFound, responses
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
 from codeconnect.participants.service import PresenceView
 from codeconnect.schemas import bind_body
 from codeconnect.sessions import service
+from codeconnect.sessions.access import requires
 from codeconnect.sessions.cards import SessionCard
 from codeconnect.sessions.schemas import (
     CreatedSession,
     CreateSessionRequest,
     RequestModels,
+    RotatedInvite,
+    RotateInviteRequest,
     Session,
     SetLanguageRequest,
     UpdateSessionRequest,
@@ -146,11 +159,19 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
             viewer_id=new.viewer_id,
             view_url=f"/v/{new.viewer_id}",
             owner_key=created.owner_key,
+            editor_invite=created.editor_invite,
         )
 
-    @router.get("/{sessionId}", summary="Get a session", response_model=Session, responses=responses(404, 422))
+    @router.get(
+        "/{sessionId}",
+        summary="Get a session",
+        response_model=Session,
+        responses=responses(401, 404, 422),
+        dependencies=[Depends(requires("read"))],
+    )
     async def get_session(session_id: SessionId, presence: Presence, live: Live, cards: Cards) -> Session:
-        """The session with its current code, language and participants."""
+        """The session with its current code, language and participants. With `CODECONNECT_AUTH=api-key` it
+        needs `X-Invite`, `X-Participant-Token` or `X-Owner-Key` (401 `session_credentials_required`)."""
         room = live.peek(session_id)
         card = None if room is None else cards.get(session_id, room)
         if room is not None and card is not None:
@@ -177,7 +198,8 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         "/{sessionId}",
         summary="Replace the code (and title)",
         response_model=Session,
-        responses=responses(400, 404, 413, 422),
+        responses=responses(400, 401, 404, 413, 422),
+        dependencies=[Depends(requires("write"))],
     )
     async def update_session(
         session_id: ExistingSessionId,
@@ -196,13 +218,43 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         "/{sessionId}/language",
         summary="Switch the language",
         response_model=Session,
-        responses=responses(400, 404, 413, 422),
+        responses=responses(400, 401, 403, 404, 413, 422),
+        dependencies=[Depends(requires("write"))],
     )
     async def set_language(
         session_id: ExistingSessionId, body: SetLanguageRequest, db: DB, presence: Presence, live: Live
     ) -> Session:
         """Switch the session's language for everyone (connected clients see it at once)."""
         return to_session(await service.set_language(db, live, session_id, body.language), presence, live)
+
+    @router.post(
+        "/{sessionId}/invites",
+        summary="Rotate an invite (owner only)",
+        response_model=RotatedInvite,
+        responses=responses(400, 401, 403, 404, 409, 422),
+    )
+    async def rotate_invite(
+        session_id: SessionId, body: RotateInviteRequest, db: DB, settings: SettingsDep, cards: Cards,
+        owner_key: OwnerKey = None,
+    ) -> RotatedInvite:  # fmt: skip
+        """A new invite replaces the old one, which stops working for new joins and reads (people who joined keep
+        their tokens): `role: editor`, the editor invite of a server in `api-key` mode (409 `no_editor_invite` in
+        `open` mode, where the session id is the invitation); `role: viewer`, the read-only link. Needs
+        `X-Owner-Key`."""
+        invite, viewer_id = await service.rotate_invite(db, settings, cards, session_id, owner_key, body.role)
+        return RotatedInvite(role=body.role, editor_invite=invite, viewer_id=viewer_id, view_url=f"/v/{viewer_id}")
+
+    @router.delete(
+        "/{sessionId}/invites/editor",
+        status_code=204,
+        summary="Revoke the editor invite (owner only)",
+        responses=responses(401, 403, 404, 422),
+    )
+    async def revoke_editor_invite(session_id: SessionId, db: DB, owner_key: OwnerKey = None) -> Response:
+        """Nobody can join with an invite until the owner makes a new one (`POST .../invites`). Needs
+        `X-Owner-Key`."""
+        await service.revoke_editor_invite(db, session_id, owner_key)
+        return Response(status_code=204)
 
     bind_body(create_session, models.create_session)
     bind_body(update_session, models.update_session)

@@ -59,6 +59,27 @@ class CreatedSession(Session):
     """The session just created, with the owner's secret key (shown only once)."""
 
     owner_key: str = Field(description="Secret for owner-only actions (send as `X-Owner-Key`). Shown only here.")
+    editor_invite: str | None = Field(
+        default=None,
+        description="Where the session id alone grants nothing (`CODECONNECT_AUTH=api-key`): the invite that lets "
+        "people join and read it (send as `X-Invite`; the page's link carries it as `#invite=`). Shown only here "
+        "and when rotated; null on servers where the session id is the invitation.",
+    )
+
+
+class RotatedInvite(CamelModel):
+    """A session's new invite; the previous one stopped working."""
+
+    role: Literal["editor", "viewer"]
+    editor_invite: str | None = Field(description="The new editor invite (role `editor`). Shown only here.")
+    viewer_id: str = Field(description="The session's read-only link id (new when role is `viewer`).")
+    view_url: str
+
+
+class RotateInviteRequest(StrictRequest):
+    role: Literal["editor", "viewer"] = Field(
+        description="`editor`: a new editor invite (`api-key` mode); `viewer`: a new read-only link."
+    )
 
 
 def _language(value: str) -> str:

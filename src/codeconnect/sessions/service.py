@@ -19,7 +19,7 @@ from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.records import NewSession
 from codeconnect.collab.store import storable_text
 from codeconnect.config import Settings
-from codeconnect.errors import SessionNotFound
+from codeconnect.errors import Conflict, SessionNotFound
 from codeconnect.languages import LanguageName, get_language, normalize_language
 from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow, utcnow
@@ -28,12 +28,22 @@ from codeconnect.workspaces.service import check_language, session_policy, works
 
 if TYPE_CHECKING:  # the registry imports this package's neighbours; only the type is needed here
     from codeconnect.collab.registry import RoomRegistry
+    from codeconnect.sessions.cards import SessionCards
+
+
+INVITE_PREFIX = "inv_"
 
 
 @dataclass(frozen=True, slots=True)
 class CreatedSession:
     session: NewSession
     owner_key: str
+    #: The editor invite, where the session id alone grants nothing (`api-key` mode); shown once.
+    editor_invite: str | None = None
+
+
+def new_invite() -> str:
+    return INVITE_PREFIX + new_secret()
 
 
 def check_code_size(code: str, settings: Settings) -> None:
@@ -67,14 +77,15 @@ async def create_session(
     await end_read_transaction(db)
     owner_key = new_secret()
     session_id = new_id()
+    invite = new_invite() if settings.auth == "api-key" else None
     # The document's first update is made once, here: every client starts from this same history.
     new = NewSession(
         id=session_id, title=title, language=lang, code=text, owner_key_hash=hash_secret(owner_key),
         viewer_id=new_id(), created_at=utcnow(), first_update=initial_update(text, lang, title),
-        workspace_id=workspace_id,
+        workspace_id=workspace_id, editor_invite_hash=None if invite is None else hash_secret(invite),
     )  # fmt: skip
     await registry.create_session(new)
-    return CreatedSession(new, owner_key)
+    return CreatedSession(new, owner_key, invite)
 
 
 async def get_session(db: AsyncSession, session_id: str, *, for_update: bool = False) -> SessionRow:
@@ -138,6 +149,41 @@ async def update_session(
             shared.set_meta("title", title)
 
     return await _change_live(db, registry, session_id, change)
+
+
+async def rotate_invite(
+    db: AsyncSession, settings: Settings, cards: SessionCards, session_id: str, owner_key: str | None, role: str
+) -> tuple[str | None, str]:
+    """A new invite of ``role`` (the old one stops working): the editor invite (`api-key` mode), or the read-only
+    link's id. Returns the editor invite (None for a viewer rotation) and the viewer id."""
+    from codeconnect.execution.service import check_owner
+    from codeconnect.participants.service import forget_card_on_commit
+
+    row = await get_session(db, session_id, for_update=True)
+    check_owner(row, owner_key)
+    invite = None
+    if role == "editor":
+        if settings.auth != "api-key":
+            raise Conflict(
+                "This server's sessions have no editor invite: their id is the invitation (CODECONNECT_AUTH=open).",
+                code="no_editor_invite",
+            )
+        invite = new_invite()
+        row.editor_invite_hash = hash_secret(invite)
+    else:
+        row.viewer_id = new_id()
+        forget_card_on_commit(db, cards, session_id)  # cards carry the viewer id
+    await db.flush()
+    return invite, row.viewer_id
+
+
+async def revoke_editor_invite(db: AsyncSession, session_id: str, owner_key: str | None) -> None:
+    from codeconnect.execution.service import check_owner
+
+    row = await get_session(db, session_id, for_update=True)
+    check_owner(row, owner_key)
+    row.editor_invite_hash = None
+    await db.flush()
 
 
 async def set_language(

@@ -1,0 +1,90 @@
+"""Who may read, write and join a session where its id alone grants nothing (`CODECONNECT_AUTH=api-key`).
+
+In `open` mode the session id is the editor invitation (the seed's design) and these checks cost nothing. In
+`api-key` mode a request about a session also needs one of:
+
+- `X-Owner-Key`: the owner, who may do everything;
+- `X-Participant-Token`: a participant of this session: reads, and writes when an editor;
+- `X-Invite`: the session's editor invite: reads and joining (what a person holding the link needs before they
+  are a participant).
+
+The live endpoint already needs a participant token, and the read-only link (`/v/{viewerId}`) is the viewer
+invite: neither changes. All three are secrets compared in constant time (hashes of them are stored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from codeconnect.config import Settings
+from codeconnect.deps import SessionId
+from codeconnect.errors import SessionNotFound, Unauthorized
+from codeconnect.models import ParticipantRow, SessionRow
+from codeconnect.security import hash_secret, secret_matches
+
+Need = Literal["read", "write", "join"]
+
+_WHAT = {
+    "read": "Reading this session needs `X-Invite`, `X-Participant-Token` or `X-Owner-Key`.",
+    "write": "Changing this session needs an editor's `X-Participant-Token` or the `X-Owner-Key`.",
+    "join": "Joining this session needs its invite (`X-Invite`) or the `X-Owner-Key`.",
+}
+
+
+async def allowed(db: AsyncSession, session_id: str, need: Need, headers: Any) -> bool:
+    """Whether the credentials in ``headers`` allow ``need`` on ``session_id`` (404 for an unknown session)."""
+    row = (
+        await db.execute(
+            select(SessionRow.owner_key_hash, SessionRow.editor_invite_hash).where(SessionRow.id == session_id)
+        )
+    ).first()
+    if row is None:
+        raise SessionNotFound()
+    owner_key = headers.get("x-owner-key")
+    if owner_key and secret_matches(owner_key, row.owner_key_hash):
+        return True
+    token = headers.get("x-participant-token")
+    if token and need != "join":
+        found = (
+            await db.execute(
+                select(ParticipantRow.role, ParticipantRow.token_hash).where(
+                    ParticipantRow.token_hash == hash_secret(token), ParticipantRow.session_id == session_id
+                )
+            )
+        ).first()
+        if found is not None and secret_matches(token, found.token_hash):
+            return need == "read" or found.role == "editor"
+    invite = headers.get("x-invite")
+    if invite and need != "write" and row.editor_invite_hash is not None:
+        return secret_matches(invite, row.editor_invite_hash)
+    return False
+
+
+async def check(
+    maker: async_sessionmaker[AsyncSession], settings: Settings, session_id: str, need: Need, headers: Any
+) -> None:
+    if settings.auth == "open":
+        return
+    # A short read of its own, ended before the route's own unit of work begins (SQLite has one connection).
+    async with maker() as db:
+        ok = await allowed(db, session_id, need, headers)
+        await db.rollback()
+    if not ok:
+        raise Unauthorized(_WHAT[need], code="session_credentials_required")
+
+
+def requires(need: Need) -> Callable[[Request, str], Coroutine[Any, Any, None]]:
+    """A route dependency: ``need`` on the path's session, in `api-key` mode (nothing to check in `open` mode)."""
+
+    async def check_access(request: Request, session_id: SessionId) -> None:
+        settings: Settings = request.app.state.settings
+        if settings.auth == "open":
+            return
+        await check(request.app.state.sessionmaker, settings, session_id, need, request.headers)
+
+    return check_access
