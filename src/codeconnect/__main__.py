@@ -15,8 +15,6 @@ from codeconnect.execution.reaper import serve_under_init
 from codeconnect.logs import log_config
 from codeconnect.processes import hold_sqlite_file, sqlite_refusal
 from codeconnect.server import uvicorn_options
-from codeconnect.workspaces.cli import add_commands as workspace_commands
-from codeconnect.workspaces.cli import run as run_workspace_command
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -68,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--port", type=int, help="Port to listen on (env PORT, default 3000).")
     serve.add_argument("--workers", type=int, default=1, help="Worker processes (default 1).")
     sub.add_parser("migrate", help="Apply pending database migrations and exit.")
+    # Imported here, not at the top: `serve --workers N` starts each worker by importing this module afresh, and
+    # the admin commands pull in the whole app; a worker slow to get through its imports on a busy machine misses
+    # the supervisor's first health checks and is killed and replaced, over and over.
+    from codeconnect.workspaces.cli import add_commands as workspace_commands
+    from codeconnect.workspaces.cli import run as run_workspace_command
+
     workspace_commands(sub)
     args = parser.parse_args(argv)
 

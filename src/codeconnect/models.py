@@ -21,6 +21,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from codeconnect.collab.records import DEFAULT_WORKSPACE
 from codeconnect.security import new_id
 
 NAMING = {
@@ -53,9 +54,6 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-
-
-DEFAULT_WORKSPACE = "default"
 
 
 class WorkspaceRow(Base):

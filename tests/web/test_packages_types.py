@@ -228,6 +228,8 @@ def test_the_server_is_offered_where_it_runs_python(web_server: ThreadedServer, 
     # This server's sandbox is off; the page is told it runs Python, as a server with the sandbox on would say.
     languages = {"enabled": True, "languages": [{"language": "python", "available": True, "missing": []}]}
     context.route("**/v1/execute/languages", lambda route: route.fulfill(json=languages))
+    settings = {"executionEnabled": True, "allowClearOutput": True, "execution": "sandbox", "languages": None}
+    context.route("**/v1/sessions/*/settings", lambda route: route.fulfill(json=settings))
     page = join(context, web_server.base_url, web_server.create_session("Numpy", "python"), "Analyst")
     card = run(page, "import numpy\n")
     assert "numpy is not available" in stream(card, "stderr")

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from codeconnect.models import DEFAULT_WORKSPACE
+# The workspace of sessions made without an API key (made by the migrations; `models` takes it from here).
+DEFAULT_WORKSPACE = "default"
 
 
 class ParticipantRecord(NamedTuple):

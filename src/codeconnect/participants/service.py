@@ -18,7 +18,7 @@ from codeconnect.errors import Conflict, SessionNotFound
 from codeconnect.models import ParticipantRow, SessionRow, WorkspaceRow, utcnow
 from codeconnect.participants.names import distinct_name, name_key
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
-from codeconnect.sessions.cards import SessionCards
+from codeconnect.sessions.cards import SessionCards, forget_card_on_commit
 from codeconnect.sessions.service import get_session
 from codeconnect.workspaces.service import effective_max_participants, read_policy
 
@@ -50,13 +50,6 @@ class PresenceView(Protocol):
 class NewParticipant:
     row: ParticipantRow
     token: str
-
-
-def forget_card_on_commit(db: AsyncSession, cards: SessionCards, session_id: str) -> None:
-    """Drop the session's in-memory card now and once ``db`` commits: a read between the two cannot keep what
-    it read (see ``sessions.cards``)."""
-    cards.forget(session_id)
-    event.listen(db.sync_session, "after_commit", lambda _: cards.forget(session_id, committed=True), once=True)
 
 
 async def join(

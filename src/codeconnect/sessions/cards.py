@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from codeconnect.collab.records import ParticipantCardRecord, SessionCardRecord
 
 if TYPE_CHECKING:
@@ -88,3 +91,10 @@ class SessionCards:
 
     def __len__(self) -> int:
         return len(self._cards)
+
+
+def forget_card_on_commit(db: AsyncSession, cards: SessionCards, session_id: str) -> None:
+    """Drop the session's in-memory card now and once ``db`` commits: a read between the two cannot keep what
+    it read (see above)."""
+    cards.forget(session_id)
+    event.listen(db.sync_session, "after_commit", lambda _: cards.forget(session_id, committed=True), once=True)

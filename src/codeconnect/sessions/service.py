@@ -24,6 +24,8 @@ from codeconnect.languages import LanguageName, get_language, normalize_language
 from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret
+from codeconnect.sessions.cards import forget_card_on_commit
+from codeconnect.sessions.owner import check_owner
 from codeconnect.workspaces.service import check_language, session_policy, workspace_policy
 
 if TYPE_CHECKING:  # the registry imports this package's neighbours; only the type is needed here
@@ -156,9 +158,6 @@ async def rotate_invite(
 ) -> tuple[str | None, str]:
     """A new invite of ``role`` (the old one stops working): the editor invite (`api-key` mode), or the read-only
     link's id. Returns the editor invite (None for a viewer rotation) and the viewer id."""
-    from codeconnect.execution.service import check_owner
-    from codeconnect.participants.service import forget_card_on_commit
-
     row = await get_session(db, session_id, for_update=True)
     check_owner(row, owner_key)
     invite = None
@@ -178,8 +177,6 @@ async def rotate_invite(
 
 
 async def revoke_editor_invite(db: AsyncSession, session_id: str, owner_key: str | None) -> None:
-    from codeconnect.execution.service import check_owner
-
     row = await get_session(db, session_id, for_update=True)
     check_owner(row, owner_key)
     row.editor_invite_hash = None

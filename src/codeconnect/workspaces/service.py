@@ -13,9 +13,10 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from codeconnect.collab.records import DEFAULT_WORKSPACE
 from codeconnect.config import Settings
 from codeconnect.errors import Conflict, Forbidden, NotFound, Unauthorized
-from codeconnect.models import DEFAULT_WORKSPACE, ApiKeyRow, SessionRow, WorkspaceRow, utcnow
+from codeconnect.models import ApiKeyRow, SessionRow, WorkspaceRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
 from codeconnect.workspaces.schemas import EXECUTION_ORDER, Execution, Policy
 
