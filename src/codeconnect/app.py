@@ -44,6 +44,7 @@ from codeconnect.views.service import ViewerLinks
 from codeconnect.web.apidocs import build_router as api_docs_router
 from codeconnect.web.router import build_router as web_router
 from codeconnect.workspaces.router import build_router as admin_router
+from codeconnect.workspaces.service import Policies
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 settings.session_cards, partial(cluster.share, "card") if cluster.shared else None
             )
             cluster.listen("card", app.state.cards.apply_shared)
+            app.state.policies = Policies(
+                app.state.sessionmaker,
+                settings.policy_cache_seconds,
+                partial(cluster.share, "policy") if cluster.shared else None,
+            )
+            cluster.listen("policy", app.state.policies.apply_shared)
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)
             admission = Admission(settings, partial(cluster.share, "admission") if cluster.shared else None)
             cluster.listen("admission", admission.apply_shared)

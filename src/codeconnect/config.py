@@ -155,6 +155,14 @@ class Settings(BaseSettings):
         "API does not exist (404).",
     )
 
+    policy_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="How long a process keeps a workspace's policy for creating sessions. A change through the admin "
+        "API applies at once on every process; one made with `codeconnect workspace policy` within this time.",
+    )
+
     # --- REST limits -----------------------------------------------------------------------------------------
     max_code_bytes: int = Field(
         default=1 * MiB, ge=1, description="Largest code text of a session, in UTF-8 bytes."

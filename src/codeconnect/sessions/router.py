@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, Security
+from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from codeconnect.collab.records import SessionCardRecord, StoredSession
@@ -134,7 +134,7 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         settings: SettingsDep,
         live: Live,
         response: Response,
-        db: DB,
+        request: Request,
         credentials: ApiKeyCredentials,
     ) -> CreatedSession:
         """Create a code pad, in the workspace of the API key sent (or the default workspace where the server
@@ -142,9 +142,10 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         may create `CODECONNECT_RATE_SESSIONS_PER_MINUTE` sessions a minute (30 by default): past it, 429
         `rate_limited` with `Retry-After`."""
         key = None if credentials is None else credentials.credentials
-        workspace = await creating_workspace(db, settings, key)
+        workspace = await creating_workspace(request.app.state.sessionmaker, settings, key)
+        policy = await request.app.state.policies.get(workspace)
         created = await service.create_session(
-            db, live, settings, workspace, title=body.title, language=body.language, code=body.code
+            live, settings, workspace, policy, title=body.title, language=body.language, code=body.code
         )
         new = created.session
         response.headers["Location"] = f"/v1/sessions/{new.id}"

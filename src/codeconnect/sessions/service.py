@@ -26,7 +26,8 @@ from codeconnect.models import SessionRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret
 from codeconnect.sessions.cards import forget_card_on_commit
 from codeconnect.sessions.owner import check_owner
-from codeconnect.workspaces.service import check_language, session_policy, workspace_policy
+from codeconnect.workspaces.schemas import Policy
+from codeconnect.workspaces.service import check_language, session_policy
 
 if TYPE_CHECKING:  # the registry imports this package's neighbours; only the type is needed here
     from codeconnect.collab.registry import RoomRegistry
@@ -60,23 +61,22 @@ def canonical_language(value: str) -> LanguageName:
 
 
 async def create_session(
-    db: AsyncSession,
     registry: RoomRegistry,
     settings: Settings,
     workspace_id: str,
+    policy: Policy,
     *,
     title: str,
     language: str,
     code: str | None,
 ) -> CreatedSession:
-    """A new session in ``workspace_id``, committed with its document's first update before this returns.
-    ``db`` only reads the workspace's policy (and ends its transaction): the update log's driver stores sessions
-    created at the same time together."""
+    """A new session in ``workspace_id`` (whose policy is ``policy``), committed with its document's first update
+    before this returns. No unit of work of the request's: the update log's driver stores sessions created at the
+    same time together."""
     lang = canonical_language(language)
     text = get_language(lang).starter if code is None else code
     check_code_size(text, settings)
-    check_language(await workspace_policy(db, workspace_id), lang)
-    await end_read_transaction(db)
+    check_language(policy, lang)
     owner_key = new_secret()
     session_id = new_id()
     invite = new_invite() if settings.auth == "api-key" else None

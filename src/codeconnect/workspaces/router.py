@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response, Security
+from fastapi import APIRouter, Depends, Path, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from codeconnect.deps import DB, SettingsDep
@@ -96,9 +96,12 @@ def build_router() -> APIRouter:
         response_model=Workspace,
         responses=responses(400, 401, 404, 422),
     )
-    async def set_policy(workspace: WorkspaceRef, body: Policy, db: DB) -> Workspace:
+    async def set_policy(workspace: WorkspaceRef, body: Policy, db: DB, request: Request) -> Workspace:
         """Applies to the workspace's sessions from their next join, creation, language switch or run."""
-        return to_workspace(await service.set_policy(db, workspace, body))
+        changed = await service.set_policy(db, workspace, body)
+        await db.commit()  # before the processes forget what they kept, so none of them reads the old one again
+        request.app.state.policies.changed(changed.row.id)
+        return to_workspace(changed)
 
     @router.get(
         "/workspaces/{workspace}/keys",

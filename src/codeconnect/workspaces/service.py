@@ -6,12 +6,14 @@ database on every use, never cached: revoking it in one process stops it in ever
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.collab.records import DEFAULT_WORKSPACE
 from codeconnect.config import Settings
@@ -127,6 +129,46 @@ async def workspace_policy(db: AsyncSession, workspace_id: str) -> Policy:
     return read_policy(await db.scalar(select(WorkspaceRow.policy).where(WorkspaceRow.id == workspace_id)))
 
 
+class Policies:
+    """Workspace policies as session creation reads them: kept for ``seconds``, forgotten at once where they
+    change (here, and on the other processes through ``share``), so a burst of creations reads each policy once.
+    A change made from the command line, which reaches no process, applies within ``seconds``."""
+
+    def __init__(
+        self,
+        maker: async_sessionmaker[AsyncSession],
+        seconds: float,
+        share: Callable[[bytes], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.maker = maker
+        self.seconds = seconds
+        self.share = share
+        self.clock = clock
+        self._kept: dict[str, tuple[Policy, float]] = {}
+
+    async def get(self, workspace_id: str) -> Policy:
+        kept = self._kept.get(workspace_id)
+        now = self.clock()
+        if kept is not None and now - kept[1] < self.seconds:
+            return kept[0]
+        async with self.maker() as db:
+            policy = await workspace_policy(db, workspace_id)
+            await db.rollback()
+        if len(self._kept) >= 10_000:  # workspaces are few; a bound all the same
+            self._kept.clear()
+        self._kept[workspace_id] = (policy, now)
+        return policy
+
+    def changed(self, workspace_id: str) -> None:
+        self._kept.pop(workspace_id, None)
+        if self.share is not None:
+            self.share(workspace_id.encode())
+
+    def apply_shared(self, event: bytes) -> None:
+        self._kept.pop(event.decode(errors="replace"), None)
+
+
 # --- what a policy allows --------------------------------------------------------------------------------------
 
 
@@ -206,11 +248,14 @@ async def workspace_of_key(db: AsyncSession, key: str) -> str:
     return row.workspace_id
 
 
-async def creating_workspace(db: AsyncSession, settings: Settings, key: str | None) -> str:
+async def creating_workspace(
+    maker: async_sessionmaker[AsyncSession], settings: Settings, key: str | None
+) -> str:
     """The workspace a new session goes to: the key's, or the default one where ``open`` mode lets a caller
-    without a key create sessions."""
+    without a key create sessions (with no database round trip: creating is the busiest write there is)."""
     if key is not None:
-        return await workspace_of_key(db, key)
+        async with maker() as db, db.begin():
+            return await workspace_of_key(db, key)
     if settings.auth == "api-key":
         raise bearer_challenge(
             "Creating a session needs an API key: send `Authorization: Bearer <key>`.", "api_key_required"
