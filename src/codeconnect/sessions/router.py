@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Response, Security
+from fastapi import APIRouter, Depends, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from codeconnect.collab.records import SessionCardRecord, StoredSession
@@ -14,12 +14,14 @@ from codeconnect.collab.room import Room
 from codeconnect.config import Settings
 from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SessionId, SettingsDep, rate_limited
 from codeconnect.errors import SessionNotFound, responses
+from codeconnect.execution.router import OwnerKey
 from codeconnect.models import SessionRow
 from codeconnect.participants.router import to_participant
 from codeconnect.participants.service import PresenceView
 from codeconnect.schemas import bind_body
 from codeconnect.sessions import service
 from codeconnect.sessions.cards import SessionCard
+from codeconnect.sessions.deletion import delete_owned
 from codeconnect.sessions.schemas import (
     CreatedSession,
     CreateSessionRequest,
@@ -203,6 +205,21 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
     ) -> Session:
         """Switch the session's language for everyone (connected clients see it at once)."""
         return to_session(await service.set_language(db, live, session_id, body.language), presence, live)
+
+    @router.delete(
+        "/{sessionId}",
+        summary="Delete a session (owner only)",
+        status_code=204,
+        response_class=Response,
+        responses=responses(401, 403, 404, 422, 503),
+    )
+    async def delete_session(session_id: SessionId, db: DB, request: Request, owner_key: OwnerKey = None) -> Response:
+        """Delete the session with everything it holds: participants, its update log (code, history, run output)
+        and its read-only link. Needs the `X-Owner-Key` header. Everyone connected is disconnected (close code
+        4404, on every process); afterwards the session, its joins, its live endpoint and its read-only link
+        answer 404 (4404 live). Answers once the deletion is committed."""
+        await delete_owned(db, request.app.state.deletion, session_id, owner_key)
+        return Response(status_code=204)
 
     bind_body(create_session, models.create_session)
     bind_body(update_session, models.update_session)
