@@ -1,4 +1,5 @@
-"""Command line: `codeconnect serve`, `codeconnect migrate`, and workspaces and keys (`workspaces.cli`)."""
+"""Command line: `codeconnect serve`, `codeconnect migrate`, `codeconnect purge` (`sessions.cli`), and workspaces and
+keys (`workspaces.cli`)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from codeconnect.execution.reaper import serve_under_init
 from codeconnect.logs import log_config
 from codeconnect.processes import hold_sqlite_file, sqlite_refusal
 from codeconnect.server import uvicorn_options
+from codeconnect.sessions.cli import add_command as purge_command
+from codeconnect.sessions.cli import run as run_purge_command
 from codeconnect.workspaces.cli import add_commands as workspace_commands
 from codeconnect.workspaces.cli import run as run_workspace_command
 
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--workers", type=int, default=1, help="Worker processes (default 1).")
     sub.add_parser("migrate", help="Apply pending database migrations and exit.")
     workspace_commands(sub)
+    purge_command(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a configuration error is the operator's to fix: say what it is
         print(f"codeconnect: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    if args.command == "purge":
+        return run_purge_command(args, settings)
     if args.command in ("workspace", "key"):
         return run_workspace_command(args, settings)
     if args.command == "migrate":
