@@ -56,6 +56,15 @@ export const store = {
     write(RECENT_KEY, [merged, ...list.filter((s) => s.id !== entry.id)].slice(0, MAX_RECENT));
   },
 
+  /** The owner key of a session this browser created (null: not its owner). */
+  ownerKey: (sessionId: string): string | null => store.recent().find((s) => s.id === sessionId)?.ownerKey ?? null,
+  /** A deleted session: off the recent list, and its participants forgotten. */
+  forgetSession(sessionId: string): void {
+    write(RECENT_KEY, store.recent().filter((s) => s.id !== sessionId));
+    store.forgetParticipant(sessionId, "editor");
+    store.forgetParticipant(sessionId, "viewer");
+  },
+
   participant: (sessionId: string, role: "editor" | "viewer"): StoredParticipant | null =>
     read<StoredParticipant>(`ccl.participant.${sessionId}.${role}`),
   setParticipant: (sessionId: string, p: StoredParticipant): void =>

@@ -33,6 +33,8 @@ from codeconnect.sessions.cards import SessionCards
 
 log = logging.getLogger(__name__)
 
+# The close reason the page tells apart from an unknown session's (web/src/padState.ts, DELETED_REASON).
+DELETED_REASON = "session deleted"
 TOPIC = "session-deleted"  # the cluster's event: the deleted session ids, comma-separated (ids hold no comma)
 
 #: Picks, inside the deleting transaction, which of the sessions asked for may go (locking their rows); the
@@ -88,7 +90,7 @@ class SessionDeletion:
         if deleted:
             # Again: a connection or read racing the deletion may have loaded a room or checked a token meanwhile.
             rooms = [room for room in rooms if room.session_id in gone] + self._forget(deleted)
-            registry.evict(rooms, CloseCode.NOT_FOUND, "session deleted")
+            registry.evict(rooms, CloseCode.NOT_FOUND, DELETED_REASON)
             if registry.cluster.shared:
                 registry.cluster.share(TOPIC, ",".join(deleted).encode())
                 await registry.cluster.forget(deleted)
@@ -105,7 +107,7 @@ class SessionDeletion:
     def apply_shared(self, event: bytes) -> None:
         """Another process deleted these sessions: close their connections here and forget them."""
         ids = [session_id for session_id in event.decode().split(",") if session_id]
-        self.registry.evict(self._forget(ids), CloseCode.NOT_FOUND, "session deleted")
+        self.registry.evict(self._forget(ids), CloseCode.NOT_FOUND, DELETED_REASON)
 
 
 async def delete_owned(db: AsyncSession, deletion: SessionDeletion, session_id: str, owner_key: str | None) -> None:
