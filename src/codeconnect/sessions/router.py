@@ -169,7 +169,7 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         async with live.use(session_id) as room:
             epoch = cards.epoch()
             record = await live.session_card(session_id)
-            if record is None:  # pragma: no cover - sessions are not deleted while their room is loaded
+            if record is None:  # deleted while its room was being loaded
                 raise SessionNotFound()
             card = SessionCard.of(session_id, record, room)
             cards.keep(card, epoch)
