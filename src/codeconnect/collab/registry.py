@@ -446,6 +446,8 @@ class RoomRegistry:
     async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
         """Append a run to the live document's ``runs`` if the room is loaded (nobody watches otherwise); with
         other processes, whose clients may watch a room this one does not hold, it is loaded for the run."""
+        if self.log.is_gone(session_id):
+            return  # deleted while the run ran: nobody is left to see it
         room = self.peek(session_id)
         if room is None:
             if not self.cluster.shared:
