@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio as aioredis
+from sqlalchemy import update
 
+from codeconnect.models import SessionRow, utcnow
 from tests.cluster.conftest import session_on
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, ServerFactory, eventually
 from tests.sessions.test_deletion import rows_of
+from tests.sessions.test_retention import sql
 
 GONE = {"sessions": 0, "participants": 0, "doc_updates": 0}
 
@@ -59,3 +64,31 @@ async def test_a_deletion_on_one_process_closes_clients_on_the_other(cluster: Se
         await redis.aclose()
         for client in (a, b):
             await client.close()
+
+
+async def test_purges_of_two_processes(cluster: ServerFactory, pg_url: str) -> None:
+    first: Any = await cluster(retention_days=30, room_unload_grace_seconds=0)
+    second: Any = await cluster(retention_days=30, room_unload_grace_seconds=0)
+    async with httpx.AsyncClient(base_url=first.base_url, timeout=30) as http:
+        created = [await new_session(http) for _ in range(8)]
+        watched = created[0]
+        grace = await join(http, watched["id"], "Grace")
+    # Someone is connected to one old session on the second process only: the first one hears it through Redis.
+    watcher = await YClient(collab_url(second.ws_url, watched["id"], grace["token"])).connect()
+    apps = [first.server.config.app, second.server.config.app]
+
+    async def unloaded() -> bool:
+        return not any(app.state.collab.holds(s["id"]) for s in created[1:] for app in apps)
+
+    await eventually(unloaded)
+    await sql(pg_url, update(SessionRow).values(updated_at=utcnow() - timedelta(days=40)))
+    try:
+        reports = await asyncio.gather(*(app.state.retention.purger.run() for app in apps))
+        # Each idle session deleted once, by one of them; the watched one by neither.
+        assert sum(r.deleted for r in reports) == len(created) - 1
+        assert not watcher.closed.is_set()
+        assert (await rows_of(pg_url, watched["id"]))["sessions"] == 1
+        for session in created[1:]:
+            assert await rows_of(pg_url, session["id"]) == GONE
+    finally:
+        await watcher.close()

@@ -78,6 +78,11 @@ class Purger:
         """Purge every idle session past its retention (``dry_run``: only list them)."""
         async with self._running:
             report = PurgeReport()
+            cluster = self._deletion.registry.cluster if self._deletion is not None else None
+            if not dry_run and cluster is not None and cluster.shared and cluster.status() != "up":
+                # Who is connected on the other processes is Redis's to say: without it, wait for the next turn.
+                log.info("retention purge postponed: Redis is unreachable")
+                return report
             now = self._clock()
             for retention in await self._retentions():
                 await self._purge_workspace(retention, now - timedelta(days=retention.days), report, dry_run)
