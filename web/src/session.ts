@@ -36,6 +36,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     session = await access.load();
   } catch (err) {
     if (err instanceof ApiError && (err.status === 404 || err.status === 422)) {
+      store.forgetSession(access.key); // deleted (or purged) since this browser had it: off the start page's list
       showProblem("Session not found", "This link does not point to a session on this server. It may have been deleted.");
     } else {
       showProblem("Cannot open the session", err instanceof Error ? err.message : String(err));
