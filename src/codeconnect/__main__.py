@@ -1,4 +1,5 @@
-"""Command line: `codeconnect serve`, `codeconnect migrate`, and workspaces and keys (`workspaces.cli`)."""
+"""Command line: `codeconnect serve`, `codeconnect migrate`, `codeconnect purge` (`sessions.cli`), and workspaces and
+keys (`workspaces.cli`)."""
 
 from __future__ import annotations
 
@@ -69,10 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here, not at the top: `serve --workers N` starts each worker by importing this module afresh, and
     # the admin commands pull in the whole app; a worker slow to get through its imports on a busy machine misses
     # the supervisor's first health checks and is killed and replaced, over and over.
+    from codeconnect.sessions.cli import add_command as purge_command
+    from codeconnect.sessions.cli import run as run_purge_command
     from codeconnect.workspaces.cli import add_commands as workspace_commands
     from codeconnect.workspaces.cli import run as run_workspace_command
 
     workspace_commands(sub)
+    purge_command(sub)
     args = parser.parse_args(argv)
 
     try:
@@ -80,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a configuration error is the operator's to fix: say what it is
         print(f"codeconnect: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    if args.command == "purge":
+        return run_purge_command(args, settings)
     if args.command in ("workspace", "key"):
         return run_workspace_command(args, settings)
     if args.command == "migrate":

@@ -37,6 +37,8 @@ from codeconnect.participants.service import live_authenticator
 from codeconnect.processes import ProcessList, SharedDatabase
 from codeconnect.rates import RateLimits
 from codeconnect.sessions.cards import SessionCards
+from codeconnect.sessions.deletion import SessionDeletion
+from codeconnect.sessions.retention import RetentionTask
 from codeconnect.sessions.router import build_router as sessions_router
 from codeconnect.sessions.schemas import build_request_models
 from codeconnect.views.router import build_router as views_router
@@ -185,6 +187,10 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 partial(cluster.share, "policy") if cluster.shared else None,
             )
             cluster.listen("policy", app.state.policies.apply_shared)
+            app.state.deletion = SessionDeletion(app.state.sessionmaker, collab, app.state.cards)
+            app.state.retention = await stack.enter_async_context(
+                RetentionTask(app.state.sessionmaker, settings, app.state.deletion)
+            )
             views = ViewerLinks(app.state.sessionmaker, collab.db_lock)
             admission = Admission(settings, partial(cluster.share, "admission") if cluster.shared else None)
             cluster.listen("admission", admission.apply_shared)

@@ -163,6 +163,32 @@ class Settings(BaseSettings):
         "API applies at once on every process; one made with `codeconnect workspace policy` within this time.",
     )
 
+    # --- Retention -------------------------------------------------------------------------------------------
+    retention_days: int = Field(
+        default=90,
+        ge=0,
+        le=36_500,
+        description="Days a session may stay idle (no change, nobody connected) before it is purged with everything "
+        "it holds, where its workspace's policy sets no `retentionDays`; 0 keeps such sessions until deleted.",
+    )
+    purge_interval_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often each process looks for idle sessions past their retention and purges them.",
+    )
+    purge_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="Sessions purged in one transaction (a purge goes on batch after batch until none is left).",
+    )
+    deleted_sessions_kept: int = Field(
+        default=10_000,
+        ge=16,
+        description="Deleted sessions each process remembers, so that late updates of their dropped rooms are "
+        "discarded rather than stored (the oldest forgotten first).",
+    )
+
     # --- REST limits -----------------------------------------------------------------------------------------
     max_code_bytes: int = Field(
         default=1 * MiB, ge=1, description="Largest code text of a session, in UTF-8 bytes."

@@ -208,6 +208,9 @@ export const api = {
   /** Remove every run from the session's shared output, for everyone (editors, while the owner allows it). */
   clearRuns: (id: string, token: string) =>
     request<void>("DELETE", `/v1/sessions/${enc(id)}/runs`, undefined, undefined, { "X-Participant-Token": token }),
+  /** Delete the session with everything it holds, for everyone (its owner, with the key from its creation). */
+  deleteSession: (id: string, ownerKey: string) =>
+    request<void>("DELETE", `/v1/sessions/${enc(id)}`, undefined, undefined, { "X-Owner-Key": ownerKey }),
   /** Kill the server run started with ``runId``; its own request then answers with the outcome "stopped". */
   stopRun: (id: string, runId: string, token: string) =>
     request<{ runId: string; running: boolean }>(

@@ -19,11 +19,13 @@ export interface PadSnapshot {
   readonly serverLanguages: ReadonlySet<string>;
   /** The live connection was closed for good; the page stops editing. */
   readonly closed: Closed | null;
+  /** This page's owner is deleting the session (from the confirmation until the page leaves, or it fails). */
+  readonly deleting: boolean;
 }
 
 export type Closed =
   | { kind: "rejoin" } // the token is no longer valid: join again (the name is remembered)
-  | { kind: "gone" } // the session no longer exists
+  | { kind: "gone"; deleted: boolean } // the session no longer exists (deleted: while this page had it open)
   | { kind: "frozen"; message: string }; // anything else: keep the code on screen, read-only, and say why
 
 export type ExecutionPolicy = "none" | "browser" | "sandbox";
@@ -77,10 +79,13 @@ export function linkText(s: CollabStatus): { text: string; state: string } {
   return { text: "Offline", state: "offline" };
 }
 
+/** The close reason of the connections of a session deleted while they were open (sessions/deletion.py). */
+export const DELETED_REASON = "session deleted";
+
 /** What a close of the live connection that will not be retried means for the page. */
 export function closeMeaning(code: number, reason: string): Closed {
   if (code === CLOSE.UNAUTHORIZED) return { kind: "rejoin" };
-  if (code === CLOSE.NOT_FOUND) return { kind: "gone" };
+  if (code === CLOSE.NOT_FOUND) return { kind: "gone", deleted: reason === DELETED_REASON };
   return {
     kind: "frozen",
     message:
@@ -105,6 +110,7 @@ export class PadState {
       executionPolicy: "sandbox",
       serverLanguages: new Set(),
       closed: null,
+      deleting: false,
     };
   }
 
@@ -149,6 +155,18 @@ export class PadState {
 
   serverRuns(languages: Iterable<string>): void {
     this.set({ serverLanguages: new Set(languages) });
+  }
+
+  /** Returns false when a deletion may not start now (one is under way, or the session is gone already). */
+  deletionStarted(): boolean {
+    const s = this.current;
+    if (s.deleting || s.closed?.kind === "gone") return false;
+    this.set({ deleting: true });
+    return true;
+  }
+
+  deletionFailed(): void {
+    this.set({ deleting: false });
   }
 
   closedFor(code: number, reason: string): Closed {

@@ -36,6 +36,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     session = await access.load();
   } catch (err) {
     if (err instanceof ApiError && (err.status === 404 || err.status === 422)) {
+      store.forgetSession(access.key); // deleted (or purged) since this browser had it: off the start page's list
       showProblem("Session not found", "This link does not point to a session on this server. It may have been deleted.");
     } else if (err instanceof ApiError && err.code === "session_credentials_required") {
       showProblem(
@@ -99,6 +100,10 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     if (inside) shareButton.focus();
   });
   const downloadButton = h("button", { class: "button ghost", id: "download", title: "Download the code" }, "Download");
+  // Only the browser that created the session holds its owner key (and only editor links name the session).
+  const ownerKey = access.sessionId === null ? null : store.ownerKey(access.sessionId);
+  const deleteButton =
+    ownerKey === null ? null : h("button", { class: "button ghost danger", id: "delete-session", title: "Delete this session for everyone", "aria-label": "Delete session" }, "Delete");
   const shortcutsButton = h(
     "button",
     { class: "button ghost", id: "shortcuts", title: "Keyboard shortcuts (?)", "aria-label": "Keyboard shortcuts", "aria-haspopup": "dialog" },
@@ -162,6 +167,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
         people.avatars,
         h("div", { class: "share-wrap" }, shareButton, shareMenu),
         downloadButton,
+        deleteButton,
         settingsSlot,
         shortcutsButton,
       ),
@@ -236,13 +242,44 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   }
   formatButton?.addEventListener("click", () => void formatCode());
 
+  // --- Deleting the session (its owner) ----------------------------------------------------------------------
+  deleteButton?.addEventListener("click", () => {
+    const sessionId = access.sessionId;
+    if (sessionId === null || ownerKey === null) return;
+    const sure = window.confirm(
+      "Delete this session for everyone? Its code, output, history and participants are removed from the server. This cannot be undone.",
+    );
+    if (!sure || !state.deletionStarted()) return;
+    deleteButton.disabled = true;
+    api.deleteSession(sessionId, ownerKey).then(
+      () => leaveDeleted(sessionId),
+      (err: unknown) => {
+        if (err instanceof ApiError && err.status === 404) {
+          leaveDeleted(sessionId); // deleted already (by its retention, or another tab)
+          return;
+        }
+        state.deletionFailed();
+        deleteButton.disabled = false;
+        notice.show(`Not deleted: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
+  });
+  const leaveDeleted = (sessionId: string): void => {
+    store.forgetSession(sessionId);
+    location.assign("/");
+  };
+
   onClosed = (code, reason) => {
     const closed = state.closedFor(code, reason);
     window.clearInterval(settingsPoll);
+    if (closed.kind === "gone" && state.snapshot.deleting) return; // this page deleted it, and is leaving
     if (closed.kind === "rejoin") {
       // The token is no longer valid (the server's data was reset): join again, the name is remembered.
       store.forgetParticipant(access.key, role);
       location.reload();
+    } else if (closed.kind === "gone" && closed.deleted) {
+      store.forgetSession(access.key);
+      showProblem("This session was deleted", "Its code, output and history are no longer on the server.");
     } else if (closed.kind === "gone") {
       showProblem("Session not found", "This session no longer exists on the server.");
     } else {

@@ -59,6 +59,14 @@ export const store = {
   /** The session's invite, from the link that opened it (servers where the session id alone grants nothing). */
   invite: (sessionId: string): string | null => read<string>(`ccl.invite.${sessionId}`),
   setInvite: (sessionId: string, invite: string): void => write(`ccl.invite.${sessionId}`, invite),
+  /** The owner key of a session this browser created (null: not its owner). */
+  ownerKey: (sessionId: string): string | null => store.recent().find((s) => s.id === sessionId)?.ownerKey ?? null,
+  /** A deleted session: off the recent list, and its participants forgotten. */
+  forgetSession(sessionId: string): void {
+    write(RECENT_KEY, store.recent().filter((s) => s.id !== sessionId));
+    store.forgetParticipant(sessionId, "editor");
+    store.forgetParticipant(sessionId, "viewer");
+  },
 
   participant: (sessionId: string, role: "editor" | "viewer"): StoredParticipant | null =>
     read<StoredParticipant>(`ccl.participant.${sessionId}.${role}`),

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { CLOSE } from "../src/contracts.gen";
 import {
   closeMeaning,
+  DELETED_REASON,
   linkText,
   OFF_NOTE,
   PadState,
@@ -41,6 +42,19 @@ describe("PadState", () => {
     state.closedFor(CLOSE.TOO_LARGE, "");
     expect(state.runStarted()).toBe(false);
     expect(pad(true).runStarted()).toBe(false);
+  });
+
+  it("deletes once at a time, and never a session already gone", () => {
+    const state = pad();
+    expect(state.deletionStarted()).toBe(true);
+    expect(state.snapshot.deleting).toBe(true);
+    expect(state.deletionStarted()).toBe(false);
+    state.deletionFailed();
+    expect(state.snapshot.deleting).toBe(false);
+    expect(state.deletionStarted()).toBe(true);
+    const gone = pad();
+    gone.closedFor(CLOSE.NOT_FOUND, DELETED_REASON);
+    expect(gone.deletionStarted()).toBe(false);
   });
 
   it("keeps the server languages it was told", () => {
@@ -113,7 +127,10 @@ describe("linkText", () => {
 describe("closeMeaning", () => {
   it("rejoins on a bad token, gives up on a deleted session, freezes otherwise", () => {
     expect(closeMeaning(CLOSE.UNAUTHORIZED, "").kind).toBe("rejoin");
-    expect(closeMeaning(CLOSE.NOT_FOUND, "").kind).toBe("gone");
+    expect(closeMeaning(CLOSE.NOT_FOUND, "")).toEqual({ kind: "gone", deleted: false });
+    expect(closeMeaning(CLOSE.NOT_FOUND, "session not found")).toEqual({ kind: "gone", deleted: false });
+    // Open while its owner deleted it (or the retention purge did): the page says so.
+    expect(closeMeaning(CLOSE.NOT_FOUND, DELETED_REASON)).toEqual({ kind: "gone", deleted: true });
     const large = closeMeaning(CLOSE.TOO_LARGE, "");
     expect(large.kind === "frozen" && large.message).toMatch(/larger than this server accepts/);
     const other = closeMeaning(CLOSE.BAD_MESSAGE, "malformed message");

@@ -20,7 +20,7 @@ The contract a cluster keeps:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 
@@ -107,6 +107,10 @@ class Cluster(Fanout, Protocol):
         """Who is connected to the session on any process (asked when this process does not hold its room)."""
         ...
 
+    async def forget(self, session_ids: Sequence[str]) -> None:
+        """Remove what the cluster keeps of these deleted sessions (their streams, members, connections)."""
+        ...
+
     async def take_rate(self, key: str, per_minute: int) -> float | None:
         """Count one event under ``key`` in a one-minute window shared by every process: 0 when taken, else the
         seconds until one would be; None when there is nothing shared to count in (count locally then)."""
@@ -153,6 +157,9 @@ class LocalCluster:
 
     async def online(self, session_id: str) -> frozenset[str]:
         return frozenset()  # no room here: nobody is connected
+
+    async def forget(self, session_ids: Sequence[str]) -> None:
+        return None
 
     async def take_rate(self, key: str, per_minute: int) -> float | None:
         return None

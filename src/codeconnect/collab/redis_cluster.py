@@ -34,7 +34,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
@@ -283,6 +283,17 @@ class RedisCluster:
             if float(stamp) >= fresh_after:
                 online.update(str(pid) for pid, _readonly in json.loads(seats))
         return frozenset(online)
+
+    async def forget(self, session_ids: Sequence[str]) -> None:
+        """Delete the deleted sessions' keys: stream, members and connections. A process that had not heard of the
+        deletion yet may write one again; it expires like any stream, an hour after its last entry."""
+        keys = [k for sid in session_ids for k in (_key(sid), _members(_key(sid)), _ONLINE_PREFIX + sid.encode())]
+        if not keys:
+            return
+        try:
+            await self._commands.delete(*keys)
+        except _FAILURES as exc:
+            self._went_down(exc)
 
     async def take_rate(self, key: str, per_minute: int) -> float | None:
         if self._up is False:

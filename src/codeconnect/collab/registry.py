@@ -15,10 +15,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -38,6 +38,13 @@ from codeconnect.security import hash_secret
 log = logging.getLogger(__name__)
 
 _MIRROR_SLICE_SECONDS = 0.0005  # longest stretch the mirror pass holds the event loop
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    """A peer's channel that can end its connection (every transport's does)."""
+
+    def close(self, code: int, reason: str) -> None: ...
 
 
 class RoomRegistry:
@@ -152,8 +159,8 @@ class RoomRegistry:
         return found
 
     async def session_exists(self, session_id: str) -> bool:
-        """Whether the session exists: the one existence check of the REST and live layers (sessions are never
-        deleted while their room is loaded)."""
+        """Whether the session exists: the one existence check of the REST and live layers (a deletion drops the
+        session's room before its rows)."""
         if self.peek(session_id) is not None:
             return True
         driver = self.log.driver
@@ -195,6 +202,49 @@ class RoomRegistry:
         if stored is not None:
             self._new_docs_bytes -= _kept_bytes(stored)
         return stored
+
+    # --- deleted sessions --------------------------------------------------------------------------------
+
+    def retire(self, session_ids: Collection[str]) -> list[Room]:
+        """Stop serving these sessions here, as they are being deleted: their updates are no longer stored (what
+        waits to be is dropped: see ``UpdateLog.forget``), their loaded rooms are dropped without a flush and
+        returned (their connections still open: see :meth:`evict`), and nothing of them stays in memory (the
+        kept first update of a new session, the tokens checked lately). Safe to call again after the rows are
+        deleted, to drop what a request racing the deletion brought back."""
+        ids = set(session_ids)
+        self.log.forget(ids)
+        rooms: list[Room] = []
+        for session_id in ids:
+            self._new_doc(session_id)
+            room = self.rooms.pop(session_id, None)
+            if room is None:
+                continue
+            if room.unload_timer is not None:
+                room.unload_timer.cancel()
+                room.unload_timer = None
+            room.retire()
+            metrics.ROOMS_LOADED.dec()
+            self.cluster.detach(session_id)
+            rooms.append(room)
+        for key in [key for key, (session_id, _) in self._auth_cache.items() if session_id in ids]:
+            del self._auth_cache[key]
+        return rooms
+
+    def restore(self, session_ids: Collection[str]) -> None:
+        """The deletion of these sessions failed: store their updates again (a room loads afresh on next use)."""
+        self.log.restore(session_ids)
+
+    @staticmethod
+    def evict(rooms: Iterable[Room], code: int, reason: str) -> None:
+        """Close every connection of these retired rooms with ``code`` (each leaves its room as it closes)."""
+        for room in rooms:
+            for peer in list(room.peers):
+                if isinstance(peer.channel, _Closable):
+                    peer.channel.close(code, reason)
+
+    def holds(self, session_id: str) -> bool:
+        """Whether the session's room is loaded here, being loaded or unloaded, or its first update kept."""
+        return session_id in self.rooms or session_id in self._loading or session_id in self._new_docs
 
     # --- rooms -----------------------------------------------------------------------------------------
 
@@ -270,6 +320,8 @@ class RoomRegistry:
         # Taken before the log is read: what other processes relay from here on, committed or not, is replayed.
         mark = await self.cluster.mark()
         stored = self._new_doc(session_id) or await self.log.load(session_id)
+        if self.log.is_gone(session_id):
+            raise SessionNotFound()  # deleted while it was read
         if not stored.updates:
             # A session from before live editing: its text becomes the first update, once.
             first = initial_update(stored.code, stored.language, stored.title)
@@ -343,6 +395,10 @@ class RoomRegistry:
             room.doc_bytes = size
             metrics.COMPACTIONS.labels("compacted" if merged else "skipped").inc()
         except Exception:
+            if self.log.is_gone(room.session_id):
+                # Deleted while it compacted: its snapshot found no session row to belong to. Nothing to keep.
+                metrics.COMPACTIONS.labels("skipped").inc()
+                return
             metrics.COMPACTIONS.labels("failed").inc()
             log.exception("compacting the update log of a session failed; it stays uncompacted")
         finally:
@@ -390,6 +446,8 @@ class RoomRegistry:
     async def append_run(self, session_id: str, run: dict[str, Any]) -> None:
         """Append a run to the live document's ``runs`` if the room is loaded (nobody watches otherwise); with
         other processes, whose clients may watch a room this one does not hold, it is loaded for the run."""
+        if self.log.is_gone(session_id):
+            return  # deleted while the run ran: nobody is left to see it
         room = self.peek(session_id)
         if room is None:
             if not self.cluster.shared:

@@ -235,6 +235,11 @@ class Room:
                     fanout.awareness(self.session_id, gone)
                 fanout.presence(self.session_id, self.local_seats())
 
+    def retire(self) -> None:
+        """The session is being deleted: from now on nothing of this room reaches the other processes (its peers'
+        departures included, which would bring the session's Redis keys back)."""
+        self._fanout = None
+
     def local_seats(self) -> tuple[tuple[str, bool], ...]:
         """This process's connections to the room: (participant id, read-only) each."""
         return tuple((peer.participant_id, peer.readonly) for peer in self.peers)

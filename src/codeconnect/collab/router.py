@@ -217,6 +217,7 @@ class _AsgiChannel:
 
     __slots__ = (
         "_send", "_queue", "_bytes", "_writer", "_handler", "_max_messages", "_max_bytes", "overflowed", "debt",
+        "closing",
     )  # fmt: skip
 
     def __init__(self, send: Send, max_messages: int, max_bytes: int) -> None:
@@ -229,6 +230,7 @@ class _AsgiChannel:
         self._max_bytes = max_bytes
         self.overflowed = False
         self.debt = 0.0  # messages charged to the peer's rate since its last message
+        self.closing: tuple[int, str] | None = None  # the server ends the connection (its session was deleted)
 
     def charge(self, messages: float) -> None:
         self.debt += messages
@@ -258,6 +260,14 @@ class _AsgiChannel:
             self._queue.clear()  # the peer is gone; its handler notices on its next receive
         finally:
             self._writer = None
+
+    def close(self, code: int, reason: str) -> None:
+        """End the connection from the server's side: its handler sends the close."""
+        if self.closing is None and not self.overflowed:
+            self.closing = (code, reason)
+            self._queue.clear()
+            if self._handler is not None:
+                self._handler.cancel()
 
     def stop(self) -> None:
         if self._writer is not None:
@@ -304,12 +314,12 @@ async def _serve_asgi(
                 except ProtocolViolation as exc:
                     close = (exc.code, exc.reason[:120])
     except asyncio.CancelledError:
-        if not channel.overflowed:
+        if not channel.overflowed and channel.closing is None:
             raise
         task = asyncio.current_task()
         if task is not None:
-            task.uncancel()  # dropped for not reading: the server ends the connection below
-        close = (CloseCode.SLOW_CLIENT, "not reading")
+            task.uncancel()  # dropped for not reading, or closed by the server: it ends the connection below
+        close = channel.closing or (CloseCode.SLOW_CLIENT, "not reading")
     finally:
         channel.stop()
         room.leave(peer)

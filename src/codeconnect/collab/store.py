@@ -25,7 +25,8 @@ import logging
 import re
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -159,6 +160,7 @@ class UpdateLog:
         commit_window_ms: int,
         lock: asyncio.Semaphore,
         writer: BatchWriter | None = None,
+        deleted_kept: int = 10_000,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._batch_writer = writer
@@ -177,6 +179,10 @@ class UpdateLog:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._new_sessions: list[tuple[NewSession, asyncio.Future[None]]] = []
+        # Sessions being or lately deleted: their updates and mirrors are dropped, never written (a room dropped
+        # at the deletion, or a write racing it, must not put rows back or fail a commit on the missing row).
+        self._gone: OrderedDict[str, None] = OrderedDict()
+        self._gone_kept = deleted_kept
         self._creator: asyncio.Task[None] | None = None
         # Reads through the driver, those that arrive together in one statement (see batched.py).
         self._stored: BatchedReads[str, StoredSession] | None = None
@@ -283,7 +289,10 @@ class UpdateLog:
 
     def append(self, session_id: str, data: bytes) -> asyncio.Future[None]:
         """Queue ``data`` for the next group commit; the future resolves once the session's updates of this batch
-        are committed, or fails with :class:`ServiceUnavailable` if they could not be (they are retried)."""
+        are committed, or fails with :class:`ServiceUnavailable` if they could not be (they are retried); with
+        :class:`SessionNotFound` at once for a deleted session (nothing is stored)."""
+        if session_id in self._gone:
+            return _not_found()
         self._pending.append((session_id, data))
         waiter = self._waiters.get(session_id)
         if waiter is None:
@@ -294,6 +303,8 @@ class UpdateLog:
     def mirror(self, session_id: str, mirror: Mirror) -> None:
         """Update the session row's code/language/title columns in the next commit (latest wins), cleaned by
         :func:`storable_mirror`: the document may hold what the columns cannot."""
+        if session_id in self._gone:
+            return
         self._mirrors[session_id] = storable_mirror(mirror)
         self._batch_future()
 
@@ -357,6 +368,8 @@ class UpdateLog:
             else:
                 outages = 0
             left = self._last_attempts(result.unstored, outages) if self._closing else result.unstored
+            if self._gone:
+                left = [row for row in left if row[0] not in self._gone]
             self._pending[:0] = left
             if result.outage is not None and (self._pending or self._mirrors):
                 self._batch_future()
@@ -426,7 +439,7 @@ class UpdateLog:
                             len(main), len(sessions), exc_info=exc)
                 if len(sessions) == 1:
                     [(session_id, rows)] = sessions.items()
-                    self._hold(session_id, exc)
+                    await self._refused(session_id, exc)
                     result.unstored.extend(rows)
                 else:
                     await self._commit_each(sessions, result)
@@ -457,14 +470,33 @@ class UpdateLog:
                 if is_outage(exc):
                     result.outage = exc
                 else:
-                    self._hold(session_id, exc)
+                    await self._refused(session_id, exc)
                 continue
             held = self._held.pop(session_id, None)
             if held is not None:
                 log.warning("the held-back document updates of session %s are stored (after %d failures)",
                             session_id, held.failures)
 
+    async def _refused(self, session_id: str, exc: BaseException) -> None:
+        """The database refused the session's rows: held back and retried, unless the session no longer exists
+        (another process deleted it before this one heard of it): then they are dropped."""
+        if session_id not in self._gone and not await self._still_exists(session_id):
+            self.forget([session_id])
+        self._hold(session_id, exc)
+
+    async def _still_exists(self, session_id: str) -> bool:
+        try:
+            if self._batch_writer is not None:
+                async with self._lock:
+                    return await self._batch_writer.session_exists(session_id)
+            async with self._lock, self._sessionmaker() as db:
+                return await db.scalar(select(SessionRow.id).where(SessionRow.id == session_id)) is not None
+        except Exception:
+            return True  # unknown: kept and retried as before
+
     def _hold(self, session_id: str, exc: BaseException) -> None:
+        if session_id in self._gone:
+            return  # deleted meanwhile (the missing row is why): its rows are dropped when re-queued
         held = self._held.setdefault(session_id, _Held())
         held.failures += 1
         held.due = time.monotonic() + _backoff(held.failures)
@@ -559,6 +591,37 @@ class UpdateLog:
                     errors.append(None)
             return errors
 
+    # --- deleted sessions ------------------------------------------------------------------------------------
+
+    def forget(self, session_ids: Collection[str]) -> None:
+        """Drop whatever of these sessions waits to be stored, and every update or mirror of them from now on:
+        they are being deleted. Writers waiting for their updates get :class:`SessionNotFound`. A batch being
+        committed right now may still hold some of their rows: :meth:`flush` waits for it. At most
+        ``deleted_kept`` sessions are remembered (the oldest forgotten first); by then their rooms are long gone."""
+        for session_id in session_ids:
+            self._gone[session_id] = None
+            self._gone.move_to_end(session_id)
+            self._held.pop(session_id, None)
+            self._mirrors.pop(session_id, None)
+            self._mirror_failures.pop(session_id, None)
+            waiter = self._waiters.pop(session_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(SessionNotFound())
+                waiter.exception()  # its writer may have gone away
+        while len(self._gone) > self._gone_kept:
+            self._gone.popitem(last=False)
+        if self._pending:
+            self._pending = [row for row in self._pending if row[0] not in self._gone]
+
+    def restore(self, session_ids: Collection[str]) -> None:
+        """The deletion of these sessions failed (nothing was deleted): store their updates again."""
+        for session_id in session_ids:
+            self._gone.pop(session_id, None)
+
+    def is_gone(self, session_id: str) -> bool:
+        """Whether the session was deleted (or is being deleted) while this process runs."""
+        return session_id in self._gone
+
     # --- reading and compaction --------------------------------------------------------------------------
 
     @property
@@ -598,6 +661,7 @@ class UpdateLog:
         costs nothing but the next reads' speed, so it is logged, not raised."""
         if (
             self._batch_writer is None
+            or session_id in self._gone
             or session_id in self._held
             or session_id in self._mirrors
             or any(s == session_id for s, _ in self._pending)
@@ -650,6 +714,8 @@ class UpdateLog:
         writer the database work is the driver's (off the event loop, as for commits): through the ORM a
         compaction cost the loop a few milliseconds, and rooms busy enough compact about every 500 updates.
         """
+        if session_id in self._gone:
+            return 0
         if fold is not None and self._batch_writer is not None:
             # Rooms shared with other processes: see BatchWriter.compact_rows.
             async with self._lock:
@@ -692,7 +758,10 @@ def open_update_log(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
     sleeping, so many connections contending for it crawl. The live layer queues its own database work on the
     log's lock instead: one at a time on SQLite, a few on PostgreSQL."""
     lock = asyncio.Semaphore(1 if settings.is_sqlite else 4)
-    return UpdateLog(sessionmaker, settings.commit_window_ms, lock, batch_writer(settings.database_url))
+    return UpdateLog(
+        sessionmaker, settings.commit_window_ms, lock, batch_writer(settings.database_url),
+        deleted_kept=settings.deleted_sessions_kept,
+    )  # fmt: skip
 
 
 def _by_session(rows: Sequence[tuple[str, bytes]]) -> dict[str, list[tuple[str, bytes]]]:
@@ -700,6 +769,13 @@ def _by_session(rows: Sequence[tuple[str, bytes]]) -> dict[str, list[tuple[str, 
     for row in rows:
         sessions.setdefault(row[0], []).append(row)
     return sessions
+
+
+def _not_found() -> asyncio.Future[None]:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.set_exception(SessionNotFound())
+    fut.exception()  # peers never await theirs
+    return fut
 
 
 def _consume(fut: asyncio.Future[None]) -> None:

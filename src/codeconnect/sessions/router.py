@@ -31,6 +31,7 @@ from codeconnect.schemas import bind_body
 from codeconnect.sessions import service
 from codeconnect.sessions.access import requires
 from codeconnect.sessions.cards import SessionCard
+from codeconnect.sessions.deletion import delete_owned
 from codeconnect.sessions.schemas import (
     CreatedSession,
     CreateSessionRequest,
@@ -189,7 +190,7 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         async with live.use(session_id) as room:
             epoch = cards.epoch()
             record = await live.session_card(session_id)
-            if record is None:  # pragma: no cover - sessions are not deleted while their room is loaded
+            if record is None:  # deleted while its room was being loaded
                 raise SessionNotFound()
             card = SessionCard.of(session_id, record, room)
             cards.keep(card, epoch)
@@ -255,6 +256,21 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         """Nobody can join with an invite until the owner makes a new one (`POST .../invites`). Needs
         `X-Owner-Key`."""
         await service.revoke_editor_invite(db, session_id, owner_key)
+        return Response(status_code=204)
+
+    @router.delete(
+        "/{sessionId}",
+        summary="Delete a session (owner only)",
+        status_code=204,
+        response_class=Response,
+        responses=responses(401, 403, 404, 422, 503),
+    )
+    async def delete_session(session_id: SessionId, db: DB, request: Request, owner_key: OwnerKey = None) -> Response:
+        """Delete the session with everything it holds: participants, its update log (code, history, run output)
+        and its read-only link. Needs the `X-Owner-Key` header. Everyone connected is disconnected (close code
+        4404, on every process); afterwards the session, its joins, its live endpoint and its read-only link
+        answer 404 (4404 live). Answers once the deletion is committed."""
+        await delete_owned(db, request.app.state.deletion, session_id, owner_key)
         return Response(status_code=204)
 
     bind_body(create_session, models.create_session)
