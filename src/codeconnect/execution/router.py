@@ -31,6 +31,7 @@ from codeconnect.execution.schemas import (
 from codeconnect.languages import LanguageName
 from codeconnect.schemas import bind_body
 from codeconnect.security import new_id
+from codeconnect.sessions.owner import OwnerKey
 
 
 async def get_execution(request: Request) -> service.ExecutionService:
@@ -45,9 +46,6 @@ ParticipantToken = Annotated[
         alias="X-Participant-Token",
         description="A participant's token: the run is shown as theirs in the shared output.",
     ),
-]
-OwnerKey = Annotated[
-    str | None, Header(alias="X-Owner-Key", description="The session's owner key, from its creation.")
 ]
 
 

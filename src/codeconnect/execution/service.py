@@ -44,7 +44,8 @@ from codeconnect.languages import LanguageName
 from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow
 from codeconnect.rates import ClientRate, RateExceeded, SharedRate
-from codeconnect.security import new_id, secret_matches
+from codeconnect.security import new_id
+from codeconnect.sessions.owner import check_owner
 from codeconnect.workspaces.schemas import Execution
 from codeconnect.workspaces.service import effective_execution, workspace_policy
 
@@ -350,15 +351,6 @@ async def _row(db: AsyncSession, session_id: str) -> SessionRow:
 
 async def execution_enabled(db: AsyncSession, session_id: str) -> bool:
     return (await _row(db, session_id)).execution_enabled
-
-
-def check_owner(row: SessionRow, owner_key: str | None) -> None:
-    if not owner_key:
-        raise Unauthorized(
-            "This needs the session's owner key in the X-Owner-Key header.", code="owner_key_required"
-        )
-    if not secret_matches(owner_key, row.owner_key_hash):
-        raise Forbidden("The owner key does not match this session.", code="owner_key_invalid")
 
 
 async def set_execution_enabled(
