@@ -12,7 +12,8 @@ the same endpoint works through plain ASGI messages.
 Refusals happen after the upgrade, as WebSocket close codes, because browsers hide HTTP statuses of failed
 upgrades from pages: 4404 unknown session, 4401 missing or bad token, 4429 too many connections or messages
 (or a participant cooling down after repeated refusals), 4413 message or document too large, 4400 malformed
-message, 1003 text frame, 4408 a frame too slow to arrive.
+message, 1003 text frame, 4408 a frame too slow to arrive. 4403 closes the connections of a participant the owner
+removed (its token then fails, 4401).
 """
 
 from __future__ import annotations
@@ -217,6 +218,7 @@ class _AsgiChannel:
 
     __slots__ = (
         "_send", "_queue", "_bytes", "_writer", "_handler", "_max_messages", "_max_bytes", "overflowed", "debt",
+        "closing",
     )  # fmt: skip
 
     def __init__(self, send: Send, max_messages: int, max_bytes: int) -> None:
@@ -229,6 +231,13 @@ class _AsgiChannel:
         self._max_bytes = max_bytes
         self.overflowed = False
         self.debt = 0.0  # messages charged to the peer's rate since its last message
+        self.closing: tuple[int, str] | None = None  # the server closes the peer (the owner removed it)
+
+    def close(self, code: int, reason: str) -> None:
+        if self.closing is None and not self.overflowed:
+            self.closing = (code, reason)
+            if self._handler is not None:
+                self._handler.cancel()  # the handler ends the connection with this close
 
     def charge(self, messages: float) -> None:
         self.debt += messages
@@ -304,12 +313,12 @@ async def _serve_asgi(
                 except ProtocolViolation as exc:
                     close = (exc.code, exc.reason[:120])
     except asyncio.CancelledError:
-        if not channel.overflowed:
+        if not channel.overflowed and channel.closing is None:
             raise
         task = asyncio.current_task()
         if task is not None:
-            task.uncancel()  # dropped for not reading: the server ends the connection below
-        close = (CloseCode.SLOW_CLIENT, "not reading")
+            task.uncancel()  # dropped for not reading, or closed by the server: it ends the connection below
+        close = channel.closing or (CloseCode.SLOW_CLIENT, "not reading")
     finally:
         channel.stop()
         room.leave(peer)
