@@ -12,12 +12,14 @@ meanwhile; see ``BatchWriter.compact_rows``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 
 _MIRROR_SLICE_SECONDS = 0.0005  # longest stretch the mirror pass holds the event loop
 # The other processes' news of the owner's controls (``cluster.share``).
-_STATE_TOPIC = "session-state"  # b"1" (ended) or b"0" (reopened), then the session id
+_STATE_TOPIC = "session-state"  # JSON [session id, when it ended (ISO 8601) or null (reopened)]
 _REMOVED_TOPIC = "participant-removed"  # session id NUL participant id NUL token hash
 
 
@@ -166,35 +168,39 @@ class RoomRegistry:
 
     # --- the owner's controls (the REST layer decides and commits; this applies it to the live layer) ----------
 
-    def set_ended(self, session_id: str, ended: bool) -> None:
-        """The owner ended (or reopened) the session, committed: every connection here is read-only from now on
-        (or may write again), and the other processes are told."""
-        self._set_ended(session_id, ended)
+    def set_ended(self, session_id: str, ended_at: datetime | None) -> None:
+        """The owner ended the session at ``ended_at`` (or reopened it: None), committed: every connection here is
+        read-only from now on (or may write again), and the other processes are told."""
+        self._set_ended(session_id, ended_at)
         if self.cluster.shared:
-            self.cluster.share(_STATE_TOPIC, (b"1" if ended else b"0") + session_id.encode())
+            when = None if ended_at is None else ended_at.isoformat()
+            self.cluster.share(_STATE_TOPIC, json.dumps([session_id, when]).encode())
 
-    def _set_ended(self, session_id: str, ended: bool) -> None:
+    def _set_ended(self, session_id: str, ended_at: datetime | None) -> None:
         self._state_epoch += 1
-        if ended:
+        if ended_at is not None:
             self._new_doc(session_id)  # a room built from it would not know; its load reads the state instead
         room = self.rooms.get(session_id)
         if room is not None:
-            room.set_ended(ended)
+            room.set_ended(ended_at)
 
     def _apply_shared_state(self, event: bytes) -> None:
-        self._set_ended(event[1:].decode(), event[:1] == b"1")
+        session_id, when = json.loads(event)
+        self._set_ended(str(session_id), None if when is None else datetime.fromisoformat(when))
 
     async def ended(self, session_id: str) -> bool:
         """Whether the owner ended the session (False for an unknown one): the loaded room knows, else the row."""
         room = self.peek(session_id)
         if room is not None:
             return room.ended
-        return await self._ended_in_db(session_id)
+        return await self._ended_in_db(session_id) is not None
 
-    async def _ended_in_db(self, session_id: str) -> bool:
+    async def _ended_in_db(self, session_id: str) -> datetime | None:
         async with self.db_lock, self._sessionmaker() as db:
-            ended_at = await db.scalar(select(SessionRow.ended_at).where(SessionRow.id == session_id))
-        return ended_at is not None
+            ended_at: datetime | None = await db.scalar(
+                select(SessionRow.ended_at).where(SessionRow.id == session_id)
+            )
+        return ended_at
 
     def remove(self, session_id: str, participant_id: str, token_hash: str) -> None:
         """The owner removed a participant, committed (its row is gone): forget its token and close its connections
@@ -343,15 +349,15 @@ class RoomRegistry:
             first = initial_update(stored.code, stored.language, stored.title)
             await self.log.append(session_id, first)
             stored = replace(stored, updates=[first])
-        ended = False
+        ended_at = None
         epoch = -1
         # Read again if an end or a reopen was heard meanwhile (it may have been committed after the read); once
         # the room is built, what is heard reaches it directly. A session created here and never ended has none.
         while from_log and epoch != self._state_epoch:
             epoch = self._state_epoch
-            ended = await self._ended_in_db(session_id)
+            ended_at = await self._ended_in_db(session_id)
         room = self._build(session_id, stored)
-        room.ended = ended
+        room.ended_at = ended_at
         await self.cluster.attach(room, mark)
         self.maybe_compact(room)
         return room

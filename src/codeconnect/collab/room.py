@@ -213,8 +213,9 @@ class Room:
         # The other processes holding this session (None: this is the only one, and nothing is published).
         self._fanout = fanout
         self._remote_seats: dict[str, tuple[tuple[str, bool], ...]] = {}  # per other process, its connections
-        # The owner ended the session: every connection is read-only, whatever its role (see :meth:`set_ended`).
-        self.ended = False
+        # When the owner ended the session (None: open): every connection is read-only meanwhile, whatever its
+        # role (see :meth:`set_ended`).
+        self.ended_at: datetime | None = None
 
     # --- peers ----------------------------------------------------------------------------------------
 
@@ -265,17 +266,23 @@ class Room:
 
     # --- the owner's controls --------------------------------------------------------------------------------
 
-    def set_ended(self, ended: bool) -> bool:
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    def set_ended(self, ended_at: datetime | None) -> bool:
         """End the session (every connection read-only from this call on: no peer update is applied, relayed or
-        stored after it) or reopen it; the peers are told with an auth message. Returns whether it changed.
+        stored after it) or reopen it (None); the peers are told with an auth message. Returns whether the
+        session went from open to ended or back.
 
         Stock y-websocket clients log the "permission denied" and stay connected (their edits made meanwhile stay
         theirs, as a viewer's do); a close would either stop them for good (44xx) or reconnect them into the same
         state. Awareness goes on: people can still point at the code."""
-        if ended == self.ended:
+        was = self.ended
+        self.ended_at = ended_at
+        if was == self.ended:
             return False
-        self.ended = ended
-        self._broadcast(_ENDED if ended else _REOPENED, None)
+        self._broadcast(_ENDED if was is False else _REOPENED, None)
         return True
 
     def expel(self, participant_id: str, reason: str) -> int:

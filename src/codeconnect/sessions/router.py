@@ -37,8 +37,9 @@ def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | Non
     online = presence.online_participants(row.id)
     room = live.peek(row.id) if live is not None else None
     code, language, title, updated_at = row.code, row.language, row.title, row.updated_at
+    ended_at = row.ended_at
     if room is not None:
-        code, language, title = room.shared.text(), room.language(), room.title()
+        code, language, title, ended_at = room.shared.text(), room.language(), room.title(), room.ended_at
         if room.updated_at is not None and room.updated_at > updated_at:
             updated_at = room.updated_at
     return Session(
@@ -51,6 +52,7 @@ def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | Non
         participants=[to_participant(p, online) for p in row.participants],
         viewer_id=row.viewer_id,
         view_url=f"/v/{row.viewer_id}",
+        ended_at=ended_at,
     )
 
 
@@ -61,14 +63,15 @@ def card_view(card: SessionCard, room: Room, presence: PresenceView) -> Session:
         updated_at = room.updated_at
     return _view(
         card.id, card, (room.shared.text(), room.language(), room.title()), updated_at,
-        presence.online_participants(card.id),
+        presence.online_participants(card.id), room.ended_at,
     )  # fmt: skip
 
 
 def stored_view(session_id: str, stored: StoredSession, online: frozenset[str]) -> Session:
     """The API view of a session nobody has open here, from its row (``stored.exact``: the document's text)."""
     card = stored.card
-    return _view(session_id, card, (stored.code, stored.language, stored.title), card.updated_at, online)
+    text = (stored.code, stored.language, stored.title)
+    return _view(session_id, card, text, card.updated_at, online, card.ended_at)
 
 
 def _view(
@@ -77,6 +80,7 @@ def _view(
     text: tuple[str, str, str],
     updated_at: datetime,
     online: frozenset[str],
+    ended_at: datetime | None,
 ) -> Session:
     code, language, title = text
     return Session(
@@ -89,6 +93,7 @@ def _view(
         participants=[to_participant(p, online) for p in card.participants],
         viewer_id=card.viewer_id,
         view_url=f"/v/{card.viewer_id}",
+        ended_at=ended_at,
     )
 
 
@@ -177,7 +182,7 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         "/{sessionId}",
         summary="Replace the code (and title)",
         response_model=Session,
-        responses=responses(400, 404, 413, 422),
+        responses=responses(400, 404, 409, 413, 422),
     )
     async def update_session(
         session_id: ExistingSessionId,
@@ -188,7 +193,8 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         live: Live,
     ) -> Session:
         """Set the session's code, and its title when given. Connected clients see the change as one minimal
-        edit; the response is sent once the change is durable."""
+        edit; the response is sent once the change is durable. 409 `session_ended` while the owner has ended
+        the session."""
         row = await service.update_session(db, settings, live, session_id, code=body.code, title=body.title)
         return to_session(row, presence, live)
 
@@ -196,12 +202,13 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         "/{sessionId}/language",
         summary="Switch the language",
         response_model=Session,
-        responses=responses(400, 404, 413, 422),
+        responses=responses(400, 404, 409, 413, 422),
     )
     async def set_language(
         session_id: ExistingSessionId, body: SetLanguageRequest, db: DB, presence: Presence, live: Live
     ) -> Session:
-        """Switch the session's language for everyone (connected clients see it at once)."""
+        """Switch the session's language for everyone (connected clients see it at once). 409 `session_ended`
+        while the owner has ended the session."""
         return to_session(await service.set_language(db, live, session_id, body.language), presence, live)
 
     bind_body(create_session, models.create_session)

@@ -24,6 +24,7 @@ from codeconnect.languages import LanguageName, get_language, normalize_language
 from codeconnect.limits import check_text_bytes
 from codeconnect.models import SessionRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret
+from codeconnect.sessions.state import session_ended
 from codeconnect.workspaces.service import check_language, session_policy, workspace_policy
 
 if TYPE_CHECKING:  # the registry imports this package's neighbours; only the type is needed here
@@ -111,6 +112,8 @@ async def _change_live(
     refresh the session row's mirror in the request's unit of work."""
     await end_read_transaction(db)
     async with registry.use(session_id) as room:
+        if room.ended:  # the room knows once loaded, on every process (see controls)
+            raise session_ended()
         room.change(change)
         await room.committed()
         row = await get_session(db, session_id, for_update=True)
