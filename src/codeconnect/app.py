@@ -23,6 +23,7 @@ from codeconnect.collab.router import LiveEndpoint, is_live
 from codeconnect.collab.store import open_update_log
 from codeconnect.collab.transport import ACCEPTOR_STATE_KEY, LIMITS_STATE_KEY, TransportLimits, WebSocketConnection
 from codeconnect.config import Settings
+from codeconnect.controls.router import build_router as controls_router
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
 from codeconnect.execution.router import build_router as execution_router
@@ -247,6 +248,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
         app.include_router(build_metrics_router(settings))
     app.include_router(sessions_router(models, settings))
     app.include_router(participants_router(models))
+    app.include_router(controls_router())
     app.include_router(views_router(models))
     app.include_router(execution_router(settings))
     if settings.admin_token is not None:  # off, not merely refused, without a token: no such API at all

@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_PIECES
 from codeconnect.collab.document import MAX_RUNS
-from codeconnect.collab.protocol import CloseCode
+from codeconnect.collab.protocol import SESSION_ENDED, SESSION_REOPENED, AuthType, CloseCode
 from codeconnect.config import Settings
 from codeconnect.execution.schemas import ExecuteResult, RunOutcome
 from codeconnect.execution.service import RECORD_STDIN_MAX_BYTES
@@ -97,6 +97,14 @@ def typescript() -> str:
         _HEADER,
         "/** Close codes of the live endpoint (`/v1/collab`). */",
         f"export const CLOSE = {{\n{close}\n}} as const;",
+        "",
+        "/** Auth messages (type 2) the live endpoint sends when the owner ends or reopens the session:",
+        " * `2 · PERMISSION_DENIED · varString(SESSION_ENDED)`,",
+        " * `2 · PERMISSION_GRANTED · varString(SESSION_REOPENED)`. */",
+        f"export const AUTH = {{ PERMISSION_DENIED: {int(AuthType.PERMISSION_DENIED)}, "
+        f"PERMISSION_GRANTED: {int(AuthType.PERMISSION_GRANTED)} }} as const;",
+        f"export const SESSION_ENDED = {_ts(SESSION_ENDED)};",
+        f"export const SESSION_REOPENED = {_ts(SESSION_REOPENED)};",
         "",
         "/** Runs the shared `runs` array keeps; older ones are dropped by whoever appends. */",
         f"export const MAX_RUNS = {MAX_RUNS};",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Path, Request
+from fastapi import Depends, Path, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from codeconnect.clients import rate_key
@@ -73,9 +73,6 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 Presence = Annotated[PresenceView, Depends(get_presence)]
 Live = Annotated[RoomRegistry, Depends(get_live)]
 Cards = Annotated[SessionCards, Depends(get_cards)]
-OwnerKey = Annotated[
-    str | None, Header(alias="X-Owner-Key", description="The session's owner key, from its creation.")
-]
 SessionId = Annotated[
     str,
     Path(

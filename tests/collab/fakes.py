@@ -30,6 +30,10 @@ class FakeChannel:
     def __init__(self) -> None:
         self.sent: list[bytes] = []
         self.charged = 0.0
+        self.closed: tuple[int, str] | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
 
     def send(self, data: bytes) -> None:
         self.sent.append(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -365,3 +366,31 @@ def test_a_remote_update_is_relayed_never_stored_and_counted_once_when_replayed(
         room.apply_remote(update, "ada", (other.client_id,))
     assert room.doc_bytes == size + len(update)
     assert room.shared.text().count("# from another process\n") == 1
+
+
+def test_an_ended_room_drops_every_peers_updates_and_says_so() -> None:
+    room, log = make_room()
+    ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    ended = p.auth_message(p.AuthType.PERMISSION_DENIED, p.SESSION_ENDED)
+    assert room.set_ended(datetime.now(UTC)) is True
+    assert ada.channel.take() == [ended] and bob.channel.take() == [ended]
+    assert room.set_ended(datetime.now(UTC)) is False and ada.channel.sent == []  # already ended: nothing said
+    stored = len(log.updates)
+    ada.edit("# nope\n")
+    bob.room.receive(bob.peer, p.sync_step2(bob.doc.get_update()))  # a step 2 is an update too
+    assert "nope" not in room.shared.text() and len(log.updates) == stored and bob.channel.sent == []
+    late = HandPeer(room, "cy")
+    room.join(late.peer)
+    assert late.channel.sent[-1] == ended  # told after its sync
+    assert room.set_ended(None) is True
+    assert bob.channel.take() == [p.auth_message(p.AuthType.PERMISSION_GRANTED, p.SESSION_REOPENED)]
+    update = bob.edit("# yes\n")
+    assert log.updates[-1] == update
+
+
+def test_expel_closes_every_connection_of_the_participant_with_4403() -> None:
+    room, _ = make_room()
+    ada, ada2, bob = HandPeer(room, "ada").join(), HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    assert room.expel("ada", "removed") == 2
+    assert ada.channel.closed == ada2.channel.closed == (CloseCode.FORBIDDEN, "removed")
+    assert bob.channel.closed is None

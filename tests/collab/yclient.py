@@ -105,6 +105,8 @@ class YClient:
                 else:
                     self.awareness[cid] = state
             self.changed.set()
+        elif msg.type == p.MessageType.AUTH:
+            self.changed.set()  # kept in `received`: a waiter may be looking for it
 
     async def set_awareness(self, state: Any, client_id: int | None = None) -> None:
         self.awareness_clock += 1

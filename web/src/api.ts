@@ -44,6 +44,8 @@ export interface SessionView {
   createdAt: string;
   updatedAt: string;
   participants: Participant[];
+  /** When the owner ended the session (null: open; absent from servers before the owner's controls). */
+  endedAt?: string | null;
 }
 
 export interface Session extends SessionView {
@@ -211,6 +213,15 @@ export const api = {
   /** Delete the session with everything it holds, for everyone (its owner, with the key from its creation). */
   deleteSession: (id: string, ownerKey: string) =>
     request<void>("DELETE", `/v1/sessions/${enc(id)}`, undefined, undefined, { "X-Owner-Key": ownerKey }),
+  /** The owner's controls (the owner key goes in a header, never in a URL). */
+  endSession: (id: string, ownerKey: string) =>
+    request<Session>("POST", `/v1/sessions/${enc(id)}/end`, undefined, undefined, { "X-Owner-Key": ownerKey }),
+  reopenSession: (id: string, ownerKey: string) =>
+    request<Session>("POST", `/v1/sessions/${enc(id)}/reopen`, undefined, undefined, { "X-Owner-Key": ownerKey }),
+  removeParticipant: (id: string, participantId: string, ownerKey: string) =>
+    request<void>("DELETE", `/v1/sessions/${enc(id)}/participants/${enc(participantId)}`, undefined, undefined, {
+      "X-Owner-Key": ownerKey,
+    }),
   /** Kill the server run started with ``runId``; its own request then answers with the outcome "stopped". */
   stopRun: (id: string, runId: string, token: string) =>
     request<{ runId: string; running: boolean }>(

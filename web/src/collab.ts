@@ -3,6 +3,7 @@
 import { WebsocketProvider } from "y-websocket";
 import * as Y from "yjs";
 import type { Awareness } from "y-protocols/awareness";
+import { sessionEndedBy } from "./authMessage";
 import { CLOSE } from "./contracts.gen";
 import { safeColor } from "./ui/dom";
 
@@ -43,6 +44,8 @@ export class Collab {
     token: string,
     user: CollabUser,
     onClosed: (code: number, reason: string) => void,
+    /** The server says the owner ended (true) or reopened (false) the session. */
+    onSessionEnded: (ended: boolean) => void = () => undefined,
   ) {
     this.text = this.doc.getText("code");
     this.meta = this.doc.getMap("meta");
@@ -57,6 +60,12 @@ export class Collab {
       // large to accept) would only repeat, so the page handles them instead of retrying forever.
       shouldReconnect: (event) => TRANSIENT.has(event.code) || event.code < 4400 || event.code > 4499,
     });
+    // Auth messages (type 2): the owner's end and reopen. y-websocket's own handler only logs "permission denied".
+    this.provider.messageHandlers[2] = (_encoder, decoder) => {
+      const ended = sessionEndedBy(decoder.arr, decoder.pos);
+      decoder.pos = decoder.arr.length; // one message a frame: nothing of it is left for anyone else
+      if (ended !== null) onSessionEnded(ended);
+    };
     this.awareness = this.provider.awareness;
     this.awareness.setLocalStateField("user", user);
     // Peers write their own awareness state, and the editor's remote-cursor code puts user.color and

@@ -10,11 +10,19 @@ export const CLOSE = {
   SERVICE_RESTART: 1012,
   BAD_MESSAGE: 4400,
   UNAUTHORIZED: 4401,
+  FORBIDDEN: 4403,
   NOT_FOUND: 4404,
   SLOW_CLIENT: 4408,
   TOO_LARGE: 4413,
   TOO_MANY: 4429,
 } as const;
+
+/** Auth messages (type 2) the live endpoint sends when the owner ends or reopens the session:
+ * `2 · PERMISSION_DENIED · varString(SESSION_ENDED)`,
+ * `2 · PERMISSION_GRANTED · varString(SESSION_REOPENED)`. */
+export const AUTH = { PERMISSION_DENIED: 0, PERMISSION_GRANTED: 1 } as const;
+export const SESSION_ENDED = "session-ended";
+export const SESSION_REOPENED = "session-reopened";
 
 /** Runs the shared `runs` array keeps; older ones are dropped by whoever appends. */
 export const MAX_RUNS = 20;

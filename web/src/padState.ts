@@ -21,17 +21,24 @@ export interface PadSnapshot {
   readonly closed: Closed | null;
   /** This page's owner is deleting the session (from the confirmation until the page leaves, or it fails). */
   readonly deleting: boolean;
+  /** The session owner ended the session: everyone reads, nobody edits, until the owner reopens it. */
+  readonly ended: boolean;
 }
 
 export type Closed =
   | { kind: "rejoin" } // the token is no longer valid: join again (the name is remembered)
   | { kind: "gone"; deleted: boolean } // the session no longer exists (deleted: while this page had it open)
+  | { kind: "removed" } // the session owner removed this participant (its token no longer works)
   | { kind: "frozen"; message: string }; // anything else: keep the code on screen, read-only, and say why
 
 export type ExecutionPolicy = "none" | "browser" | "sandbox";
 
 export const OFF_NOTE = "The session owner turned off running code in this session.";
 export const POLICY_NONE_NOTE = "This workspace's policy does not allow running code.";
+export const ENDED_NOTE = "The session owner ended this session. The code stays here to read; nobody can edit or run it.";
+export const ENDED_OWNER_NOTE = "You ended this session: everyone sees the code read-only. Reopen it to let them edit again.";
+export const REMOVED_NOTE =
+  "The session owner removed you from this session. Your live connection was closed and your access ended; the code stays on screen, read-only.";
 export const POLICY_BROWSER_NOTE = "This workspace's policy runs code only in browsers, and this language needs the server.";
 
 /** What the run controls show, from a snapshot and the runners' own verdict on a language. */
@@ -51,10 +58,11 @@ export function runControls(s: PadSnapshot, unavailable: (language: Language) =>
   const why =
     s.executionPolicy === "none" ? POLICY_NONE_NOTE : s.executionOff ? OFF_NOTE : policyNote(s, unavailable(s.language));
   return {
-    runDisabled: s.running || s.readOnly || why !== null || s.closed !== null,
+    runDisabled: s.running || s.readOnly || s.ended || why !== null || s.closed !== null,
     stopDisabled: !s.running,
-    note: s.readOnly ? "" : (why ?? ""),
-    runTitle: s.readOnly ? "Viewers cannot run code" : (why ?? "Run (Ctrl+Enter)"),
+    // An ended session says so in its banner; the note would only repeat it.
+    note: s.readOnly || s.ended ? "" : (why ?? ""),
+    runTitle: s.readOnly ? "Viewers cannot run code" : s.ended ? "The session has ended" : (why ?? "Run (Ctrl+Enter)"),
     showTypeErrors: !s.readOnly && s.language === "typescript",
     keepServerOffer: s.language === "python",
   };
@@ -82,9 +90,23 @@ export function linkText(s: CollabStatus): { text: string; state: string } {
 /** The close reason of the connections of a session deleted while they were open (sessions/deletion.py). */
 export const DELETED_REASON = "session deleted";
 
+/** Whether this page may change the shared document now (the editor, the title, the language). */
+export function canEdit(s: PadSnapshot): boolean {
+  return !s.readOnly && !s.ended && s.closed === null;
+}
+
+/** The banner's text ("" hides it): a closed connection first (it is final), then an ended session. */
+export function bannerText(s: PadSnapshot, owner: boolean): string {
+  if (s.closed?.kind === "removed") return REMOVED_NOTE;
+  if (s.closed?.kind === "frozen") return s.closed.message;
+  if (s.ended) return owner ? ENDED_OWNER_NOTE : ENDED_NOTE;
+  return "";
+}
+
 /** What a close of the live connection that will not be retried means for the page. */
 export function closeMeaning(code: number, reason: string): Closed {
   if (code === CLOSE.UNAUTHORIZED) return { kind: "rejoin" };
+  if (code === CLOSE.FORBIDDEN) return { kind: "removed" };
   if (code === CLOSE.NOT_FOUND) return { kind: "gone", deleted: reason === DELETED_REASON };
   return {
     kind: "frozen",
@@ -101,9 +123,10 @@ export class PadState {
   private current: PadSnapshot;
   private readonly listeners = new Set<Listener>();
 
-  constructor(initial: { readOnly: boolean; language: Language; title: string }) {
+  constructor(initial: { readOnly: boolean; language: Language; title: string; ended?: boolean }) {
     this.current = {
       ...initial,
+      ended: initial.ended ?? false,
       link: { link: "connecting", synced: false, pending: false },
       running: false,
       executionOff: false,
@@ -136,10 +159,11 @@ export class PadState {
     this.set(typeof title === "string" && title ? { language, title } : { language });
   }
 
-  /** Returns false when a run may not start now (one is running, a viewer, or the connection closed). */
+  /** Returns false when a run may not start now (one is running, a viewer, the session ended, or the connection
+   * closed). */
   runStarted(): boolean {
     const s = this.current;
-    if (s.running || s.readOnly || s.closed !== null) return false;
+    if (s.running || s.readOnly || s.ended || s.closed !== null) return false;
     this.set({ running: true });
     return true;
   }
@@ -167,6 +191,12 @@ export class PadState {
 
   deletionFailed(): void {
     this.set({ deleting: false });
+  }
+
+  /** The server says the owner ended the session (or reopened it): from its answer, the page's load, or the live
+   * connection's auth message. */
+  sessionEnded(ended: boolean): void {
+    this.set({ ended });
   }
 
   closedFor(code: number, reason: string): Closed {

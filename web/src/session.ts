@@ -8,7 +8,7 @@ import { CodeEditor } from "./editor";
 import { isLanguage, LANGUAGES, languageInfo, type Language } from "./languages";
 import { Runners } from "./runners/runner";
 import { LivePublisher, type LivePhase } from "./liveRuns";
-import { linkText, PadState, runControls, usableServerLanguages } from "./padState";
+import { bannerText, canEdit, linkText, PadState, runControls, usableServerLanguages } from "./padState";
 import { appendRun } from "./runs";
 import { store } from "./store";
 import { h, lighten } from "./ui/dom";
@@ -53,7 +53,10 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   const me = store.participant(access.key, role) ?? (await askName(session, access));
   const readOnly = me.role === "viewer";
   const config = pageConfig();
-  const state = new PadState({ readOnly, language: session.language, title: session.title });
+  const state = new PadState({ readOnly, language: session.language, title: session.title, ended: Boolean(session.endedAt) });
+  // The owner's controls show where this browser created the session (it keeps the owner key; see store.ts).
+  // Only the browser that created the session holds its owner key (and only editor links name the session).
+  const ownerKey = access.sessionId === null ? null : store.ownerKey(access.sessionId);
 
   let onClosed: (code: number, reason: string) => void = () => undefined;
   let settingsPoll = 0;
@@ -62,6 +65,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     me.token,
     { name: me.name, color: me.color, colorLight: lighten(me.color), participantId: me.id },
     (code, reason) => onClosed(code, reason),
+    (ended) => state.sessionEnded(ended),
   );
 
   // --- Layout ---------------------------------------------------------------------------------------------
@@ -100,8 +104,6 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     if (inside) shareButton.focus();
   });
   const downloadButton = h("button", { class: "button ghost", id: "download", title: "Download the code" }, "Download");
-  // Only the browser that created the session holds its owner key (and only editor links name the session).
-  const ownerKey = access.sessionId === null ? null : store.ownerKey(access.sessionId);
   const deleteButton =
     ownerKey === null ? null : h("button", { class: "button ghost danger", id: "delete-session", title: "Delete this session for everyone", "aria-label": "Delete session" }, "Delete");
   const shortcutsButton = h(
@@ -141,7 +143,14 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     placeholder: readOnly ? "Viewers cannot run code" : "Text the program reads with input() / readline()",
     readonly: readOnly,
   });
-  const people = new PeopleView(() => access.participants(), collab.awareness, me.id);
+  const people = new PeopleView(
+    () => access.participants(),
+    collab.awareness,
+    me.id,
+    ownerKey && access.sessionId !== null ? (person) => void removePerson(access.sessionId!, ownerKey, person) : null,
+  );
+  // End / Reopen, for the owner only; its words follow the session's state.
+  const endButton = ownerKey ? h("button", { class: "button ghost", id: "end-session" }, "End session") : null;
   const output = new OutputPanel(collab.runs, collab.awareness);
   const livePublisher = new LivePublisher(collab.awareness);
 
@@ -170,6 +179,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
         deleteButton,
         settingsSlot,
         shortcutsButton,
+        endButton,
       ),
       banner,
       notice.el,
@@ -237,7 +247,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
       notice.show(`Cannot format: ${err instanceof Error ? err.message : String(err)}`);
     } finally {
       formatting = false;
-      formatButton.disabled = false;
+      formatButton.disabled = !canEdit(state.snapshot);
     }
   }
   formatButton?.addEventListener("click", () => void formatCode());
@@ -273,7 +283,10 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     const closed = state.closedFor(code, reason);
     window.clearInterval(settingsPoll);
     if (closed.kind === "gone" && state.snapshot.deleting) return; // this page deleted it, and is leaving
-    if (closed.kind === "rejoin") {
+    if (closed.kind === "removed") {
+      // The token no longer works: a reload asks for a name again (as a new participant) rather than failing.
+      store.forgetParticipant(access.key, role);
+    } else if (closed.kind === "rejoin") {
       // The token is no longer valid (the server's data was reset): join again, the name is remembered.
       store.forgetParticipant(access.key, role);
       location.reload();
@@ -282,14 +295,35 @@ export async function sessionPage(route: PadRoute): Promise<void> {
       showProblem("This session was deleted", "Its code, output and history are no longer on the server.");
     } else if (closed.kind === "gone") {
       showProblem("Session not found", "This session no longer exists on the server.");
-    } else {
-      // Keep the code on screen (it can still be copied or downloaded) but stop editing a copy that no longer
-      // syncs.
-      editor.setReadOnly(true);
-      banner.hidden = false;
-      banner.textContent = closed.message;
     }
+    // Otherwise the state's subscriber keeps the code on screen (it can still be copied or downloaded) but stops
+    // editing a copy that no longer syncs, and the banner says why.
   };
+
+  // --- The owner's controls ---------------------------------------------------------------------------------
+  async function removePerson(sessionId: string, key: string, person: { id: string; name: string }): Promise<void> {
+    if (!window.confirm(`Remove ${person.name} from the session? Their connection closes and their link stops working for them.`)) return;
+    try {
+      await api.removeParticipant(sessionId, person.id, key);
+      notice.show(`${person.name} was removed from the session.`, 4000);
+    } catch (err) {
+      notice.show(`Could not remove ${person.name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    await people.refresh();
+  }
+  endButton?.addEventListener("click", () => {
+    const sessionId = access.sessionId;
+    if (!ownerKey || sessionId === null) return;
+    const ending = !state.snapshot.ended;
+    if (ending && !window.confirm("End the session? Everyone's editor becomes read-only until you reopen it.")) return;
+    endButton.disabled = true;
+    (ending ? api.endSession(sessionId, ownerKey) : api.reopenSession(sessionId, ownerKey))
+      .then((answer) => state.sessionEnded(Boolean(answer.endedAt)))
+      .catch((err: unknown) => notice.show(`Could not ${ending ? "end" : "reopen"} the session: ${err instanceof Error ? err.message : String(err)}`))
+      .finally(() => {
+        endButton.disabled = false;
+      });
+  });
 
   const currentLanguage = (): Language => {
     const value = collab.meta.get("language");
@@ -344,6 +378,24 @@ export async function sessionPage(route: PadRoute): Promise<void> {
       titleLabel.title = now.title;
       document.title = `${now.title} · Code Connect Live`;
     }
+    // The first call (now === before) sets up a page opened on an ended session.
+    if (now === before || now.ended !== before.ended || now.closed !== before.closed) {
+      const editable = canEdit(now);
+      editor.setReadOnly(!editable);
+      titleEditor.setEditable(editable);
+      languageSelect.disabled = !editable;
+      if (formatButton) formatButton.disabled = !editable;
+      stdin.readOnly = !editable;
+      const text = bannerText(now, Boolean(ownerKey));
+      banner.hidden = !text;
+      banner.textContent = text;
+      banner.classList.toggle("ended", now.closed === null && now.ended);
+      document.body.dataset.ended = String(now.ended);
+      if (endButton) {
+        endButton.textContent = now.ended ? "Reopen session" : "End session";
+        endButton.hidden = now.closed !== null;
+      }
+    }
     if (now.link !== before.link) {
       const { text, state: badge } = linkText(now.link);
       conn.dataset.state = badge;
@@ -358,7 +410,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
 
   languageSelect.addEventListener("change", () => {
     const next = languageSelect.value;
-    if (!isLanguage(next) || readOnly) return;
+    if (!isLanguage(next) || !canEdit(state.snapshot)) return;
     const previous = currentLanguage();
     collab.doc.transact(() => {
       collab.meta.set("language", next);
@@ -375,6 +427,11 @@ export async function sessionPage(route: PadRoute): Promise<void> {
 
   collab.onStatus((status) => {
     state.connection(status);
+    if (status.synced && state.snapshot.ended) {
+      // A reopen told while this page was offline is not told again: ask. (An end is: the server says it to every
+      // connection it admits.)
+      access.load().then((info) => state.sessionEnded(Boolean(info.endedAt)), () => undefined);
+    }
     if (status.synced) {
       applyMeta();
       output.announcing = true;

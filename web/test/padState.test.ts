@@ -1,14 +1,20 @@
 import { describe, expect, it } from "vitest";
 import { CLOSE } from "../src/contracts.gen";
+import { sessionEndedBy } from "../src/authMessage";
 import {
+  bannerText,
+  canEdit,
   closeMeaning,
   DELETED_REASON,
+  ENDED_NOTE,
+  ENDED_OWNER_NOTE,
   linkText,
   OFF_NOTE,
   PadState,
   type PadSnapshot,
   POLICY_BROWSER_NOTE,
   POLICY_NONE_NOTE,
+  REMOVED_NOTE,
   runControls,
   usableServerLanguages,
 } from "../src/padState";
@@ -135,5 +141,54 @@ describe("closeMeaning", () => {
     expect(large.kind === "frozen" && large.message).toMatch(/larger than this server accepts/);
     const other = closeMeaning(CLOSE.BAD_MESSAGE, "malformed message");
     expect(other.kind === "frozen" && other.message).toMatch(/malformed message/);
+  });
+});
+
+describe("the owner's controls", () => {
+  it("ends and reopens: nobody edits or runs while ended, and the banner says who ended it", () => {
+    const state = pad();
+    expect(canEdit(state.snapshot)).toBe(true);
+    expect(bannerText(state.snapshot, false)).toBe("");
+    state.sessionEnded(true);
+    expect(canEdit(state.snapshot)).toBe(false);
+    expect(state.runStarted()).toBe(false);
+    const controls = runControls(state.snapshot, available);
+    expect(controls.runDisabled).toBe(true);
+    expect(controls.note).toBe("");
+    expect(controls.runTitle).toBe("The session has ended");
+    expect(bannerText(state.snapshot, false)).toBe(ENDED_NOTE);
+    expect(bannerText(state.snapshot, true)).toBe(ENDED_OWNER_NOTE);
+    state.sessionEnded(false);
+    expect(canEdit(state.snapshot)).toBe(true);
+    expect(bannerText(state.snapshot, false)).toBe("");
+    expect(state.runStarted()).toBe(true);
+  });
+
+  it("starts ended when the session was ended before the page opened", () => {
+    const state = new PadState({ readOnly: false, language: "python", title: "T", ended: true });
+    expect(canEdit(state.snapshot)).toBe(false);
+  });
+
+  it("explains a removal (4403), which outlasts a reopen", () => {
+    expect(closeMeaning(CLOSE.FORBIDDEN, "removed by the session owner")).toEqual({ kind: "removed" });
+    const state = pad();
+    state.sessionEnded(true);
+    state.closedFor(CLOSE.FORBIDDEN, "");
+    expect(bannerText(state.snapshot, false)).toBe(REMOVED_NOTE);
+    state.sessionEnded(false);
+    expect(canEdit(state.snapshot)).toBe(false);
+    expect(bannerText(state.snapshot, false)).toBe(REMOVED_NOTE);
+  });
+
+  it("reads the server's auth messages", () => {
+    const message = (kind: number, reason: string): Uint8Array => {
+      const text = new TextEncoder().encode(reason);
+      return new Uint8Array([2, kind, text.length, ...text]);
+    };
+    expect(sessionEndedBy(message(0, "session-ended"), 1)).toBe(true);
+    expect(sessionEndedBy(message(1, "session-reopened"), 1)).toBe(false);
+    expect(sessionEndedBy(message(0, "some other reason"), 1)).toBe(null);
+    expect(sessionEndedBy(new Uint8Array([2, 0, 40, 65]), 1)).toBe(null); // a length past the end
+    expect(sessionEndedBy(new Uint8Array([2, 0xff]), 1)).toBe(null); // truncated
   });
 });

@@ -27,6 +27,20 @@ class SyncType(IntEnum):
     UPDATE = 2
 
 
+class AuthType(IntEnum):
+    """The sub-types of an auth message (server -> client) this server sends about the session's state."""
+
+    # y-protocols' one auth message, ``readAuthMessage``: stock clients log the reason and carry on.
+    PERMISSION_DENIED = 0
+    # This server's own: y-protocols' reader skips sub-types it does not know, pycrdt's provider every auth message.
+    PERMISSION_GRANTED = 1
+
+
+#: The reasons of the auth messages about the owner's controls (the page reads them; see contracts.py).
+SESSION_ENDED = "session-ended"
+SESSION_REOPENED = "session-reopened"
+
+
 class CloseCode(IntEnum):
     """WebSocket close codes the live endpoint uses (4xxx mirror HTTP statuses, like Hocuspocus)."""
 
@@ -37,6 +51,7 @@ class CloseCode(IntEnum):
     SERVICE_RESTART = 1012
     BAD_MESSAGE = 4400  # malformed message or update
     UNAUTHORIZED = 4401
+    FORBIDDEN = 4403  # the owner removed this participant: its token no longer works
     NOT_FOUND = 4404
     SLOW_CLIENT = 4408  # a frame too slow to arrive whole (a client cut for not reading gets no close frame)
     TOO_LARGE = 4413  # message over the size limit, or an update that would grow the code past its limit
@@ -177,6 +192,11 @@ def sync_update(update: bytes) -> bytes:
 
 def awareness_message(payload: bytes) -> bytes:
     return _message(b"\x01", payload)
+
+
+def auth_message(kind: AuthType, reason: str) -> bytes:
+    """An auth message (``2 · kind · varString(reason)``): how live clients hear that writing stopped or resumed."""
+    return _message(bytes([MessageType.AUTH, kind]), reason.encode())
 
 
 class Message(NamedTuple):

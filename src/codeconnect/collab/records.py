@@ -44,6 +44,8 @@ class SessionCardRecord(NamedTuple):
     updated_at: datetime
     viewer_id: str
     participants: list[ParticipantCardRecord]
+    # When the owner ended the session; only read for sessions whose room is not loaded (the room knows otherwise).
+    ended_at: datetime | None = None
 
 
 class NewSession(NamedTuple):

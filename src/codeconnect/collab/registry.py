@@ -12,12 +12,14 @@ meanwhile; see ``BatchWriter.compact_rows``).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy import select
@@ -38,6 +40,9 @@ from codeconnect.security import hash_secret
 log = logging.getLogger(__name__)
 
 _MIRROR_SLICE_SECONDS = 0.0005  # longest stretch the mirror pass holds the event loop
+# The other processes' news of the owner's controls (``cluster.share``).
+_STATE_TOPIC = "session-state"  # JSON [session id, when it ended (ISO 8601) or null (reopened)]
+_REMOVED_TOPIC = "participant-removed"  # session id NUL participant id NUL token hash
 
 
 @runtime_checkable
@@ -70,12 +75,20 @@ class RoomRegistry:
         self.rooms: dict[str, Room] = {}
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        # Participants can neither leave nor change role, so a token, once verified, stays valid.
+        # A token, once verified, stays valid until the owner removes its participant (see :meth:`remove`, which
+        # drops it here and on every other process).
         self._auth_cache: OrderedDict[str, tuple[str, Participant]] = OrderedDict()
+        # Participants removed lately: a check of their token that read the row before it was deleted must not
+        # admit them afterwards (bounded like the token cache; past it, the row's absence answers).
+        self._removed: OrderedDict[str, None] = OrderedDict()
+        # Moved by every end or reopen heard here: a room loading meanwhile reads its session's state again.
+        self._state_epoch = 0
         self._mirror_task: asyncio.Task[None] | None = None
         # Sessions created here whose room has not loaded yet: their stored document is known without a read.
         self._new_docs: OrderedDict[str, StoredDoc] = OrderedDict()
         self._new_docs_bytes = 0
+        self.cluster.listen(_STATE_TOPIC, self._apply_shared_state)
+        self.cluster.listen(_REMOVED_TOPIC, self._apply_shared_removal)
         self.limits = RoomLimits(
             max_code_bytes=settings.max_code_bytes,
             max_document_bytes=settings.max_document_bytes,
@@ -149,6 +162,8 @@ class RoomRegistry:
         if cached is not None and cached[0] == session_id:
             return cached[1]  # its participant row proves the session exists
         found = await self._authenticate(session_id, token) if cached is None and key and token else None
+        if found is not None and found.id in self._removed:
+            return None  # removed while its row was being read
         # A participant's row proves its session exists; anything else needs the session looked up, so an
         # unknown session is told apart (4404) from a bad token (4401).
         if found is None and not await self.session_exists(session_id):
@@ -157,6 +172,62 @@ class RoomRegistry:
             return None  # a token of another session, or none at all
         self._remember(key, session_id, found)
         return found
+
+    # --- the owner's controls (the REST layer decides and commits; this applies it to the live layer) ----------
+
+    def set_ended(self, session_id: str, ended_at: datetime | None) -> None:
+        """The owner ended the session at ``ended_at`` (or reopened it: None), committed: every connection here is
+        read-only from now on (or may write again), and the other processes are told."""
+        self._set_ended(session_id, ended_at)
+        if self.cluster.shared:
+            when = None if ended_at is None else ended_at.isoformat()
+            self.cluster.share(_STATE_TOPIC, json.dumps([session_id, when]).encode())
+
+    def _set_ended(self, session_id: str, ended_at: datetime | None) -> None:
+        self._state_epoch += 1
+        if ended_at is not None:
+            self._new_doc(session_id)  # a room built from it would not know; its load reads the state instead
+        room = self.rooms.get(session_id)
+        if room is not None:
+            room.set_ended(ended_at)
+
+    def _apply_shared_state(self, event: bytes) -> None:
+        session_id, when = json.loads(event)
+        self._set_ended(str(session_id), None if when is None else datetime.fromisoformat(when))
+
+    async def ended(self, session_id: str) -> bool:
+        """Whether the owner ended the session (False for an unknown one): the loaded room knows, else the row."""
+        room = self.peek(session_id)
+        if room is not None:
+            return room.ended
+        return await self._ended_in_db(session_id) is not None
+
+    async def _ended_in_db(self, session_id: str) -> datetime | None:
+        async with self.db_lock, self._sessionmaker() as db:
+            ended_at: datetime | None = await db.scalar(
+                select(SessionRow.ended_at).where(SessionRow.id == session_id)
+            )
+        return ended_at
+
+    def remove(self, session_id: str, participant_id: str, token_hash: str) -> None:
+        """The owner removed a participant, committed (its row is gone): forget its token and close its connections
+        with 4403, here and on every other process."""
+        self._remove(session_id, participant_id, token_hash)
+        if self.cluster.shared:
+            self.cluster.share(_REMOVED_TOPIC, "\0".join((session_id, participant_id, token_hash)).encode())
+
+    def _remove(self, session_id: str, participant_id: str, token_hash: str) -> None:
+        self._auth_cache.pop(token_hash, None)
+        self._removed[participant_id] = None
+        if len(self._removed) > self.settings.ws_auth_cache_entries:
+            self._removed.popitem(last=False)
+        room = self.rooms.get(session_id)
+        if room is not None:
+            room.expel(participant_id, "removed by the session owner")
+
+    def _apply_shared_removal(self, event: bytes) -> None:
+        session_id, participant_id, token_hash = event.decode().split("\0")
+        self._remove(session_id, participant_id, token_hash)
 
     async def session_exists(self, session_id: str) -> bool:
         """Whether the session exists: the one existence check of the REST and live layers (a deletion drops the
@@ -319,7 +390,10 @@ class RoomRegistry:
     async def _load(self, session_id: str) -> Room:
         # Taken before the log is read: what other processes relay from here on, committed or not, is replayed.
         mark = await self.cluster.mark()
-        stored = self._new_doc(session_id) or await self.log.load(session_id)
+        stored = self._new_doc(session_id)
+        from_log = stored is None
+        if stored is None:
+            stored = await self.log.load(session_id)
         if self.log.is_gone(session_id):
             raise SessionNotFound()  # deleted while it was read
         if not stored.updates:
@@ -327,7 +401,15 @@ class RoomRegistry:
             first = initial_update(stored.code, stored.language, stored.title)
             await self.log.append(session_id, first)
             stored = replace(stored, updates=[first])
+        ended_at = None
+        epoch = -1
+        # Read again if an end or a reopen was heard meanwhile (it may have been committed after the read); once
+        # the room is built, what is heard reaches it directly. A session created here and never ended has none.
+        while from_log and epoch != self._state_epoch:
+            epoch = self._state_epoch
+            ended_at = await self._ended_in_db(session_id)
         room = self._build(session_id, stored)
+        room.ended_at = ended_at
         await self.cluster.attach(room, mark)
         self.maybe_compact(room)
         return room

@@ -51,6 +51,10 @@ class Channel(Protocol):
         handling (the peer's reads pause until the rate has paid for it, as for any flood)."""
         ...
 
+    def close(self, code: int, reason: str) -> None:
+        """Close the connection with ``code``; the room hears of it as for any close (the peer leaves)."""
+        ...
+
 
 class UpdateStore(Protocol):
     """The update log as a room uses it (``store.UpdateLog``, chosen when the app is wired)."""
@@ -117,6 +121,8 @@ class Peer:
 
 
 _SERVER = ""  # owner of the room's own client id (no participant id is empty)
+_ENDED = p.auth_message(p.AuthType.PERMISSION_DENIED, p.SESSION_ENDED)
+_REOPENED = p.auth_message(p.AuthType.PERMISSION_GRANTED, p.SESSION_REOPENED)
 
 
 @contextmanager
@@ -207,6 +213,9 @@ class Room:
         # The other processes holding this session (None: this is the only one, and nothing is published).
         self._fanout = fanout
         self._remote_seats: dict[str, tuple[tuple[str, bool], ...]] = {}  # per other process, its connections
+        # When the owner ended the session (None: open): every connection is read-only meanwhile, whatever its
+        # role (see :meth:`set_ended`).
+        self.ended_at: datetime | None = None
 
     # --- peers ----------------------------------------------------------------------------------------
 
@@ -223,6 +232,8 @@ class Room:
         states = self.awareness.snapshot()
         if states is not None:
             peer.channel.send(p.awareness_message(states))
+        if self.ended:
+            peer.channel.send(_ENDED)
 
     def leave(self, peer: Peer) -> None:
         if self.peers.pop(peer, 0) is None:
@@ -258,6 +269,35 @@ class Room:
             return here
         return here.union(pid for remote in self._remote_seats.values() for pid, _ in remote)
 
+    # --- the owner's controls --------------------------------------------------------------------------------
+
+    @property
+    def ended(self) -> bool:
+        return self.ended_at is not None
+
+    def set_ended(self, ended_at: datetime | None) -> bool:
+        """End the session (every connection read-only from this call on: no peer update is applied, relayed or
+        stored after it) or reopen it (None); the peers are told with an auth message. Returns whether the
+        session went from open to ended or back.
+
+        Stock y-websocket clients log the "permission denied" and stay connected (their edits made meanwhile stay
+        theirs, as a viewer's do); a close would either stop them for good (44xx) or reconnect them into the same
+        state. Awareness goes on: people can still point at the code."""
+        was = self.ended
+        self.ended_at = ended_at
+        if was == self.ended:
+            return False
+        self._broadcast(_ENDED if was is False else _REOPENED, None)
+        return True
+
+    def expel(self, participant_id: str, reason: str) -> int:
+        """Close every connection here of a participant the owner removed (4403); each leaves as on any close,
+        which removes its awareness for the others. Returns how many were closed."""
+        peers = [peer for peer in self.peers if peer.participant_id == participant_id]
+        for peer in peers:
+            peer.channel.close(CloseCode.FORBIDDEN, reason)
+        return len(peers)
+
     # --- messages from peers ------------------------------------------------------------------------------
 
     def receive(self, peer: Peer, data: bytes) -> None:
@@ -267,13 +307,13 @@ class Room:
             if msg.type == MessageType.SYNC:
                 if msg.sync_type == SyncType.STEP1:
                     peer.channel.send(self._sync_reply(peer, msg.payload))
-                elif not peer.readonly:
+                elif not peer.readonly and not self.ended:
                     # An update message goes to the others as it came; a step 2 is passed on as an update.
                     if msg.sync_type == SyncType.UPDATE:
                         self._apply_from(peer, msg.payload, data)
                     else:
                         self._apply_from(peer, msg.payload, None, reply=True)
-                # A viewer's updates are dropped: it may watch, not edit.
+                # A viewer's updates are dropped: it may watch, not edit; so is everyone's once the session ended.
             elif msg.type == MessageType.AWARENESS:
                 announced = peer.client_id
                 relay = self.awareness.apply(peer, msg.payload, self._owners.get)

@@ -12,7 +12,8 @@ the same endpoint works through plain ASGI messages.
 Refusals happen after the upgrade, as WebSocket close codes, because browsers hide HTTP statuses of failed
 upgrades from pages: 4404 unknown session, 4401 missing or bad token, 4429 too many connections or messages
 (or a participant cooling down after repeated refusals), 4413 message or document too large, 4400 malformed
-message, 1003 text frame, 4408 a frame too slow to arrive.
+message, 1003 text frame, 4408 a frame too slow to arrive. 4403 closes the connections of a participant the owner
+removed (its token then fails, 4401).
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ class _AsgiChannel:
         self._max_bytes = max_bytes
         self.overflowed = False
         self.debt = 0.0  # messages charged to the peer's rate since its last message
-        self.closing: tuple[int, str] | None = None  # the server ends the connection (its session was deleted)
+        self.closing: tuple[int, str] | None = None  # the server ends the connection (session deleted, peer removed)
 
     def charge(self, messages: float) -> None:
         self.debt += messages

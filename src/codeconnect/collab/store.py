@@ -652,6 +652,7 @@ class UpdateLog:
             card = SessionCardRecord(
                 row.created_at, row.updated_at, row.viewer_id,
                 [ParticipantCardRecord(p.id, p.name, p.color, p.role, p.joined_at) for p in row.participants],
+                row.ended_at,
             )  # fmt: skip
             return StoredSession(card, row.code, row.language, row.title, False)
 

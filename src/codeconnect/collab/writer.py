@@ -52,8 +52,8 @@ _SEAL = (
 _EXACT = "s.log_head IS NOT NULL AND s.log_head = (SELECT max(d.id) FROM doc_updates d WHERE d.session_id = s.id)"
 # Sessions are read many at a time (see UpdateLog.stored_session); the rows come back in any order, with their ids.
 _STORED_SESSIONS = (
-    f"SELECT s.id, s.created_at, s.updated_at, s.viewer_id, s.code, s.language, s.title, {_EXACT} FROM sessions s"
-    " WHERE s.id IN ({ids})"
+    f"SELECT s.id, s.created_at, s.updated_at, s.viewer_id, s.code, s.language, s.title, {_EXACT}, s.ended_at"
+    " FROM sessions s WHERE s.id IN ({ids})"
 )
 _PARTICIPANTS_OF = (
     "SELECT session_id, id, name, color, role, joined_at FROM participants WHERE session_id IN ({ids})"
@@ -92,7 +92,7 @@ _CARD_PG = (
 _STORED_SESSIONS_PG = (
     f"SELECT s.id, s.created_at, s.updated_at, s.viewer_id, s.code, s.language, s.title, {_EXACT},"
     " ARRAY(SELECT ROW(p.id, p.name, p.color, p.role, p.joined_at) FROM participants p"
-    " WHERE p.session_id = s.id ORDER BY p.seq)"
+    " WHERE p.session_id = s.id ORDER BY p.seq), s.ended_at"
     " FROM sessions s WHERE s.id = ANY($1::text[])"
 )
 _NEW_SESSION = (
@@ -298,7 +298,10 @@ class SqliteWriter:
             cards[p[0]].append(ParticipantCardRecord(p[1], p[2], p[3], p[4], _sqlite_parse(p[5])))
         return {
             row[0]: StoredSession(
-                SessionCardRecord(_sqlite_parse(row[1]), _sqlite_parse(row[2]), row[3], cards[row[0]]),
+                SessionCardRecord(
+                    _sqlite_parse(row[1]), _sqlite_parse(row[2]), row[3], cards[row[0]],
+                    None if row[8] is None else _sqlite_parse(row[8]),
+                ),
                 row[4], row[5], row[6], bool(row[7]),
             )
             for row in rows
@@ -462,6 +465,7 @@ class PostgresWriter:
                 SessionCardRecord(
                     row[1].astimezone(UTC), row[2].astimezone(UTC), row[3],
                     [ParticipantCardRecord(p[0], p[1], p[2], p[3], p[4].astimezone(UTC)) for p in row[8]],
+                    None if row[9] is None else row[9].astimezone(UTC),
                 ),
                 row[4], row[5], row[6], bool(row[7]),
             )

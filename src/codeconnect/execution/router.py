@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from codeconnect.config import Settings
-from codeconnect.deps import DB, OwnerKey, SessionId, client_key
+from codeconnect.deps import DB, SessionId, client_key
 from codeconnect.errors import Conflict, responses
 from codeconnect.execution import service, streaming
 from codeconnect.execution.registry import RunIdInUse
@@ -32,6 +32,8 @@ from codeconnect.languages import LanguageName
 from codeconnect.schemas import bind_body
 from codeconnect.security import new_id
 from codeconnect.sessions.access import requires
+from codeconnect.sessions.owner import OwnerKey
+from codeconnect.sessions.state import check_open
 
 
 async def get_execution(request: Request) -> service.ExecutionService:
@@ -148,7 +150,8 @@ def build_router(settings: Settings) -> APIRouter:
     ) -> ExecuteResult | Response:
         """Run the session's code in its language. 403 `execution_disabled` when the deployment has execution
         off, 403 `execution_disabled_for_session` when the owner switched it off, 403 `execution_not_allowed`
-        when the session's workspace policy keeps code off the server. The run is also appended to
+        when the session's workspace policy keeps code off the server, 409 `session_ended` when the owner ended
+        the session. The run is also appended to
         the session's shared output, once, with `runId` as its id. It is stopped (outcome `stopped`) by
         `POST .../runs/{runId}/stop` or when the client goes away before the answer.
 
@@ -162,6 +165,7 @@ def build_router(settings: Settings) -> APIRouter:
         program = await service.load_program(maker, settings, getattr(request.app.state, "collab", None), session_id)
         if not program.execution_enabled:
             raise service.session_execution_disabled()
+        await check_open(request.app.state.collab, session_id)
         if program.execution != "sandbox":
             raise service.execution_not_allowed(program.execution)
         by = await service.runner_of(maker, session_id, participant_token)
@@ -205,15 +209,17 @@ def build_router(settings: Settings) -> APIRouter:
         "/sessions/{sessionId}/runs",
         summary="Clear the session's shared output",
         status_code=204,
-        responses=responses(401, 403, 404, 422),
+        responses=responses(401, 403, 404, 409, 422),
     )
     async def clear_runs(
         session_id: SessionId, request: Request, participant_token: ParticipantToken = None
     ) -> Response:
         """Remove every run from the session's shared output, for everyone. Needs an editor's
         `X-Participant-Token`; 403 `clear_output_disabled` when the owner turned clearing off (settings
-        `allowClearOutput`). Runs still in progress land afterwards as usual."""
+        `allowClearOutput`); 409 `session_ended` when the owner ended the session. Runs still in progress land
+        afterwards as usual."""
         await service.check_clearer(request.app.state.sessionmaker, session_id, participant_token)
+        await check_open(request.app.state.collab, session_id)
         await request.app.state.run_sink.clear_runs(session_id)
         return Response(status_code=204)
 

@@ -17,7 +17,6 @@ from codeconnect.deps import (
     Cards,
     ExistingSessionId,
     Live,
-    OwnerKey,
     Presence,
     SessionId,
     SettingsDep,
@@ -32,6 +31,7 @@ from codeconnect.sessions import service
 from codeconnect.sessions.access import requires
 from codeconnect.sessions.cards import SessionCard
 from codeconnect.sessions.deletion import delete_owned
+from codeconnect.sessions.owner import OwnerKey
 from codeconnect.sessions.schemas import (
     CreatedSession,
     CreateSessionRequest,
@@ -51,8 +51,9 @@ def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | Non
     online = presence.online_participants(row.id)
     room = live.peek(row.id) if live is not None else None
     code, language, title, updated_at = row.code, row.language, row.title, row.updated_at
+    ended_at = row.ended_at
     if room is not None:
-        code, language, title = room.shared.text(), room.language(), room.title()
+        code, language, title, ended_at = room.shared.text(), room.language(), room.title(), room.ended_at
         if room.updated_at is not None and room.updated_at > updated_at:
             updated_at = room.updated_at
     return Session(
@@ -65,6 +66,7 @@ def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | Non
         participants=[to_participant(p, online) for p in row.participants],
         viewer_id=row.viewer_id,
         view_url=f"/v/{row.viewer_id}",
+        ended_at=ended_at,
     )
 
 
@@ -75,14 +77,15 @@ def card_view(card: SessionCard, room: Room, presence: PresenceView) -> Session:
         updated_at = room.updated_at
     return _view(
         card.id, card, (room.shared.text(), room.language(), room.title()), updated_at,
-        presence.online_participants(card.id),
+        presence.online_participants(card.id), room.ended_at,
     )  # fmt: skip
 
 
 def stored_view(session_id: str, stored: StoredSession, online: frozenset[str]) -> Session:
     """The API view of a session nobody has open here, from its row (``stored.exact``: the document's text)."""
     card = stored.card
-    return _view(session_id, card, (stored.code, stored.language, stored.title), card.updated_at, online)
+    text = (stored.code, stored.language, stored.title)
+    return _view(session_id, card, text, card.updated_at, online, card.ended_at)
 
 
 def _view(
@@ -91,6 +94,7 @@ def _view(
     text: tuple[str, str, str],
     updated_at: datetime,
     online: frozenset[str],
+    ended_at: datetime | None,
 ) -> Session:
     code, language, title = text
     return Session(
@@ -103,6 +107,7 @@ def _view(
         participants=[to_participant(p, online) for p in card.participants],
         viewer_id=card.viewer_id,
         view_url=f"/v/{card.viewer_id}",
+        ended_at=ended_at,
     )
 
 
@@ -200,7 +205,7 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         "/{sessionId}",
         summary="Replace the code (and title)",
         response_model=Session,
-        responses=responses(400, 401, 404, 413, 422),
+        responses=responses(400, 401, 404, 409, 413, 422),
         dependencies=[Depends(requires("write"))],
     )
     async def update_session(
@@ -212,7 +217,8 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         live: Live,
     ) -> Session:
         """Set the session's code, and its title when given. Connected clients see the change as one minimal
-        edit; the response is sent once the change is durable."""
+        edit; the response is sent once the change is durable. 409 `session_ended` while the owner has ended
+        the session."""
         row = await service.update_session(db, settings, live, session_id, code=body.code, title=body.title)
         return to_session(row, presence, live)
 
@@ -220,13 +226,14 @@ def build_router(models: RequestModels, settings: Settings) -> APIRouter:
         "/{sessionId}/language",
         summary="Switch the language",
         response_model=Session,
-        responses=responses(400, 401, 403, 404, 413, 422),
+        responses=responses(400, 401, 403, 404, 409, 413, 422),
         dependencies=[Depends(requires("write"))],
     )
     async def set_language(
         session_id: ExistingSessionId, body: SetLanguageRequest, db: DB, presence: Presence, live: Live
     ) -> Session:
-        """Switch the session's language for everyone (connected clients see it at once)."""
+        """Switch the session's language for everyone (connected clients see it at once). 409 `session_ended`
+        while the owner has ended the session."""
         return to_session(await service.set_language(db, live, session_id, body.language), presence, live)
 
     @router.post(

@@ -53,6 +53,11 @@ class Session(CamelModel):
         "and leads to nothing else. Only answers that already need the session id carry it."
     )
     view_url: str = Field(description="The read-only page, relative to this server: `/v/{viewerId}`.")
+    ended_at: datetime | None = Field(
+        default=None,
+        description="When the owner ended the session (null: open). While ended, nobody can change the code, "
+        "title, language or output (409 `session_ended`; live updates are dropped); reads go on.",
+    )
 
 
 class CreatedSession(Session):

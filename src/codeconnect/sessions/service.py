@@ -26,6 +26,7 @@ from codeconnect.models import SessionRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret
 from codeconnect.sessions.cards import forget_card_on_commit
 from codeconnect.sessions.owner import check_owner
+from codeconnect.sessions.state import session_ended
 from codeconnect.workspaces.schemas import Policy
 from codeconnect.workspaces.service import check_language, session_policy
 
@@ -124,6 +125,8 @@ async def _change_live(
     refresh the session row's mirror in the request's unit of work."""
     await end_read_transaction(db)
     async with registry.use(session_id) as room:
+        if room.ended:  # the room knows once loaded, on every process (see controls)
+            raise session_ended()
         room.change(change)
         await room.committed()
         row = await get_session(db, session_id, for_update=True)

@@ -57,6 +57,7 @@ def _strip(session: Session) -> SessionView:
         created_at=session.created_at,
         updated_at=session.updated_at,
         participants=session.participants,
+        ended_at=session.ended_at,
     )
 
 

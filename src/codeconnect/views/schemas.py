@@ -24,6 +24,7 @@ class SessionView(CamelModel):
     created_at: datetime
     updated_at: datetime
     participants: list[Participant] = Field(description="Everyone who joined: names, colours, roles, online state.")
+    ended_at: datetime | None = Field(default=None, description="When the owner ended the session (null: open).")
 
 
 def viewer_join_model(join: type[JoinRequest]) -> type[JoinRequest]:

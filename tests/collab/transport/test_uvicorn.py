@@ -60,3 +60,20 @@ async def test_the_live_endpoint_works_through_plain_asgi(settings: Settings) ->
         assert len(channels) == 2 and not any(isinstance(c, WebSocketConnection) for c in channels)
     finally:
         await server.stop()
+
+
+async def test_a_removal_closes_a_plain_asgi_connection_with_4403(settings: Settings) -> None:
+    server = await start_server(settings, ws="websockets-sansio", http="h11")
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            created = await new_session(client)
+            sid = created["id"]
+            ada = await join(client, sid, "Ada")
+            a = await YClient(collab_url(server.ws_url, sid, ada["token"])).connect()
+            r = await client.delete(
+                f"/v1/sessions/{sid}/participants/{ada['id']}", headers={"X-Owner-Key": created["ownerKey"]}
+            )
+            assert r.status_code == 204
+            assert await a.wait_closed() == 4403
+    finally:
+        await server.stop()

@@ -23,6 +23,8 @@ export class PeopleView {
     private readonly load: () => Promise<Participant[]>,
     private readonly awareness: Awareness,
     private readonly selfId: string,
+    /** The owner's page: a Remove button beside everyone else (asks for confirmation first). */
+    private readonly onRemove: ((person: { id: string; name: string }) => void) | null = null,
   ) {
     awareness.on("change", () => {
       this.render();
@@ -38,7 +40,8 @@ export class PeopleView {
     this.refreshTimer = window.setTimeout(() => void this.refresh(), delay);
   }
 
-  private async refresh(): Promise<void> {
+  /** Read the list again now (after someone was removed). */
+  async refresh(): Promise<void> {
     if (this.inflight) return;
     this.inflight = true;
     try {
@@ -85,6 +88,10 @@ export class PeopleView {
     return people.sort((a, b) => Number(b.online) - Number(a.online));
   }
 
+  private removeButton(p: Person): HTMLElement | null {
+    return this.onRemove ? removeButtonOf(p, this.onRemove) : null;
+  }
+
   render(): void {
     const people = this.people();
     this.list.replaceChildren(
@@ -96,6 +103,7 @@ export class PeopleView {
           h("span", { class: "person-name" }, p.name + (p.id === this.selfId ? " (you)" : "")),
           p.role === "viewer" ? h("span", { class: "tag" }, "viewer") : null,
           h("span", { class: "presence" }, p.online ? "online" : "away"),
+          p.id !== this.selfId ? this.removeButton(p) : null,
         ),
       ),
     );
@@ -105,6 +113,12 @@ export class PeopleView {
     if (online.length > shown.length) avatars.push(h("span", { class: "avatar more" }, `+${online.length - shown.length}`));
     this.avatars.replaceChildren(...avatars);
   }
+}
+
+function removeButtonOf(p: Person, onRemove: (person: { id: string; name: string }) => void): HTMLElement {
+  const button = h("button", { class: "button ghost remove-person", title: `Remove ${p.name} from the session`, "aria-label": `Remove ${p.name}` }, "Remove");
+  button.addEventListener("click", () => onRemove({ id: p.id, name: p.name }));
+  return button;
 }
 
 function avatarStyle(color: string): string {

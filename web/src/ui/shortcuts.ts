@@ -119,6 +119,15 @@ export function showShortcuts(readOnly: boolean): void {
   // the focus back to what had it, which the browser does not do for every way of closing.
   const opener = document.activeElement instanceof HTMLElement ? document.activeElement : null;
   const current = dialog;
-  current.addEventListener("close", () => opener?.focus(), { once: true });
+  // The close event comes a task after the dialog is gone: by then the focus may have moved on (a click, a Tab),
+  // and taking it back would undo that. Only a focus left nowhere, or still in the dialog, goes back.
+  current.addEventListener(
+    "close",
+    () => {
+      const now = document.activeElement;
+      if (!now || now === document.body || current.contains(now)) opener?.focus();
+    },
+    { once: true },
+  );
   current.showModal();
 }

@@ -17,6 +17,7 @@ export class TitleEditor {
   readonly el: HTMLElement;
   private input: HTMLInputElement | null = null;
   private pencil: HTMLButtonElement | null = null;
+  private allowed = true;
 
   /** ``label`` is the header's title element, which keeps showing (and receiving) the shared title. */
   constructor(
@@ -40,8 +41,15 @@ export class TitleEditor {
     return this.input !== null;
   }
 
+  /** Renaming stops while the session is ended (and comes back when it is reopened). */
+  setEditable(editable: boolean): void {
+    this.allowed = editable;
+    if (this.pencil) this.pencil.hidden = !editable;
+    this.label.classList.toggle("editable", editable && this.pencil !== null);
+  }
+
   start(): void {
-    if (this.input) return;
+    if (this.input || !this.allowed || !this.pencil) return;
     const input = h("input", {
       class: "title-input",
       id: "title-input",

@@ -1,0 +1,83 @@
+"""HTTP routes of the owner's controls: thin wrappers over ``controls.service``. Each needs the session's owner key
+in the ``X-Owner-Key`` header (401 without one, 403 with a wrong one)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from codeconnect.controls import service
+from codeconnect.deps import DB, Cards, Live, Presence, SessionId
+from codeconnect.errors import responses
+from codeconnect.sessions.owner import OwnerKey
+from codeconnect.sessions.router import to_session
+from codeconnect.sessions.schemas import Session
+
+ParticipantId = Annotated[
+    str,
+    Path(
+        alias="participantId",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="The participant's id, as the session's participant list shows it.",
+    ),
+]
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/v1/sessions/{sessionId}", tags=["owner controls"])
+
+    # Two actions rather than a PUT of a state: each is one button of the owner's page and one line in an audit of
+    # requests, and each is idempotent on its own (ending twice keeps the first end's time).
+    @router.post(
+        "/end",
+        summary="End the session (owner only)",
+        response_model=Session,
+        responses=responses(401, 403, 404, 422),
+    )
+    async def end_session(
+        session_id: SessionId, db: DB, live: Live, presence: Presence, owner_key: OwnerKey = None
+    ) -> Session:
+        """Make the session read-only for everyone: from the answer on, no live update from any client is
+        applied or stored (live clients get a y-protocols "permission denied" auth message, reason
+        `session-ended`, and stay connected), and REST writes (code, title, language, server runs, clearing
+        the output) are refused with 409 `session_ended`. Reads and joins go on. `endedAt` says since when;
+        ending an ended session changes nothing."""
+        row = await service.set_ended(db, live, session_id, owner_key, ended=True)
+        # The room hears of it once the change is committed, after this view is made: the row says it already.
+        return to_session(row, presence, live).model_copy(update={"ended_at": row.ended_at})
+
+    @router.post(
+        "/reopen",
+        summary="Reopen an ended session (owner only)",
+        response_model=Session,
+        responses=responses(401, 403, 404, 422),
+    )
+    async def reopen_session(
+        session_id: SessionId, db: DB, live: Live, presence: Presence, owner_key: OwnerKey = None
+    ) -> Session:
+        """Let everyone edit again (live clients get an auth message, sub-type 1, reason `session-reopened`).
+        Reopening an open session changes nothing."""
+        row = await service.set_ended(db, live, session_id, owner_key, ended=False)
+        return to_session(row, presence, live).model_copy(update={"ended_at": None})
+
+    @router.delete(
+        "/participants/{participantId}",
+        summary="Remove a participant (owner only)",
+        status_code=204,
+        responses=responses(401, 403, 404, 422),
+    )
+    async def remove_participant(
+        session_id: SessionId, participant_id: ParticipantId, db: DB, live: Live, cards: Cards,
+        owner_key: OwnerKey = None,
+    ) -> Response:  # fmt: skip
+        """Remove someone from the session: their token stops working at once (REST and live), their live
+        connections close with code 4403 and their presence disappears for the others. 404
+        `participant_not_found` for an id the session does not have (also once removed). They may join again
+        as a new participant through the session's link."""
+        await service.remove_participant(db, live, cards, session_id, participant_id, owner_key)
+        return Response(status_code=204)
+
+    return router
