@@ -59,11 +59,12 @@ class ThreadedServer:
     def base_url(self) -> str:
         return self.live.base_url
 
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None, bearer: str | None = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.base_url + path, data=data, method=method, headers={"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json"}
+        if bearer is not None:  # an admin token or an API key
+            headers["Authorization"] = f"Bearer {bearer}"
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=15) as response:
             return json.load(response)
 

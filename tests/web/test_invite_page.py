@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,21 +22,12 @@ def web_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(database_url=f"sqlite+aiosqlite:///{db}", admin_token=ADMIN, auth="api-key")
 
 
-def call(server: ThreadedServer, method: str, path: str, body: object, token: str) -> Any:
-    request = urllib.request.Request(
-        server.base_url + path, data=json.dumps(body).encode(), method=method,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=15) as response:
-        return json.load(response)
-
-
 def test_the_invite_link_opens_the_pad_and_the_bare_link_does_not(
     web_server: ThreadedServer, new_context: Any, tmp_path: Path
 ) -> None:
-    call(web_server, "POST", "/v1/admin/workspaces", {"name": "interviews"}, ADMIN)
-    key = call(web_server, "POST", "/v1/admin/workspaces/interviews/keys", {}, ADMIN)["key"]
-    session = call(web_server, "POST", "/v1/sessions", {"title": "Interview", "code": "print(1)\n"}, key)
+    web_server.api("POST", "/v1/admin/workspaces", {"name": "interviews"}, bearer=ADMIN)
+    key = web_server.api("POST", "/v1/admin/workspaces/interviews/keys", {}, bearer=ADMIN)["key"]
+    session = web_server.api("POST", "/v1/sessions", {"title": "Interview", "code": "print(1)\n"}, bearer=key)
     link = f"{web_server.base_url}/s/{session['id']}"
 
     # without the invite, the page gets nothing but a refusal

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -24,22 +22,13 @@ def web_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return Settings(database_url=f"sqlite+aiosqlite:///{db}", admin_token=ADMIN)
 
 
-def call(server: ThreadedServer, method: str, path: str, body: object, token: str) -> Any:
-    request = urllib.request.Request(
-        server.base_url + path, data=json.dumps(body).encode(), method=method,
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
-    )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=15) as response:
-        return json.load(response)
-
-
 def test_the_page_shows_what_the_policy_forbids(
     web_server: ThreadedServer, new_context: Any, tmp_path: Path
 ) -> None:
     policy = {"execution": "none", "languages": ["python", "javascript"]}
-    call(web_server, "POST", "/v1/admin/workspaces", {"name": "classroom", "policy": policy}, ADMIN)
-    key = call(web_server, "POST", "/v1/admin/workspaces/classroom/keys", {}, ADMIN)["key"]
-    session = call(web_server, "POST", "/v1/sessions", {"title": "Homework", "language": "python"}, key)
+    web_server.api("POST", "/v1/admin/workspaces", {"name": "classroom", "policy": policy}, bearer=ADMIN)
+    key = web_server.api("POST", "/v1/admin/workspaces/classroom/keys", {}, bearer=ADMIN)["key"]
+    session = web_server.api("POST", "/v1/sessions", {"title": "Homework", "language": "python"}, bearer=key)
 
     context = new_context()
     errors = watch_for_page_errors(context)
@@ -56,7 +45,7 @@ def test_the_page_shows_what_the_policy_forbids(
     pupil.screenshot(path=str(tmp_path / "policy.png"))
 
     # the workspace's policy changes: the page follows at its next look at the settings (a reload here)
-    call(web_server, "PUT", "/v1/admin/workspaces/classroom/policy", {"execution": "browser"}, ADMIN)
+    web_server.api("PUT", "/v1/admin/workspaces/classroom/policy", {"execution": "browser"}, bearer=ADMIN)
     pupil.reload()
     pupil.wait_for_selector("#conn[data-state=connected]")
     pupil.wait_for_function("() => !document.querySelector('#run').disabled")
