@@ -151,6 +151,8 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   );
   // End / Reopen, for the owner only; its words follow the session's state.
   const endButton = ownerKey ? h("button", { class: "button ghost", id: "end-session" }, "End session") : null;
+  // The owner's controls sit with the people they act on, not in the toolbar, whose room is the title's.
+  const ownerControls = ownerKey ? h("span", { class: "owner-controls" }, endButton, deleteButton) : null;
   const output = new OutputPanel(collab.runs, collab.awareness);
   const livePublisher = new LivePublisher(collab.awareness);
 
@@ -176,10 +178,8 @@ export async function sessionPage(route: PadRoute): Promise<void> {
         people.avatars,
         h("div", { class: "share-wrap" }, shareButton, shareMenu),
         downloadButton,
-        deleteButton,
         settingsSlot,
         shortcutsButton,
-        endButton,
       ),
       banner,
       notice.el,
@@ -195,7 +195,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
           { class: "side" },
           h("section", { class: "panel output-panel", "aria-labelledby": "output-heading" }, h("h2", { id: "output-heading" }, "Output", h("span", { class: "muted small" }, "shared with everyone"), output.clearButton), output.el),
           h("section", { class: "panel stdin-panel", "aria-labelledby": "stdin-heading" }, h("h2", { id: "stdin-heading" }, h("label", { for: "stdin" }, "Input")), stdin),
-          h("section", { class: "panel people-panel", "aria-labelledby": "people-heading" }, h("h2", { id: "people-heading" }, "People"), people.list),
+          h("section", { class: "panel people-panel", "aria-labelledby": "people-heading" }, h("h2", { id: "people-heading" }, "People", ownerControls), people.list),
         ),
       ),
     ),
