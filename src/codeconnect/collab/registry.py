@@ -216,6 +216,10 @@ class RoomRegistry:
         if self.cluster.shared:
             self.cluster.share(_REMOVED_TOPIC, "\0".join((session_id, participant_id, token_hash)).encode())
 
+    def was_removed(self, participant_id: str) -> bool:
+        """Whether the owner removed this participant lately (its token was checked before, its seat comes after)."""
+        return participant_id in self._removed
+
     def _remove(self, session_id: str, participant_id: str, token_hash: str) -> None:
         self._auth_cache.pop(token_hash, None)
         self._removed[participant_id] = None

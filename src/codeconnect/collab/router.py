@@ -140,6 +140,10 @@ class LiveEndpoint:
             # Never serve an empty document in place of one that failed to load.
             log.exception("loading a session's document failed")
             raise Refused(CloseCode.INTERNAL_ERROR, "the document could not be loaded") from None
+        if self.registry.was_removed(participant.id):
+            # Removed while the room loaded: its token was good when checked, but the expel found no seat yet.
+            self.registry.release(room)
+            raise Refused(CloseCode.FORBIDDEN, "removed by the session owner")
         self._seat(room, participant)
         return room
 

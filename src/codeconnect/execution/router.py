@@ -91,13 +91,17 @@ def build_router(settings: Settings) -> APIRouter:
         "/execute",
         summary="Run code on the server",
         response_model=ExecuteResult,
-        responses=responses(400, 403, 413, 422, 429, 501),
+        responses=responses(400, 401, 403, 413, 422, 429, 501),
     )
     async def execute(body: ExecuteRequest, execution: Execution, request: Request) -> ExecuteResult:
         """Run a program in the server's sandbox. Off by default (403 `execution_disabled`): code then runs in
-        the browser. A compile error is a normal answer with `compileOutput` and a non-zero `exitCode`."""
+        the browser. A compile error is a normal answer with `compileOutput` and a non-zero `exitCode`. With
+        `CODECONNECT_AUTH=api-key` it needs a workspace's API key (`Authorization: Bearer`, 401 otherwise), and
+        that workspace's policy decides (403 `execution_not_allowed`, `language_not_allowed`)."""
         service.check_sizes(settings, body.code, body.stdin)
         language = cast(LanguageName, body.language)
+        if settings.auth == "api-key":
+            await service.check_keyed_run(request, settings, language)
         stop = asyncio.Event()
         async with stop_when_client_leaves(request, stop):
             return await execution.execute(language, body.code, body.stdin, client_key(request), stop)
@@ -228,7 +232,8 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Stop a server run of the session",
         status_code=202,
         response_model=StopRunResult,
-        responses=responses(403, 404, 422),
+        responses=responses(401, 403, 404, 422),
+        dependencies=[Depends(requires("write"))],
     )
     async def stop_run(
         session_id: SessionId,

@@ -47,7 +47,7 @@ from codeconnect.rates import ClientRate, RateExceeded, SharedRate
 from codeconnect.security import new_id
 from codeconnect.sessions.owner import check_owner
 from codeconnect.workspaces.schemas import Execution
-from codeconnect.workspaces.service import effective_execution, workspace_policy
+from codeconnect.workspaces.service import check_language, effective_execution, workspace_policy
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,22 @@ def session_execution_disabled() -> Forbidden:
         "The session's owner has switched server-side execution off for this session.",
         code="execution_disabled_for_session",
     )
+
+
+async def check_keyed_run(request: Any, settings: Settings, language: str) -> None:
+    """A run outside any session, where API keys are required: the key's workspace policy decides."""
+    from codeconnect.workspaces.service import bearer_challenge, creating_workspace
+
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise bearer_challenge("Running code on this server needs an API key: send `Authorization: Bearer <key>`.",
+                               "api_key_required")  # fmt: skip
+    workspace = await creating_workspace(request.app.state.sessionmaker, settings, key.strip())
+    policy = await request.app.state.policies.get(workspace)
+    allowed = effective_execution(settings, policy)
+    if allowed != "sandbox":
+        raise execution_not_allowed(allowed)
+    check_language(policy, language)
 
 
 def execution_not_allowed(allowed: str) -> Forbidden:
@@ -438,6 +454,9 @@ async def load_program(
         async with registry.use(session_id) as room:
             language = cast(LanguageName, room.language())
             program = SessionProgram(room.shared.text(), language, program.execution_enabled, program.execution)
+    # Any editor can write a language into the shared document (the live protocol carries no policy): the server
+    # runs only what the workspace allows, whatever the document says.
+    check_language(policy, program.language)
     return program
 
 

@@ -32,9 +32,9 @@ class Policy(StrictRequest):
 
     execution: Execution | None = Field(
         default=None,
-        description="`none`: nothing runs, in browsers or on the server (run records clients append are "
-        "dropped); `browser`: only in participants' browsers; `sandbox`: also on the server where the operator "
-        "turned the sandbox on. Never more than the operator allows.",
+        description="`none`: nothing runs on the server, and the page's Run is off; `browser`: only in "
+        "participants' browsers; `sandbox`: also on the server where the operator turned the sandbox on. Never "
+        "more than the operator allows.",
     )
     languages: list[LanguageName] | None = Field(
         default=None, min_length=1, description="Languages sessions may use (create, switch)."
