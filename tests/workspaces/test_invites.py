@@ -121,3 +121,35 @@ async def test_open_mode_keeps_the_session_id_as_the_invitation(server_factory: 
         r = await c.post(f"/v1/sessions/{sid}/invites", json={"role": "viewer"},
                          headers={"X-Owner-Key": created["ownerKey"]})  # fmt: skip
         assert r.status_code == 200 and r.json()["viewerId"] != created["viewerId"]
+
+
+async def test_a_join_let_in_by_an_invite_rotated_meanwhile_is_refused(
+    server_factory: ServerFactory,
+) -> None:
+    # The access check and the join are two transactions: the join checks the invite again under its lock.
+    from codeconnect.db import create_engine, create_sessionmaker
+    from codeconnect.errors import Unauthorized
+    from codeconnect.participants.service import join
+    from codeconnect.sessions.cards import SessionCards
+
+    server = await server_factory(admin_token=ADMIN, auth="api-key")
+    async with httpx.AsyncClient(base_url=server.base_url) as c:
+        await c.post("/v1/admin/workspaces", json={"name": "acme"}, headers=AUTH)
+        key = (await c.post("/v1/admin/workspaces/acme/keys", json={}, headers=AUTH)).json()["key"]
+        created = (await c.post("/v1/sessions", json={}, headers={"Authorization": f"Bearer {key}"})).json()
+        old = created["editorInvite"]
+        r = await c.post(f"/v1/sessions/{created['id']}/invites", json={"role": "editor"},
+                         headers={"X-Owner-Key": created["ownerKey"]})  # fmt: skip
+        new = r.json()["editorInvite"]
+    engine = create_engine(server.settings.database_url)
+    try:
+        maker = create_sessionmaker(engine)
+        cards = SessionCards(16, None)
+        async with maker() as db, db.begin():
+            with pytest.raises(Unauthorized):
+                await join(db, server.settings, cards, created["id"], name="Late", role="editor", invite=old)
+        async with maker() as db, db.begin():
+            joined = await join(db, server.settings, cards, created["id"], name="On time", role="editor", invite=new)
+            assert joined.row.name == "On time"
+    finally:
+        await engine.dispose()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from codeconnect.collab.records import ParticipantCardRecord
 from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SettingsDep, rate_limited
@@ -11,7 +11,7 @@ from codeconnect.models import ParticipantRow
 from codeconnect.participants import service
 from codeconnect.participants.schemas import checked_join_model
 from codeconnect.schemas import bind_body
-from codeconnect.sessions.access import requires
+from codeconnect.sessions.access import joining_invite, requires
 from codeconnect.sessions.schemas import JoinRequest, Participant, ParticipantWithToken, RequestModels
 
 
@@ -59,6 +59,7 @@ def build_router(models: RequestModels) -> APIRouter:
         presence: Presence,
         cards: Cards,
         live: Live,
+        request: Request,
     ) -> ParticipantWithToken:
         """Add a participant. The response carries its secret `token` for the live connection, shown once.
 
@@ -69,8 +70,9 @@ def build_router(models: RequestModels) -> APIRouter:
         `rate_limited` with `Retry-After`. With `CODECONNECT_AUTH=api-key` joining needs the session's invite
         (`X-Invite`) or its `X-Owner-Key` (401 `session_credentials_required`)."""
         joined = await service.join(
-            db, settings, cards, session_id, name=body.name, role=body.role, issued=live.issued
-        )
+            db, settings, cards, session_id, name=body.name, role=body.role, issued=live.issued,
+            invite=joining_invite(request),
+        )  # fmt: skip
         participant = to_participant(joined.row, await presence.online(session_id))
         return ParticipantWithToken(**participant.model_dump(), token=joined.token)
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from codeconnect.collab.auth import Authenticate, Issued, Participant
 from codeconnect.collab.records import ParticipantRecord
 from codeconnect.config import Settings
-from codeconnect.errors import Conflict, SessionNotFound
+from codeconnect.errors import Conflict, SessionNotFound, Unauthorized
 from codeconnect.models import ParticipantRow, SessionRow, WorkspaceRow, utcnow
 from codeconnect.participants.names import distinct_name, name_key
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
@@ -61,13 +61,14 @@ async def join(
     name: str,
     role: str,
     issued: Issued | None = None,
+    invite: str | None = None,
 ) -> NewParticipant:
     # Lock the session row so concurrent joins cannot both take the last place, the same colour or the same name
     # (two joins as "Ada" at once are decided one after the other). Only its id; the participants are read as
     # plain (name, seq) rows, not loaded as up to max_participants ORM objects per join.
     locked = (
         await db.execute(
-            select(SessionRow.id, WorkspaceRow.policy)
+            select(SessionRow.id, SessionRow.editor_invite_hash, WorkspaceRow.policy)
             .join(WorkspaceRow, SessionRow.workspace_id == WorkspaceRow.id)
             .where(SessionRow.id == session_id)
             .with_for_update(of=SessionRow)
@@ -75,6 +76,10 @@ async def join(
     ).first()
     if locked is None:
         raise SessionNotFound()
+    current = locked.editor_invite_hash
+    if invite is not None and (current is None or not secret_matches(invite, current)):
+        # The invite this join came in with was rotated or revoked meanwhile (see sessions/access.py).
+        raise Unauthorized("This invite no longer opens the session.", code="session_credentials_required")
     most = effective_max_participants(settings, read_policy(locked.policy))
     present = (
         await db.execute(

@@ -36,8 +36,11 @@ _WHAT = {
 }
 
 
-async def allowed(db: AsyncSession, session_id: str, need: Need, headers: Any) -> bool:
-    """Whether the credentials in ``headers`` allow ``need`` on ``session_id`` (404 for an unknown session)."""
+Granted = Literal["owner", "participant", "invite"]
+
+
+async def allowed(db: AsyncSession, session_id: str, need: Need, headers: Any) -> Granted | None:
+    """Which credential in ``headers`` allows ``need`` on ``session_id``, if any (404 for an unknown session)."""
     row = (
         await db.execute(
             select(SessionRow.owner_key_hash, SessionRow.editor_invite_hash).where(SessionRow.id == session_id)
@@ -47,7 +50,7 @@ async def allowed(db: AsyncSession, session_id: str, need: Need, headers: Any) -
         raise SessionNotFound()
     owner_key = headers.get("x-owner-key")
     if owner_key and secret_matches(owner_key, row.owner_key_hash):
-        return True
+        return "owner"
     token = headers.get("x-participant-token")
     if token and need != "join":
         found = (
@@ -58,24 +61,35 @@ async def allowed(db: AsyncSession, session_id: str, need: Need, headers: Any) -
             )
         ).first()
         if found is not None and secret_matches(token, found.token_hash):
-            return need == "read" or found.role == "editor"
+            return "participant" if need == "read" or found.role == "editor" else None
     invite = headers.get("x-invite")
     if invite and need != "write" and row.editor_invite_hash is not None:
-        return secret_matches(invite, row.editor_invite_hash)
-    return False
+        return "invite" if secret_matches(invite, row.editor_invite_hash) else None
+    return None
 
 
 async def check(
     maker: async_sessionmaker[AsyncSession], settings: Settings, session_id: str, need: Need, headers: Any
-) -> None:
+) -> Granted | None:
+    """The credential that allows ``need`` (None in `open` mode, where none is needed); 401 without one."""
     if settings.auth == "open":
-        return
+        return None
     # A short read of its own, ended before the route's own unit of work begins (SQLite has one connection).
     async with maker() as db:
-        ok = await allowed(db, session_id, need, headers)
+        granted = await allowed(db, session_id, need, headers)
         await db.rollback()
-    if not ok:
+    if granted is None:
         raise Unauthorized(_WHAT[need], code="session_credentials_required")
+    return granted
+
+
+def joining_invite(request: Request) -> str | None:
+    """The invite a join was let in by (`api-key` mode): checked again under the join's lock on the session, so
+    an invite rotated or revoked between the two is refused."""
+    if getattr(request.state, "session_access", None) != "invite":
+        return None
+    invite: str | None = request.headers.get("x-invite")
+    return invite
 
 
 def requires(need: Need) -> Callable[[Request, str], Coroutine[Any, Any, None]]:
@@ -85,6 +99,7 @@ def requires(need: Need) -> Callable[[Request, str], Coroutine[Any, Any, None]]:
         settings: Settings = request.app.state.settings
         if settings.auth == "open":
             return
-        await check(request.app.state.sessionmaker, settings, session_id, need, request.headers)
+        granted = await check(request.app.state.sessionmaker, settings, session_id, need, request.headers)
+        request.state.session_access = granted
 
     return check_access
