@@ -66,6 +66,11 @@ export const store = {
     write(RECENT_KEY, store.recent().filter((s) => s.id !== sessionId));
     store.forgetParticipant(sessionId, "editor");
     store.forgetParticipant(sessionId, "viewer");
+    try {
+      localStorage.removeItem(`ccl.invite.${sessionId}`);
+    } catch {
+      // Nothing to forget.
+    }
   },
 
   participant: (sessionId: string, role: "editor" | "viewer"): StoredParticipant | null =>
