@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_PIECES
 from codeconnect.collab.document import MAX_RUNS
-from codeconnect.collab.protocol import SESSION_ENDED, SESSION_REOPENED, AuthType, CloseCode
+from codeconnect.collab.protocol import SESSION_DELETED, SESSION_ENDED, SESSION_REOPENED, AuthType, CloseCode
 from codeconnect.config import Settings
 from codeconnect.execution.schemas import ExecuteResult, RunOutcome
 from codeconnect.execution.service import RECORD_STDIN_MAX_BYTES
@@ -105,6 +105,8 @@ def typescript() -> str:
         f"PERMISSION_GRANTED: {int(AuthType.PERMISSION_GRANTED)} }} as const;",
         f"export const SESSION_ENDED = {_ts(SESSION_ENDED)};",
         f"export const SESSION_REOPENED = {_ts(SESSION_REOPENED)};",
+        "/** The reason of the 4404 close that ends the connections of a session deleted while they were open. */",
+        f"export const SESSION_DELETED = {_ts(SESSION_DELETED)};",
         "",
         "/** Runs the shared `runs` array keeps; older ones are dropped by whoever appends. */",
         f"export const MAX_RUNS = {MAX_RUNS};",

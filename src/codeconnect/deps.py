@@ -17,6 +17,7 @@ from codeconnect.participants.service import PresenceView
 from codeconnect.rates import RateKind, RateLimits
 from codeconnect.security import hash_secret
 from codeconnect.sessions.cards import SessionCards
+from codeconnect.workspaces.service import bearer_token
 
 
 # Coroutines, though they only read app state: FastAPI runs a plain function dependency in a worker thread,
@@ -50,10 +51,8 @@ def client_key(request: Request) -> str:
 def api_key_rate_key(request: Request) -> list[str]:
     """The API key a request presents, as a rate key (its hash: keys are never kept, not even in memory): a key
     handed to several machines still gets one budget. Unchecked here; a wrong key costs its sender the same."""
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        return []
-    return ["key:" + hash_secret(credentials.strip())[:32]]
+    key = bearer_token(request.headers)
+    return [] if key is None else ["key:" + hash_secret(key)[:32]]
 
 
 def rate_limited(kind: RateKind) -> Callable[[Request], Awaitable[None]]:

@@ -23,6 +23,8 @@ export const CLOSE = {
 export const AUTH = { PERMISSION_DENIED: 0, PERMISSION_GRANTED: 1 } as const;
 export const SESSION_ENDED = "session-ended";
 export const SESSION_REOPENED = "session-reopened";
+/** The reason of the 4404 close that ends the connections of a session deleted while they were open. */
+export const SESSION_DELETED = "session deleted";
 
 /** Runs the shared `runs` array keeps; older ones are dropped by whoever appends. */
 export const MAX_RUNS = 20;

@@ -2,7 +2,7 @@
 // only through named transitions. The views subscribe and render from a snapshot; nothing here touches the DOM,
 // so the rules (when Run is allowed, what a close means) are unit-tested in web/test.
 import type { CollabStatus } from "./collab";
-import { CLOSE, type Language } from "./contracts.gen";
+import { CLOSE, type Language, SESSION_DELETED } from "./contracts.gen";
 
 export interface PadSnapshot {
   readonly readOnly: boolean;
@@ -87,8 +87,6 @@ export function linkText(s: CollabStatus): { text: string; state: string } {
   return { text: "Offline", state: "offline" };
 }
 
-/** The close reason of the connections of a session deleted while they were open (sessions/deletion.py). */
-export const DELETED_REASON = "session deleted";
 
 /** Whether this page may change the shared document now (the editor, the title, the language). */
 export function canEdit(s: PadSnapshot): boolean {
@@ -107,7 +105,7 @@ export function bannerText(s: PadSnapshot, owner: boolean): string {
 export function closeMeaning(code: number, reason: string): Closed {
   if (code === CLOSE.UNAUTHORIZED) return { kind: "rejoin" };
   if (code === CLOSE.FORBIDDEN) return { kind: "removed" };
-  if (code === CLOSE.NOT_FOUND) return { kind: "gone", deleted: reason === DELETED_REASON };
+  if (code === CLOSE.NOT_FOUND) return { kind: "gone", deleted: reason === SESSION_DELETED };
   return {
     kind: "frozen",
     message:

@@ -1,11 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { CLOSE } from "../src/contracts.gen";
+import { CLOSE, SESSION_DELETED } from "../src/contracts.gen";
 import { sessionEndedBy } from "../src/authMessage";
 import {
   bannerText,
   canEdit,
   closeMeaning,
-  DELETED_REASON,
   ENDED_NOTE,
   ENDED_OWNER_NOTE,
   linkText,
@@ -59,7 +58,7 @@ describe("PadState", () => {
     expect(state.snapshot.deleting).toBe(false);
     expect(state.deletionStarted()).toBe(true);
     const gone = pad();
-    gone.closedFor(CLOSE.NOT_FOUND, DELETED_REASON);
+    gone.closedFor(CLOSE.NOT_FOUND, SESSION_DELETED);
     expect(gone.deletionStarted()).toBe(false);
   });
 
@@ -136,7 +135,7 @@ describe("closeMeaning", () => {
     expect(closeMeaning(CLOSE.NOT_FOUND, "")).toEqual({ kind: "gone", deleted: false });
     expect(closeMeaning(CLOSE.NOT_FOUND, "session not found")).toEqual({ kind: "gone", deleted: false });
     // Open while its owner deleted it (or the retention purge did): the page says so.
-    expect(closeMeaning(CLOSE.NOT_FOUND, DELETED_REASON)).toEqual({ kind: "gone", deleted: true });
+    expect(closeMeaning(CLOSE.NOT_FOUND, SESSION_DELETED)).toEqual({ kind: "gone", deleted: true });
     const large = closeMeaning(CLOSE.TOO_LARGE, "");
     expect(large.kind === "frozen" && large.message).toMatch(/larger than this server accepts/);
     const other = closeMeaning(CLOSE.BAD_MESSAGE, "malformed message");

@@ -39,6 +39,9 @@ class AuthType(IntEnum):
 #: The reasons of the auth messages about the owner's controls (the page reads them; see contracts.py).
 SESSION_ENDED = "session-ended"
 SESSION_REOPENED = "session-reopened"
+# The close reason (with 4404) of the connections of a session deleted while they were open: the page tells it
+# apart from a link to no session.
+SESSION_DELETED = "session deleted"
 
 
 class CloseCode(IntEnum):

@@ -47,7 +47,13 @@ from codeconnect.rates import ClientRate, RateExceeded, SharedRate
 from codeconnect.security import new_id
 from codeconnect.sessions.owner import check_owner
 from codeconnect.workspaces.schemas import Execution
-from codeconnect.workspaces.service import check_language, effective_execution, workspace_policy
+from codeconnect.workspaces.service import (
+    bearer_token,
+    check_language,
+    creating_workspace,
+    effective_execution,
+    workspace_policy,
+)  # fmt: skip
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +99,7 @@ def session_execution_disabled() -> Forbidden:
 
 async def check_keyed_run(request: Any, settings: Settings, language: str) -> None:
     """A run outside any session, where API keys are required: the key's workspace policy decides."""
-    from codeconnect.workspaces.service import bearer_challenge, creating_workspace
-
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise bearer_challenge("Running code on this server needs an API key: send `Authorization: Bearer <key>`.",
-                               "api_key_required")  # fmt: skip
-    workspace = await creating_workspace(request.app.state.sessionmaker, settings, key.strip())
+    workspace = await creating_workspace(request.app.state.sessionmaker, settings, bearer_token(request.headers))
     policy = await request.app.state.policies.get(workspace)
     allowed = effective_execution(settings, policy)
     if allowed != "sandbox":

@@ -9,7 +9,7 @@ The order is what keeps a room being written from bringing the session back: fir
 (its updates are dropped from then on, the room is dropped), then the update log's batch in flight is waited for,
 then the rows are deleted in one transaction, and only once that is committed are the other processes told and the
 connections closed. A process that has not heard yet and commits an update meets the missing session row; its
-update log then finds the session gone and drops those updates (``UpdateLog._refused``). If the deletion fails
+update log then finds the session gone and drops those updates (see ``collab/store.py``). If the deletion fails
 (the database is away), nothing was deleted: the session is restored and its connections are closed as for a
 restart, so that clients reconnect and resend what the dropped room had not stored.
 """
@@ -23,7 +23,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.collab.protocol import CloseCode
+from codeconnect.collab.protocol import SESSION_DELETED, CloseCode
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Room
 from codeconnect.errors import SessionNotFound
@@ -33,8 +33,6 @@ from codeconnect.sessions.owner import check_owner
 
 log = logging.getLogger(__name__)
 
-# The close reason the page tells apart from an unknown session's (web/src/padState.ts, DELETED_REASON).
-DELETED_REASON = "session deleted"
 TOPIC = "session-deleted"  # the cluster's event: the deleted session ids, comma-separated (ids hold no comma)
 
 #: Picks, inside the deleting transaction, which of the sessions asked for may go (locking their rows); the
@@ -90,7 +88,7 @@ class SessionDeletion:
         if deleted:
             # Again: a connection or read racing the deletion may have loaded a room or checked a token meanwhile.
             rooms = [room for room in rooms if room.session_id in gone] + self._forget(deleted)
-            registry.evict(rooms, CloseCode.NOT_FOUND, DELETED_REASON)
+            registry.evict(rooms, CloseCode.NOT_FOUND, SESSION_DELETED)
             if registry.cluster.shared:
                 registry.cluster.share(TOPIC, ",".join(deleted).encode())
                 await registry.cluster.forget(deleted)
@@ -107,7 +105,7 @@ class SessionDeletion:
     def apply_shared(self, event: bytes) -> None:
         """Another process deleted these sessions: close their connections here and forget them."""
         ids = [session_id for session_id in event.decode().split(",") if session_id]
-        self.registry.evict(self._forget(ids), CloseCode.NOT_FOUND, DELETED_REASON)
+        self.registry.evict(self._forget(ids), CloseCode.NOT_FOUND, SESSION_DELETED)
 
 
 async def delete_owned(db: AsyncSession, deletion: SessionDeletion, session_id: str, owner_key: str | None) -> None:

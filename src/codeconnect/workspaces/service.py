@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -248,6 +249,13 @@ async def workspace_of_key(db: AsyncSession, key: str) -> str:
     return row.workspace_id
 
 
+def bearer_token(headers: Any) -> str | None:
+    """The credentials of an `Authorization: Bearer` header (a key, sent or not where none is needed)."""
+    scheme, _, credentials = headers.get("authorization", "").partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
 async def creating_workspace(
     maker: async_sessionmaker[AsyncSession], settings: Settings, key: str | None
 ) -> str:
@@ -258,6 +266,6 @@ async def creating_workspace(
             return await workspace_of_key(db, key)
     if settings.auth == "api-key":
         raise bearer_challenge(
-            "Creating a session needs an API key: send `Authorization: Bearer <key>`.", "api_key_required"
+            "This needs a workspace's API key: send `Authorization: Bearer <key>`.", "api_key_required"
         )
     return DEFAULT_WORKSPACE
