@@ -28,7 +28,7 @@ from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import install_error_handlers
 from codeconnect.execution.router import build_router as execution_router
 from codeconnect.execution.sandbox import SandboxUnavailable
-from codeconnect.execution.service import ExecutionService
+from codeconnect.execution.service import ExecutionService, client_runs_allowed
 from codeconnect.health import build_metrics_router
 from codeconnect.health import router as health_router
 from codeconnect.hosts import HostAllowList
@@ -169,7 +169,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             authenticate = live_authenticator(app.state.sessionmaker, update_log.lock, lookup)
             collab = await stack.enter_async_context(
                 RoomRegistry(
-                    app.state.sessionmaker, settings, log_=update_log, authenticate=authenticate, cluster=cluster
+                    app.state.sessionmaker, settings, log_=update_log, authenticate=authenticate, cluster=cluster,
+                    runs_allowed=partial(client_runs_allowed, app.state.sessionmaker, settings),
                 )
             )
             app.state.collab = app.state.presence = app.state.run_sink = collab

@@ -92,6 +92,10 @@ SLOW_READERS_DROPPED = Counter(
     "codeconnect_live_slow_readers_dropped",
     "Live connections cut because they did not read what was sent to them (send budget or stall).",
 )
+CLIENT_RUNS_DROPPED = Counter(
+    "codeconnect_live_client_runs_dropped",
+    "Run records clients wrote into a session whose policy lets no code run, taken out again by the server.",
+)
 
 # --- the update log ------------------------------------------------------------------------------------------------
 

@@ -112,6 +112,9 @@ class SessionRow(Base):
         ForeignKey("workspaces.id"), index=True, default=DEFAULT_WORKSPACE, server_default=DEFAULT_WORKSPACE
     )
 
+    # The owner's narrowing of its workspace's policy (JSON of ``SessionPolicy``; NULL: none).
+    policy: Mapped[str | None] = mapped_column(Text, nullable=True)
+
     # Set while the owner has ended the session (None: open). Server state, not in the document: a client could
     # write anything into the document, and the room refuses every client's update while this is set.
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

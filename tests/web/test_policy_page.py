@@ -35,7 +35,7 @@ def test_the_page_shows_what_the_policy_forbids(
     pupil = join(context, web_server.base_url, session["id"], "Pupil")
     note = pupil.locator("#run-note")
     note.wait_for(state="visible")
-    assert note.inner_text() == "This workspace's policy does not allow running code."
+    assert note.inner_text() == "This session's policy does not allow running code."
     assert pupil.locator("#run").is_disabled()
     pupil.wait_for_function(
         "() => [...document.querySelectorAll('#language option')].filter((o) => o.disabled).length === 3"

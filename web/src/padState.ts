@@ -34,12 +34,12 @@ export type Closed =
 export type ExecutionPolicy = "none" | "browser" | "sandbox";
 
 export const OFF_NOTE = "The session owner turned off running code in this session.";
-export const POLICY_NONE_NOTE = "This workspace's policy does not allow running code.";
+export const POLICY_NONE_NOTE = "This session's policy does not allow running code.";
 export const ENDED_NOTE = "The session owner ended this session. The code stays here to read; nobody can edit or run it.";
 export const ENDED_OWNER_NOTE = "You ended this session: everyone sees the code read-only. Reopen it to let them edit again.";
 export const REMOVED_NOTE =
   "The session owner removed you from this session. Your live connection was closed and your access ended; the code stays on screen, read-only.";
-export const POLICY_BROWSER_NOTE = "This workspace's policy runs code only in browsers, and this language needs the server.";
+export const POLICY_BROWSER_NOTE = "This session's policy runs code only in browsers, and this language needs the server.";
 
 /** What the run controls show, from a snapshot and the runners' own verdict on a language. */
 export interface RunControls {

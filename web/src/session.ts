@@ -338,7 +338,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     for (const option of languageSelect.options) {
       const forbidden = allowed !== null && !allowed.includes(option.value);
       option.disabled = forbidden;
-      option.title = forbidden ? "This workspace's policy does not allow this language" : "";
+      option.title = forbidden ? "This session's policy does not allow this language" : "";
     }
   };
 

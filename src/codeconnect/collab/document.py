@@ -80,6 +80,15 @@ class SharedDoc:
             if excess > 0:
                 del self.runs[0:excess]
 
+    def drop_runs(self, records: list[Any]) -> int:
+        """Remove the run records equal to one of ``records``; return how many went."""
+        doomed = [i for i, run in enumerate(self.runs.to_py() or []) if run in records]
+        if doomed:
+            with self.doc.transaction():
+                for i in reversed(doomed):
+                    del self.runs[i]
+        return len(doomed)
+
     def clear_runs(self) -> int:
         """Remove every run output; return how many there were."""
         count = len(self.runs)

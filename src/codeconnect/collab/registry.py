@@ -16,7 +16,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -63,13 +63,16 @@ class RoomRegistry:
         log_: UpdateLog,
         authenticate: Authenticate,
         cluster: Cluster | None = None,
+        runs_allowed: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         """The store (``log_``), the token check and the other processes (``cluster``) are chosen when the app
-        is wired; the registry enters and exits the log and the cluster."""
+        is wired; the registry enters and exits the log and the cluster. ``runs_allowed`` says whether a session
+        may hold run records its clients write (None: always): those it may not are taken out again."""
         self.settings = settings
         self.cluster: Cluster = cluster if cluster is not None else LocalCluster()
         self._sessionmaker = sessionmaker
         self._authenticate = authenticate
+        self._runs_allowed = runs_allowed
         self.log = log_
         self.db_lock = log_.lock
         self.rooms: dict[str, Room] = {}
@@ -429,6 +432,8 @@ class RoomRegistry:
             fallback_language=stored.language, fallback_title=stored.title,
             fanout=self.cluster if self.cluster.shared else None,
         )
+        if self._runs_allowed is not None:
+            room.on_client_runs = self._client_runs
         # The row's copy trails the log after a crash between a commit and the next copy: refresh it.
         room.dirty = (room.shared.text(), room.language(), room.title()) != (stored.code, stored.language, stored.title)
         self.rooms[session_id] = room
@@ -544,6 +549,36 @@ class RoomRegistry:
             return
         room.change(lambda shared: shared.append_run(run))
         await room.committed()
+
+    def _client_runs(self, room: Room, records: list[Any]) -> None:
+        self._spawn(self._check_client_runs(room.session_id, records))
+
+    async def _check_client_runs(self, session_id: str, records: list[Any]) -> None:
+        """Take out the run records a client wrote where the session lets no code run (its policy says `none`, or
+        its owner switched running off): the page offers no Run there, so they come from a client that ignores
+        it. They were relayed and stored already (an update cannot be half applied); the removal is a change
+        of the server's, relayed and stored like any other, so every copy of the document loses them."""
+        assert self._runs_allowed is not None
+        try:
+            if await self._runs_allowed(session_id):
+                return
+            async with self.use(session_id) as room:
+                dropped = 0
+
+                def drop(shared: SharedDoc) -> None:
+                    nonlocal dropped
+                    dropped = shared.drop_runs(records)
+
+                room.change(drop)
+        except SessionNotFound:
+            return  # deleted meanwhile: nothing is left to clean
+        except Exception as exc:  # noqa: BLE001 - a background check: logged, never raised
+            # The type only: a database error's text can carry the session id among its parameters.
+            log.warning("could not check a client's run records against the session's policy (%s)", type(exc).__name__)
+            return
+        if dropped:
+            metrics.CLIENT_RUNS_DROPPED.inc(dropped)
+            log.info("took out %d run record(s) a client wrote where the session's policy lets no code run", dropped)
 
     async def clear_runs(self, session_id: str) -> int:
         """Remove every run from the document's ``runs``, loading the room if needed (the output is stored)."""

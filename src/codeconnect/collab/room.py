@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from pycrdt import Doc, TransactionEvent
+from pycrdt import ArrayEvent, Doc, TransactionEvent
 
 from codeconnect.collab import protocol as p
 from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_PIECES, RoomAwareness
@@ -216,6 +216,14 @@ class Room:
         # When the owner ended the session (None: open): every connection is read-only meanwhile, whatever its
         # role (see :meth:`set_ended`).
         self.ended_at: datetime | None = None
+        # Told of the run records a peer's update added to ``runs`` (after it is applied, relayed and stored), so
+        # the registry can take them out again where the session's policy lets no code run. The policy is not
+        # known here: the check reads it, and only when a client writes a run record, which is rare.
+        self.on_client_runs: Callable[[Room, list[Any]], None] | None = None
+        self._peer_applying = False
+        self._client_runs: list[Any] = []
+        # Fires only for transactions that change ``runs``: a keystroke costs nothing more (measured).
+        shared.runs.observe(self._runs_changed)
 
     # --- peers ----------------------------------------------------------------------------------------
 
@@ -391,6 +399,7 @@ class Room:
             peer.channel.charge(len(update) / self.limits.update_bytes_per_message)
         started = time.perf_counter()
         self._reply = None
+        self._peer_applying = True
         try:
             self.shared.doc.apply_update(update)
         except (KeyboardInterrupt, SystemExit, asyncio.CancelledError):
@@ -400,6 +409,8 @@ class Room:
             # validator should make it impossible, and if it happens it is this peer's update that caused it.
             self._clocks = None  # whatever Yrs kept of it: read the clocks afresh
             raise ProtocolViolation(CloseCode.BAD_MESSAGE, "the update could not be applied") from exc
+        finally:
+            self._peer_applying = False
         clocks = self._clocks
         if clocks is not None:
             for client, _first, end in info.blocks:
@@ -417,6 +428,19 @@ class Room:
         # Relayed and stored even if it changed nothing yet (its dependencies missing): Yrs keeps it and
         # applies it once they arrive, and so must the log and the other peers.
         self._record(update, message if message is not None else p.sync_update(update), peer, claims)
+        if self._client_runs:
+            added, self._client_runs = self._client_runs, []
+            if self.on_client_runs is not None:
+                self.on_client_runs(self, added)
+
+    def _runs_changed(self, event: ArrayEvent) -> None:
+        if self._peer_applying:
+            # ``delta`` is documented (the class's attributes) but declared only in ``__slots__``.
+            delta: list[dict[str, Any]] = event.delta  # type: ignore[attr-defined]
+            for step in delta:
+                inserted = step.get("insert")
+                if inserted:
+                    self._client_runs.extend(inserted)
 
     def _authorship(self, peer: Peer, blocks: tuple[tuple[int, int, int], ...], reply: bool) -> list[int]:
         """Refuse structs added under another owner's client id; return the unowned ids the sender claims.

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from codeconnect.controls import service
-from codeconnect.deps import DB, Cards, Live, Presence, SessionId
+from codeconnect.deps import DB, Cards, Live, Presence, SessionId, SettingsDep
 from codeconnect.errors import responses
+from codeconnect.sessions.access import requires
 from codeconnect.sessions.owner import OwnerKey
 from codeconnect.sessions.router import to_session
 from codeconnect.sessions.schemas import Session
+from codeconnect.workspaces.schemas import SessionPolicy, SessionPolicyView
 
 ParticipantId = Annotated[
     str,
@@ -79,5 +81,33 @@ def build_router() -> APIRouter:
         as a new participant through the session's link."""
         await service.remove_participant(db, live, cards, session_id, participant_id, owner_key)
         return Response(status_code=204)
+
+    @router.get(
+        "/policy",
+        summary="Get the policy that applies to a session",
+        response_model=SessionPolicyView,
+        responses=responses(401, 404, 422),
+        dependencies=[Depends(requires("read"))],
+    )
+    async def get_policy(session_id: SessionId, db: DB, settings: SettingsDep) -> SessionPolicyView:
+        """What the session's workspace allows (within the server's settings), what its owner narrowed, and what
+        applies: where code may run, the languages the session may use, and how many participants it may have."""
+        return await service.session_policy(db, settings, session_id)
+
+    @router.put(
+        "/policy",
+        summary="Narrow a session's policy (owner only)",
+        response_model=SessionPolicyView,
+        responses=responses(401, 403, 404, 422),
+    )
+    async def put_policy(
+        session_id: SessionId, body: SessionPolicy, db: DB, settings: SettingsDep, owner_key: OwnerKey = None
+    ) -> SessionPolicyView:
+        """Replace the owner's narrowing of the workspace's policy: `execution` (`none` turns every Run off, and
+        run records that clients write into the document are taken out again), `languages` (creating,
+        switching and server runs keep to them) and `maxParticipants` (later joins; nobody is removed). A field
+        left out narrows nothing; `{}` follows the workspace again. Asking for more than the workspace allows is
+        403 `forbidden_by_policy`, and changes nothing."""
+        return await service.set_session_policy(db, settings, session_id, owner_key, body)
 
     return router

@@ -1,4 +1,4 @@
-"""The owner's controls: end a session, reopen it, remove a participant. No HTTP here.
+"""The owner's controls: end a session, reopen it, remove a participant, narrow its policy. No HTTP here.
 
 Each decision is committed in the request's unit of work and then applied to the live layer (here and, through
 the cluster, on every other process) from the commit hook, before the response is sent: once the owner has the
@@ -20,11 +20,14 @@ from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from codeconnect.collab.registry import RoomRegistry
+from codeconnect.config import Settings
 from codeconnect.errors import NotFound
 from codeconnect.models import ParticipantRow, SessionRow, utcnow
 from codeconnect.sessions.cards import SessionCards, forget_card_on_commit
 from codeconnect.sessions.owner import check_owner
 from codeconnect.sessions.service import get_session
+from codeconnect.workspaces import service as workspaces
+from codeconnect.workspaces.schemas import SessionPolicy, SessionPolicyView
 
 
 class ParticipantNotFound(NotFound):
@@ -82,3 +85,16 @@ async def remove_participant(
     await db.delete(participant)
     await db.flush()
     _on_commit(db, lambda: live.remove(session_id, participant_id, token_hash))
+
+
+async def session_policy(db: AsyncSession, settings: Settings, session_id: str) -> SessionPolicyView:
+    return await workspaces.session_policy_view(db, settings, await get_session(db, session_id))
+
+
+async def set_session_policy(
+    db: AsyncSession, settings: Settings, session_id: str, owner_key: str | None, wanted: SessionPolicy
+) -> SessionPolicyView:
+    """The owner narrows the session's policy. Read where it applies (joins, language switches, runs, the room's
+    check of client run records) from the row, so it holds everywhere as soon as it is committed."""
+    row = await _owned(db, session_id, owner_key)
+    return await workspaces.set_session_policy(db, settings, row, wanted)

@@ -52,7 +52,7 @@ from codeconnect.workspaces.service import (
     check_language,
     creating_workspace,
     effective_execution,
-    workspace_policy,
+    policy_of,
 )  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -369,6 +369,18 @@ async def execution_enabled(db: AsyncSession, session_id: str) -> bool:
     return (await _row(db, session_id)).execution_enabled
 
 
+async def client_runs_allowed(maker: async_sessionmaker[AsyncSession], settings: Settings, session_id: str) -> bool:
+    """Whether the session may hold run records its clients write: not where its policy says `none` or its owner
+    switched running off (the page offers no Run there). True for a session that is gone (nothing to clean)."""
+    async with maker() as db:
+        row = await db.get(SessionRow, session_id)
+        if row is None:
+            return True
+        allowed = row.execution_enabled and effective_execution(settings, await policy_of(db, row)) != "none"
+        await db.rollback()
+    return allowed
+
+
 async def set_execution_enabled(
     db: AsyncSession, session_id: str, owner_key: str | None, enabled: bool
 ) -> bool:
@@ -380,7 +392,7 @@ async def set_execution_enabled(
 
 
 async def _settings_of(db: AsyncSession, settings: Settings, row: SessionRow) -> SessionSettings:
-    policy = await workspace_policy(db, row.workspace_id)
+    policy = await policy_of(db, row)
     allowed = effective_execution(settings, policy)
     return SessionSettings(
         # The owner's switch can only narrow what the workspace allows.
@@ -401,10 +413,11 @@ async def update_settings(
     row = await _row(db, session_id)
     check_owner(row, owner_key)
     if update.execution_enabled:
-        allowed = effective_execution(settings, await workspace_policy(db, row.workspace_id))
+        allowed = effective_execution(settings, await policy_of(db, row))
         if allowed == "none":
             raise Forbidden(
-                "This session's workspace policy does not let code run; an owner can narrow it, not widen it.",
+                "This session's policy does not let code run; an owner can narrow its workspace's policy, not "
+                "widen it.",
                 code="forbidden_by_policy",
             )
     if update.execution_enabled is not None:
@@ -444,7 +457,7 @@ async def load_program(
 
     async with maker() as db:
         row = await get_session(db, session_id)
-        policy = await workspace_policy(db, row.workspace_id)
+        policy = await policy_of(db, row)
         program = SessionProgram(
             row.code, row.language, row.execution_enabled, effective_execution(settings, policy),  # type: ignore[arg-type]
         )

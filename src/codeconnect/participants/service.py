@@ -20,7 +20,7 @@ from codeconnect.participants.names import distinct_name, name_key
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
 from codeconnect.sessions.cards import SessionCards, forget_card_on_commit
 from codeconnect.sessions.service import get_session
-from codeconnect.workspaces.service import effective_max_participants, read_policy
+from codeconnect.workspaces.service import effective_max_participants, narrow, read_policy, read_session_policy
 
 _GOLDEN_ANGLE = 137.50776405003785
 
@@ -68,7 +68,9 @@ async def join(
     # plain (name, seq) rows, not loaded as up to max_participants ORM objects per join.
     locked = (
         await db.execute(
-            select(SessionRow.id, SessionRow.editor_invite_hash, WorkspaceRow.policy)
+            select(
+                SessionRow.id, SessionRow.editor_invite_hash, WorkspaceRow.policy, SessionRow.policy.label("narrowed")
+            )
             .join(WorkspaceRow, SessionRow.workspace_id == WorkspaceRow.id)
             .where(SessionRow.id == session_id)
             .with_for_update(of=SessionRow)
@@ -80,7 +82,8 @@ async def join(
     if invite is not None and (current is None or not secret_matches(invite, current)):
         # The invite this join came in with was rotated or revoked meanwhile (see sessions/access.py).
         raise Unauthorized("This invite no longer opens the session.", code="session_credentials_required")
-    most = effective_max_participants(settings, read_policy(locked.policy))
+    policy = narrow(read_policy(locked.policy), read_session_policy(locked.narrowed))
+    most = effective_max_participants(settings, policy)
     present = (
         await db.execute(
             select(ParticipantRow.name, ParticipantRow.seq).where(ParticipantRow.session_id == session_id)

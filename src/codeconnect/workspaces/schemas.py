@@ -27,6 +27,18 @@ WorkspaceName = Annotated[
 Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
+def not_a_boolean(value: object) -> object:
+    # JSON Schema counts 3.0 as an integer, so lax parsing stays; but `true` is not a number of anything.
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+def canonical_languages(value: list[LanguageName] | None) -> list[LanguageName] | None:
+    # Kept in the canonical order, once each: a policy's JSON is compared and shown as-is.
+    return None if value is None else [lang for lang in LANGUAGES if lang in value]
+
+
 class Policy(StrictRequest):
     """What a workspace allows its sessions. A field left out (null) allows what the operator's settings allow."""
 
@@ -52,16 +64,53 @@ class Policy(StrictRequest):
     @field_validator("max_participants", "retention_days", mode="before")
     @classmethod
     def _not_a_boolean(cls, value: object) -> object:
-        # JSON Schema counts 3.0 as an integer, so lax parsing stays; but `true` is not a number of anything.
-        if isinstance(value, bool):
-            raise ValueError("Input should be a valid integer")
-        return value
+        return not_a_boolean(value)
 
     @field_validator("languages")
     @classmethod
     def _distinct(cls, value: list[LanguageName] | None) -> list[LanguageName] | None:
-        # Kept in the canonical order, once each: the policy's JSON is compared and shown as-is.
-        return None if value is None else [lang for lang in LANGUAGES if lang in value]
+        return canonical_languages(value)
+
+
+class SessionPolicy(StrictRequest):
+    """What a session's owner narrows its workspace's policy to (`PUT /v1/sessions/{sessionId}/policy`). A field
+    left out (null) keeps what the workspace allows; a field may only narrow it, never widen it."""
+
+    execution: Execution | None = Field(
+        default=None, description="`none`, `browser` or `sandbox`, at most what the workspace allows."
+    )
+    languages: list[LanguageName] | None = Field(
+        default=None, min_length=1, description="Languages the session may use: some of those the workspace allows."
+    )
+    max_participants: int | None = Field(
+        default=None, ge=1, le=100_000, description="Participants the session may have: at most the workspace's."
+    )
+
+    @field_validator("max_participants", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        return not_a_boolean(value)
+
+    @field_validator("languages")
+    @classmethod
+    def _distinct(cls, value: list[LanguageName] | None) -> list[LanguageName] | None:
+        return canonical_languages(value)
+
+
+class EffectivePolicy(CamelModel):
+    """What applies to a session: its workspace's policy within the operator's settings, narrowed by its owner."""
+
+    execution: Execution = Field(description="Where code may run: `none`, `browser` or `sandbox`.")
+    languages: list[LanguageName] | None = Field(description="The languages allowed (null: every language).")
+    max_participants: int = Field(description="The most participants the session may have.")
+
+
+class SessionPolicyView(CamelModel):
+    """Body of `GET`/`PUT /v1/sessions/{sessionId}/policy`."""
+
+    session: SessionPolicy = Field(description="What the owner narrowed (fields left null narrow nothing).")
+    workspace: EffectivePolicy = Field(description="What the session's workspace allows, within the server's settings.")
+    effective: EffectivePolicy = Field(description="What applies: the workspace's policy narrowed by the owner's.")
 
 
 class Workspace(CamelModel):

@@ -6,12 +6,15 @@ database on every use, never cached: revoking it in one process stops it in ever
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -21,7 +24,16 @@ from codeconnect.config import Settings
 from codeconnect.errors import Conflict, Forbidden, NotFound, Unauthorized
 from codeconnect.models import ApiKeyRow, SessionRow, WorkspaceRow, utcnow
 from codeconnect.security import hash_secret, new_id, new_secret, secret_matches
-from codeconnect.workspaces.schemas import EXECUTION_ORDER, Execution, Policy
+from codeconnect.workspaces.schemas import (
+    EXECUTION_ORDER,
+    EffectivePolicy,
+    Execution,
+    Policy,
+    SessionPolicy,
+    SessionPolicyView,
+)
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "ccl_"
 # A key's last use is written at most this often: a busy integration would otherwise add a write per request.
@@ -54,7 +66,45 @@ class WorkspaceView:
 
 
 def read_policy(stored: str | None) -> Policy:
-    return Policy() if not stored else Policy.model_validate_json(stored)
+    return _read(Policy, stored)
+
+
+def read_session_policy(stored: str | None) -> SessionPolicy:
+    return _read(SessionPolicy, stored)
+
+
+_P = TypeVar("_P", Policy, SessionPolicy)
+
+
+def _read(model: type[_P], stored: str | None) -> _P:
+    """A stored policy. What no longer validates (edited by hand, written by another version) must not break every
+    request of its sessions: each field is read alone, and one that fails is logged and read as its strictest value
+    (execution `none`) or, where nothing is stricter without breaking the sessions, as not set."""
+    if not stored:
+        return model()
+    try:
+        return model.model_validate_json(stored)
+    except ValidationError:
+        pass
+    try:
+        raw = json.loads(stored)
+    except ValueError:
+        raw = None
+    if not isinstance(raw, dict):
+        log.error("a stored policy is not a JSON object; running code is off for its sessions")
+        return model(execution="none")
+    fields: dict[str, Any] = {}
+    for name, value in raw.items():
+        try:
+            fields.update(model.model_validate({name: value}).model_dump(exclude_none=True))
+        except ValidationError:
+            log.error("a stored policy's %r does not validate; %s", name[:40], _STRICTEST.get(name, "ignored"))
+            if name == "execution":
+                fields["execution"] = "none"
+    return model.model_validate(fields)
+
+
+_STRICTEST = {"execution": "read as none"}
 
 
 def write_policy(policy: Policy) -> str:
@@ -115,19 +165,25 @@ async def set_policy(db: AsyncSession, ref: str, policy: Policy) -> WorkspaceVie
 
 
 async def session_policy(db: AsyncSession, session_id: str) -> Policy | None:
-    """The policy of the session's workspace; None when there is no such session."""
+    """The policy that applies to the session (its workspace's, narrowed by its owner); None when there is no such
+    session."""
     found = (
         await db.execute(
-            select(WorkspaceRow.policy)
+            select(WorkspaceRow.policy, SessionRow.policy.label("narrowed"))
             .join(SessionRow, SessionRow.workspace_id == WorkspaceRow.id)
             .where(SessionRow.id == session_id)
         )
-    ).scalar_one_or_none()
-    return None if found is None else read_policy(found)
+    ).first()
+    return None if found is None else narrow(read_policy(found.policy), read_session_policy(found.narrowed))
 
 
 async def workspace_policy(db: AsyncSession, workspace_id: str) -> Policy:
     return read_policy(await db.scalar(select(WorkspaceRow.policy).where(WorkspaceRow.id == workspace_id)))
+
+
+async def policy_of(db: AsyncSession, row: SessionRow) -> Policy:
+    """The policy that applies to the session of ``row``: its workspace's, narrowed by its owner."""
+    return narrow(await workspace_policy(db, row.workspace_id), read_session_policy(row.policy))
 
 
 class Policies:
@@ -191,11 +247,75 @@ def effective_max_participants(settings: Settings, policy: Policy) -> int:
     return min(policy.max_participants, settings.max_participants)
 
 
+def narrow(policy: Policy, by: SessionPolicy) -> Policy:
+    """``policy`` narrowed by a session owner's choices: the lesser of each, never more than ``policy``."""
+    changes: dict[str, Any] = {}
+    if by.execution is not None:
+        changes["execution"] = (
+            by.execution if policy.execution is None else min(policy.execution, by.execution, key=EXECUTION_ORDER.index)
+        )
+    if by.languages is not None:
+        # May end up empty (the workspace dropped every language the owner kept): then none is allowed.
+        changes["languages"] = [lang for lang in by.languages if policy.languages is None or lang in policy.languages]
+    if by.max_participants is not None:
+        most = policy.max_participants
+        changes["max_participants"] = by.max_participants if most is None else min(most, by.max_participants)
+    return policy.model_copy(update=changes) if changes else policy
+
+
+def effective(settings: Settings, policy: Policy) -> EffectivePolicy:
+    return EffectivePolicy(
+        execution=effective_execution(settings, policy),
+        languages=policy.languages,
+        max_participants=effective_max_participants(settings, policy),
+    )
+
+
+def check_narrowing(settings: Settings, workspace: Policy, wanted: SessionPolicy) -> None:
+    """403 ``forbidden_by_policy`` if ``wanted`` allows anything the workspace (within the server) does not."""
+    allowed = effective(settings, workspace)
+    wider: list[str] = []
+    if wanted.execution is not None and EXECUTION_ORDER.index(wanted.execution) > EXECUTION_ORDER.index(
+        allowed.execution
+    ):
+        wider.append(f"execution {wanted.execution!r} (the workspace allows {allowed.execution!r})")
+    if wanted.languages is not None and allowed.languages is not None:
+        extra = [lang for lang in wanted.languages if lang not in allowed.languages]
+        if extra:
+            wider.append(f"languages {', '.join(extra)} (the workspace allows {', '.join(allowed.languages)})")
+    if wanted.max_participants is not None and wanted.max_participants > allowed.max_participants:
+        wider.append(f"{wanted.max_participants} participants (the workspace allows {allowed.max_participants})")
+    if wider:
+        raise Forbidden(
+            "A session's owner can narrow its workspace's policy, not widen it: " + "; ".join(wider) + ".",
+            code="forbidden_by_policy",
+        )
+
+
+async def session_policy_view(db: AsyncSession, settings: Settings, row: SessionRow) -> SessionPolicyView:
+    workspace = await workspace_policy(db, row.workspace_id)
+    mine = read_session_policy(row.policy)
+    return SessionPolicyView(
+        session=mine, workspace=effective(settings, workspace), effective=effective(settings, narrow(workspace, mine))
+    )
+
+
+async def set_session_policy(
+    db: AsyncSession, settings: Settings, row: SessionRow, wanted: SessionPolicy
+) -> SessionPolicyView:
+    """Replace the owner's narrowing of the session's policy (the caller checked the owner key)."""
+    check_narrowing(settings, await workspace_policy(db, row.workspace_id), wanted)
+    stored = wanted.model_dump_json(exclude_none=True, by_alias=True)
+    row.policy = None if stored == "{}" else stored
+    await db.flush()
+    return await session_policy_view(db, settings, row)
+
+
 def check_language(policy: Policy, language: str) -> None:
     if policy.languages is not None and language not in policy.languages:
-        allowed = ", ".join(policy.languages)
+        allowed = ", ".join(policy.languages) or "no language"
         raise Forbidden(
-            f"This workspace's policy does not allow {language}; it allows {allowed}.", code="language_not_allowed"
+            f"This session's policy does not allow {language}; it allows {allowed}.", code="language_not_allowed"
         )
 
 
