@@ -183,12 +183,14 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 settings.session_cards, partial(cluster.share, "card") if cluster.shared else None
             )
             cluster.listen("card", app.state.cards.apply_shared)
+            cluster.on_gap(app.state.cards.clear)
             app.state.policies = Policies(
                 app.state.sessionmaker,
                 settings.policy_cache_seconds,
                 partial(cluster.share, "policy") if cluster.shared else None,
             )
             cluster.listen("policy", app.state.policies.apply_shared)
+            cluster.on_gap(app.state.policies.clear)
             app.state.deletion = SessionDeletion(app.state.sessionmaker, collab, app.state.cards)
             app.state.retention = await stack.enter_async_context(
                 RetentionTask(app.state.sessionmaker, settings, app.state.deletion)

@@ -107,11 +107,13 @@ async def session_on(server: LiveServer, *names: str, **body: Any) -> tuple[str,
 
 
 class RedisProxy:
-    """A TCP relay to the shared Redis on a free port of 127.0.0.1, which a test may cut (every connection closed,
-    new ones refused) and restore: one process loses Redis while the others keep it."""
+    """A TCP relay to the shared Redis (or another, on ``target_port``) on a free port of 127.0.0.1, which a test
+    may cut (every connection closed, new ones refused) and restore: one process loses Redis while the others keep
+    it."""
 
-    def __init__(self) -> None:
+    def __init__(self, target_port: int = 6379) -> None:
         self.port = 0
+        self.target_port = target_port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -131,7 +133,7 @@ class RedisProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 6379)
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
             writer.close()
             return

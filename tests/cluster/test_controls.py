@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from codeconnect.collab import protocol as p
+from tests.cluster.conftest import RedisProcess, RedisProxy
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
 
@@ -91,3 +93,53 @@ async def test_a_removal_closes_and_forgets_on_every_process(cluster: ServerFact
 
         await eventually(only_ada_listed_on_b)  # B's card of the session was dropped too
         await a.close()
+
+
+async def test_a_process_that_lost_the_news_reads_the_controls_again_after_the_gap(
+    cluster: ServerFactory, own_redis: RedisProcess
+) -> None:
+    # B is cut off from Redis while the owner ends the session and removes Mallory through A, and the events that
+    # carried the news are lost (the stream is gone when B is back, as after a Redis restart). B must not go on
+    # taking Mallory's token and Ada's edits: after the gap it reads what it learnt from events again.
+    proxy = RedisProxy(own_redis.port)
+    await proxy.start()
+    a_srv: LiveServer = await cluster(redis_url=own_redis.url)
+    b_srv: LiveServer = await cluster(redis_url=proxy.url)
+    try:
+        async with httpx.AsyncClient(base_url=a_srv.base_url, timeout=30) as http:
+            s = await new_session(http)
+            sid = s["id"]
+            ada = (await join(http, sid, "Ada"))["token"]
+            mallory = await join(http, sid, "Mallory")
+            a = await YClient(collab_url(b_srv.ws_url, sid, ada)).connect()
+            m = await YClient(collab_url(b_srv.ws_url, sid, mallory["token"])).connect()
+            a.code.insert(0, "# shared\n")
+            await m.wait_for(lambda: "# shared" in m.text)
+
+            await proxy.cut()
+            owner = {"X-Owner-Key": s["ownerKey"]}
+            r = await http.delete(f"/v1/sessions/{sid}/participants/{mallory['id']}", headers=owner)
+            assert r.status_code == 204
+            assert (await http.post(f"/v1/sessions/{sid}/end", headers=owner)).status_code == 200
+            events = aioredis.Redis.from_url(own_redis.url)
+            try:
+                await eventually(lambda: _events_kept(events))  # A published them...
+                await events.delete(b"ccl:events")  # ...and they are lost
+            finally:
+                await events.aclose()
+            assert not m.closed.is_set() and ENDED not in a.received  # B has not heard
+
+            await proxy.start()
+            assert await m.wait_closed(timeout=20) == p.CloseCode.FORBIDDEN
+            await a.wait_for(lambda: ENDED in a.received, timeout=20)
+            again = YClient(collab_url(b_srv.ws_url, sid, mallory["token"]))
+            with pytest.raises(TimeoutError):
+                await again.connect(sync_timeout=5)
+            assert again.close_code == p.CloseCode.UNAUTHORIZED
+            await a.close()
+    finally:
+        await proxy.cut()
+
+
+async def _events_kept(events: aioredis.Redis) -> bool:
+    return int(await events.xlen(b"ccl:events")) >= 2

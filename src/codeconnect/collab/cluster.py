@@ -103,6 +103,11 @@ class Cluster(Fanout, Protocol):
         """Hand the other processes' events of ``topic`` to ``handler``."""
         ...
 
+    def on_gap(self, handler: Callable[[], None]) -> None:
+        """Call ``handler`` after a gap in which events of other processes may have been lost (the transport came
+        back after being down): whatever was learnt from events must be read again from the database."""
+        ...
+
     async def online(self, session_id: str) -> frozenset[str]:
         """Who is connected to the session on any process (asked when this process does not hold its room)."""
         ...
@@ -154,6 +159,9 @@ class LocalCluster:
 
     def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
         return None
+
+    def on_gap(self, handler: Callable[[], None]) -> None:
+        return None  # nothing to lose
 
     async def online(self, session_id: str) -> frozenset[str]:
         return frozenset()  # no room here: nobody is connected

@@ -218,6 +218,7 @@ class RedisCluster:
         self._dropped: set[bytes] = set()  # sessions whose entries the outbox dropped (bounded by the sessions held)
         self._seen: dict[str, dict[str, float]] = {}  # per session, other processes' last presence renewal
         self._stale: set[str] = set()  # rooms to heal from the log
+        self._gap_handlers: list[Callable[[], None]] = []
         self._stale_ready = asyncio.Event()
         self._up: bool | None = None
         self._listeners: dict[bytes, Callable[[bytes], None]] = {}
@@ -327,6 +328,16 @@ class RedisCluster:
 
     def listen(self, topic: str, handler: Callable[[bytes], None]) -> None:
         self._listeners[topic.encode()] = handler
+
+    def on_gap(self, handler: Callable[[], None]) -> None:
+        self._gap_handlers.append(handler)
+
+    def _after_gap(self) -> None:
+        for handler in self._gap_handlers:
+            try:
+                handler()
+            except Exception:
+                log.exception("catching up after a gap in the other processes' events failed")
 
     def _queue(self, key: bytes, kind: bytes, data: bytes, author: bytes) -> None:
         self._outbox.append((key, kind, data, author))
@@ -485,6 +496,11 @@ class RedisCluster:
                         # Subscribed: from now on the channel brings everything; read the streams up to here.
                         if message["channel"] == _EVENTS:
                             self._spawn(self._catch_up(_EVENTS))
+                            if reconnect:
+                                # Subscribed again: what is read from the database from here on is not older
+                                # than the events that follow.
+                                reconnect = False
+                                self._after_gap()
                         else:
                             self._listening = True  # from here on, attach reads its room's stream itself
                             for key in map(_key, list(self._rooms)):

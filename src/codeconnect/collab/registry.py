@@ -34,11 +34,12 @@ from codeconnect.collab.room import Room, RoomLimits
 from codeconnect.collab.store import UpdateLog
 from codeconnect.config import Settings
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
-from codeconnect.models import SessionRow
+from codeconnect.models import ParticipantRow, SessionRow
 from codeconnect.security import hash_secret
 
 log = logging.getLogger(__name__)
 
+_READ_CHUNK = 500  # sessions read again in one statement after a gap
 _MIRROR_SLICE_SECONDS = 0.0005  # longest stretch the mirror pass holds the event loop
 # The other processes' news of the owner's controls (``cluster.share``).
 _STATE_TOPIC = "session-state"  # JSON [session id, when it ended (ISO 8601) or null (reopened)]
@@ -92,6 +93,7 @@ class RoomRegistry:
         self._new_docs_bytes = 0
         self.cluster.listen(_STATE_TOPIC, self._apply_shared_state)
         self.cluster.listen(_REMOVED_TOPIC, self._apply_shared_removal)
+        self.cluster.on_gap(self._after_gap)
         self.limits = RoomLimits(
             max_code_bytes=settings.max_code_bytes,
             max_document_bytes=settings.max_document_bytes,
@@ -235,6 +237,47 @@ class RoomRegistry:
     def _apply_shared_removal(self, event: bytes) -> None:
         session_id, participant_id, token_hash = event.decode().split("\0")
         self._remove(session_id, participant_id, token_hash)
+
+    def _after_gap(self) -> None:
+        """The other processes' news of ends, reopens and removals may have been lost: forget every verified token
+        (each is checked against the database again) and read the state of every loaded room again."""
+        self._auth_cache.clear()
+        self._state_epoch += 1  # a room loading now reads its state again
+        self._spawn(self._recheck_rooms())
+
+    async def _recheck_rooms(self) -> None:
+        session_ids = list(self.rooms)
+        for start in range(0, len(session_ids), _READ_CHUNK):
+            chunk = session_ids[start : start + _READ_CHUNK]
+            try:
+                async with self.db_lock, self._sessionmaker() as db:
+                    rows = await db.execute(select(SessionRow.id, SessionRow.ended_at).where(SessionRow.id.in_(chunk)))
+                    ended = {row.id: row.ended_at for row in rows}
+                    members = [
+                        (row.session_id, row.id)
+                        for row in await db.execute(
+                            select(ParticipantRow.session_id, ParticipantRow.id).where(
+                                ParticipantRow.session_id.in_(chunk)
+                            )
+                        )
+                    ]
+            except Exception as exc:  # noqa: BLE001 - logged; the next gap or a reload reads again
+                log.warning("could not read the rooms' state again after a gap (%s)", type(exc).__name__)
+                return
+            present: dict[str, set[str]] = {}
+            for session_id, participant_id in members:
+                present.setdefault(session_id, set()).add(participant_id)
+            for session_id in chunk:
+                room = self.rooms.get(session_id)
+                if room is None or session_id not in ended:
+                    continue  # unloaded meanwhile, or deleted (its deletion closes it)
+                room.set_ended(ended[session_id])
+                here = present.get(session_id, set())
+                for participant_id in {peer.participant_id for peer in room.peers} - here:
+                    self._removed[participant_id] = None
+                    room.expel(participant_id, "removed by the session owner")
+            while len(self._removed) > self.settings.ws_auth_cache_entries:
+                self._removed.popitem(last=False)
 
     async def session_exists(self, session_id: str) -> bool:
         """Whether the session exists: the one existence check of the REST and live layers (a deletion drops the

@@ -89,6 +89,11 @@ class SessionCards:
         """Another process committed a write to the session named by ``event``."""
         self.forget(event.decode())
 
+    def clear(self) -> None:
+        """Forget every card (news of the other processes' writes may have been lost)."""
+        self._epoch += 1
+        self._cards.clear()
+
     def __len__(self) -> int:
         return len(self._cards)
 

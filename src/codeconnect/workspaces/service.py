@@ -225,6 +225,10 @@ class Policies:
     def apply_shared(self, event: bytes) -> None:
         self._kept.pop(event.decode(errors="replace"), None)
 
+    def clear(self) -> None:
+        """Forget every policy (news of changes may have been lost)."""
+        self._kept.clear()
+
 
 # --- what a policy allows --------------------------------------------------------------------------------------
 
