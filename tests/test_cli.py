@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -160,6 +161,36 @@ def test_schemathesis_against_the_live_schema(database_url: str, tmp_path: Path)
     )  # fmt: skip
     try:
         run_schemathesis(serve, tmp_path)
+    finally:
+        stop(serve)
+
+
+def test_schemathesis_in_api_key_mode(tmp_path: Path) -> None:
+    """The same checks where API keys are required and the session id alone grants nothing: every operation is
+    sent a workspace's key (the admin API's its token), so creations succeed and everything about the sessions
+    they make is refused for want of an invite, a participant token or the owner key: in the one error shape,
+    with statuses the schema declares. On SQLite: the open-mode run above covers both databases."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path / 'keyed.db'}"
+    env = {**os.environ, "CODECONNECT_DATABASE_URL": database_url}
+    subprocess.run([str(BIN / "codeconnect"), "migrate"], env=env, check=True, capture_output=True, timeout=120)
+    made = subprocess.run(
+        [str(BIN / "codeconnect"), "key", "create", "default", "--label", "schemathesis", "--json"],
+        env=env, check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    key = json.loads(made.stdout)["key"]
+    admin_token = "schemathesis-admin-token-0123456789"
+    (tmp_path / "schemathesis.toml").write_text(
+        f'headers = {{ Authorization = "Bearer {key}" }}\n'
+        '[[operations]]\ninclude-path-regex = "^/v1/admin/"\n'
+        f'headers = {{ Authorization = "Bearer {admin_token}" }}\n'
+    )
+    serve = start_serve(
+        database_url, tmp_path, CODECONNECT_AUTH="api-key", CODECONNECT_ADMIN_TOKEN=admin_token,
+        CODECONNECT_RATE_SESSIONS_PER_MINUTE="0", CODECONNECT_RATE_JOINS_PER_MINUTE="0",
+    )  # fmt: skip
+    try:
+        run_schemathesis(serve, tmp_path)
+        assert "api_key" not in serve.log.read_text()  # the key was accepted: no refusal of it was logged
     finally:
         stop(serve)
 

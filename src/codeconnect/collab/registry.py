@@ -85,6 +85,8 @@ class RoomRegistry:
         # Participants removed lately: a check of their token that read the row before it was deleted must not
         # admit them afterwards (bounded like the token cache; past it, the row's absence answers).
         self._removed: OrderedDict[str, None] = OrderedDict()
+        # Kept even with the token cache off (0): the race it closes is there whether tokens are cached or not.
+        self._removed_kept = max(settings.ws_auth_cache_entries, 1024)
         # Moved by every end or reopen heard here: a room loading meanwhile reads its session's state again.
         self._state_epoch = 0
         self._mirror_task: asyncio.Task[None] | None = None
@@ -228,7 +230,7 @@ class RoomRegistry:
     def _remove(self, session_id: str, participant_id: str, token_hash: str) -> None:
         self._auth_cache.pop(token_hash, None)
         self._removed[participant_id] = None
-        if len(self._removed) > self.settings.ws_auth_cache_entries:
+        if len(self._removed) > self._removed_kept:
             self._removed.popitem(last=False)
         room = self.rooms.get(session_id)
         if room is not None:
@@ -276,7 +278,7 @@ class RoomRegistry:
                 for participant_id in {peer.participant_id for peer in room.peers} - here:
                     self._removed[participant_id] = None
                     room.expel(participant_id, "removed by the session owner")
-            while len(self._removed) > self.settings.ws_auth_cache_entries:
+            while len(self._removed) > self._removed_kept:
                 self._removed.popitem(last=False)
 
     async def session_exists(self, session_id: str) -> bool:

@@ -98,7 +98,7 @@ def build_router() -> APIRouter:
         "/policy",
         summary="Narrow a session's policy (owner only)",
         response_model=SessionPolicyView,
-        responses=responses(401, 403, 404, 422),
+        responses=responses(400, 401, 403, 404, 422),
     )
     async def put_policy(
         session_id: SessionId, body: SessionPolicy, db: DB, settings: SettingsDep, owner_key: OwnerKey = None

@@ -29,9 +29,15 @@ admin_bearer = HTTPBearer(
 )
 
 WorkspaceRef = Annotated[
-    str, Path(alias="workspace", min_length=1, max_length=100, description="Workspace id or name.")
+    str,
+    Path(
+        alias="workspace", min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$",
+        description="Workspace id or name.",
+    ),
 ]
-KeyId = Annotated[str, Path(alias="keyId", min_length=1, max_length=64, description="API key id.")]
+KeyId = Annotated[
+    str, Path(alias="keyId", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$", description="API key id.")
+]
 
 
 async def require_admin(
