@@ -21,7 +21,7 @@ export interface ExecutionChoice {
 
 const EXECUTION_WORDS: Record<Execution, [label: string, hint: string]> = {
   sandbox: ["Anywhere allowed", "In each person's browser, and on the server for what browsers cannot run"],
-  browser: ["Only in browsers", "Each person's browser runs the code; the server never does"],
+  browser: ["Only in browsers", "In each person's browser, never on the server"],
   none: ["Nowhere", "Run is off for everyone"],
 };
 

@@ -79,7 +79,7 @@ export function showRules(view: SessionPolicyView, opener: HTMLElement, target: 
     h(
       "p",
       { class: "rules-intro", id: "rules-intro" },
-      "They apply to everyone in this session, within what its workspace allows. Other people's pages follow within 20 seconds.",
+      "For everyone in this session, within what its workspace allows. Other pages follow within 20 seconds.",
     ),
     h("fieldset", { class: "rules-group", id: "rules-execution" }, h("legend", {}, "Where code may run"), ...executionInputs.map((c) => c.row)),
     h(
