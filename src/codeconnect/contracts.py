@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, get_args
 
+from pydantic import BaseModel
+
 from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_PIECES
 from codeconnect.collab.document import MAX_RUNS
 from codeconnect.collab.protocol import SESSION_DELETED, SESSION_ENDED, SESSION_REOPENED, AuthType, CloseCode
@@ -21,6 +23,13 @@ from codeconnect.config import Settings
 from codeconnect.execution.schemas import ExecuteResult, RunOutcome
 from codeconnect.execution.service import RECORD_STDIN_MAX_BYTES
 from codeconnect.languages import BY_NAME, LANGUAGES
+from codeconnect.workspaces.schemas import (
+    EXECUTION_ORDER,
+    EffectivePolicy,
+    Execution,
+    SessionPolicy,
+    SessionPolicyView,
+)
 
 TARGET = Path(__file__).resolve().parents[2] / "web" / "src" / "contracts.gen.ts"
 
@@ -31,7 +40,13 @@ _HEADER = """\
 
 
 # Enumerations the module names once, so the interfaces below read as the web app writes them.
-_NAMED = {tuple(LANGUAGES): "Language", tuple(get_args(RunOutcome)): "Outcome"}
+_NAMED = {
+    tuple(LANGUAGES): "Language",
+    tuple(get_args(RunOutcome)): "Outcome",
+    tuple(get_args(Execution)): "Execution",
+}
+# Models the module writes as interfaces of their own: a field of one of them names it.
+_MODELS = {"SessionPolicy", "EffectivePolicy"}
 
 
 def _ts(value: Any) -> str:
@@ -41,7 +56,8 @@ def _ts(value: Any) -> str:
 def _ts_type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     """A TypeScript type for a (flat) JSON Schema of a pydantic field."""
     if "$ref" in schema:
-        return _ts_type(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return name if name in _MODELS else _ts_type(defs[name], defs)
     if "anyOf" in schema:
         return " | ".join(_ts_type(s, defs) for s in schema["anyOf"])
     if "enum" in schema:
@@ -57,10 +73,13 @@ def _ts_type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
         return "boolean"
     if kind == "null":
         return "null"
+    if kind == "array":
+        item = _ts_type(schema["items"], defs)
+        return f"({item})[]" if " | " in item else f"{item}[]"
     raise ValueError(f"no TypeScript type for the schema {schema}")
 
 
-def _interface(name: str, model: type[ExecuteResult], doc: str) -> str:
+def _interface(name: str, model: type[BaseModel], doc: str) -> str:
     schema = model.model_json_schema(by_alias=True, mode="serialization")  # as sent: every field present
     defs = schema.get("$defs", {})
     lines = [f"/** {doc} */", f"export interface {name} {{"]
@@ -137,6 +156,23 @@ def typescript() -> str:
         f"export const OUTCOMES: readonly Outcome[] = [{', '.join(_ts(o) for o in outcomes)}];",
         "",
         _interface("ExecuteResult", ExecuteResult, "What a run produced: the answer of `/v1/execute`."),
+        "",
+        "/** Where code may run, from least to most: nowhere, in participants' browsers, also on the server. */",
+        f"export type Execution = {' | '.join(_ts(e) for e in get_args(Execution))};",
+        f"export const EXECUTIONS: readonly Execution[] = [{', '.join(_ts(e) for e in EXECUTION_ORDER)}];",
+        "",
+        _interface(
+            "SessionPolicy",
+            SessionPolicy,
+            "What a session's owner narrowed its workspace's policy to (null: narrows nothing); the body of "
+            "`PUT /v1/sessions/{sessionId}/policy`, where a field may also be left out.",
+        ),
+        "",
+        _interface("EffectivePolicy", EffectivePolicy, "A policy as it applies: within the server's settings."),
+        "",
+        _interface(
+            "SessionPolicyView", SessionPolicyView, "The answer of `GET`/`PUT /v1/sessions/{sessionId}/policy`."
+        ),
         "",
     ]
     return "\n".join(parts)

@@ -1,4 +1,5 @@
 // The REST API of our own server, typed. Errors arrive in one shape: {error, detail, fields?}.
+import type { SessionPolicy, SessionPolicyView } from "./contracts.gen";
 import type { Language } from "./languages";
 import type { RunResult } from "./runs";
 import { store } from "./store";
@@ -67,6 +68,10 @@ export interface ServerLanguages {
 }
 
 export type ServerRunResult = RunResult;
+
+/** What the owner asks for with `PUT /v1/sessions/{id}/policy`: a field left out narrows nothing (`{}` follows the
+ * workspace again). */
+export type SessionPolicyRequest = Partial<SessionPolicy>;
 
 async function request<T>(
   method: string,
@@ -222,6 +227,13 @@ export const api = {
     request<void>("DELETE", `/v1/sessions/${enc(id)}/participants/${enc(participantId)}`, undefined, undefined, {
       "X-Owner-Key": ownerKey,
     }),
+  /** What the session's workspace allows, what its owner narrowed, and what applies (anyone who may read it). */
+  sessionPolicy: (id: string) =>
+    request<SessionPolicyView>("GET", `/v1/sessions/${enc(id)}/policy`, undefined, undefined, credentials(id)),
+  /** Replace the owner's narrowing of the workspace's policy; never wider than the workspace (403
+   * `forbidden_by_policy`). */
+  setSessionPolicy: (id: string, ownerKey: string, policy: SessionPolicyRequest) =>
+    request<SessionPolicyView>("PUT", `/v1/sessions/${enc(id)}/policy`, policy, undefined, { "X-Owner-Key": ownerKey }),
   /** Kill the server run started with ``runId``; its own request then answers with the outcome "stopped". */
   stopRun: (id: string, runId: string, token: string) =>
     request<{ runId: string; running: boolean }>(

@@ -79,3 +79,37 @@ export interface ExecuteResult {
   durationMs: number;
   language: Language;
 }
+
+/** Where code may run, from least to most: nowhere, in participants' browsers, also on the server. */
+export type Execution = "none" | "browser" | "sandbox";
+export const EXECUTIONS: readonly Execution[] = ["none", "browser", "sandbox"];
+
+/** What a session's owner narrowed its workspace's policy to (null: narrows nothing); the body of `PUT /v1/sessions/{sessionId}/policy`, where a field may also be left out. */
+export interface SessionPolicy {
+  /** `none`, `browser` or `sandbox`, at most what the workspace allows. */
+  execution: Execution | null;
+  /** Languages the session may use: some of those the workspace allows. */
+  languages: Language[] | null;
+  /** Participants the session may have: at most the workspace's. */
+  maxParticipants: number | null;
+}
+
+/** A policy as it applies: within the server's settings. */
+export interface EffectivePolicy {
+  /** Where code may run: `none`, `browser` or `sandbox`. */
+  execution: Execution;
+  /** The languages allowed (null: every language). */
+  languages: Language[] | null;
+  /** The most participants the session may have. */
+  maxParticipants: number;
+}
+
+/** The answer of `GET`/`PUT /v1/sessions/{sessionId}/policy`. */
+export interface SessionPolicyView {
+  /** What the owner narrowed (fields left null narrow nothing). */
+  session: SessionPolicy;
+  /** What the session's workspace allows, within the server's settings. */
+  workspace: EffectivePolicy;
+  /** What applies: the workspace's policy narrowed by the owner's. */
+  effective: EffectivePolicy;
+}

@@ -151,8 +151,21 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   );
   // End / Reopen, for the owner only; its words follow the session's state.
   const endButton = ownerKey ? h("button", { class: "button ghost", id: "end-session" }, "End session") : null;
+  // The session's rules (where code runs, languages, how many may join), for the owner only, in a dialog.
+  const rulesButton = ownerKey
+    ? h(
+        "button",
+        {
+          class: "button ghost",
+          id: "session-rules",
+          "aria-haspopup": "dialog",
+          title: "Session rules: where code may run, the languages, how many may join",
+        },
+        "Rules",
+      )
+    : null;
   // The owner's controls sit with the people they act on, not in the toolbar, whose room is the title's.
-  const ownerControls = ownerKey ? h("span", { class: "owner-controls" }, endButton, deleteButton) : null;
+  const ownerControls = ownerKey ? h("span", { class: "owner-controls" }, rulesButton, endButton, deleteButton) : null;
   const output = new OutputPanel(collab.runs, collab.awareness);
   const livePublisher = new LivePublisher(collab.awareness);
 
@@ -325,6 +338,31 @@ export async function sessionPage(route: PadRoute): Promise<void> {
       });
   });
 
+  // The dialog's code loads on first use; it opens once the rules as they apply now are known.
+  let openingRules = false;
+  rulesButton?.addEventListener("click", () => {
+    const sessionId = access.sessionId;
+    if (!ownerKey || sessionId === null || openingRules) return;
+    openingRules = true;
+    rulesButton.setAttribute("aria-busy", "true");
+    Promise.all([import("./ui/rules"), api.sessionPolicy(sessionId)])
+      .then(([{ showRules }, view]) =>
+        showRules(view, rulesButton, {
+          serverRunsCode: state.snapshot.serverLanguages.size > 0,
+          save: (request) => api.setSessionPolicy(sessionId, ownerKey, request),
+          saved: () => {
+            notice.show("Session rules saved. Everyone else's page follows within 20 seconds.", 4000);
+            void checkExecution(); // this page follows at once
+          },
+        }),
+      )
+      .catch((err: unknown) => notice.show(`Could not open the session rules: ${err instanceof Error ? err.message : String(err)}`))
+      .finally(() => {
+        openingRules = false;
+        rulesButton.removeAttribute("aria-busy");
+      });
+  });
+
   const currentLanguage = (): Language => {
     const value = collab.meta.get("language");
     return isLanguage(value) ? value : editor.language;
@@ -395,6 +433,7 @@ export async function sessionPage(route: PadRoute): Promise<void> {
         endButton.textContent = now.ended ? "Reopen session" : "End session";
         endButton.hidden = now.closed !== null;
       }
+      if (rulesButton) rulesButton.hidden = now.closed !== null;
     }
     if (now.link !== before.link) {
       const { text, state: badge } = linkText(now.link);

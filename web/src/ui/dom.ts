@@ -55,3 +55,19 @@ export function textOn(color: string): string {
 export function safeColor(value: unknown, fallback = "#8a93a6"): string {
   return typeof value === "string" && /^#[0-9a-fA-F]{3,8}$/.test(value) ? value : fallback;
 }
+
+/** A modal dialog makes the page inert, but Tab still leaves it for the browser's own controls: keep it inside. */
+export function keepTabIn(dialog: HTMLDialogElement, event: KeyboardEvent): void {
+  if (event.key !== "Tab") return;
+  const focusable = [...dialog.querySelectorAll<HTMLElement>("button, [href], input, select, textarea, [tabindex]")].filter(
+    (el) => !el.hasAttribute("disabled") && el.tabIndex >= 0,
+  );
+  const first = focusable[0];
+  const last = focusable[focusable.length - 1];
+  if (!first || !last) return;
+  const active = document.activeElement;
+  if (event.shiftKey ? active === first || !dialog.contains(active) : active === last) {
+    event.preventDefault();
+    (event.shiftKey ? last : first).focus();
+  }
+}

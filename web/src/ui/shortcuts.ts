@@ -1,6 +1,6 @@
 // The list of keyboard shortcuts, in a modal dialog: opened with "?" (outside the editor and text fields) or the
 // header's "?" button, closed with Escape or Close, and the focus goes back where it was. Loaded on first use.
-import { h } from "./dom";
+import { h, keepTabIn } from "./dom";
 import "./shortcuts.css";
 
 type Shortcut = [keys: string[][], what: string];
@@ -92,26 +92,11 @@ function build(readOnly: boolean): HTMLDialogElement {
   );
 }
 
-/** A modal dialog makes the page inert, but Tab still leaves it for the browser's own controls: keep it inside. */
-function trapTab(event: KeyboardEvent): void {
-  if (event.key !== "Tab" || !dialog) return;
-  const focusable = [...dialog.querySelectorAll<HTMLElement>("button, [href], input, select, textarea, [tabindex]")].filter(
-    (el) => !el.hasAttribute("disabled") && el.tabIndex >= 0,
-  );
-  const first = focusable[0];
-  const last = focusable[focusable.length - 1];
-  if (!first || !last) return;
-  const active = document.activeElement;
-  if (event.shiftKey ? active === first || !dialog.contains(active) : active === last) {
-    event.preventDefault();
-    (event.shiftKey ? last : first).focus();
-  }
-}
-
 export function showShortcuts(readOnly: boolean): void {
   if (!dialog) {
     dialog = build(readOnly);
-    dialog.addEventListener("keydown", trapTab);
+    const built = dialog;
+    built.addEventListener("keydown", (event) => keepTabIn(built, event));
     document.body.append(dialog);
   }
   if (dialog.open) return;
