@@ -23,6 +23,7 @@ from codeconnect.config import Settings
 from codeconnect.execution.schemas import ExecuteResult, RunOutcome
 from codeconnect.execution.service import RECORD_STDIN_MAX_BYTES
 from codeconnect.languages import BY_NAME, LANGUAGES
+from codeconnect.sessions.schemas import RotatedInvite, RotateInviteRequest
 from codeconnect.workspaces.schemas import (
     EXECUTION_ORDER,
     EffectivePolicy,
@@ -112,6 +113,7 @@ def typescript() -> str:
         for lang in (BY_NAME[name] for name in LANGUAGES)
     )
     outcomes = get_args(RunOutcome)
+    auth_modes = get_args(Settings.model_fields["auth"].annotation)
     parts = [
         _HEADER,
         "/** Close codes of the live endpoint (`/v1/collab`). */",
@@ -172,6 +174,17 @@ def typescript() -> str:
         "",
         _interface(
             "SessionPolicyView", SessionPolicyView, "The answer of `GET`/`PUT /v1/sessions/{sessionId}/policy`."
+        ),
+        "",
+        "/** How the server lets people in (`CODECONNECT_AUTH`, the page's config `auth`): `open`, where the session",
+        " * id is the editor invitation, or `api-key`, where it grants nothing without an invite, a participant token",
+        " * or the owner key. */",
+        f"export type AuthMode = {' | '.join(_ts(m) for m in auth_modes)};",
+        "",
+        _interface("RotateInviteRequest", RotateInviteRequest, "The body of `POST /v1/sessions/{sessionId}/invites`."),
+        "",
+        _interface(
+            "RotatedInvite", RotatedInvite, "The answer of `POST /v1/sessions/{sessionId}/invites`: the new invite."
         ),
         "",
     ]

@@ -113,3 +113,24 @@ export interface SessionPolicyView {
   /** What applies: the workspace's policy narrowed by the owner's. */
   effective: EffectivePolicy;
 }
+
+/** How the server lets people in (`CODECONNECT_AUTH`, the page's config `auth`): `open`, where the session
+ * id is the editor invitation, or `api-key`, where it grants nothing without an invite, a participant token
+ * or the owner key. */
+export type AuthMode = "open" | "api-key";
+
+/** The body of `POST /v1/sessions/{sessionId}/invites`. */
+export interface RotateInviteRequest {
+  /** `editor`: a new editor invite (`api-key` mode); `viewer`: a new read-only link. */
+  role: "editor" | "viewer";
+}
+
+/** The answer of `POST /v1/sessions/{sessionId}/invites`: the new invite. */
+export interface RotatedInvite {
+  role: "editor" | "viewer";
+  /** The new editor invite (role `editor`). Shown only here. */
+  editorInvite: string | null;
+  /** The session's read-only link id (new when role is `viewer`). */
+  viewerId: string;
+  viewUrl: string;
+}

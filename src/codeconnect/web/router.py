@@ -29,7 +29,8 @@ _NOT_BUILT = "The web page is not built on this server: run scripts/build-web (i
 def build_router(settings: Settings) -> APIRouter:
     assets = WebAssets(Path(settings.web_static_dir) if settings.web_static_dir else PACKAGE_STATIC_DIR)
     packages = BrowserPackages(PACKAGES_DIR)
-    page_config: dict[str, object] = {"runTimeLimitSeconds": settings.run_time_limit_seconds}
+    # `auth` tells the page whether its editor link needs an invite (`api-key`) or is the session id (`open`).
+    page_config: dict[str, object] = {"runTimeLimitSeconds": settings.run_time_limit_seconds, "auth": settings.auth}
     router = APIRouter(include_in_schema=False)
 
     def page() -> HTMLResponse:
