@@ -2,12 +2,12 @@
 // /v/{viewerId}). A read-only page never learns the session id: every request and the live connection name the
 // viewer id only, and what it stores is keyed by the viewer id.
 import { api, type JoinedParticipant, type Participant, type SessionView } from "./api";
-import { store } from "./store";
 
 export type PadRoute = { kind: "session"; sessionId: string; view: boolean } | { kind: "view"; viewerId: string };
 
 export interface PadInfo extends SessionView {
-  /** Links the Share menu offers: a read-only page knows only its own. */
+  /** Links the Share menu offers: a read-only page knows only its own. ``editor`` is the session's page; where
+   * the session id alone grants nothing, the Share menu adds the invite this browser holds (invites.ts). */
   links: { editor: string | null; viewer: string };
 }
 
@@ -55,10 +55,7 @@ export function padAccess(route: PadRoute): PadAccess {
     live: { path: "/v1/collab", room: enc(sessionId) },
     load: async () => {
       const session = await api.getSession(sessionId);
-      // Where the session id alone grants nothing, the editor link carries the invite this page was opened with.
-      const invite = store.invite(sessionId);
-      const editor = `${origin}/s/${enc(sessionId)}${invite ? `#invite=${enc(invite)}` : ""}`;
-      return { ...session, links: { editor, viewer: origin + session.viewUrl } };
+      return { ...session, links: { editor: `${origin}/s/${enc(sessionId)}`, viewer: origin + session.viewUrl } };
     },
     join: (name) => api.join(sessionId, name, role),
     participants: () => api.participants(sessionId),

@@ -1,5 +1,5 @@
 // The REST API of our own server, typed. Errors arrive in one shape: {error, detail, fields?}.
-import type { SessionPolicy, SessionPolicyView } from "./contracts.gen";
+import type { RotatedInvite, RotateInviteRequest, SessionPolicy, SessionPolicyView } from "./contracts.gen";
 import type { Language } from "./languages";
 import type { RunResult } from "./runs";
 import { store } from "./store";
@@ -234,6 +234,15 @@ export const api = {
    * `forbidden_by_policy`). */
   setSessionPolicy: (id: string, ownerKey: string, policy: SessionPolicyRequest) =>
     request<SessionPolicyView>("PUT", `/v1/sessions/${enc(id)}/policy`, policy, undefined, { "X-Owner-Key": ownerKey }),
+  /** A new invite in place of the old one, which stops working (people who joined keep their tokens): `editor`
+   * where the session id alone grants nothing (409 `no_editor_invite` elsewhere), `viewer` for the read-only link. */
+  rotateInvite: (id: string, ownerKey: string, role: RotateInviteRequest["role"]) =>
+    request<RotatedInvite>("POST", `/v1/sessions/${enc(id)}/invites`, { role } satisfies RotateInviteRequest, undefined, {
+      "X-Owner-Key": ownerKey,
+    }),
+  /** Nobody new joins with the editor invite until the owner makes a new one. */
+  revokeEditorInvite: (id: string, ownerKey: string) =>
+    request<void>("DELETE", `/v1/sessions/${enc(id)}/invites/editor`, undefined, undefined, { "X-Owner-Key": ownerKey }),
   /** Kill the server run started with ``runId``; its own request then answers with the outcome "stopped". */
   stopRun: (id: string, runId: string, token: string) =>
     request<{ runId: string; running: boolean }>(

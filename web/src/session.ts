@@ -19,8 +19,25 @@ import { ServerOffer, typeErrorsToggle } from "./ui/run-choices";
 import { loadSettings, resolveTheme, SettingsMenu } from "./ui/settings";
 import { TitleEditor } from "./ui/title";
 import { askName, showProblem } from "./ui/join";
-import { shareMenuFor } from "./ui/share";
+import { shareMenuFor, type ShareOwner } from "./ui/share";
+import { openingProblem } from "./invites";
 import { download, fileName } from "./download";
+
+/** The owner's changes to the session's invites; this browser keeps the editor invite it makes (and forgets one
+ * turned off), as if it had opened the new link. Its own page keeps working with the owner key. */
+function inviteOwner(sessionId: string, ownerKey: string): ShareOwner {
+  return {
+    rotate: async (role) => {
+      const answer = await api.rotateInvite(sessionId, ownerKey, role);
+      if (answer.editorInvite) store.setInvite(sessionId, answer.editorInvite);
+      return answer;
+    },
+    revoke: async () => {
+      await api.revokeEditorInvite(sessionId, ownerKey);
+      store.forgetInvite(sessionId);
+    },
+  };
+}
 
 function randomId(): string {
   // crypto.randomUUID needs a secure context; a LAN deployment over plain HTTP is not one.
@@ -35,17 +52,11 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   try {
     session = await access.load();
   } catch (err) {
-    if (err instanceof ApiError && (err.status === 404 || err.status === 422)) {
-      store.forgetSession(access.key); // deleted (or purged) since this browser had it: off the start page's list
-      showProblem("Session not found", "This link does not point to a session on this server. It may have been deleted.");
-    } else if (err instanceof ApiError && err.code === "session_credentials_required") {
-      showProblem(
-        "This session needs its invite",
-        "On this server a session opens only with its whole invite link (it ends with #invite=…). Ask the person who shared it for the link again.",
-      );
-    } else {
-      showProblem("Cannot open the session", err instanceof Error ? err.message : String(err));
-    }
+    // An invite this browser was given and that no longer opens the session was replaced or turned off.
+    const problem = openingProblem(err, access.sessionId === null, access.sessionId !== null && store.invite(access.sessionId) !== null);
+    // Deleted (or purged) since this browser had it, or a read-only link replaced: off the start page's list.
+    if (problem.forget) store.forgetSession(access.key);
+    showProblem(problem.title, problem.detail);
     return;
   }
   store.remember({ id: access.key, title: session.title, language: session.language, path: access.path });
@@ -84,7 +95,14 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   const notice = new Notice();
   // A polite live region: losing and regaining the connection is read out, not only coloured.
   const conn = h("span", { class: "conn", id: "conn", role: "status" }, h("span", { class: "conn-dot" }), h("span", { class: "conn-text" }, "Connecting…"));
-  const shareMenu = shareMenuFor(session.links.editor, session.links.viewer);
+  const shareMenu = shareMenuFor({
+    auth: config.auth,
+    editorAddress: session.links.editor,
+    invite: access.sessionId === null ? null : store.invite(access.sessionId),
+    viewerLink: session.links.viewer,
+    origin: location.origin,
+    owner: ownerKey === null || access.sessionId === null ? null : inviteOwner(access.sessionId, ownerKey),
+  });
   const shareButton = h("button", { class: "button ghost", id: "share", "aria-expanded": "false", "aria-controls": "share-menu" }, "Share");
   const showShare = (open: boolean): void => {
     shareMenu.hidden = !open;

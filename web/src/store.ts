@@ -59,6 +59,14 @@ export const store = {
   /** The session's invite, from the link that opened it (servers where the session id alone grants nothing). */
   invite: (sessionId: string): string | null => read<string>(`ccl.invite.${sessionId}`),
   setInvite: (sessionId: string, invite: string): void => write(`ccl.invite.${sessionId}`, invite),
+  /** An invite turned off: nothing to send or share any more. */
+  forgetInvite: (sessionId: string): void => {
+    try {
+      localStorage.removeItem(`ccl.invite.${sessionId}`);
+    } catch {
+      // Nothing to forget.
+    }
+  },
   /** The owner key of a session this browser created (null: not its owner). */
   ownerKey: (sessionId: string): string | null => store.recent().find((s) => s.id === sessionId)?.ownerKey ?? null,
   /** A deleted session: off the recent list, and its participants forgotten. */
@@ -66,11 +74,7 @@ export const store = {
     write(RECENT_KEY, store.recent().filter((s) => s.id !== sessionId));
     store.forgetParticipant(sessionId, "editor");
     store.forgetParticipant(sessionId, "viewer");
-    try {
-      localStorage.removeItem(`ccl.invite.${sessionId}`);
-    } catch {
-      // Nothing to forget.
-    }
+    store.forgetInvite(sessionId);
   },
 
   participant: (sessionId: string, role: "editor" | "viewer"): StoredParticipant | null =>

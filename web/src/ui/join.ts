@@ -1,6 +1,6 @@
 // The pages around the pad: asking a newcomer's name, and saying why a session cannot be opened.
 import type { PadAccess, PadInfo } from "../access";
-import { ApiError } from "../api";
+import { joinErrorText } from "../invites";
 import { languageInfo } from "../languages";
 import { store, type StoredParticipant } from "../store";
 import { h } from "./dom";
@@ -52,7 +52,7 @@ export function askName(session: PadInfo, access: PadAccess): Promise<StoredPart
         },
         (err: unknown) => {
           submit.disabled = false;
-          error.textContent = err instanceof ApiError ? err.message : String(err);
+          error.textContent = joinErrorText(err);
         },
       );
     });

@@ -1,4 +1,7 @@
-// The share menu: the editor link (when this page knows it) and the read-only link, each with a copy button.
+// The share menu: the editor link (when this page knows it) and the read-only link, each with a copy button; on the
+// owner's page, also a new link in place of either, and turning the editor link off (where it carries an invite).
+import type { AuthMode, RotatedInvite } from "../contracts.gen";
+import { CONFIRM, editorRow, inviteErrorText, viewerRow, type InviteAction, type ShareRow } from "../invites";
 import { h } from "./dom";
 
 async function copy(text: string, input: HTMLInputElement): Promise<boolean> {
@@ -11,25 +14,132 @@ async function copy(text: string, input: HTMLInputElement): Promise<boolean> {
   }
 }
 
-export function shareMenuFor(editorLink: string | null, viewerLink: string): HTMLElement {
-  const row = (label: string, hint: string, link: string, id: string): HTMLElement => {
-    const input = h("input", { readonly: true, value: link, id: `${id}-url`, "aria-label": label });
-    const button = h("button", { class: "button small", id }, "Copy");
-    button.addEventListener("click", () => {
-      void copy(link, input).then((ok) => {
-        button.textContent = ok ? "Copied" : "Select and copy";
-        setTimeout(() => (button.textContent = "Copy"), 1500);
-      });
-    });
-    return h("div", { class: "share-row" }, h("div", { class: "share-label" }, h("strong", {}, label), h("span", { class: "muted small" }, hint)), h("div", { class: "share-input" }, input, button));
+/** What the owner's page does to the session's invites (its owner key goes with each). */
+export interface ShareOwner {
+  rotate(role: "editor" | "viewer"): Promise<RotatedInvite>;
+  revoke(): Promise<void>;
+}
+
+export interface ShareSetup {
+  auth: AuthMode;
+  /** The session's page; null on a read-only page, which must not learn the editor link. */
+  editorAddress: string | null;
+  /** The editor invite this browser holds (where the session id alone grants nothing). */
+  invite: string | null;
+  viewerLink: string;
+  origin: string;
+  /** Null: not the owner's page, no changes offered. */
+  owner: ShareOwner | null;
+}
+
+const ACTION_IDS: Record<InviteAction, string> = {
+  "rotate-editor": "new-editor-link",
+  "revoke-editor": "turn-off-editor-link",
+  "rotate-viewer": "new-viewer-link",
+};
+
+const DONE: Record<InviteAction, string> = {
+  "rotate-editor": "A new editor link is in place; the old one no longer works.",
+  "revoke-editor": "The editor link is turned off.",
+  "rotate-viewer": "A new read-only link is in place; the old one no longer works.",
+};
+
+export function shareMenuFor(setup: ShareSetup): HTMLElement {
+  const { owner } = setup;
+  let invite = setup.invite;
+  let off = false;
+  let viewerLink = setup.viewerLink;
+  let busy = false;
+
+  const message = h("p", { class: "share-message small", id: "share-message", role: "status", hidden: true });
+  const say = (text: string, error: boolean): void => {
+    message.textContent = text;
+    message.classList.toggle("error", error);
+    message.setAttribute("role", error ? "alert" : "status");
+    message.hidden = !text;
   };
-  const menu = h(
-    "div",
-    { class: "share-menu", id: "share-menu" },
+
+  const act = (action: InviteAction, button: HTMLButtonElement): void => {
+    if (!owner || busy || !window.confirm(CONFIRM[action])) return;
+    busy = true;
+    button.disabled = true;
+    say("", false);
+    const change =
+      action === "revoke-editor"
+        ? owner.revoke().then(() => {
+            invite = null;
+            off = true;
+          })
+        : owner.rotate(action === "rotate-editor" ? "editor" : "viewer").then((answer) => {
+            if (action === "rotate-editor") {
+              invite = answer.editorInvite;
+              off = false;
+            } else {
+              viewerLink = setup.origin + answer.viewUrl;
+            }
+          });
+    change.then(
+      () => {
+        busy = false;
+        render();
+        say(DONE[action], false);
+        // The button pressed may be gone: the row's first control keeps the focus in the menu.
+        const row = action === "rotate-viewer" ? viewerSlot : editorSlot;
+        row.querySelector<HTMLElement>("input, button")?.focus();
+      },
+      (err: unknown) => {
+        busy = false;
+        button.disabled = false;
+        say(inviteErrorText(err, action), true);
+      },
+    );
+  };
+
+  const row = (label: string, view: ShareRow, id: string): HTMLElement => {
+    let field: HTMLElement | null = null;
+    if (view.link !== null) {
+      const link = view.link;
+      const input = h("input", { readonly: true, value: link, id: `${id}-url`, "aria-label": label });
+      const button = h("button", { class: "button small", id }, "Copy");
+      button.addEventListener("click", () => {
+        void copy(link, input).then((ok) => {
+          button.textContent = ok ? "Copied" : "Select and copy";
+          setTimeout(() => (button.textContent = "Copy"), 1500);
+        });
+      });
+      field = h("div", { class: "share-input" }, input, button);
+    }
+    const actions = view.actions.map(({ action, label: words }) => {
+      const button = h("button", { class: "button small ghost", id: ACTION_IDS[action], "aria-label": `${words}: ${label.toLowerCase()}` }, words);
+      if (action === "revoke-editor") button.classList.add("danger");
+      button.addEventListener("click", () => act(action, button));
+      return button;
+    });
+    return h(
+      "div",
+      { class: "share-row", "data-state": view.link === null ? "none" : "link" },
+      h("div", { class: "share-label" }, h("strong", {}, label), view.hint ? h("span", { class: "muted small" }, view.hint) : null),
+      field,
+      view.note ? h("p", { class: "share-note muted small", id: `${id}-note` }, view.note) : null,
+      actions.length ? h("div", { class: "share-actions" }, ...actions) : null,
+    );
+  };
+
+  const editorSlot = h("div", { class: "share-slot", id: "editor-link-row" });
+  const viewerSlot = h("div", { class: "share-slot", id: "viewer-link-row" });
+  const render = (): void => {
     // A read-only page knows only its own link: the editor link is exactly what it must not learn.
-    editorLink === null ? null : row("Editor link", "Anyone with it can edit and run", editorLink, "copy-editor-link"),
-    row("Read-only link", "Watch the code and output; it never leads to the editor link", viewerLink, "copy-viewer-link"),
-  );
+    const editor =
+      setup.editorAddress === null
+        ? null
+        : editorRow({ auth: setup.auth, address: setup.editorAddress, invite, off, owner: owner !== null });
+    editorSlot.replaceChildren(...(editor ? [row("Editor link", editor, "copy-editor-link")] : []));
+    editorSlot.hidden = editor === null;
+    viewerSlot.replaceChildren(row("Read-only link", viewerRow(viewerLink, owner !== null), "copy-viewer-link"));
+  };
+  render();
+
+  const menu = h("div", { class: "share-menu", id: "share-menu" }, editorSlot, viewerSlot, message);
   menu.hidden = true;
   return menu;
 }
