@@ -325,7 +325,13 @@ export async function sessionPage(route: PadRoute): Promise<void> {
       store.forgetSession(access.key);
       showProblem("This session was deleted", "Its code, output and history are no longer on the server.");
     } else if (closed.kind === "gone") {
-      showProblem("Session not found", "This session no longer exists on the server.");
+      // A read-only link also stops when its owner makes a new one (it is seen on reconnecting).
+      showProblem(
+        "Session not found",
+        access.sessionId === null
+          ? "This read-only link no longer opens the session: it may have been deleted, or its owner made a new read-only link. Ask for the current link."
+          : "This session no longer exists on the server.",
+      );
     }
     // Otherwise the state's subscriber keeps the code on screen (it can still be copied or downloaded) but stops
     // editing a copy that no longer syncs, and the banner says why.
