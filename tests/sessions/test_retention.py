@@ -23,7 +23,7 @@ from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
 from tests.sessions.test_deletion import rows_of
 
-GONE = {"sessions": 0, "participants": 0, "doc_updates": 0}
+GONE = dict.fromkeys(("sessions", "participants", "doc_updates", "doc_history", "doc_bases", "session_notes"), 0)
 
 
 async def sql(database_url: str, statement: Any) -> None:
