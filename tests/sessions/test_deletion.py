@@ -83,7 +83,7 @@ async def test_delete_removes_everything_and_nothing_else(
     assert r.status_code == 204
     assert r.content == b""
 
-    assert await rows_of(database_url, doomed["id"]) == dict.fromkeys(kept_before, 0)
+    assert not any((await rows_of(database_url, doomed["id"])).values())
     assert await rows_of(database_url, kept["id"]) == kept_before
     sid, viewer = doomed["id"], doomed["viewerId"]
     for method, path, body in [
@@ -125,7 +125,7 @@ async def test_live_clients_are_closed_and_pending_updates_do_not_come_back(
         for _ in range(2):
             r = await client.put(f"/v1/sessions/{other['id']}", json={"code": "later\n"})
             assert r.status_code == 200
-        assert await rows_of(database_url, doomed["id"]) == dict.fromkeys(kept_before, 0)
+        assert not any((await rows_of(database_url, doomed["id"])).values())
 
         # The token was in the process's cache (issued here, used a moment ago): it opens nothing now.
         again = YClient(collab_url(server.ws_url, doomed["id"], ada["token"]))
