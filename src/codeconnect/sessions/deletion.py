@@ -4,7 +4,8 @@ A session's rows are its ``sessions`` row, its participants, its update log (``d
 (``doc_history`` and the base it starts from, ``doc_bases``) and the owner's notes (``session_notes``); run output
 lives in the document, so in the log and the history. What the processes keep of it in memory goes too: its loaded
 room (dropped without a flush, its connections closed with 4404), the first update kept for a new session's first
-connection, the tokens checked lately (``RoomRegistry.retire``), its card (``sessions/cards.py``); with Redis, its stream and keys.
+connection, the tokens checked lately (``RoomRegistry.retire``), its card (``sessions/cards.py``); with Redis, its
+stream and keys.
 
 The order is what keeps a room being written from bringing the session back: first the session is retired here
 (its updates are dropped from then on, the room is dropped), then the update log's batch in flight is waited for,
