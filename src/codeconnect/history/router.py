@@ -92,10 +92,12 @@ def build_router(settings: Settings) -> APIRouter:
         request: Request,
         live: Live,
         after: Annotated[int | None, Query(ge=0, description="List the changes after this index.")] = None,
-        limit: Annotated[int, Query(ge=1, le=page_size, description="Most changes to list.")] = page_size,
+        limit: Annotated[
+            int, Query(ge=1, description="Most changes to list (`CODECONNECT_HISTORY_PAGE_SIZE` at most).")
+        ] = page_size,
     ) -> HistoryPage:
         await _reader(request, session_id, live)
-        changes, first, total, start, end = await _cache(request).page(session_id, after, limit)
+        changes, first, total, start, end = await _cache(request).page(session_id, after, min(limit, page_size))
         last = first + len(changes) - 1
         async with live.db_lock, _maker(request)() as db:
             people = (
@@ -199,7 +201,7 @@ def build_router(settings: Settings) -> APIRouter:
         done = await import_session(_maker(request), live.db_lock, settings, workspace, policy, body)
         async with _maker(request)() as db:
             row = await get_session(db, done.session_id)
-            await db.rollback()
+            await db.commit()  # read only; keeps what was loaded
         response.headers["Location"] = f"/v1/sessions/{done.session_id}"
         view = to_session(row, presence, live)
         return CreatedSession(

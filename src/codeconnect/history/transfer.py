@@ -21,6 +21,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.collab.document import SharedDoc
+from codeconnect.collab.updates import inspect_update
 from codeconnect.config import Settings
 from codeconnect.errors import AppError, SessionNotFound
 from codeconnect.history.notes import read_notes
@@ -94,7 +95,7 @@ async def export_session(
         ).all()
         base, changes = await stored_history(db, session_id)
         notes = await read_notes(db, session_id)
-        await db.rollback()
+        await db.commit()  # read only; keeps what was loaded (a rollback would expire it)
     state = await asyncio.to_thread(_replay, [*base, *(c.data for c in changes)])
     language = normalize_language(state.language or "") or row.language
     return SessionExport(
@@ -130,6 +131,8 @@ def _decode(value: str, what: str) -> bytes:
 
 def _checked_replay(updates: list[bytes]) -> _State:
     try:
+        for update in updates:
+            inspect_update(update)  # what the live layer lets Yrs see, and nothing else
         return _replay(updates)
     except (KeyboardInterrupt, SystemExit):
         raise
