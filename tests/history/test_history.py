@@ -286,3 +286,54 @@ async def test_participants_may_read_history_where_allowed(server_factory: Serve
         r = await client.post(f"/v1/sessions/{session['id']}/restore", json={"index": 0},
                               headers={"X-Participant-Token": ada["token"]})
         assert r.status_code == 401
+
+
+async def test_old_history_is_folded_into_the_base_and_the_document_stays(
+    server_factory: ServerFactory, database_url: str
+) -> None:
+    from sqlalchemy import update
+
+    from codeconnect.models import DocHistoryRow, DocUpdateRow
+    from tests.sessions.test_retention import purger_of, sql
+
+    server = await server_factory(history_days=1, compact_after_updates=2, room_unload_grace_seconds=0)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        session = await new_session(client, code="a\n")
+        for code in ("a\nb\n", "a\nb\nc\n", "a\nb\nc\nd\n"):
+            r = await client.put(f"/v1/sessions/{session['id']}", json={"code": code})
+            assert r.status_code == 200
+        app: Any = server.server.config.app
+        await eventually(lambda: _unloaded(app, session["id"]))
+        before = await history(client, session)
+        assert before["total"] == 4
+        # The first three changes are two days old (all moved to the history by the unload's compaction).
+        old = [c["index"] for c in before["changes"][:3]]
+        assert old == [0, 1, 2]
+        ats = await _seqs(database_url, session["id"])
+        await sql(database_url, update(DocHistoryRow).where(DocHistoryRow.id.in_(ats[:3]))
+                  .values(at=datetime.now(UTC) - timedelta(days=2)))
+        await sql(database_url, update(DocUpdateRow).where(DocUpdateRow.id.in_(ats[:3]))
+                  .values(at=datetime.now(UTC) - timedelta(days=2)))
+        report = await purger_of(server).run()
+        assert report.history_dropped == 3
+        after = await history(client, session)
+        assert after["total"] == 1
+        assert (await point(client, session, index=0))["code"] == "a\nb\nc\nd\n"
+        assert await server_text(client, session) == "a\nb\nc\nd\n"
+
+
+async def _seqs(database_url: str, session_id: str) -> list[int]:
+    from sqlalchemy import select
+
+    from codeconnect.db import create_engine
+    from codeconnect.models import DocHistoryRow
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.scalars(
+                select(DocHistoryRow.id).where(DocHistoryRow.session_id == session_id).order_by(DocHistoryRow.id)
+            )
+            return list(rows.all())
+    finally:
+        await engine.dispose()

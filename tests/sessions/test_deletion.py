@@ -76,7 +76,11 @@ async def test_delete_removes_everything_and_nothing_else(
         await join(client, session["id"], "Grace", "viewer")
         r = await client.put(f"/v1/sessions/{session['id']}", json={"code": "print(1)\n"})
         assert r.status_code == 200
+        r = await client.put(f"/v1/sessions/{session['id']}/notes", json={"text": "n", "version": 0},
+                             headers={"X-Owner-Key": session["ownerKey"]})
+        assert r.status_code == 200
     kept_before = await rows_of(database_url, kept["id"])
+    assert (await rows_of(database_url, doomed["id"]))["session_notes"] == 1
     assert (await rows_of(database_url, doomed["id"]))["participants"] == 2
 
     r = await delete(client, doomed)

@@ -57,6 +57,9 @@ async def session_with_people(client: httpx.AsyncClient) -> dict[str, Any]:
     session["ada"] = await join(client, session["id"], "Ada")
     r = await client.put(f"/v1/sessions/{session['id']}", json={"code": "print(1)\n"})
     assert r.status_code == 200
+    r = await client.put(f"/v1/sessions/{session['id']}/notes", json={"text": "notes", "version": 0},
+                         headers={"X-Owner-Key": session["ownerKey"]})
+    assert r.status_code == 200
     return session
 
 
