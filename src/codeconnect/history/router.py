@@ -142,10 +142,12 @@ def build_router(settings: Settings) -> APIRouter:
         if (at is None) == (index is None):
             raise BadPoint("Give exactly one of `at` (ISO 8601 time) and `index`.")
         point = await _cache(request).point(session_id, index=index, at=at)
-        language, title = await _current_names(request, live, session_id)
+        language, title = point.language, point.title
+        if language is None or title is None:  # the document held none then: the session's now
+            now = await _current_names(request, live, session_id)
+            language, title = language or now[0], title or now[1]
         return HistoryPoint(
-            index=point.index, at=point.at, code=point.code, language=point.language or language,
-            title=point.title or title, runs=point.runs,
+            index=point.index, at=point.at, code=point.code, language=language, title=title, runs=point.runs,
             authors=[AuthorRange(start=s, end=e, author=a) for s, e, a in point.authors],
         )  # fmt: skip
 
