@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 from pycrdt import Doc
 
 from tests.collab.yclient import YClient, collab_url, join, new_session
@@ -289,15 +290,21 @@ async def test_participants_may_read_history_where_allowed(server_factory: Serve
         assert r.status_code == 401
 
 
+@pytest.mark.parametrize("kept_by", ["setting", "policy"])
 async def test_old_history_is_folded_into_the_base_and_the_document_stays(
-    server_factory: ServerFactory, database_url: str
+    server_factory: ServerFactory, database_url: str, kept_by: str
 ) -> None:
     from sqlalchemy import update
 
-    from codeconnect.models import DocHistoryRow, DocUpdateRow
+    from codeconnect.models import DocHistoryRow, DocUpdateRow, WorkspaceRow
     from tests.sessions.test_retention import purger_of, sql
 
-    server = await server_factory(history_days=1, compact_after_updates=2, room_unload_grace_seconds=0)
+    # One day of history, said by the server's setting, or by the workspace's policy on a server that keeps it all.
+    days = 1 if kept_by == "setting" else 0
+    server = await server_factory(history_days=days, compact_after_updates=2, room_unload_grace_seconds=0)
+    if kept_by == "policy":
+        await sql(database_url, update(WorkspaceRow).where(WorkspaceRow.id == "default")
+                  .values(policy='{"historyDays": 1}'))  # fmt: skip
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
         session = await new_session(client, code="a\n")
         for code in ("a\nb\n", "a\nb\nc\n", "a\nb\nc\nd\n"):

@@ -81,7 +81,7 @@ async def test_workspaces_policies_and_keys(server_factory: ServerFactory) -> No
         acme = await new_workspace(c, "acme", languages=["java", "python", "java"], maxParticipants=3)
         assert acme["name"] == "acme"
         assert acme["policy"] == {"execution": None, "languages": ["python", "java"], "maxParticipants": 3,
-                                  "retentionDays": None}  # fmt: skip
+                                  "retentionDays": None, "historyDays": None}  # fmt: skip
         assert acme["activeKeys"] == 0
         r = await c.post("/v1/admin/workspaces", json={"name": "acme"}, headers=AUTH)
         assert r.status_code == 409 and r.json()["error"] == "workspace_exists"

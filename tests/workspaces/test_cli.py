@@ -34,7 +34,8 @@ def test_workspaces_and_keys_from_the_command_line(cli) -> None:  # type: ignore
 
     code, out, _ = cli("workspace", "policy", "acme", "--execution", "browser", "--languages", "inherit", "--json")
     policy = json.loads(out)["policy"]
-    assert policy == {"execution": "browser", "languages": None, "maxParticipants": 4, "retentionDays": None}
+    assert policy == {"execution": "browser", "languages": None, "maxParticipants": 4, "retentionDays": None,
+                      "historyDays": None}
     code, out, _ = cli("workspace", "policy", acme["id"], "--json")  # no change: shows it
     assert json.loads(out)["policy"] == policy
     for bad in (["--max-participants", "x"], ["--languages", "cobol"], ["--retention-days", "0"]):

@@ -23,7 +23,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from pycrdt import merge_updates
@@ -34,7 +34,7 @@ from codeconnect.collab.registry import RoomRegistry
 from codeconnect.config import Settings
 from codeconnect.errors import Forbidden, NotFound, SessionNotFound, Unauthorized
 from codeconnect.history.timeline import Change, Point, StoredChange, Timeline
-from codeconnect.models import DocBaseRow, DocHistoryRow, DocUpdateRow, ParticipantRow, SessionRow, utcnow
+from codeconnect.models import DocBaseRow, DocHistoryRow, DocUpdateRow, ParticipantRow, SessionRow
 from codeconnect.security import hash_secret, secret_matches
 
 log = logging.getLogger(__name__)
@@ -238,20 +238,22 @@ async def drop_old_history(db: AsyncSession, session_id: str, cutoff: datetime) 
     return len(old)
 
 
-async def sessions_with_old_history(db: AsyncSession, cutoff: datetime, limit: int) -> list[str]:
+async def sessions_with_old_history(db: AsyncSession, workspace_id: str, cutoff: datetime, limit: int) -> list[str]:
+    """Sessions of the workspace with history older than ``cutoff``."""
     rows = await db.scalars(
         select(DocHistoryRow.session_id)
-        .where(DocHistoryRow.at < cutoff)
+        .join(SessionRow, SessionRow.id == DocHistoryRow.session_id)
+        .where(DocHistoryRow.at < cutoff, SessionRow.workspace_id == workspace_id)
         .group_by(DocHistoryRow.session_id)
         .limit(limit)
     )
     return list(rows.all())
 
 
-def history_cutoff(settings: Settings, now: datetime | None = None) -> datetime | None:
-    if not settings.history_days:
-        return None
-    return (now or utcnow()) - timedelta(days=settings.history_days)
+def history_days(settings: Settings, policy_days: int | None) -> int:
+    """Days of history kept: the workspace policy's ``historyDays`` where it sets one, else the server's setting
+    (0: kept as long as the session)."""
+    return policy_days or settings.history_days
 
 
 def _utc(value: Any) -> datetime:

@@ -12,8 +12,9 @@ keeping only the sessions still idle, with ``FOR UPDATE SKIP LOCKED`` on Postgre
 (or its owner) is deleting right now is left to that one; SQLite serves one process, whose purges take the live
 layer's one turn at the database. Log lines give counts only: session ids are invitations.
 
-The same run drops history older than ``CODECONNECT_HISTORY_DAYS`` (see ``history/service.py``): the oldest changes
-are folded into the base each session's history starts from, a session per transaction; documents are untouched.
+The same run drops history older than the workspace policy's ``historyDays`` where it sets one, else
+``CODECONNECT_HISTORY_DAYS`` (see ``history/service.py``): the oldest changes are folded into the base each
+session's history starts from, a session per transaction; documents are untouched.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.config import Settings
-from codeconnect.history.service import drop_old_history, history_cutoff, sessions_with_old_history
+from codeconnect.history.service import drop_old_history, history_days, sessions_with_old_history
 from codeconnect.models import SessionRow, WorkspaceRow, utcnow
 from codeconnect.sessions.deletion import Chooser, SessionDeletion, delete_rows
+from codeconnect.workspaces.schemas import Policy
 from codeconnect.workspaces.service import read_policy
 
 log = logging.getLogger(__name__)
@@ -101,30 +103,43 @@ class Purger:
             return report
 
     async def _drop_history(self, now: datetime) -> int:
-        cutoff = history_cutoff(self._settings, now)
-        if cutoff is None:
-            return 0
         dropped = 0
-        while True:
-            async with self._lock, self._sessionmaker() as db:
-                session_ids = await sessions_with_old_history(db, cutoff, self._settings.purge_batch_size)
-                await db.rollback()
-            this_pass = 0
-            for session_id in session_ids:
-                async with self._lock, self._sessionmaker() as db, db.begin():
-                    this_pass += await drop_old_history(db, session_id, cutoff)
-            dropped += this_pass
-            if not this_pass or len(session_ids) < self._settings.purge_batch_size:
-                return dropped
+        for workspace_id, days in await self._history_days():
+            cutoff = now - timedelta(days=days)
+            while True:
+                async with self._lock, self._sessionmaker() as db:
+                    session_ids = await sessions_with_old_history(
+                        db, workspace_id, cutoff, self._settings.purge_batch_size
+                    )
+                    await db.rollback()
+                this_pass = 0
+                for session_id in session_ids:
+                    async with self._lock, self._sessionmaker() as db, db.begin():
+                        this_pass += await drop_old_history(db, session_id, cutoff)
+                dropped += this_pass
+                if not this_pass or len(session_ids) < self._settings.purge_batch_size:
+                    break
+        return dropped
 
-    async def _retentions(self) -> list[_Retention]:
+    async def _policies(self) -> list[tuple[str, str, Policy]]:
         async with self._lock, self._sessionmaker() as db:
             rows = (await db.execute(select(WorkspaceRow.id, WorkspaceRow.name, WorkspaceRow.policy))).all()
+        return [(workspace_id, name, read_policy(policy)) for workspace_id, name, policy in rows]
+
+    async def _retentions(self) -> list[_Retention]:
         found = []
-        for workspace_id, name, policy in rows:
-            days = read_policy(policy).retention_days or self._settings.retention_days
+        for workspace_id, name, policy in await self._policies():
+            days = policy.retention_days or self._settings.retention_days
             if days:
                 found.append(_Retention(workspace_id, name, days))
+        return found
+
+    async def _history_days(self) -> list[tuple[str, int]]:
+        found = []
+        for workspace_id, _name, policy in await self._policies():
+            days = history_days(self._settings, policy.history_days)
+            if days:
+                found.append((workspace_id, days))
         return found
 
     async def _purge_workspace(self, retention: _Retention, cutoff: datetime, report: PurgeReport, dry: bool) -> None:

@@ -55,11 +55,12 @@ def _policy_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--languages", help=f"Comma-separated, of {', '.join(LANGUAGES)}; or `inherit`.")
     parser.add_argument("--max-participants", help="A number, or `inherit`.")
     parser.add_argument("--retention-days", help="A number, or `inherit`.")
+    parser.add_argument("--history-days", help="A number, or `inherit`.")
 
 
 def _policy_changes(args: argparse.Namespace) -> dict[str, Any]:
     changes: dict[str, Any] = {}
-    for field in ("execution", "languages", "max_participants", "retention_days"):
+    for field in ("execution", "languages", "max_participants", "retention_days", "history_days"):
         value = getattr(args, field)
         if value is None:
             continue

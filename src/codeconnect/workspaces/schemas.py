@@ -60,8 +60,15 @@ class Policy(StrictRequest):
     retention_days: int | None = Field(
         default=None, ge=1, le=36_500, description="Days a session may stay idle before it is purged."
     )
+    history_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_500,
+        description="Days of a session's history (playback) kept; older changes are folded into where its history "
+        "starts. The live document is never affected.",
+    )
 
-    @field_validator("max_participants", "retention_days", mode="before")
+    @field_validator("max_participants", "retention_days", "history_days", mode="before")
     @classmethod
     def _not_a_boolean(cls, value: object) -> object:
         return not_a_boolean(value)
