@@ -345,3 +345,55 @@ async def _seqs(database_url: str, session_id: str) -> list[int]:
             return list(rows.all())
     finally:
         await engine.dispose()
+
+
+async def test_a_change_committed_after_a_higher_id_was_read_is_not_missed(
+    server: LiveServer, client: httpx.AsyncClient, database_url: str
+) -> None:
+    # With several processes, ids are handed out before commits: a process may commit id 12 after another's id 15
+    # was read. The cached replay must notice and read again, not skip 12 for ever.
+    import base64
+
+    from pycrdt import Text
+    from sqlalchemy import insert
+
+    from codeconnect.models import DocUpdateRow
+    from tests.sessions.test_retention import sql
+
+    session = await new_session(client, code="start\n")
+    sid = session["id"]
+    assert (await history(client, session))["total"] == 1
+    exported = (await client.get(f"/v1/sessions/{sid}/export", headers=owner(session))).json()
+    doc: Doc = Doc()
+    for data in [*exported["base"], *(c["update"] for c in exported["history"])]:
+        doc.apply_update(base64.b64decode(data))
+    code = doc.get("code", type=Text)
+
+    def edit(text: str) -> bytes:
+        before = doc.get_state()
+        code.insert(len(code), text)
+        return doc.get_update(before)
+
+    first, second = edit("late\n"), edit("early\n")  # the second builds on the first
+    newest = await _max_id(database_url)
+    now = datetime.now(UTC)
+    await sql(database_url, insert(DocUpdateRow).values(id=newest + 10, session_id=sid, data=second, at=now))
+    assert (await history(client, session))["total"] == 2  # read: the cache has seen up to newest + 10
+    await sql(database_url, insert(DocUpdateRow).values(id=newest + 5, session_id=sid, data=first, at=now))
+    timeline = await history(client, session)
+    assert timeline["total"] == 3
+    assert (await point(client, session, index=2))["code"] == "start\nlate\nearly\n"
+
+
+async def _max_id(database_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from codeconnect.db import create_engine
+    from codeconnect.models import DocUpdateRow
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(select(func.max(DocUpdateRow.id))) or 0)
+    finally:
+        await engine.dispose()

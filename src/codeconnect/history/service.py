@@ -91,6 +91,14 @@ def _changes_after(session_id: str, after: int) -> Any:
     return select(both).order_by(both.c.id)
 
 
+def _count_upto(session_id: str, upto: int) -> Any:
+    """How many changes with an id up to ``upto`` the session's history holds (moved and live alike)."""
+    h, u = DocHistoryRow, DocUpdateRow
+    moved = select(h.id).where(h.session_id == session_id, h.id <= upto)
+    live = select(u.id).where(u.session_id == session_id, u.id <= upto, u.at.is_not(None))
+    return select(func.count()).select_from(union_all(moved, live).subquery())
+
+
 class HistoryCache:
     """The replayed timelines of this process, least recently read first, within ``history_cache_bytes``."""
 
@@ -101,11 +109,12 @@ class HistoryCache:
         self._timelines: OrderedDict[str, Timeline] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def _read(self, session_id: str, after: int, base_key: tuple[int, int] | None) -> tuple[
+    async def _read(self, session_id: str, after: int, base_key: tuple[int, int] | None, known: int) -> tuple[
         tuple[int, int], list[bytes] | None, list[StoredChange]
     ]:  # fmt: skip
         """The base's key; the base itself when it is not ``base_key`` (then every change, else those after
-        ``after``)."""
+        ``after``). ``known``: how many changes up to ``after`` the caller holds; if the database has more (with
+        several processes, a lower id can commit after a higher one was read), everything is read again."""
         async with self._registry.db_lock, self._sessionmaker() as db:
             count, upto = (
                 await db.execute(
@@ -116,6 +125,8 @@ class HistoryCache:
             ).one()
             key = (int(count), int(upto))
             base = None
+            if key == base_key and after and await db.scalar(_count_upto(session_id, after)) != known:
+                base_key = None  # a change committed out of order: read it all again
             if key != base_key:
                 after = 0
                 base = list(
@@ -136,7 +147,10 @@ class HistoryCache:
         await self._registry.log.flush()
         timeline = self._timelines.get(session_id)
         key, base, changes = await self._read(
-            session_id, 0 if timeline is None else timeline.last_seq, None if timeline is None else timeline.base_key
+            session_id,
+            0 if timeline is None else timeline.last_seq,
+            None if timeline is None else timeline.base_key,
+            0 if timeline is None else len(timeline.changes),
         )
         if timeline is None or base is not None:
             timeline = Timeline(base or [], key, self._settings.history_checkpoint_every)
