@@ -27,19 +27,25 @@ WorkspaceName = Annotated[
 Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
-def not_a_boolean(value: object) -> object:
-    # JSON Schema counts 3.0 as an integer, so lax parsing stays; but `true` is not a number of anything.
-    if isinstance(value, bool):
-        raise ValueError("Input should be a valid integer")
-    return value
+class _PolicyChecks(StrictRequest):
+    """The checks of a policy's fields, for a workspace's and a session owner's alike."""
+
+    @field_validator("max_participants", "retention_days", "history_days", mode="before", check_fields=False)
+    @classmethod
+    def _not_a_boolean(cls, value: object) -> object:
+        # JSON Schema counts 3.0 as an integer, so lax parsing stays; but `true` is not a number of anything.
+        if isinstance(value, bool):
+            raise ValueError("Input should be a valid integer")
+        return value
+
+    @field_validator("languages", check_fields=False)
+    @classmethod
+    def _distinct(cls, value: list[LanguageName] | None) -> list[LanguageName] | None:
+        # Kept in the canonical order, once each: a policy's JSON is compared and shown as-is.
+        return None if value is None else [lang for lang in LANGUAGES if lang in value]
 
 
-def canonical_languages(value: list[LanguageName] | None) -> list[LanguageName] | None:
-    # Kept in the canonical order, once each: a policy's JSON is compared and shown as-is.
-    return None if value is None else [lang for lang in LANGUAGES if lang in value]
-
-
-class Policy(StrictRequest):
+class Policy(_PolicyChecks):
     """What a workspace allows its sessions. A field left out (null) allows what the operator's settings allow."""
 
     execution: Execution | None = Field(
@@ -68,18 +74,9 @@ class Policy(StrictRequest):
         "starts. The live document is never affected.",
     )
 
-    @field_validator("max_participants", "retention_days", "history_days", mode="before")
-    @classmethod
-    def _not_a_boolean(cls, value: object) -> object:
-        return not_a_boolean(value)
-
-    @field_validator("languages")
-    @classmethod
-    def _distinct(cls, value: list[LanguageName] | None) -> list[LanguageName] | None:
-        return canonical_languages(value)
 
 
-class SessionPolicy(StrictRequest):
+class SessionPolicy(_PolicyChecks):
     """What a session's owner narrows its workspace's policy to (`PUT /v1/sessions/{sessionId}/policy`). A field
     left out (null) keeps what the workspace allows; a field may only narrow it, never widen it."""
 
@@ -93,15 +90,6 @@ class SessionPolicy(StrictRequest):
         default=None, ge=1, le=100_000, description="Participants the session may have: at most the workspace's."
     )
 
-    @field_validator("max_participants", mode="before")
-    @classmethod
-    def _not_a_boolean(cls, value: object) -> object:
-        return not_a_boolean(value)
-
-    @field_validator("languages")
-    @classmethod
-    def _distinct(cls, value: list[LanguageName] | None) -> list[LanguageName] | None:
-        return canonical_languages(value)
 
 
 class EffectivePolicy(CamelModel):
