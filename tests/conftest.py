@@ -37,6 +37,8 @@ _MADE: set[str] = set()
 _LEAKS: list[str] = []
 _token_urlsafe = secrets.token_urlsafe
 _CANDIDATE = re.compile(r"[A-Za-z0-9_-]{22,}")
+# Prefixes the server puts before a made secret (API keys, invites, owner links): the rest is what was made.
+_PREFIX = re.compile(r"^(?:ccl|inv|own)_")
 
 
 def _remembered(nbytes: int | None = None) -> str:
@@ -54,7 +56,7 @@ class _LeakCheck(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         line = self.format(record)
         for candidate in _CANDIDATE.findall(line):
-            if candidate in _MADE or candidate.removeprefix("ccl_") in _MADE:
+            if candidate in _MADE or _PREFIX.sub("", candidate) in _MADE:
                 if len(_LEAKS) < 20:
                     _LEAKS.append(line)
                 return

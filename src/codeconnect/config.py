@@ -155,6 +155,14 @@ class Settings(BaseSettings):
         "API does not exist (404).",
     )
 
+    owner_link_seconds: int = Field(
+        default=600,
+        ge=1,
+        le=86_400,
+        description="How long an owner link (`POST /v1/sessions/{id}/owner-links`) works: within this time its "
+        "code hands the session's owner key to one browser, once; a new link replaces the session's previous one.",
+    )
+
     policy_cache_seconds: float = Field(
         default=5.0,
         ge=0,
@@ -266,9 +274,9 @@ class Settings(BaseSettings):
     rate_joins_per_minute: int = Field(
         default=120,
         ge=0,
-        description="Joins (`POST .../participants`, by session id or read-only link) one client address (IPv6: one "
-        "/64) may make in any minute, over all sessions; one more gets 429 `rate_limited` with `Retry-After`. 0: no "
-        "limit.",
+        description="Joins (`POST .../participants`, by session id or read-only link) and owner-link claims "
+        "(`POST .../owner-claims`) one client address (IPv6: one /64) may make in any minute, over all sessions; one "
+        "more gets 429 `rate_limited` with `Retry-After`. 0: no limit.",
     )
     rate_tracked_clients: int = Field(
         default=10_000,

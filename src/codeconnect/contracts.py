@@ -23,7 +23,13 @@ from codeconnect.config import Settings
 from codeconnect.execution.schemas import ExecuteResult, RunOutcome
 from codeconnect.execution.service import RECORD_STDIN_MAX_BYTES
 from codeconnect.languages import BY_NAME, LANGUAGES
-from codeconnect.sessions.schemas import RotatedInvite, RotateInviteRequest
+from codeconnect.sessions.schemas import (
+    CreatedOwnerLink,
+    OwnerClaim,
+    OwnerClaimRequest,
+    RotatedInvite,
+    RotateInviteRequest,
+)
 from codeconnect.workspaces.schemas import (
     EXECUTION_ORDER,
     EffectivePolicy,
@@ -185,6 +191,20 @@ def typescript() -> str:
         "",
         _interface(
             "RotatedInvite", RotatedInvite, "The answer of `POST /v1/sessions/{sessionId}/invites`: the new invite."
+        ),
+        "",
+        _interface(
+            "CreatedOwnerLink",
+            CreatedOwnerLink,
+            "The answer of `POST /v1/sessions/{sessionId}/owner-links`: a one-time link to the owner's page.",
+        ),
+        "",
+        _interface(
+            "OwnerClaimRequest", OwnerClaimRequest, "The body of `POST /v1/sessions/{sessionId}/owner-claims`."
+        ),
+        "",
+        _interface(
+            "OwnerClaim", OwnerClaim, "The answer of `POST /v1/sessions/{sessionId}/owner-claims`: the owner key."
         ),
         "",
     ]

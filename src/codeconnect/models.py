@@ -119,6 +119,12 @@ class SessionRow(Base):
     # write anything into the document, and the room refuses every client's update while this is set.
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
+    # The owner's one outstanding owner link (``controls.owner_links``; all NULL: none): the SHA-256 of its code,
+    # when it stops working, and the owner key sealed with the code, which only the code's holder can open.
+    owner_link_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    owner_link_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    owner_link_sealed: Mapped[str | None] = mapped_column(String(256), nullable=True)
+
     participants: Mapped[list[ParticipantRow]] = relationship(
         back_populates="session", order_by="ParticipantRow.seq", cascade="all, delete-orphan"
     )

@@ -30,7 +30,7 @@ SharedRate = Callable[[str, int], Awaitable[float | None]]
 
 RateKind = Literal["sessions", "joins"]
 
-_WHAT: dict[RateKind, str] = {"sessions": "sessions created", "joins": "joins"}
+_WHAT: dict[RateKind, str] = {"sessions": "sessions created", "joins": "joins (and owner-link claims)"}
 
 
 class RateExceeded(Exception):

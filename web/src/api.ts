@@ -1,5 +1,13 @@
 // The REST API of our own server, typed. Errors arrive in one shape: {error, detail, fields?}.
-import type { RotatedInvite, RotateInviteRequest, SessionPolicy, SessionPolicyView } from "./contracts.gen";
+import type {
+  CreatedOwnerLink,
+  OwnerClaim,
+  OwnerClaimRequest,
+  RotatedInvite,
+  RotateInviteRequest,
+  SessionPolicy,
+  SessionPolicyView,
+} from "./contracts.gen";
 import type { Language } from "./languages";
 import type { RunResult } from "./runs";
 import { store } from "./store";
@@ -243,6 +251,12 @@ export const api = {
   /** Nobody new joins with the editor invite until the owner makes a new one. */
   revokeEditorInvite: (id: string, ownerKey: string) =>
     request<void>("DELETE", `/v1/sessions/${enc(id)}/invites/editor`, undefined, undefined, { "X-Owner-Key": ownerKey }),
+  /** A one-time link that makes whoever opens it the session's owner; it replaces the session's previous one. */
+  makeOwnerLink: (id: string, ownerKey: string) =>
+    request<CreatedOwnerLink>("POST", `/v1/sessions/${enc(id)}/owner-links`, undefined, undefined, { "X-Owner-Key": ownerKey }),
+  /** The owner key for an owner link's code (in the body, never in a URL); the code is used up. */
+  claimOwnerLink: (id: string, code: string) =>
+    request<OwnerClaim>("POST", `/v1/sessions/${enc(id)}/owner-claims`, { code } satisfies OwnerClaimRequest),
   /** Kill the server run started with ``runId``; its own request then answers with the outcome "stopped". */
   stopRun: (id: string, runId: string, token: string) =>
     request<{ runId: string; running: boolean }>(

@@ -134,3 +134,25 @@ export interface RotatedInvite {
   viewerId: string;
   viewUrl: string;
 }
+
+/** The answer of `POST /v1/sessions/{sessionId}/owner-links`: a one-time link to the owner's page. */
+export interface CreatedOwnerLink {
+  /** The link's secret code (`own_` and 256 random bits): claimed once with `POST .../owner-claims`, within `expiresAt`. Shown only here. */
+  code: string;
+  /** When the code stops working if it is not claimed before. */
+  expiresAt: string;
+  /** The session's page that claims the code, relative to this server: `/s/{sessionId}#owner=<code>` (in the fragment, which browsers never send to a server). */
+  url: string;
+}
+
+/** The body of `POST /v1/sessions/{sessionId}/owner-claims`. */
+export interface OwnerClaimRequest {
+  /** The owner link's code (after `#owner=`). */
+  code: string;
+}
+
+/** The answer of `POST /v1/sessions/{sessionId}/owner-claims`: the owner key. */
+export interface OwnerClaim {
+  /** The session's owner key (send as `X-Owner-Key`). Shown only here. */
+  ownerKey: string;
+}

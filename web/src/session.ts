@@ -21,6 +21,7 @@ import { TitleEditor } from "./ui/title";
 import { askName, showProblem } from "./ui/join";
 import { shareMenuFor, type ShareOwner } from "./ui/share";
 import { openingProblem } from "./invites";
+import { claimOwnerLink } from "./ownerLinks";
 import { download, fileName } from "./download";
 
 /** The owner's changes to the session's invites; this browser keeps the editor invite it makes (and forgets one
@@ -36,6 +37,7 @@ function inviteOwner(sessionId: string, ownerKey: string): ShareOwner {
       await api.revokeEditorInvite(sessionId, ownerKey);
       store.forgetInvite(sessionId);
     },
+    ownerLink: () => api.makeOwnerLink(sessionId, ownerKey),
   };
 }
 
@@ -45,13 +47,22 @@ function randomId(): string {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-export async function sessionPage(route: PadRoute): Promise<void> {
+/** ``ownerCode``: the code of the owner link that opened the page, claimed before anything else (the owner key it
+ * hands over may be what lets this browser read the session). */
+export async function sessionPage(route: PadRoute, ownerCode: string | null = null): Promise<void> {
   const access = padAccess(route);
   const role = access.role;
+  // Why the owner link did not work (null: none, or this browser now holds the owner key).
+  const ownerLinkProblem = ownerCode && access.sessionId !== null ? await claimOwnerLink(access.sessionId, ownerCode) : null;
   let session: PadInfo;
   try {
     session = await access.load();
   } catch (err) {
+    if (ownerLinkProblem) {
+      // Nothing else would open it either: the link's problem is the one to tell.
+      showProblem("This owner link does not work", ownerLinkProblem);
+      return;
+    }
     // An invite this browser was given and that no longer opens the session was replaced or turned off.
     const problem = openingProblem(err, access.sessionId === null, access.sessionId !== null && store.invite(access.sessionId) !== null);
     // Deleted (or purged) since this browser had it, or a read-only link replaced: off the start page's list.
@@ -61,12 +72,12 @@ export async function sessionPage(route: PadRoute): Promise<void> {
   }
   store.remember({ id: access.key, title: session.title, language: session.language, path: access.path });
   document.title = `${session.title} · Code Connect Live`;
-  const me = store.participant(access.key, role) ?? (await askName(session, access));
+  const me = store.participant(access.key, role) ?? (await askName(session, access, ownerLinkProblem));
   const readOnly = me.role === "viewer";
   const config = pageConfig();
   const state = new PadState({ readOnly, language: session.language, title: session.title, ended: Boolean(session.endedAt) });
-  // The owner's controls show where this browser created the session (it keeps the owner key; see store.ts).
-  // Only the browser that created the session holds its owner key (and only editor links name the session).
+  // The owner's controls show where this browser created the session, or was handed its owner key by an owner
+  // link (it keeps the key; see store.ts). Only editor links name the session.
   const ownerKey = access.sessionId === null ? null : store.ownerKey(access.sessionId);
 
   let onClosed: (code: number, reason: string) => void = () => undefined;
@@ -611,6 +622,8 @@ export async function sessionPage(route: PadRoute): Promise<void> {
     editor.selectAll();
   });
 
+  if (ownerLinkProblem) notice.show(ownerLinkProblem, 15_000);
+  else if (ownerCode && ownerKey) notice.show("This browser now has the owner's controls of this session.", 6000);
   void checkExecution();
   // Until the connection closes for good (onClosed stops it) or the page goes.
   settingsPoll = window.setInterval(() => void checkExecution(), 20_000);

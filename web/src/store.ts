@@ -67,7 +67,17 @@ export const store = {
       // Nothing to forget.
     }
   },
-  /** The owner key of a session this browser created (null: not its owner). */
+  /** Keep the owner key handed over by an owner link, with the session (its title and language come when it is
+   * loaded: until then, placeholders). */
+  setOwnerKey(sessionId: string, ownerKey: string): void {
+    const list = store.recent();
+    const previous = list.find((s) => s.id === sessionId);
+    const entry: RecentSession = previous
+      ? { ...previous, ownerKey }
+      : { id: sessionId, title: "Untitled session", language: "python", ownerKey, openedAt: new Date().toISOString() };
+    write(RECENT_KEY, [entry, ...list.filter((s) => s.id !== sessionId)].slice(0, MAX_RECENT));
+  },
+  /** The owner key of a session this browser created or was handed by an owner link (null: not its owner). */
   ownerKey: (sessionId: string): string | null => store.recent().find((s) => s.id === sessionId)?.ownerKey ?? null,
   /** A deleted session: off the recent list, and its participants forgotten. */
   forgetSession(sessionId: string): void {

@@ -1,5 +1,6 @@
-"""HTTP routes of the owner's controls: thin wrappers over ``controls.service``. Each needs the session's owner key
-in the ``X-Owner-Key`` header (401 without one, 403 with a wrong one)."""
+"""HTTP routes of the owner's controls: thin wrappers over ``controls.service`` and ``controls.owner_links``. Each
+needs the session's owner key in the ``X-Owner-Key`` header (401 without one, 403 with a wrong one), but the claim
+of an owner link, whose code is the credential."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from codeconnect.controls import service
-from codeconnect.deps import DB, Cards, Live, Presence, SessionId, SettingsDep
+from codeconnect.controls import owner_links, service
+from codeconnect.deps import DB, Cards, Live, Presence, SessionId, SettingsDep, rate_limited
 from codeconnect.errors import responses
 from codeconnect.sessions.access import requires
 from codeconnect.sessions.owner import OwnerKey
 from codeconnect.sessions.router import to_session
-from codeconnect.sessions.schemas import Session
+from codeconnect.sessions.schemas import CreatedOwnerLink, OwnerClaim, OwnerClaimRequest, Session
 from codeconnect.workspaces.schemas import SessionPolicy, SessionPolicyView
 
 ParticipantId = Annotated[
@@ -109,5 +110,40 @@ def build_router() -> APIRouter:
         left out narrows nothing; `{}` follows the workspace again. Asking for more than the workspace allows is
         403 `forbidden_by_policy`, and changes nothing."""
         return await service.set_session_policy(db, settings, session_id, owner_key, body)
+
+    @router.post(
+        "/owner-links",
+        status_code=201,
+        summary="Make a one-time owner link (owner only)",
+        response_model=CreatedOwnerLink,
+        responses=responses(401, 403, 404, 422),
+    )
+    async def make_owner_link(
+        session_id: SessionId, db: DB, settings: SettingsDep, owner_key: OwnerKey = None
+    ) -> CreatedOwnerLink:
+        """A link that makes whoever opens it the session's owner, once: how an integration that created the
+        session with its API key hands the owner's page to a person, and how an owner opens it on another device.
+        Its `url` is `/s/{sessionId}#owner=<code>`; the page claims the code (`POST .../owner-claims`) and takes it
+        out of the address bar. It works once, within `CODECONNECT_OWNER_LINK_SECONDS` (600 by default); a new link
+        replaces the previous one. The server keeps the owner key for the link's lifetime sealed with the code:
+        its database alone does not reveal the key."""
+        link = await owner_links.make_link(db, settings, session_id, owner_key)
+        return CreatedOwnerLink(
+            code=link.code, expires_at=link.expires_at, url=f"/s/{session_id}#owner={link.code}"
+        )
+
+    @router.post(
+        "/owner-claims",
+        summary="Claim an owner link",
+        response_model=OwnerClaim,
+        responses=responses(400, 403, 404, 422, 429),
+        dependencies=[Depends(rate_limited("joins"))],
+    )
+    async def claim_owner_link(session_id: SessionId, body: OwnerClaimRequest, db: DB) -> OwnerClaim:
+        """The session's owner key for the code of its owner link (in the body, never in a URL), which is then used
+        up: of two claims at once, one succeeds. A wrong, used, replaced or expired code is 403
+        `owner_link_invalid`. Claims count in the client's joins rate (`CODECONNECT_RATE_JOINS_PER_MINUTE`): past
+        it, 429 `rate_limited` with `Retry-After`. Needs no other credential, in either auth mode."""
+        return OwnerClaim(owner_key=await owner_links.claim(db, session_id, body.code))
 
     return router

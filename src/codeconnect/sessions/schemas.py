@@ -87,6 +87,32 @@ class RotateInviteRequest(StrictRequest):
     )
 
 
+class CreatedOwnerLink(CamelModel):
+    """A one-time owner link: whoever opens it becomes the session's owner (shown only once)."""
+
+    code: str = Field(
+        description="The link's secret code (`own_` and 256 random bits): claimed once with `POST "
+        ".../owner-claims`, within `expiresAt`. Shown only here."
+    )
+    expires_at: datetime = Field(description="When the code stops working if it is not claimed before.")
+    url: str = Field(
+        description="The session's page that claims the code, relative to this server: `/s/{sessionId}#owner=<code>` "
+        "(in the fragment, which browsers never send to a server)."
+    )
+
+
+class OwnerClaimRequest(StrictRequest):
+    """Body of `POST /v1/sessions/{sessionId}/owner-claims`."""
+
+    code: str = Field(min_length=1, max_length=128, description="The owner link's code (after `#owner=`).")
+
+
+class OwnerClaim(CamelModel):
+    """The session's owner key, handed over by an owner link (which is now used up)."""
+
+    owner_key: str = Field(description="The session's owner key (send as `X-Owner-Key`). Shown only here.")
+
+
 def _language(value: str) -> str:
     return normalize_language(value) or value
 

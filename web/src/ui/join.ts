@@ -5,7 +5,7 @@ import { languageInfo } from "../languages";
 import { store, type StoredParticipant } from "../store";
 import { h } from "./dom";
 
-function fullPage(...children: (Node | string)[]): void {
+function fullPage(...children: (Node | string | null)[]): void {
   document.body.replaceChildren(h("main", { class: "center-page" }, h("div", { class: "card" }, ...children)));
 }
 
@@ -13,7 +13,8 @@ export function showProblem(title: string, detail: string): void {
   fullPage(h("h1", {}, title), h("p", { class: "muted" }, detail), h("a", { class: "button primary", href: "/" }, "Start a new session"));
 }
 
-export function askName(session: PadInfo, access: PadAccess): Promise<StoredParticipant> {
+/** ``note``: something the person should know before joining (an owner link that did not work), shown above. */
+export function askName(session: PadInfo, access: PadAccess, note: string | null = null): Promise<StoredParticipant> {
   const role = access.role;
   return new Promise((resolve) => {
     const input = h("input", {
@@ -59,6 +60,7 @@ export function askName(session: PadInfo, access: PadAccess): Promise<StoredPart
     fullPage(
       h("div", { class: "brand big" }, h("span", { class: "logo" }, "⌘"), "Code Connect Live"),
       h("h1", {}, session.title),
+      note ? h("p", { class: "error", id: "join-note", role: "alert" }, note) : null,
       h(
         "p",
         { class: "muted" },

@@ -1,7 +1,9 @@
 // The share menu: the editor link (when this page knows it) and the read-only link, each with a copy button; on the
-// owner's page, also a new link in place of either, and turning the editor link off (where it carries an invite).
-import type { AuthMode, RotatedInvite } from "../contracts.gen";
+// owner's page, also a new link in place of either, turning the editor link off (where it carries an invite), and a
+// one-time owner link that opens this page with the owner's controls on another device.
+import type { AuthMode, CreatedOwnerLink, RotatedInvite } from "../contracts.gen";
 import { CONFIRM, editorRow, inviteErrorText, viewerRow, type InviteAction, type ShareRow } from "../invites";
+import { expiryText, OWNER_LINK_WARNING, ownerLinkErrorText } from "../ownerLinks";
 import { h } from "./dom";
 
 async function copy(text: string, input: HTMLInputElement): Promise<boolean> {
@@ -18,6 +20,8 @@ async function copy(text: string, input: HTMLInputElement): Promise<boolean> {
 export interface ShareOwner {
   rotate(role: "editor" | "viewer"): Promise<RotatedInvite>;
   revoke(): Promise<void>;
+  /** A one-time owner link, in place of the session's previous one. */
+  ownerLink(): Promise<CreatedOwnerLink>;
 }
 
 export interface ShareSetup {
@@ -95,20 +99,20 @@ export function shareMenuFor(setup: ShareSetup): HTMLElement {
     );
   };
 
-  const row = (label: string, view: ShareRow, id: string): HTMLElement => {
-    let field: HTMLElement | null = null;
-    if (view.link !== null) {
-      const link = view.link;
-      const input = h("input", { readonly: true, value: link, id: `${id}-url`, "aria-label": label });
-      const button = h("button", { class: "button small", id }, "Copy");
-      button.addEventListener("click", () => {
-        void copy(link, input).then((ok) => {
-          button.textContent = ok ? "Copied" : "Select and copy";
-          setTimeout(() => (button.textContent = "Copy"), 1500);
-        });
+  const linkField = (link: string, label: string, id: string): HTMLElement => {
+    const input = h("input", { readonly: true, value: link, id: `${id}-url`, "aria-label": label });
+    const button = h("button", { class: "button small", id }, "Copy");
+    button.addEventListener("click", () => {
+      void copy(link, input).then((ok) => {
+        button.textContent = ok ? "Copied" : "Select and copy";
+        setTimeout(() => (button.textContent = "Copy"), 1500);
       });
-      field = h("div", { class: "share-input" }, input, button);
-    }
+    });
+    return h("div", { class: "share-input" }, input, button);
+  };
+
+  const row = (label: string, view: ShareRow, id: string): HTMLElement => {
+    const field = view.link === null ? null : linkField(view.link, label, id);
     const actions = view.actions.map(({ action, label: words }) => {
       const button = h("button", { class: "button small ghost", id: ACTION_IDS[action], "aria-label": `${words}: ${label.toLowerCase()}` }, words);
       if (action === "revoke-editor") button.classList.add("danger");
@@ -139,7 +143,51 @@ export function shareMenuFor(setup: ShareSetup): HTMLElement {
   };
   render();
 
-  const menu = h("div", { class: "share-menu", id: "share-menu" }, editorSlot, viewerSlot, message);
+  // The owner's page on another device: a link made on demand (it is a credential, so never made unasked).
+  const ownerSlot = h("div", { class: "share-slot", id: "owner-link-row", hidden: owner === null });
+  let ownerLink: CreatedOwnerLink | null = null;
+  const renderOwner = (): void => {
+    if (!owner) return;
+    const label = "Open as owner elsewhere";
+    const make = h(
+      "button",
+      { class: "button small ghost", id: "make-owner-link", "aria-label": ownerLink ? "New owner link" : "Make an owner link" },
+      ownerLink ? "New link" : "Make link",
+    );
+    make.addEventListener("click", () => {
+      if (busy) return;
+      busy = true;
+      make.disabled = true;
+      say("", false);
+      owner.ownerLink().then(
+        (made) => {
+          busy = false;
+          ownerLink = made;
+          renderOwner();
+          ownerSlot.querySelector<HTMLElement>("input")?.focus();
+        },
+        (err: unknown) => {
+          busy = false;
+          make.disabled = false;
+          say(ownerLinkErrorText(err), true);
+        },
+      );
+    });
+    ownerSlot.replaceChildren(
+      h(
+        "div",
+        { class: "share-row", "data-state": ownerLink ? "link" : "none" },
+        h("div", { class: "share-label" }, h("strong", {}, label), h("span", { class: "muted small" }, "Your controls, on another device")),
+        ownerLink ? linkField(setup.origin + ownerLink.url, label, "copy-owner-link") : null,
+        ownerLink ? h("p", { class: "share-note muted small", id: "owner-link-expiry" }, `${expiryText(ownerLink.expiresAt)} A new link replaces it.`) : null,
+        ownerLink ? h("p", { class: "share-note share-warning small", id: "owner-link-warning", role: "note" }, OWNER_LINK_WARNING) : null,
+        h("div", { class: "share-actions" }, make),
+      ),
+    );
+  };
+  renderOwner();
+
+  const menu = h("div", { class: "share-menu", id: "share-menu" }, editorSlot, viewerSlot, ownerSlot, message);
   menu.hidden = true;
   return menu;
 }
