@@ -31,6 +31,9 @@ from codeconnect.execution.sandbox import SandboxUnavailable
 from codeconnect.execution.service import ExecutionService, client_runs_allowed
 from codeconnect.health import build_metrics_router
 from codeconnect.health import router as health_router
+from codeconnect.history.notes import NotesWatch
+from codeconnect.history.router import build_router as history_router
+from codeconnect.history.service import HistoryCache
 from codeconnect.hosts import HostAllowList
 from codeconnect.limits import BodySizeLimit
 from codeconnect.participants.router import build_router as participants_router
@@ -192,6 +195,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             cluster.listen("policy", app.state.policies.apply_shared)
             cluster.on_gap(app.state.policies.clear)
             app.state.deletion = SessionDeletion(app.state.sessionmaker, collab, app.state.cards)
+            app.state.history = HistoryCache(app.state.sessionmaker, settings, collab)
+            app.state.notes = NotesWatch(cluster)
             app.state.retention = await stack.enter_async_context(
                 RetentionTask(app.state.sessionmaker, settings, app.state.deletion)
             )
@@ -252,6 +257,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     app.include_router(sessions_router(models, settings))
     app.include_router(participants_router(models))
     app.include_router(controls_router())
+    app.include_router(history_router(settings))
     app.include_router(views_router(models))
     app.include_router(execution_router(settings))
     if settings.admin_token is not None:  # off, not merely refused, without a token: no such API at all
@@ -271,5 +277,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             expose_headers=["Location", "Retry-After"],
         )
     # Outermost, so an oversized body is refused before anything else looks at it.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, paths={"/v1/sessions/import": settings.import_max_bytes}
+    )
     return app

@@ -189,6 +189,58 @@ class Settings(BaseSettings):
         "discarded rather than stored (the oldest forgotten first).",
     )
 
+    # --- History, playback and notes --------------------------------------------------------------------------
+    history_days: int = Field(
+        default=30,
+        ge=0,
+        le=36_500,
+        description="Days each change is kept for playback; older ones are folded into the base the history starts "
+        "from by the purge task (the current document is never affected). 0 keeps history as long as the session.",
+    )
+    history_for_participants: bool = Field(
+        default=False,
+        description="Let a session's participants (`X-Participant-Token`) read its history and play it back; "
+        "false: only the owner (`X-Owner-Key`). Restoring and notes are the owner's either way.",
+    )
+    history_checkpoint_every: int = Field(
+        default=200,
+        ge=10,
+        le=10_000,
+        description="Changes between two checkpoints of a replayed history (the document kept whole): a seek applies "
+        "at most this many updates; fewer cost more memory.",
+    )
+    history_cache_bytes: int = Field(
+        default=128 * MiB,
+        ge=1 * MiB,
+        description="Memory the replayed histories of each process may take (about 1 KiB per change; a one-hour "
+        "session of three typists is about 20 MiB); the least recently read are dropped past it.",
+    )
+    history_page_size: int = Field(
+        default=1000,
+        ge=10,
+        le=100_000,
+        description="Most changes one `GET .../history` answer lists (its `limit`).",
+    )
+    notes_max_bytes: int = Field(
+        default=64 * KiB,
+        ge=1,
+        le=16 * MiB,
+        description="Largest private notes of a session's owner, in bytes of UTF-8 (413 past it).",
+    )
+    notes_wait_seconds: float = Field(
+        default=25.0,
+        ge=0,
+        le=120,
+        description="Longest a `GET .../notes?since=<version>` waits for a newer version before it answers the "
+        "current one (how the owner's tabs see each other's notes live).",
+    )
+    import_max_bytes: int = Field(
+        default=32 * MiB,
+        ge=1,
+        description="Largest body of `POST /v1/sessions/import` (a session's export); larger ones are refused with 413 "
+        "before they are read.",
+    )
+
     # --- REST limits -----------------------------------------------------------------------------------------
     max_code_bytes: int = Field(
         default=1 * MiB, ge=1, description="Largest code text of a session, in UTF-8 bytes."

@@ -21,17 +21,19 @@ class BodySizeLimit:
     """Refuse bodies over ``max_bytes`` with 413: at once when Content-Length says so, otherwise as soon as
     the streamed body passes the limit (the rest is never read into memory)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, paths: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.paths = paths or {}  # paths with a limit of their own (a session's import)
 
-    def _detail(self) -> str:
-        return f"The request body is larger than the limit of {self.max_bytes} bytes."
+    def _detail(self, limit: int) -> str:
+        return f"The request body is larger than the limit of {limit} bytes."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.paths.get(scope["path"], self.max_bytes)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -43,8 +45,8 @@ class BodySizeLimit:
                         scope, receive, send
                     )
                     return
-                if declared > self.max_bytes:
-                    response = error_response(413, "payload_too_large", self._detail())
+                if declared > limit:
+                    response = error_response(413, "payload_too_large", self._detail(limit))
                     await response(scope, receive, send)
                     return
         received = 0
@@ -54,8 +56,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise HTTPException(413, self._detail())
+                if received > limit:
+                    raise HTTPException(413, self._detail(limit))
             return message
 
         await self.app(scope, limited_receive, send)

@@ -144,19 +144,69 @@ class ParticipantRow(Base):
 
 
 
+_SEQ = BigInteger().with_variant(Integer, "sqlite")
+
+
 class DocUpdateRow(Base):
     """One entry of a session's Yjs update log: a binary update, or a snapshot (merged updates) after
-    compaction. Loading a document applies every row of its session; order does not matter to the CRDT."""
+    compaction. Loading a document applies every row of its session; order does not matter to the CRDT.
+
+    A change keeps when the server received it (``at``) and who sent it (``author``, a participant id; NULL for
+    the server's own edits). A row whose ``at`` is NULL is not a change: a compaction's snapshot, or a row from
+    before history was kept. See ``history/``: compaction moves the changes to ``doc_history``."""
 
     __tablename__ = "doc_updates"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
     session_id: Mapped[str] = mapped_column(
         ForeignKey("sessions.id", ondelete="CASCADE"), index=True
     )
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # No foreign key: a removed participant's changes stay theirs in the history.
+    author: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # What a server change was, where the change alone does not say it (``restore``); NULL otherwise.
+    tag: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class DocHistoryRow(Base):
+    """A change compaction folded out of the live log, kept for playback: the ``doc_updates`` row as it was, with
+    its id (the history's order is the log's id order, one sequence for both tables). Append-only; dropped
+    after ``CODECONNECT_HISTORY_DAYS`` (its state then goes into the session's base, ``DocBaseRow``)."""
+
+    __tablename__ = "doc_history"
+
+    id: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=False)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    author: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    tag: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class DocBaseRow(Base):
+    """What a session's history starts from: the document before its first kept change (merged state). Empty for
+    sessions made since history is kept, until the retention drops their oldest changes; ``upto`` is the id of
+    the last change it holds (0: the log rows of a session from before history was kept)."""
+
+    __tablename__ = "doc_bases"
+
+    id: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    upto: Mapped[int] = mapped_column(_SEQ)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class SessionNoteRow(Base):
+    """The owner's private notes on a session: never in the document, never shown to anyone but the owner.
+    ``version`` grows by one with every save (optimistic concurrency between the owner's tabs)."""
+
+    __tablename__ = "session_notes"
+
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ProcessRow(Base):

@@ -51,9 +51,13 @@ class MemoryLog:
 
     def __init__(self) -> None:
         self.updates: list[bytes] = []
+        self.authors: list[str | None] = []
 
-    def append(self, session_id: str, update: bytes) -> asyncio.Future[None] | None:
+    def append(
+        self, session_id: str, update: bytes, author: str | None = None, tag: str | None = None
+    ) -> asyncio.Future[None] | None:
         self.updates.append(update)
+        self.authors.append(author)
         return None
 
     async def flush(self) -> None:

@@ -93,7 +93,8 @@ async def test_kill_9_loses_nothing_older_than_a_commit_window(
     await first.ready()
     async with httpx.AsyncClient(base_url=first.base_url) as client:
         s = await new_session(client, code="")
-        writer_token = (await join(client, s["id"], "Writer"))["token"]
+        writer_joined = await join(client, s["id"], "Writer")
+        writer_token = writer_joined["token"]
         observer_token = (await join(client, s["id"], "Observer"))["token"]
     writer = await YClient(collab_url(first.ws_url, s["id"], writer_token)).connect()
     observer = await YClient(collab_url(first.ws_url, s["id"], observer_token)).connect()
@@ -136,6 +137,15 @@ async def test_kill_9_loses_nothing_older_than_a_commit_window(
     async with httpx.AsyncClient(base_url=second.base_url) as client:
         rest_lines = (await client.get(f"/v1/sessions/{s['id']}")).json()["code"].splitlines()
     assert not [ln for ln in must_survive if ln not in rest_lines]
+    # And in the history, as the writer's.
+    async with httpx.AsyncClient(base_url=second.base_url) as client:
+        owner = {"X-Owner-Key": s["ownerKey"]}
+        total = (await client.get(f"/v1/sessions/{s['id']}/history", headers=owner)).json()["total"]
+        at = f"/v1/sessions/{s['id']}/history/at"
+        last = (await client.get(at, params={"index": total - 1}, headers=owner)).json()
+    assert last["code"] == "\n".join(rest_lines) + "\n"
+    assert not [ln for ln in must_survive if ln not in last["code"].splitlines()]
+    assert {r["author"] for r in last["authors"]} == {writer_joined["id"]}
     fresh = await YClient(collab_url(second.ws_url, s["id"], observer_token)).connect()
     stored = fresh.text.splitlines()
     missing = [ln for ln in must_survive if ln not in stored]

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from codeconnect.db import create_engine
-from codeconnect.models import DocUpdateRow, ParticipantRow, SessionRow
+from codeconnect.models import DocBaseRow, DocHistoryRow, DocUpdateRow, ParticipantRow, SessionNoteRow, SessionRow
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory
 
@@ -26,6 +26,11 @@ async def rows_of(database_url: str, session_id: str) -> dict[str, int]:
                     select(func.count()).where(ParticipantRow.session_id == session_id)
                 ),
                 "doc_updates": await conn.scalar(select(func.count()).where(DocUpdateRow.session_id == session_id)),
+                "doc_history": await conn.scalar(select(func.count()).where(DocHistoryRow.session_id == session_id)),
+                "doc_bases": await conn.scalar(select(func.count()).where(DocBaseRow.session_id == session_id)),
+                "session_notes": await conn.scalar(
+                    select(func.count()).where(SessionNoteRow.session_id == session_id)
+                ),
             }  # type: ignore[dict-item]
     finally:
         await engine.dispose()
@@ -71,14 +76,18 @@ async def test_delete_removes_everything_and_nothing_else(
         await join(client, session["id"], "Grace", "viewer")
         r = await client.put(f"/v1/sessions/{session['id']}", json={"code": "print(1)\n"})
         assert r.status_code == 200
+        r = await client.put(f"/v1/sessions/{session['id']}/notes", json={"text": "n", "version": 0},
+                             headers={"X-Owner-Key": session["ownerKey"]})
+        assert r.status_code == 200
     kept_before = await rows_of(database_url, kept["id"])
+    assert (await rows_of(database_url, doomed["id"]))["session_notes"] == 1
     assert (await rows_of(database_url, doomed["id"]))["participants"] == 2
 
     r = await delete(client, doomed)
     assert r.status_code == 204
     assert r.content == b""
 
-    assert await rows_of(database_url, doomed["id"]) == {"sessions": 0, "participants": 0, "doc_updates": 0}
+    assert not any((await rows_of(database_url, doomed["id"])).values())
     assert await rows_of(database_url, kept["id"]) == kept_before
     sid, viewer = doomed["id"], doomed["viewerId"]
     for method, path, body in [
@@ -120,7 +129,7 @@ async def test_live_clients_are_closed_and_pending_updates_do_not_come_back(
         for _ in range(2):
             r = await client.put(f"/v1/sessions/{other['id']}", json={"code": "later\n"})
             assert r.status_code == 200
-        assert await rows_of(database_url, doomed["id"]) == {"sessions": 0, "participants": 0, "doc_updates": 0}
+        assert not any((await rows_of(database_url, doomed["id"])).values())
 
         # The token was in the process's cache (issued here, used a moment ago): it opens nothing now.
         again = YClient(collab_url(server.ws_url, doomed["id"], ada["token"]))

@@ -23,7 +23,7 @@ from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
 from tests.sessions.test_deletion import rows_of
 
-GONE = {"sessions": 0, "participants": 0, "doc_updates": 0}
+GONE = dict.fromkeys(("sessions", "participants", "doc_updates", "doc_history", "doc_bases", "session_notes"), 0)
 
 
 async def sql(database_url: str, statement: Any) -> None:
@@ -56,6 +56,9 @@ async def session_with_people(client: httpx.AsyncClient) -> dict[str, Any]:
     session = await new_session(client)
     session["ada"] = await join(client, session["id"], "Ada")
     r = await client.put(f"/v1/sessions/{session['id']}", json={"code": "print(1)\n"})
+    assert r.status_code == 200
+    r = await client.put(f"/v1/sessions/{session['id']}/notes", json={"text": "notes", "version": 0},
+                         headers={"X-Owner-Key": session["ownerKey"]})
     assert r.status_code == 200
     return session
 

@@ -63,6 +63,18 @@ class NewSession(NamedTuple):
     editor_invite_hash: str | None = None
 
 
+class LogRow(NamedTuple):
+    """One change for the update log: its session, the update, when the server received it and who sent it (a
+    participant id; None for the server's own edits), and ``tag`` naming a server change the update alone does
+    not explain (``restore``)."""
+
+    session_id: str
+    data: bytes
+    at: datetime | None = None
+    author: str | None = None
+    tag: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StoredDoc:
     """What a room is loaded from: the session's mirror columns and its log rows."""

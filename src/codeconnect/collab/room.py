@@ -59,8 +59,11 @@ class Channel(Protocol):
 class UpdateStore(Protocol):
     """The update log as a room uses it (``store.UpdateLog``, chosen when the app is wired)."""
 
-    def append(self, session_id: str, data: bytes) -> asyncio.Future[None]:
-        """Queue ``data`` for the session's log; the future settles once it is committed."""
+    def append(
+        self, session_id: str, data: bytes, author: str | None = None, tag: str | None = None
+    ) -> asyncio.Future[None]:
+        """Queue ``data`` for the session's log, with its author (a participant id; None: the server) and the time
+        it arrived; the future settles once it is committed."""
         ...
 
     async def flush(self) -> None:
@@ -520,8 +523,9 @@ class Room:
 
     # --- every change, from anywhere -----------------------------------------------------------------------
 
-    def change(self, edit: Callable[[SharedDoc], object]) -> None:
-        """Make the server's own edit of the document, as one transaction relayed and stored like a peer's."""
+    def change(self, edit: Callable[[SharedDoc], object], tag: str | None = None) -> None:
+        """Make the server's own edit of the document, as one transaction relayed and stored like a peer's (with no
+        author; ``tag`` names it in the history where the change alone does not, e.g. ``restore``)."""
         doc = self.shared.doc
         try:
             with _changes(doc) as updates, doc.transaction():
@@ -531,11 +535,12 @@ class Room:
             self._clocks = None  # rare (REST writes, run output): read afresh when next needed
         for update in updates:
             self.doc_bytes += len(update)
-            self._record(update, p.sync_update(update), None)
+            self._record(update, p.sync_update(update), None, tag=tag)
         self._text_bytes_bound = self.shared.text_bytes()
 
     def _record(
-        self, update: bytes, message: bytes, origin: Peer | None, claims: tuple[int, ...] | list[int] = ()
+        self, update: bytes, message: bytes, origin: Peer | None, claims: tuple[int, ...] | list[int] = (),
+        tag: str | None = None,
     ) -> None:
         self._broadcast(message, origin)
         if origin is None:
@@ -544,10 +549,11 @@ class Room:
         else:
             TALLY.client_updates += 1
             TALLY.relayed_updates += len(self.peers) - 1  # every peer but its sender
+        author = None if origin is None else origin.participant_id
         if self._fanout is not None:
-            author = None if origin is None else origin.participant_id
             self._fanout.update(self.session_id, update, author, tuple(claims))
-        self._last_commit = self._log.append(self.session_id, update)
+        # Stored here, by the process that accepted it, with its author; other processes only apply it.
+        self._last_commit = self._log.append(self.session_id, update, author, tag)
         self.rows_since_snapshot += 1
         self.dirty = True
         self.changed_at = time.time()

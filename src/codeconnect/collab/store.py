@@ -28,6 +28,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import cast
 
 from asyncpg import InterfaceError as PgInterfaceError  # type: ignore[import-untyped]
@@ -40,6 +41,7 @@ from sqlalchemy.orm import selectinload
 from codeconnect import metrics
 from codeconnect.collab.batched import BatchedReads
 from codeconnect.collab.records import (
+    LogRow,
     Mirror,
     NewSession,
     ParticipantCardRecord,
@@ -51,7 +53,7 @@ from codeconnect.collab.records import (
 from codeconnect.collab.writer import BatchWriter, batch_writer
 from codeconnect.config import Settings
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
-from codeconnect.models import DocUpdateRow, SessionRow
+from codeconnect.models import DocHistoryRow, DocUpdateRow, SessionRow
 
 log = logging.getLogger(__name__)
 
@@ -144,11 +146,11 @@ class _Held:
 class _Round:
     """The outcome of one writer round."""
 
-    unstored: list[tuple[str, bytes]] = field(default_factory=list)
+    unstored: list[LogRow] = field(default_factory=list)
     outage: BaseException | None = None
 
     def sessions(self) -> set[str]:
-        return {session_id for session_id, _ in self.unstored}
+        return {row.session_id for row in self.unstored}
 
 
 class UpdateLog:
@@ -166,7 +168,7 @@ class UpdateLog:
         self._batch_writer = writer
         self._lock = lock
         self._window = commit_window_ms / 1000
-        self._pending: list[tuple[str, bytes]] = []
+        self._pending: list[LogRow] = []
         self._waiters: dict[str, asyncio.Future[None]] = {}  # per session: what its writers wait for
         self._batch: asyncio.Future[None] | None = None  # the whole batch: what flush() waits for
         self._mirrors: dict[str, Mirror] = {}
@@ -240,7 +242,7 @@ class UpdateLog:
                     )
                 )  # fmt: skip
                 await db.flush()
-                db.add(DocUpdateRow(session_id=new.id, data=new.first_update))
+                db.add(DocUpdateRow(session_id=new.id, data=new.first_update, at=new.created_at))
             return
         done = asyncio.get_running_loop().create_future()
         self._new_sessions.append((new, done))
@@ -287,13 +289,16 @@ class UpdateLog:
 
     # --- writing -----------------------------------------------------------------------------------------
 
-    def append(self, session_id: str, data: bytes) -> asyncio.Future[None]:
-        """Queue ``data`` for the next group commit; the future resolves once the session's updates of this batch
+    def append(
+        self, session_id: str, data: bytes, author: str | None = None, tag: str | None = None
+    ) -> asyncio.Future[None]:
+        """Queue ``data`` for the next group commit, stamped with the time it arrived and its ``author`` (a
+        participant id; None: the server); the future resolves once the session's updates of this batch
         are committed, or fails with :class:`ServiceUnavailable` if they could not be (they are retried); with
         :class:`SessionNotFound` at once for a deleted session (nothing is stored)."""
         if session_id in self._gone:
             return _not_found()
-        self._pending.append((session_id, data))
+        self._pending.append(LogRow(session_id, data, datetime.now(UTC), author, tag))
         waiter = self._waiters.get(session_id)
         if waiter is None:
             waiter = self._waiters[session_id] = asyncio.get_running_loop().create_future()
@@ -384,7 +389,7 @@ class UpdateLog:
             if self._closing:
                 self._wakeup.set()
 
-    def _last_attempts(self, unstored: list[tuple[str, bytes]], outages: int) -> list[tuple[str, bytes]]:
+    def _last_attempts(self, unstored: list[LogRow], outages: int) -> list[LogRow]:
         """At shutdown: what is still worth another attempt; the rest is dropped, loudly."""
         if outages >= _RETRIES:
             log.error(
@@ -393,15 +398,16 @@ class UpdateLog:
             )
             self._mirrors.clear()
             return []
-        given_up = {s for s, _ in unstored if s in self._held and self._held[s].failures >= _RETRIES}
+        given_up = {r.session_id for r in unstored if r.session_id in self._held
+                    and self._held[r.session_id].failures >= _RETRIES}
         for session_id in given_up:
-            count = sum(1 for s, _ in unstored if s == session_id)
+            count = sum(1 for r in unstored if r.session_id == session_id)
             log.error("shutting down with %d document updates of session %s not stored", count, session_id)
-        return [(s, d) for s, d in unstored if s not in given_up]
+        return [r for r in unstored if r.session_id not in given_up]
 
     def _retry_held(self) -> None:
         """Wake the writer when the first held session with updates waiting is due for its next attempt."""
-        waiting = {session_id for session_id, _ in self._pending}
+        waiting = {row.session_id for row in self._pending}
         due = min((h.due for s, h in self._held.items() if s in waiting), default=None)
         if due is None:
             return
@@ -409,22 +415,22 @@ class UpdateLog:
             self._retry.cancel()
         self._retry = asyncio.get_running_loop().call_later(max(0.0, due - time.monotonic()), self._batch_future)
 
-    async def _round(self, batch: list[tuple[str, bytes]], mirrors: dict[str, Mirror]) -> _Round:
+    async def _round(self, batch: list[LogRow], mirrors: dict[str, Mirror]) -> _Round:
         """Commit one batch: in the normal case ONE transaction with every log row and every mirror row."""
         result = _Round()
         main = batch
-        held: dict[str, list[tuple[str, bytes]]] = {}
+        held: dict[str, list[LogRow]] = {}
         if self._held:  # sessions refused before wait for their turn and go alone, not with everyone else
             now = time.monotonic()
             main = []
-            for session_id, data in batch:
-                h = self._held.get(session_id)
+            for row in batch:
+                h = self._held.get(row.session_id)
                 if h is None:
-                    main.append((session_id, data))
+                    main.append(row)
                 elif self._closing or h.due <= now:
-                    held.setdefault(session_id, []).append((session_id, data))
+                    held.setdefault(row.session_id, []).append(row)
                 else:
-                    result.unstored.append((session_id, data))
+                    result.unstored.append(row)
         groups = self._mirror_groups(mirrors)
         try:
             errors = await self._write(main, groups)
@@ -457,7 +463,7 @@ class UpdateLog:
                 result.unstored.extend(row for rows in held.values() for row in rows)
         return result
 
-    async def _commit_each(self, sessions: dict[str, list[tuple[str, bytes]]], result: _Round) -> None:
+    async def _commit_each(self, sessions: dict[str, list[LogRow]], result: _Round) -> None:
         """Each session's rows in a transaction of its own; a refused session is held, an outage stops it all."""
         for session_id, rows in sessions.items():
             if result.outage is not None:
@@ -560,7 +566,7 @@ class UpdateLog:
             )
 
     async def _write(
-        self, batch: Sequence[tuple[str, bytes]], mirrors: Sequence[Mapping[str, Mirror]]
+        self, batch: Sequence[LogRow], mirrors: Sequence[Mapping[str, Mirror]]
     ) -> list[BaseException | None]:
         """One transaction: the log rows, then each mirror group under a savepoint of its own (see ``writer.py``).
         Raises if the log rows or the commit failed (then nothing of it is stored)."""
@@ -571,7 +577,11 @@ class UpdateLog:
                 return await self._batch_writer.write(batch, mirrors)
         async with self._lock, self._sessionmaker() as db, db.begin():
             if batch:
-                await db.execute(insert(DocUpdateRow), [{"session_id": s, "data": d} for s, d in batch])
+                await db.execute(
+                    insert(DocUpdateRow),
+                    [{"session_id": r.session_id, "data": r.data, "at": r.at, "author": r.author, "tag": r.tag}
+                     for r in batch],
+                )  # fmt: skip
             errors: list[BaseException | None] = []
             for group in mirrors:
                 try:
@@ -665,7 +675,7 @@ class UpdateLog:
             or session_id in self._gone
             or session_id in self._held
             or session_id in self._mirrors
-            or any(s == session_id for s, _ in self._pending)
+            or any(row.session_id == session_id for row in self._pending)
             or storable_mirror(text) != text
         ):
             return False
@@ -706,7 +716,9 @@ class UpdateLog:
         *,
         fold: Callable[[list[bytes]], bytes] | None = None,
     ) -> int:
-        """Replace the session's log rows by one snapshot; returns its size.
+        """Replace the session's log rows by one snapshot; returns its size. The changes among the replaced rows
+        move to the history (``doc_history``) in the same transaction: compaction keeps loading fast, and
+        playback keeps every change.
 
         ``snapshot`` returns the loaded document's full state. It is taken after the rows to replace were
         read, and every row reaches the log only after its update was applied to that document, so the
@@ -746,6 +758,19 @@ class UpdateLog:
             # The snapshot before the deletion, so that row ids only grow (see SessionRow.log_head); then the rows
             # up to the highest one read: the one writer of this process commits in id order.
             await db.execute(insert(DocUpdateRow).values(session_id=session_id, data=merged))
+            # The changes folded into it go on living in the history (in the same transaction: never in both
+            # tables, never in neither).
+            await db.execute(
+                insert(DocHistoryRow).from_select(
+                    ["id", "session_id", "data", "at", "author", "tag"],
+                    select(
+                        DocUpdateRow.id, DocUpdateRow.session_id, DocUpdateRow.data, DocUpdateRow.at,
+                        DocUpdateRow.author, DocUpdateRow.tag,
+                    ).where(
+                        DocUpdateRow.session_id == session_id, DocUpdateRow.id <= max_id, DocUpdateRow.at.is_not(None)
+                    ),
+                )
+            )  # fmt: skip
             await db.execute(
                 delete(DocUpdateRow).where(DocUpdateRow.session_id == session_id, DocUpdateRow.id <= max_id)
             )
@@ -765,8 +790,8 @@ def open_update_log(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
     )  # fmt: skip
 
 
-def _by_session(rows: Sequence[tuple[str, bytes]]) -> dict[str, list[tuple[str, bytes]]]:
-    sessions: dict[str, list[tuple[str, bytes]]] = {}
+def _by_session(rows: Sequence[LogRow]) -> dict[str, list[LogRow]]:
+    sessions: dict[str, list[LogRow]] = {}
     for row in rows:
         sessions.setdefault(row[0], []).append(row)
     return sessions

@@ -29,6 +29,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.engine import make_url
 
 from codeconnect.collab.records import (
+    LogRow,
     Mirror,
     NewSession,
     ParticipantCardRecord,
@@ -40,7 +41,21 @@ from codeconnect.collab.records import (
 from codeconnect.db import sqlite_path
 
 # In sqlite3's parameter style; "?" is rewritten to "$n" for asyncpg below.
-_INSERT = "INSERT INTO doc_updates (session_id, data) VALUES (?, ?)"
+_INSERT = "INSERT INTO doc_updates (session_id, data, at, author, tag) VALUES (?, ?, ?, ?, ?)"
+# A compaction moves the changes it folds into the history, in its transaction (see models.DocHistoryRow).
+_HISTORY_COLUMNS = "id, session_id, data, at, author, tag"
+_MOVE_UPTO = (
+    f"INSERT INTO doc_history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_COLUMNS} FROM doc_updates"
+    " WHERE session_id = ? AND id <= ? AND at IS NOT NULL"
+)
+_MOVE_ID = (
+    f"INSERT INTO doc_history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_COLUMNS} FROM doc_updates"
+    " WHERE id = ? AND at IS NOT NULL"
+)
+_MOVE_IDS_PG = (
+    f"INSERT INTO doc_history ({_HISTORY_COLUMNS}) SELECT {_HISTORY_COLUMNS} FROM doc_updates"
+    " WHERE id = ANY($1::bigint[]) AND at IS NOT NULL"
+)
 # A mirror written while the room is loaded is not known to hold every row: it clears ``log_head`` (models.py).
 _MIRROR = "UPDATE sessions SET code = ?, language = ?, title = ?, updated_at = ?, log_head = NULL WHERE id = ?"
 # Marks the columns exact up to the newest row, if they hold the unloading document's text (see models.py).
@@ -110,10 +125,10 @@ def _pg(query: str) -> str:
 
 (
     _INSERT_PG, _MIRROR_PG, _SESSION_EXISTS_PG, _LOG_EXTENT_PG, _DELETE_UPTO_PG, _NEW_SESSION_PG,
-    _DOC_ROWS_WITH_IDS_PG, _SEAL_PG,
+    _DOC_ROWS_WITH_IDS_PG, _SEAL_PG, _MOVE_UPTO_PG,
 ) = map(_pg, (
     _INSERT, _MIRROR, _SESSION_EXISTS, _LOG_EXTENT, _DELETE_UPTO, _NEW_SESSION, _DOC_ROWS_WITH_IDS,
-    _SEAL,
+    _SEAL, _MOVE_UPTO,
 ))
 _T = TypeVar("_T")
 
@@ -121,8 +136,18 @@ _T = TypeVar("_T")
 MirrorGroups = Sequence[Mapping[str, "Mirror"]]
 
 
+def _sqlite_row(row: LogRow | tuple[str, bytes]) -> tuple[str, bytes, str | None, str | None, str | None]:
+    r = LogRow(*row)
+    return r.session_id, r.data, None if r.at is None else _sqlite_datetime(r.at), r.author, r.tag
+
+
+def _pg_row(row: LogRow | tuple[str, bytes]) -> tuple[str, bytes, datetime | None, str | None, str | None]:
+    r = LogRow(*row)
+    return r.session_id, r.data, r.at, r.author, r.tag
+
+
 class BatchWriter(Protocol):
-    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+    async def write(self, batch: Sequence[LogRow], mirrors: MirrorGroups) -> list[BaseException | None]:
         """In one transaction: insert ``batch``, then update each group of mirror rows under its own savepoint.
         Returns one entry per group: None if written, else the error that rolled the group back. Raises if the
         inserts or the commit failed (nothing of the transaction is stored then)."""
@@ -217,10 +242,10 @@ class SqliteWriter:
                 self._conn = None
             raise
 
-    def _write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+    def _write(self, batch: Sequence[LogRow], mirrors: MirrorGroups) -> list[BaseException | None]:
         with self._transaction() as conn:
             if batch:
-                conn.executemany(_INSERT, batch)
+                conn.executemany(_INSERT, [_sqlite_row(row) for row in batch])
             return [self._mirror(conn, group) for group in mirrors]
 
     @staticmethod
@@ -242,7 +267,7 @@ class SqliteWriter:
         """``work`` on the writer's thread, the one that owns the connection."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, work, *args)
 
-    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+    async def write(self, batch: Sequence[LogRow], mirrors: MirrorGroups) -> list[BaseException | None]:
         return await self._run(self._write, batch, mirrors)
 
     def _participants(self, token_hashes: Sequence[str]) -> dict[str, ParticipantRecord]:
@@ -326,7 +351,8 @@ class SqliteWriter:
         with self._transaction() as conn:
             # The snapshot first: SQLite gives a new row the highest id plus one, so deleting first could hand it
             # the id of a row it replaces, and row ids must only grow (see SessionRow.log_head).
-            conn.execute(_INSERT, (session_id, merged))
+            conn.execute(_INSERT, (session_id, merged, None, None, None))
+            conn.execute(_MOVE_UPTO, (session_id, max_id))
             conn.execute(_DELETE_UPTO, (session_id, max_id))
 
     async def compact(self, session_id: str, snapshot: Callable[[], bytes]) -> int:
@@ -342,7 +368,8 @@ class SqliteWriter:
 
     def _replace_ids(self, session_id: str, ids: list[int], merged: bytes) -> None:
         with self._transaction() as conn:
-            conn.execute(_INSERT, (session_id, merged))  # first, as in _replace_upto
+            conn.execute(_INSERT, (session_id, merged, None, None, None))  # first, as in _replace_upto
+            conn.executemany(_MOVE_ID, [(i,) for i in ids])
             conn.executemany("DELETE FROM doc_updates WHERE id = ?", [(i,) for i in ids])
 
     async def compact_rows(self, session_id: str, fold: Callable[[list[bytes]], bytes]) -> int:
@@ -364,7 +391,9 @@ class SqliteWriter:
                     for s in sessions
                 ],
             )  # fmt: skip
-            conn.executemany(_INSERT, [(s.id, s.first_update) for s in sessions])
+            conn.executemany(
+                _INSERT, [(s.id, s.first_update, _sqlite_datetime(s.created_at), None, None) for s in sessions]
+            )
 
     async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
         await self._run(self._create_sessions, sessions)
@@ -484,8 +513,9 @@ class PostgresWriter:
                 return 0
             merged = snapshot()
             async with conn.transaction():
+                await conn.execute(_MOVE_UPTO_PG, session_id, max_id)
                 await conn.execute(_DELETE_UPTO_PG, session_id, max_id)
-                await conn.execute(_INSERT_PG, session_id, merged)
+                await conn.execute(_INSERT_PG, session_id, merged, None, None, None)
         return len(merged)
 
     async def compact_rows(self, session_id: str, fold: Callable[[list[bytes]], bytes]) -> int:
@@ -496,8 +526,10 @@ class PostgresWriter:
             if len(rows) <= 1:
                 return 0
             merged = fold([bytes(r[1]) for r in rows])
-            await conn.execute(_DELETE_IDS_PG, [r[0] for r in rows])
-            await conn.execute(_INSERT_PG, session_id, merged)
+            ids = [r[0] for r in rows]
+            await conn.execute(_MOVE_IDS_PG, ids)
+            await conn.execute(_DELETE_IDS_PG, ids)
+            await conn.execute(_INSERT_PG, session_id, merged, None, None, None)
         return len(merged)
 
     async def create_sessions(self, sessions: Sequence[NewSession]) -> None:
@@ -510,13 +542,13 @@ class PostgresWriter:
                     for s in sessions
                 ],
             )  # fmt: skip
-            await conn.executemany(_INSERT_PG, [(s.id, s.first_update) for s in sessions])
+            await conn.executemany(_INSERT_PG, [(s.id, s.first_update, s.created_at, None, None) for s in sessions])
 
-    async def write(self, batch: Sequence[tuple[str, bytes]], mirrors: MirrorGroups) -> list[BaseException | None]:
+    async def write(self, batch: Sequence[LogRow], mirrors: MirrorGroups) -> list[BaseException | None]:
         errors: list[BaseException | None] = []
         async with self._using() as conn, conn.transaction():
             if batch:
-                await conn.executemany(_INSERT_PG, batch)
+                await conn.executemany(_INSERT_PG, [_pg_row(row) for row in batch])
             for group in mirrors:
                 try:
                     async with conn.transaction():  # nested: a savepoint

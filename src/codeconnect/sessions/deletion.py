@@ -1,9 +1,11 @@
 """Deleting sessions with everything they hold, on every process. No HTTP here.
 
-A session's rows are its ``sessions`` row, its participants and its update log (``doc_updates``); run output lives
-in the document, so in the log. What the processes keep of it in memory goes too: its loaded room (dropped without
-a flush, its connections closed with 4404), the first update kept for a new session's first connection, the tokens
-checked lately (``RoomRegistry.retire``), its card (``sessions/cards.py``); with Redis, its stream and keys.
+A session's rows are its ``sessions`` row, its participants, its update log (``doc_updates``), its history
+(``doc_history`` and the base it starts from, ``doc_bases``) and the owner's notes (``session_notes``); run output
+lives in the document, so in the log and the history. What the processes keep of it in memory goes too: its loaded
+room (dropped without a flush, its connections closed with 4404), the first update kept for a new session's first
+connection, the tokens checked lately (``RoomRegistry.retire``), its card (``sessions/cards.py``); with Redis, its
+stream and keys.
 
 The order is what keeps a room being written from bringing the session back: first the session is retired here
 (its updates are dropped from then on, the room is dropped), then the update log's batch in flight is waited for,
@@ -27,7 +29,7 @@ from codeconnect.collab.protocol import SESSION_DELETED, CloseCode
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.room import Room
 from codeconnect.errors import SessionNotFound
-from codeconnect.models import DocUpdateRow, ParticipantRow, SessionRow
+from codeconnect.models import DocBaseRow, DocHistoryRow, DocUpdateRow, ParticipantRow, SessionNoteRow, SessionRow
 from codeconnect.sessions.cards import SessionCards
 from codeconnect.sessions.owner import check_owner
 
@@ -47,6 +49,9 @@ async def delete_rows(db: AsyncSession, session_ids: Sequence[str]) -> list[str]
         return []
     ids = list(session_ids)
     await db.execute(delete(DocUpdateRow).where(DocUpdateRow.session_id.in_(ids)))
+    await db.execute(delete(DocHistoryRow).where(DocHistoryRow.session_id.in_(ids)))
+    await db.execute(delete(DocBaseRow).where(DocBaseRow.session_id.in_(ids)))
+    await db.execute(delete(SessionNoteRow).where(SessionNoteRow.session_id.in_(ids)))
     await db.execute(delete(ParticipantRow).where(ParticipantRow.session_id.in_(ids)))
     result = await db.execute(delete(SessionRow).where(SessionRow.id.in_(ids)).returning(SessionRow.id))
     return list(cast(CursorResult[Any], result).scalars().all())

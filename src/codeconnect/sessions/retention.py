@@ -11,6 +11,9 @@ Several processes purging at once do not collide: inside the deleting transactio
 keeping only the sessions still idle, with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so a session another purge
 (or its owner) is deleting right now is left to that one; SQLite serves one process, whose purges take the live
 layer's one turn at the database. Log lines give counts only: session ids are invitations.
+
+The same run drops history older than ``CODECONNECT_HISTORY_DAYS`` (see ``history/service.py``): the oldest changes
+are folded into the base each session's history starts from, a session per transaction; documents are untouched.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.config import Settings
+from codeconnect.history.service import drop_old_history, history_cutoff, sessions_with_old_history
 from codeconnect.models import SessionRow, WorkspaceRow, utcnow
 from codeconnect.sessions.deletion import Chooser, SessionDeletion, delete_rows
 from codeconnect.workspaces.service import read_policy
@@ -45,6 +49,7 @@ class Expired:
 @dataclass(slots=True)
 class PurgeReport:
     deleted: int = 0
+    history_dropped: int = 0  # changes older than the history retention, folded into their session's base
     in_use: int = 0  # past their retention, but someone is connected (or the room is loaded here)
     expired: list[Expired] = field(default_factory=list)  # a dry run's list
 
@@ -86,12 +91,31 @@ class Purger:
             now = self._clock()
             for retention in await self._retentions():
                 await self._purge_workspace(retention, now - timedelta(days=retention.days), report, dry_run)
+            if not dry_run:
+                report.history_dropped = await self._drop_history(now)
             if not dry_run and (report.deleted or report.in_use):
                 log.info(
                     "retention purge: %d idle sessions past their retention deleted, %d left for now (in use)",
                     report.deleted, report.in_use,
                 )  # fmt: skip
             return report
+
+    async def _drop_history(self, now: datetime) -> int:
+        cutoff = history_cutoff(self._settings, now)
+        if cutoff is None:
+            return 0
+        dropped = 0
+        while True:
+            async with self._lock, self._sessionmaker() as db:
+                session_ids = await sessions_with_old_history(db, cutoff, self._settings.purge_batch_size)
+                await db.rollback()
+            this_pass = 0
+            for session_id in session_ids:
+                async with self._lock, self._sessionmaker() as db, db.begin():
+                    this_pass += await drop_old_history(db, session_id, cutoff)
+            dropped += this_pass
+            if not this_pass or len(session_ids) < self._settings.purge_batch_size:
+                return dropped
 
     async def _retentions(self) -> list[_Retention]:
         async with self._lock, self._sessionmaker() as db:

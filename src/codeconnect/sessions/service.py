@@ -119,7 +119,8 @@ def _mirror(row: SessionRow, registry: RoomRegistry) -> None:
 
 
 async def _change_live(
-    db: AsyncSession, registry: RoomRegistry, session_id: str, change: Callable[[SharedDoc], object]
+    db: AsyncSession, registry: RoomRegistry, session_id: str, change: Callable[[SharedDoc], object],
+    tag: str | None = None,
 ) -> SessionRow:
     """Apply ``change`` to the live document as one transaction, wait until it is in the update log, then
     refresh the session row's mirror in the request's unit of work."""
@@ -127,7 +128,7 @@ async def _change_live(
     async with registry.use(session_id) as room:
         if room.ended:  # the room knows once loaded, on every process (see controls)
             raise session_ended()
-        room.change(change)
+        room.change(change, tag)
         await room.committed()
         row = await get_session(db, session_id, for_update=True)
         _mirror(row, registry)
@@ -195,3 +196,25 @@ async def set_language(
         raise SessionNotFound()
     check_language(policy, lang)
     return await _change_live(db, registry, session_id, lambda shared: shared.set_meta("language", lang))
+
+
+async def restore(
+    db: AsyncSession, registry: RoomRegistry, session_id: str, code: str, language: str | None
+) -> SessionRow:
+    """Put the code (and language, where the session's policy allows it) back as at an earlier point: one minimal
+    edit through the live room, a server change tagged ``restore`` in the history, merged with whoever is typing.
+    409 ``session_ended`` on an ended session."""
+    lang = normalize_language(language) if language is not None else None
+    if lang is not None:
+        policy = await session_policy(db, session_id)
+        if policy is None:
+            raise SessionNotFound()
+        if policy.languages is not None and lang not in policy.languages:
+            lang = None  # no longer allowed here: the code alone goes back
+
+    def change(shared: SharedDoc) -> None:
+        shared.replace_text(code)
+        if lang is not None:
+            shared.set_meta("language", lang)
+
+    return await _change_live(db, registry, session_id, change, tag="restore")

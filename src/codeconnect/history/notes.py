@@ -1,0 +1,112 @@
+"""The owner's private notes on a session. No HTTP here.
+
+Notes live in their own table (``session_notes``), never in the shared document: nothing a participant, a viewer or
+an invite can reach reads that table, and the only routes that do need the owner key (``router.py``).
+
+**Live across the owner's tabs.** A save carries the version it was made on; a save on an older version is refused
+(409 ``notes_version_conflict``), so two tabs never silently overwrite each other. Tabs follow each other by
+long-polling: ``GET .../notes?since=<version>`` answers at once when the stored version differs, else waits up to
+``CODECONNECT_NOTES_WAIT_SECONDS`` for a save (heard in this process, or from another through the cluster) and
+answers the version then stored. The key travels in the ``X-Owner-Key`` header of each request, never in a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from codeconnect.collab.cluster import Cluster
+from codeconnect.errors import Conflict, SessionNotFound
+from codeconnect.models import SessionNoteRow, SessionRow, utcnow
+from codeconnect.sessions.owner import check_owner
+
+TOPIC = "notes-saved"  # the cluster's event: the session id whose notes were saved
+
+
+@dataclass(frozen=True, slots=True)
+class Notes:
+    text: str
+    version: int  # 0: never saved
+    updated_at: datetime | None
+
+
+async def check_notes_owner(db: AsyncSession, session_id: str, owner_key: str | None) -> None:
+    owner_key_hash = await db.scalar(select(SessionRow.owner_key_hash).where(SessionRow.id == session_id))
+    if owner_key_hash is None:
+        raise SessionNotFound()
+    check_owner(SessionRow(owner_key_hash=owner_key_hash), owner_key)
+
+
+async def read_notes(db: AsyncSession, session_id: str) -> Notes:
+    row = (
+        await db.execute(
+            select(SessionNoteRow.text, SessionNoteRow.version, SessionNoteRow.updated_at).where(
+                SessionNoteRow.session_id == session_id
+            )
+        )
+    ).first()
+    return Notes("", 0, None) if row is None else Notes(row.text, row.version, row.updated_at)
+
+
+async def save_notes(db: AsyncSession, session_id: str, text: str, version: int) -> Notes:
+    """Store ``text`` as the version after ``version``; 409 if the stored version is not ``version``."""
+    now = utcnow()
+    result = await db.execute(
+        update(SessionNoteRow)
+        .where(SessionNoteRow.session_id == session_id, SessionNoteRow.version == version)
+        .values(text=text, version=version + 1, updated_at=now)
+    )
+    if isinstance(result, CursorResult) and result.rowcount == 1:
+        return Notes(text, version + 1, now)
+    if version == 0:
+        try:
+            async with db.begin_nested():
+                db.add(SessionNoteRow(session_id=session_id, text=text, version=1, updated_at=now))
+            return Notes(text, 1, now)
+        except IntegrityError:
+            pass  # another tab saved the first version meanwhile
+    current = await read_notes(db, session_id)
+    raise Conflict(
+        f"The notes were saved meanwhile (version {current.version}); read them again and save on that version.",
+        code="notes_version_conflict",
+    )
+
+
+class NotesWatch:
+    """Wakes the long-polls of a session's notes when they are saved here or on another process."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._events: dict[str, tuple[asyncio.Event, int]] = {}  # per session: its event, how many wait
+        cluster.listen(TOPIC, lambda event: self._wake(event.decode()))
+
+    def saved(self, session_id: str) -> None:
+        self._wake(session_id)
+        if self._cluster.shared:
+            self._cluster.share(TOPIC, session_id.encode())
+
+    def _wake(self, session_id: str) -> None:
+        waiting = self._events.pop(session_id, None)
+        if waiting is not None:
+            waiting[0].set()
+
+    async def wait(self, session_id: str, timeout: float) -> None:
+        """Until the next save of the session's notes, or ``timeout`` seconds."""
+        event, count = self._events.get(session_id) or (asyncio.Event(), 0)
+        self._events[session_id] = (event, count + 1)
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            waiting = self._events.get(session_id)
+            if waiting is not None and waiting[0] is event:
+                if waiting[1] <= 1:
+                    del self._events[session_id]
+                else:
+                    self._events[session_id] = (event, waiting[1] - 1)
