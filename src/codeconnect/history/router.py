@@ -24,6 +24,7 @@ from codeconnect.history.schemas import (
     HistoryPerson,
     HistoryPoint,
     NotesBody,
+    RestoreIndex,
     RestoreRequest,
     SaveNotesRequest,
     SessionExport,
@@ -137,14 +138,16 @@ def build_router(settings: Settings) -> APIRouter:
         at: Annotated[datetime | None, Query(description="A time (ISO 8601): the last change at or before it.")] = None,
         index: Annotated[int | None, Query(ge=0, description="A change index.")] = None,
     ) -> HistoryPoint:
+        await _reader(request, session_id, live)  # the session and the right to read it first, then the point
         if (at is None) == (index is None):
             raise BadPoint("Give exactly one of `at` (ISO 8601 time) and `index`.")
-        await _reader(request, session_id, live)
         point = await _cache(request).point(session_id, index=index, at=at)
-        language, title = await _current_names(request, live, session_id)
+        language, title = point.language, point.title
+        if language is None or title is None:  # the document held none then: the session's now
+            now = await _current_names(request, live, session_id)
+            language, title = language or now[0], title or now[1]
         return HistoryPoint(
-            index=point.index, at=point.at, code=point.code, language=point.language or language,
-            title=point.title or title, runs=point.runs,
+            index=point.index, at=point.at, code=point.code, language=language, title=title, runs=point.runs,
             authors=[AuthorRange(start=s, end=e, author=a) for s, e, a in point.authors],
         )  # fmt: skip
 
@@ -163,7 +166,10 @@ def build_router(settings: Settings) -> APIRouter:
         `session_ended` while the session is ended; 404 `history_point_not_found` past the history."""
         await db.commit()  # nothing read yet: no transaction of the request's held while the history is read
         await _owner(request, session_id, owner_key, live)
-        point = await _cache(request).point(session_id, index=body.index, at=body.at)
+        if isinstance(body, RestoreIndex):
+            point = await _cache(request).point(session_id, index=body.index)
+        else:
+            point = await _cache(request).point(session_id, at=body.at)
         row = await restore(db, live, session_id, point.code, point.language)
         return to_session(row, presence, live)
 
@@ -186,6 +192,7 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Rebuild a session from an export",
         response_model=CreatedSession,
         responses=responses(400, 401, 403, 413, 422, 429),
+        openapi_extra={"security": [{}]} if settings.auth == "open" else None,
         dependencies=[Depends(rate_limited("sessions"))],
     )
     async def import_(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from codeconnect.languages import LanguageName
 from codeconnect.schemas import NO_NUL, CamelModel, StrictRequest
 from codeconnect.sessions.schemas import Role
 
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 ChangeKind = Literal["edit", "language", "title", "run", "restore"]
 
 
@@ -63,17 +64,19 @@ class HistoryPoint(CamelModel):
     authors: list[AuthorRange] = Field(description="Who wrote which part of `code`: covers it, in order.")
 
 
-class RestoreRequest(StrictRequest):
-    """The point to go back to: exactly one of `at` and `index`."""
+class RestoreAt(StrictRequest):
+    """Go back to the last change at or before a time."""
 
-    at: datetime | None = Field(default=None, description="The last change at or before this time (ISO 8601).")
-    index: int | None = Field(default=None, ge=0, description="A change index from the history.")
+    at: datetime = Field(description="A time (ISO 8601).")
 
-    @model_validator(mode="after")
-    def _one_point(self) -> RestoreRequest:
-        if (self.at is None) == (self.index is None):
-            raise ValueError("give exactly one of `at` and `index`")
-        return self
+
+class RestoreIndex(StrictRequest):
+    """Go back to right after one change."""
+
+    index: int = Field(ge=0, description="A change index from the history.")
+
+
+RestoreRequest = RestoreAt | RestoreIndex
 
 
 class NotesBody(CamelModel):
@@ -113,7 +116,7 @@ class ExportedChange(CamelModel):
     at: datetime
     author: str | None = Field(default=None, max_length=64)
     tag: Literal["restore"] | None = None
-    update: str = Field(description="The Yjs update, base64.", max_length=64 * 1024 * 1024)
+    update: str = Field(description="The Yjs update, base64.", max_length=64 * 1024 * 1024, pattern=BASE64)
 
 
 class ExportedNotes(CamelModel):
@@ -130,7 +133,7 @@ class SessionExport(CamelModel):
     exported_at: datetime
     session: ExportedSession
     participants: list[ExportedParticipant]
-    base: list[str] = Field(
+    base: list[Annotated[str, Field(pattern=BASE64)]] = Field(
         description="What the history starts from (Yjs updates, base64): empty unless older changes were dropped "
         "by the retention or the session predates history."
     )

@@ -20,7 +20,7 @@ from pycrdt import Doc
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.collab.document import SharedDoc
+from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.updates import inspect_update
 from codeconnect.config import Settings
 from codeconnect.errors import AppError, SessionNotFound
@@ -147,9 +147,12 @@ async def import_session(
     """A new session rebuilt from ``body``: new ids and keys, the same document, history, runs and notes."""
     base = [_decode(b, "A base update") for b in body.base]
     changes = [(c, _decode(c.update, "A change's update")) for c in body.history]
+    first: bytes | None = None
     if not base and not changes:
-        raise InvalidExport("The export holds no document (no base and no history).")
-    state = await asyncio.to_thread(_checked_replay, [*base, *(data for _, data in changes)])
+        # Nothing recorded: the session as its fields say, created then.
+        first = initial_update(body.session.code, body.session.language, body.session.title)
+    updates = [*base, *(data for _, data in changes), *([first] if first else [])]
+    state = await asyncio.to_thread(_checked_replay, updates)
     check_code_size(state.code, settings)
     language = normalize_language(state.language or "") or body.session.language
     check_language(policy, language)
@@ -178,6 +181,8 @@ async def import_session(
             db.add(DocBaseRow(session_id=session_id, upto=0, data=data))
         await db.flush()
         rows: list[dict[str, Any]] = [{"session_id": session_id, "data": d, "at": None} for d in base]
+        if first is not None:
+            rows.append({"session_id": session_id, "data": first, "at": body.session.created_at})
         rows += [
             {"session_id": session_id, "data": data, "at": c.at.astimezone(UTC),
              "author": None if c.author is None else ids.setdefault(c.author, new_id()), "tag": c.tag}
