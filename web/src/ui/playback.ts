@@ -163,6 +163,7 @@ function diff(a: string, b: string): { from: number; to: number; insert: string 
 }
 
 function kindText(change: HistoryChange, name: string): string {
+  if (change.index === 0) return "The session started";
   switch (change.kind) {
     case "run":
       return `${name} ran the code`;
@@ -248,9 +249,9 @@ export async function openPlayback(host: PlaybackHost): Promise<Playback> {
     "Back to live",
   );
   const codeHost = h("div", { class: "pb-code", id: "playback-code" });
-  const playButton = h("button", { class: "button small pb-play", id: "playback-play", type: "button", "aria-label": "Play", title: "Play (Space)" }, "▶");
-  const prevButton = h("button", { class: "button small ghost", id: "playback-prev", type: "button", "aria-label": "Previous change", title: "Previous change (Left)" }, "⏮");
-  const nextButton = h("button", { class: "button small ghost", id: "playback-next", type: "button", "aria-label": "Next change", title: "Next change (Right)" }, "⏭");
+  const playButton = h("button", { class: "button small pb-play", id: "playback-play", type: "button", "aria-label": "Play", title: "Play (Space)" }, "▶ Play");
+  const prevButton = h("button", { class: "button small ghost", id: "playback-prev", type: "button", "aria-label": "Previous change", title: "Previous change (Left)" }, "‹");
+  const nextButton = h("button", { class: "button small ghost", id: "playback-next", type: "button", "aria-label": "Next change", title: "Next change (Right)" }, "›");
   const speedSelect = h(
     "select",
     { id: "playback-speed", class: "pb-speed", "aria-label": "Speed" },
@@ -534,7 +535,7 @@ export async function openPlayback(host: PlaybackHost): Promise<Playback> {
   }
 
   function setPlaying(playing: boolean): void {
-    playButton.textContent = playing ? "❚❚" : "▶";
+    playButton.textContent = playing ? "Pause" : "▶ Play";
     playButton.setAttribute("aria-label", playing ? "Pause" : "Play");
     playButton.title = playing ? "Pause (Space)" : "Play (Space)";
     view.dataset.playing = String(playing);
