@@ -29,7 +29,11 @@ export interface Frame {
   authors: AuthorSpan[];
   /** What the change at `index` inserted (ranges in `code`), for the highlight. */
   inserted: { from: number; to: number }[];
+  /** The text changes since the frame before, in order (Yjs deltas), when it was the one before them; else null. */
+  edits?: TextDelta[] | null;
 }
+
+export type TextDelta = { insert?: unknown; delete?: number; retain?: number }[];
 
 interface Checkpoint {
   state: Uint8Array;
@@ -73,6 +77,8 @@ export class Replay {
   private writer = NOBODY;
   private inserted: { from: number; to: number }[] = [];
   private runsCache: unknown[] = [];
+  /** The text's deltas since the last frame; null after starting again from a checkpoint. */
+  private edits: TextDelta[] | null = null;
   private runsDirty = true;
 
   constructor(
@@ -105,6 +111,7 @@ export class Replay {
     this.doc.getMap("meta");
     this.doc.getArray("runs").observe(() => (this.runsDirty = true));
     this.text.observe((event) => {
+      this.edits?.push(event.delta as TextDelta);
       let at = 0;
       for (const d of event.delta) {
         if (d.retain !== undefined) at += d.retain;
@@ -130,6 +137,7 @@ export class Replay {
     this.writer = NOBODY;
     for (const part of this.base) Y.applyUpdate(this.doc, fromBase64(part));
     this.position = 0;
+    this.edits = null;
   }
 
   private writerOf(change: ReplayChange, update: Uint8Array): number {
@@ -180,6 +188,7 @@ export class Replay {
     this.authors = Array.from(checkpoint.authors);
     this.owners = new Map(checkpoint.owners);
     this.position = position;
+    this.edits = null;
   }
 
   /** The session right after change ``index`` (0 ≤ index < total). */
@@ -204,7 +213,10 @@ export class Replay {
     }
     const language = meta.get("language");
     const title = meta.get("title");
+    const edits = this.edits;
+    this.edits = [];
     return {
+      edits,
       index: this.position - 1,
       code: this.text.toString(),
       language: typeof language === "string" ? language : null,
