@@ -130,6 +130,7 @@ async def test_history_survives_compaction_unload_and_restart(server_factory: Se
         assert "language" in kinds and "title" in kinds or "edit" in kinds
         assert "language" in kinds
         assert after["changes"][0]["author"] is None  # the creation: the server's
+        assert after["changes"][0]["kind"] == "edit" and after["changes"][0]["inserted"] == len("start\n")
         typed = [c for c in after["changes"] if c["author"] == ada["id"]]
         assert len(typed) == len("hello world\n") and all(c["inserted"] == 1 for c in typed)
         text = "start\nhello world\n"

@@ -181,6 +181,8 @@ class Timeline:
             kind = "restore"
         elif effect.run_added:
             kind = "run"
+        elif inserted or deleted:
+            kind = "edit"  # the code changed (a session's creation sets its language and title too)
         elif "language" in effect.keys:
             kind = "language"
         elif "title" in effect.keys:
