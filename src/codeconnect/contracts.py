@@ -22,6 +22,20 @@ from codeconnect.collab.protocol import SESSION_DELETED, SESSION_ENDED, SESSION_
 from codeconnect.config import Settings
 from codeconnect.execution.schemas import ExecuteResult, RunOutcome
 from codeconnect.execution.service import RECORD_STDIN_MAX_BYTES
+from codeconnect.history.schemas import (
+    AuthorRange,
+    ExportedChange,
+    ExportedNotes,
+    ExportedParticipant,
+    ExportedSession,
+    HistoryChange,
+    HistoryPage,
+    HistoryPerson,
+    HistoryPoint,
+    NotesBody,
+    SaveNotesRequest,
+    SessionExport,
+)
 from codeconnect.languages import BY_NAME, LANGUAGES
 from codeconnect.sessions.schemas import (
     CreatedOwnerLink,
@@ -53,7 +67,17 @@ _NAMED = {
     tuple(get_args(Execution)): "Execution",
 }
 # Models the module writes as interfaces of their own: a field of one of them names it.
-_MODELS = {"SessionPolicy", "EffectivePolicy"}
+_MODELS = {
+    "SessionPolicy",
+    "EffectivePolicy",
+    "HistoryChange",
+    "HistoryPerson",
+    "AuthorRange",
+    "ExportedSession",
+    "ExportedParticipant",
+    "ExportedChange",
+    "ExportedNotes",
+}
 
 
 def _ts(value: Any) -> str:
@@ -62,6 +86,8 @@ def _ts(value: Any) -> str:
 
 def _ts_type(schema: dict[str, Any], defs: dict[str, Any]) -> str:
     """A TypeScript type for a (flat) JSON Schema of a pydantic field."""
+    if not schema:  # any JSON value (a run record as the document holds it)
+        return "unknown"
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
         return name if name in _MODELS else _ts_type(defs[name], defs)
@@ -206,6 +232,31 @@ def typescript() -> str:
         _interface(
             "OwnerClaim", OwnerClaim, "The answer of `POST /v1/sessions/{sessionId}/owner-claims`: the owner key."
         ),
+        "",
+        "// History, playback and the owner's notes (`/v1/sessions/{sessionId}/history`, `.../notes`, `.../export`).",
+        _interface("HistoryChange", HistoryChange, "One change of a session's history."),
+        "",
+        _interface("HistoryPerson", HistoryPerson, "A participant as the history names them."),
+        "",
+        _interface("HistoryPage", HistoryPage, "The answer of `GET /v1/sessions/{sessionId}/history`: a page."),
+        "",
+        _interface("AuthorRange", AuthorRange, "Who wrote one part of the code at a point."),
+        "",
+        _interface("HistoryPoint", HistoryPoint, "The answer of `GET /v1/sessions/{sessionId}/history/at`."),
+        "",
+        _interface("NotesBody", NotesBody, "The owner's private notes (`GET`/`PUT /v1/sessions/{sessionId}/notes`)."),
+        "",
+        _interface("SaveNotesRequest", SaveNotesRequest, "The body of `PUT /v1/sessions/{sessionId}/notes`."),
+        "",
+        _interface("ExportedSession", ExportedSession, "The session in an export."),
+        "",
+        _interface("ExportedParticipant", ExportedParticipant, "A participant in an export."),
+        "",
+        _interface("ExportedChange", ExportedChange, "One change in an export, with its Yjs update."),
+        "",
+        _interface("ExportedNotes", ExportedNotes, "The notes in an export."),
+        "",
+        _interface("SessionExport", SessionExport, "The answer of `GET /v1/sessions/{sessionId}/export`."),
         "",
     ]
     return "\n".join(parts)

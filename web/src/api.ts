@@ -1,10 +1,14 @@
 // The REST API of our own server, typed. Errors arrive in one shape: {error, detail, fields?}.
 import type {
   CreatedOwnerLink,
+  HistoryPage,
+  HistoryPoint,
+  NotesBody,
   OwnerClaim,
   OwnerClaimRequest,
   RotatedInvite,
   RotateInviteRequest,
+  SessionExport,
   SessionPolicy,
   SessionPolicyView,
 } from "./contracts.gen";
@@ -180,6 +184,15 @@ function credentials(sessionId: string): Record<string, string> {
   return headers;
 }
 
+/** What reads a session's history: the owner key where this browser has it, else this browser's participant token
+ * (which opens it only where the server lets participants read history). */
+function historyCredentials(sessionId: string): Record<string, string> {
+  const ownerKey = store.ownerKey(sessionId);
+  if (ownerKey) return { "X-Owner-Key": ownerKey };
+  const token = (store.participant(sessionId, "editor") ?? store.participant(sessionId, "viewer"))?.token;
+  return token ? { "X-Participant-Token": token } : {};
+}
+
 export const api = {
   createSession: (title: string, language: Language) =>
     request<CreatedSession>("POST", "/v1/sessions", { title, language }),
@@ -257,6 +270,37 @@ export const api = {
   /** The owner key for an owner link's code (in the body, never in a URL); the code is used up. */
   claimOwnerLink: (id: string, code: string) =>
     request<OwnerClaim>("POST", `/v1/sessions/${enc(id)}/owner-claims`, { code } satisfies OwnerClaimRequest),
+  /** A page of the session's timeline (the owner, or a participant where the server lets participants read it):
+   * pass the answer's `next` as ``after`` for the next page. */
+  history: (id: string, after: number | null, signal?: AbortSignal, limit?: number) =>
+    request<HistoryPage>(
+      "GET",
+      `/v1/sessions/${enc(id)}/history?${new URLSearchParams({ ...(after === null ? {} : { after: String(after) }), ...(limit ? { limit: String(limit) } : {}) })}`,
+      undefined,
+      signal,
+      historyCredentials(id),
+    ),
+  /** The session right after change ``index``: code, language, title, runs, and who wrote which part. */
+  historyAt: (id: string, index: number, signal?: AbortSignal) =>
+    request<HistoryPoint>("GET", `/v1/sessions/${enc(id)}/history/at?index=${index}`, undefined, signal, historyCredentials(id)),
+  /** Put the code back as it was right after change ``index``, as one live change (owner only). */
+  restore: (id: string, ownerKey: string, index: number) =>
+    request<Session>("POST", `/v1/sessions/${enc(id)}/restore`, { index }, undefined, { "X-Owner-Key": ownerKey }),
+  /** The whole session with its history's Yjs updates (owner only): what the page plays back from. */
+  exportSession: (id: string, ownerKey: string, signal?: AbortSignal) =>
+    request<SessionExport>("GET", `/v1/sessions/${enc(id)}/export`, undefined, signal, { "X-Owner-Key": ownerKey }),
+  /** The owner's private notes; with ``since``, the server waits for a version other than it (long poll). */
+  notes: (id: string, ownerKey: string, since: number | null, signal?: AbortSignal) =>
+    request<NotesBody>(
+      "GET",
+      `/v1/sessions/${enc(id)}/notes${since === null ? "" : `?since=${since}`}`,
+      undefined,
+      signal,
+      { "X-Owner-Key": ownerKey },
+    ),
+  /** Save the whole notes, written on ``version`` (409 `notes_version_conflict` when another tab saved since). */
+  saveNotes: (id: string, ownerKey: string, text: string, version: number) =>
+    request<NotesBody>("PUT", `/v1/sessions/${enc(id)}/notes`, { text, version }, undefined, { "X-Owner-Key": ownerKey }),
   /** Kill the server run started with ``runId``; its own request then answers with the outcome "stopped". */
   stopRun: (id: string, runId: string, token: string) =>
     request<{ runId: string; running: boolean }>(

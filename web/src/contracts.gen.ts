@@ -156,3 +156,132 @@ export interface OwnerClaim {
   /** The session's owner key (send as `X-Owner-Key`). Shown only here. */
   ownerKey: string;
 }
+
+// History, playback and the owner's notes (`/v1/sessions/{sessionId}/history`, `.../notes`, `.../export`).
+/** One change of a session's history. */
+export interface HistoryChange {
+  /** Position in the history, from 0 (the session's creation). */
+  index: number;
+  /** When the server received the change. */
+  at: string;
+  /** The participant id who sent it; null for the server's own changes. */
+  author: string | null;
+  /** Characters of code inserted. */
+  inserted: number;
+  /** Characters of code deleted. */
+  deleted: number;
+  /** `run`: a run's output was added; `language`/`title`: switched; `restore`: the owner restored an earlier point; `edit`: anything else. */
+  kind: "edit" | "language" | "title" | "run" | "restore";
+}
+
+/** A participant as the history names them. */
+export interface HistoryPerson {
+  id: string;
+  name: string;
+  color: string;
+}
+
+/** The answer of `GET /v1/sessions/{sessionId}/history`: a page. */
+export interface HistoryPage {
+  changes: HistoryChange[];
+  /** Pass as `after` for the next page; null: this page is the last. */
+  next: number | null;
+  /** The session's participants (authors' names and colours). */
+  participants: HistoryPerson[];
+  /** Time of the first change (null: no history). */
+  start: string | null;
+  /** Time of the last change (null: no history). */
+  end: string | null;
+  /** Number of changes in the history. */
+  total: number;
+}
+
+/** Who wrote one part of the code at a point. */
+export interface AuthorRange {
+  /** Start offset in `code`, in UTF-16 code units (JavaScript string indices). */
+  start: number;
+  /** End offset (exclusive). */
+  end: number;
+  /** Who wrote these characters; null: the server, or before the history. */
+  author: string | null;
+}
+
+/** The answer of `GET /v1/sessions/{sessionId}/history/at`. */
+export interface HistoryPoint {
+  index: number;
+  at: string;
+  code: string;
+  language: string;
+  title: string;
+  /** The run records of the document's `runs` array, as they were then. */
+  runs: unknown[];
+  /** Who wrote which part of `code`: covers it, in order. */
+  authors: AuthorRange[];
+}
+
+/** The owner's private notes (`GET`/`PUT /v1/sessions/{sessionId}/notes`). */
+export interface NotesBody {
+  text: string;
+  /** Grows by one with each save; 0: never saved. */
+  version: number;
+  updatedAt: string | null;
+}
+
+/** The body of `PUT /v1/sessions/{sessionId}/notes`. */
+export interface SaveNotesRequest {
+  /** The whole notes (at most `CODECONNECT_NOTES_MAX_BYTES` of UTF-8). */
+  text: string;
+  /** The version these notes were written on (409 if it is not the latest). */
+  version: number;
+}
+
+/** The session in an export. */
+export interface ExportedSession {
+  title: string;
+  language: Language;
+  code: string;
+  createdAt: string;
+  updatedAt: string;
+  endedAt: string | null;
+}
+
+/** A participant in an export. */
+export interface ExportedParticipant {
+  id: string;
+  name: string;
+  color: string;
+  role: "editor" | "viewer";
+  joinedAt: string;
+}
+
+/** One change in an export, with its Yjs update. */
+export interface ExportedChange {
+  at: string;
+  author: string | null;
+  tag: "restore" | null;
+  /** The Yjs update, base64. */
+  update: string;
+}
+
+/** The notes in an export. */
+export interface ExportedNotes {
+  text: string;
+  version: number;
+  updatedAt: string | null;
+}
+
+/** The answer of `GET /v1/sessions/{sessionId}/export`. */
+export interface SessionExport {
+  format: "codeconnect-session";
+  version: 1;
+  exportedAt: string;
+  session: ExportedSession;
+  participants: ExportedParticipant[];
+  /** What the history starts from (Yjs updates, base64): empty unless older changes were dropped by the retention or the session predates history. */
+  base: string[];
+  /** Every kept change, in order. */
+  history: ExportedChange[];
+  /** The run records of the document now. */
+  runs: unknown[];
+  notes: ExportedNotes;
+}

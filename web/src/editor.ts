@@ -39,7 +39,7 @@ function indentation(language: Language): Extension {
 
 /** Highlighting and language data, one chunk a language, loaded when a session uses it: only the session's own
  * language is fetched, after the editor is already usable, instead of all five before it. */
-async function languageSupport(language: Language): Promise<Extension> {
+export async function languageSupport(language: Language): Promise<Extension> {
   switch (language) {
     case "python":
       return [(await import("@codemirror/lang-python")).python(), indentation(language)];
@@ -89,7 +89,7 @@ const lightTheme: Extension = EditorView.theme(
   { dark: false },
 );
 
-function themeExtension(theme: ResolvedTheme): Extension {
+export function themeExtension(theme: ResolvedTheme): Extension {
   return theme === "dark" ? oneDark : lightTheme;
 }
 

@@ -133,6 +133,16 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
     if (inside) shareButton.focus();
   });
   const downloadButton = h("button", { class: "button ghost", id: "download", title: "Download the code" }, "Download");
+  // Playback of the session's history: the owner's, and participants' where the server lets them read it (asked
+  // below; the button stays hidden otherwise).
+  const historyButton =
+    access.sessionId === null
+      ? null
+      : h(
+          "button",
+          { class: "button ghost", id: "history", title: "Play back the session's history", "aria-pressed": "false", hidden: ownerKey === null },
+          "History",
+        );
   const deleteButton =
     ownerKey === null ? null : h("button", { class: "button ghost danger", id: "delete-session", title: "Delete this session for everyone", "aria-label": "Delete session" }, "Delete");
   const shortcutsButton = h(
@@ -196,6 +206,12 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
   // The owner's controls sit with the people they act on, not in the toolbar, whose room is the title's.
   const ownerControls = ownerKey ? h("span", { class: "owner-controls" }, rulesButton, endButton, deleteButton) : null;
   const output = new OutputPanel(collab.runs, collab.awareness);
+  const outputSection = h(
+    "section",
+    { class: "panel output-panel", "aria-labelledby": "output-heading" },
+    h("h2", { id: "output-heading" }, "Output", h("span", { class: "muted small" }, "shared with everyone"), output.clearButton),
+    output.el,
+  );
   const livePublisher = new LivePublisher(collab.awareness);
 
   document.body.replaceChildren(
@@ -219,6 +235,7 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
         conn,
         people.avatars,
         h("div", { class: "share-wrap" }, shareButton, shareMenu),
+        historyButton,
         downloadButton,
         settingsSlot,
         shortcutsButton,
@@ -235,7 +252,7 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
         h(
           "aside",
           { class: "side" },
-          h("section", { class: "panel output-panel", "aria-labelledby": "output-heading" }, h("h2", { id: "output-heading" }, "Output", h("span", { class: "muted small" }, "shared with everyone"), output.clearButton), output.el),
+          outputSection,
           h("section", { class: "panel stdin-panel", "aria-labelledby": "stdin-heading" }, h("h2", { id: "stdin-heading" }, h("label", { for: "stdin" }, "Input")), stdin),
           h("section", { class: "panel people-panel", "aria-labelledby": "people-heading" }, h("h2", { id: "people-heading" }, "People", ownerControls), people.list),
         ),
@@ -397,6 +414,67 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
         rulesButton.removeAttribute("aria-busy");
       });
   });
+
+  // --- History and playback, and the owner's private notes (their code loads on first use) ---------------------
+  let playback: { close(): void } | null = null;
+  let openingPlayback = false;
+  historyButton?.addEventListener("click", () => {
+    const sessionId = access.sessionId;
+    if (sessionId === null || openingPlayback) return;
+    if (playback) {
+      playback.close();
+      return;
+    }
+    openingPlayback = true;
+    historyButton.setAttribute("aria-busy", "true");
+    import("./ui/playback")
+      .then(({ openPlayback }) =>
+        openPlayback({
+          sessionId,
+          ownerKey,
+          pane: editorPane,
+          liveEditor: editor.view.dom,
+          outputSection,
+          liveOutput: output.el,
+          theme: () => resolveTheme(loadSettings().theme),
+          fontSize: () => loadSettings().fontSize,
+          language: currentLanguage,
+          notice: (text, ms) => notice.show(text, ms),
+          closed: () => {
+            playback = null;
+            historyButton.setAttribute("aria-pressed", "false");
+            historyButton.focus();
+          },
+        }),
+      )
+      .then((opened) => {
+        playback = opened;
+        historyButton.setAttribute("aria-pressed", "true");
+      })
+      .catch((err: unknown) => {
+        if (err instanceof ApiError && (err.status === 401 || err.status === 403)) historyButton.hidden = true;
+        notice.show(`Cannot play back the history: ${err instanceof Error ? err.message : String(err)}`);
+      })
+      .finally(() => {
+        openingPlayback = false;
+        historyButton.removeAttribute("aria-busy");
+      });
+  });
+  if (historyButton && ownerKey === null && access.sessionId !== null && !readOnly) {
+    // A participant: shown only where the server lets participants read the history.
+    api.history(access.sessionId, null, undefined, 1).then(
+      () => (historyButton.hidden = false),
+      () => undefined,
+    );
+  }
+  if (ownerKey && access.sessionId !== null) {
+    const sessionId = access.sessionId;
+    void import("./ui/notes").then(({ NotesPanel }) => {
+      const notes = new NotesPanel(sessionId, ownerKey, (text, ms) => notice.show(text, ms));
+      outputSection.after(notes.el);
+      void notes.start();
+    });
+  }
 
   const currentLanguage = (): Language => {
     const value = collab.meta.get("language");

@@ -140,6 +140,8 @@ export class OutputPanel {
   constructor(
     private readonly runs: Y.Array<Record<string, unknown>>,
     private readonly awareness: Awareness | null = null,
+    /** What an empty list says: its heading, then a line. */
+    private readonly empty: readonly [string, string] = ["No runs yet", "Press Run or Ctrl+Enter. Everyone in the session sees the output here."],
   ) {
     // Not a live region itself: every render rebuilds the list, which would read all of it out again. Focusable,
     // so the keyboard can scroll it.
@@ -259,8 +261,8 @@ export class OutputPanel {
         h(
           "div",
           { class: "runs-empty" },
-          h("strong", {}, "No runs yet"),
-          h("span", {}, "Press Run or Ctrl+Enter. Everyone in the session sees the output here."),
+          h("strong", {}, this.empty[0]),
+          h("span", {}, this.empty[1]),
         ),
       );
       return;
