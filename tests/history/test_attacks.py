@@ -331,3 +331,17 @@ async def test_import_is_rate_limited_like_creations(server_factory: ServerFacto
         assert refused(r, 429) == "rate_limited"
         r = await client.post("/v1/sessions/import", content=b"{}", headers={"Content-Type": "application/json"})
         assert refused(r, 429) == "rate_limited"
+
+
+async def test_restore_keeps_to_the_code_limit_of_now(server_factory: ServerFactory) -> None:
+    roomy = await server_factory()
+    async with httpx.AsyncClient(base_url=roomy.base_url, timeout=30) as client:
+        session = await new_session(client, code="x" * 2000)
+    strict = await server_factory(max_code_bytes=1000)
+    async with httpx.AsyncClient(base_url=strict.base_url, timeout=30) as client:
+        sid = session["id"]
+        r = await client.put(f"/v1/sessions/{sid}", json={"code": "short\n"})
+        assert r.status_code == 200, r.text
+        r = await client.post(f"/v1/sessions/{sid}/restore", json={"index": 0}, headers=owner(session))
+        assert refused(r, 413) == "code_too_large"
+        assert (await client.get(f"/v1/sessions/{sid}")).json()["code"] == "short\n"

@@ -157,7 +157,7 @@ def build_router(settings: Settings) -> APIRouter:
         "/{sessionId}/restore",
         summary="Restore the code as it was at a point (owner only)",
         response_model=Session,
-        responses=responses(400, 401, 403, 404, 409, 422, 503),
+        responses=responses(400, 401, 403, 404, 409, 413, 422, 503),
     )
     async def restore_point(
         session_id: SessionId, body: RestoreRequest, request: Request, db: DB, live: Live, presence: Presence,
@@ -165,7 +165,8 @@ def build_router(settings: Settings) -> APIRouter:
     ) -> Session:  # fmt: skip
         """Puts the code (and language) back as right after that change, as one minimal live edit by the server, so
         it merges with whoever is typing; it shows in the history as a `restore`. Needs `X-Owner-Key`. 409
-        `session_ended` while the session is ended; 404 `history_point_not_found` past the history."""
+        `session_ended` while the session is ended; 404 `history_point_not_found` past the history; 413
+        `code_too_large` when that code is over the code limit of today."""
         await db.commit()  # nothing read yet: no transaction of the request's held while the history is read
         await _owner(request, session_id, owner_key, live)
         if isinstance(body, RestoreIndex):
