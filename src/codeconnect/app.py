@@ -22,6 +22,7 @@ from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.router import LiveEndpoint, is_live
 from codeconnect.collab.store import open_update_log
 from codeconnect.collab.transport import ACCEPTOR_STATE_KEY, LIMITS_STATE_KEY, TransportLimits, WebSocketConnection
+from codeconnect.collab.transport.http import STOPPING_STATE_KEY
 from codeconnect.config import Settings
 from codeconnect.controls.router import build_router as controls_router
 from codeconnect.db import create_engine, create_sessionmaker
@@ -194,9 +195,12 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             )
             cluster.listen("policy", app.state.policies.apply_shared)
             cluster.on_gap(app.state.policies.clear)
-            app.state.deletion = SessionDeletion(app.state.sessionmaker, collab, app.state.cards)
             app.state.history = HistoryCache(app.state.sessionmaker, settings, collab)
-            app.state.notes = NotesWatch(cluster)
+            app.state.notes = NotesWatch(cluster, settings.notes_waiters_per_session, settings.notes_waiters_max)
+            app.state.deletion = SessionDeletion(
+                app.state.sessionmaker, collab, app.state.cards,
+                forget=[app.state.history.forget, app.state.notes.forget],
+            )  # fmt: skip
             app.state.retention = await stack.enter_async_context(
                 RetentionTask(app.state.sessionmaker, settings, app.state.deletion)
             )
@@ -231,6 +235,7 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             yield {
                 LIMITS_STATE_KEY: TransportLimits.from_settings(settings),
                 ACCEPTOR_STATE_KEY: partial(_accept_live, app, app.state.live),
+                STOPPING_STATE_KEY: app.state.notes.close,
             }
 
     app = CodeConnectApp(

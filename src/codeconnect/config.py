@@ -242,6 +242,24 @@ class Settings(BaseSettings):
         description="Longest a `GET .../notes?since=<version>` waits for a newer version before it answers the "
         "current one (how the owner's tabs see each other's notes live).",
     )
+    notes_waiters_per_session: int = Field(
+        default=16,
+        ge=1,
+        description="Most `GET .../notes?since=` long-polls one session's notes may have waiting in a process (the "
+        "owner's open tabs); one more gets 429 `notes_waiters_exceeded`.",
+    )
+    notes_waiters_max: int = Field(
+        default=1000,
+        ge=1,
+        description="Most `GET .../notes?since=` long-polls waiting in a process over all sessions; one more gets 429 "
+        "`notes_waiters_exceeded`.",
+    )
+    import_max_changes: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most changes (history and base updates) one import may hold, which bounds the work of replaying "
+        "it (about 5 hours of three people typing); more is refused with 413 `import_too_large`.",
+    )
     import_max_bytes: int = Field(
         default=32 * MiB,
         ge=1,

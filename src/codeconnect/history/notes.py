@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from codeconnect.collab.cluster import Cluster
-from codeconnect.errors import Conflict, SessionNotFound
+from codeconnect.errors import Conflict, SessionNotFound, TooManyRequests
 from codeconnect.models import SessionNoteRow, SessionRow, utcnow
 from codeconnect.sessions.owner import check_owner
 
@@ -78,17 +78,38 @@ async def save_notes(db: AsyncSession, session_id: str, text: str, version: int)
 
 
 class NotesWatch:
-    """Wakes the long-polls of a session's notes when they are saved here or on another process."""
+    """Wakes the long-polls of a session's notes when they are saved here or on another process.
 
-    def __init__(self, cluster: Cluster) -> None:
+    Waiters are bounded per session and in all (429 ``notes_waiters_exceeded`` past either), and :meth:`close`
+    answers them all at once, so that a stopping server does not wait out their long-polls."""
+
+    def __init__(self, cluster: Cluster, per_session: int, total: int) -> None:
         self._cluster = cluster
+        self._per_session = per_session
+        self._total = total
+        self._waiting = 0
+        self._closed = False
         self._events: dict[str, tuple[asyncio.Event, int]] = {}  # per session: its event, how many wait
         cluster.listen(TOPIC, lambda event: self._wake(event.decode()))
+
+    def waiting(self) -> int:
+        """How many long-polls wait in this process."""
+        return self._waiting
 
     def saved(self, session_id: str) -> None:
         self._wake(session_id)
         if self._cluster.shared:
             self._cluster.share(TOPIC, session_id.encode())
+
+    def close(self) -> None:
+        """The server is stopping: answer every waiting long-poll now, and let none wait from now on."""
+        self._closed = True
+        for session_id in list(self._events):
+            self._wake(session_id)
+
+    def forget(self, session_id: str) -> None:
+        """The session was deleted: its waiting long-polls answer now (and find it gone)."""
+        self._wake(session_id)
 
     def _wake(self, session_id: str) -> None:
         waiting = self._events.pop(session_id, None)
@@ -96,14 +117,23 @@ class NotesWatch:
             waiting[0].set()
 
     async def wait(self, session_id: str, timeout: float) -> None:
-        """Until the next save of the session's notes, or ``timeout`` seconds."""
+        """Until the next save of the session's notes, or ``timeout`` seconds (429 past the waiters' bounds)."""
+        if self._closed:
+            return
         event, count = self._events.get(session_id) or (asyncio.Event(), 0)
+        if count >= self._per_session or self._waiting >= self._total:
+            raise TooManyRequests(
+                "Too many requests wait for these notes already; close other tabs or try again later.",
+                code="notes_waiters_exceeded",
+            )
         self._events[session_id] = (event, count + 1)
+        self._waiting += 1
         try:
             await asyncio.wait_for(event.wait(), timeout)
         except TimeoutError:
             pass
         finally:
+            self._waiting -= 1
             waiting = self._events.get(session_id)
             if waiting is not None and waiting[0] is event:
                 if waiting[1] <= 1:

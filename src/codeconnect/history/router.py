@@ -6,7 +6,6 @@ holds the one write lock from its start, and a read waiting for the update log's
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -29,6 +28,7 @@ from codeconnect.history.schemas import (
     SaveNotesRequest,
     SessionExport,
     SessionImport,
+    UtcTime,
 )
 from codeconnect.history.service import HistoryCache, authorize_reader
 from codeconnect.history.transfer import export_session, import_session
@@ -135,7 +135,9 @@ def build_router(settings: Settings) -> APIRouter:
         session_id: SessionId,
         request: Request,
         live: Live,
-        at: Annotated[datetime | None, Query(description="A time (ISO 8601): the last change at or before it.")] = None,
+        at: Annotated[
+            UtcTime | None, Query(description="A time (ISO 8601, with its offset): the last change at or before it.")
+        ] = None,
         index: Annotated[int | None, Query(ge=0, description="A change index.")] = None,
     ) -> HistoryPoint:
         await _reader(request, session_id, live)  # the session and the right to read it first, then the point
@@ -155,7 +157,7 @@ def build_router(settings: Settings) -> APIRouter:
         "/{sessionId}/restore",
         summary="Restore the code as it was at a point (owner only)",
         response_model=Session,
-        responses=responses(400, 401, 403, 404, 409, 422, 503),
+        responses=responses(400, 401, 403, 404, 409, 413, 422, 503),
     )
     async def restore_point(
         session_id: SessionId, body: RestoreRequest, request: Request, db: DB, live: Live, presence: Presence,
@@ -163,7 +165,8 @@ def build_router(settings: Settings) -> APIRouter:
     ) -> Session:  # fmt: skip
         """Puts the code (and language) back as right after that change, as one minimal live edit by the server, so
         it merges with whoever is typing; it shows in the history as a `restore`. Needs `X-Owner-Key`. 409
-        `session_ended` while the session is ended; 404 `history_point_not_found` past the history."""
+        `session_ended` while the session is ended; 404 `history_point_not_found` past the history; 413
+        `code_too_large` when that code is over the code limit of today."""
         await db.commit()  # nothing read yet: no transaction of the request's held while the history is read
         await _owner(request, session_id, owner_key, live)
         if isinstance(body, RestoreIndex):
@@ -219,7 +222,7 @@ def build_router(settings: Settings) -> APIRouter:
         "/{sessionId}/notes",
         summary="The owner's private notes (owner only)",
         response_model=NotesBody,
-        responses=responses(401, 403, 404, 422),
+        responses=responses(401, 403, 404, 422, 429),
     )
     async def get_notes(
         session_id: SessionId, request: Request, db: DB, settings: SettingsDep,
@@ -230,13 +233,16 @@ def build_router(settings: Settings) -> APIRouter:
     ) -> NotesBody:  # fmt: skip
         """Notes only the owner sees (never in the document, never to participants). With `since`, waits up to
         `CODECONNECT_NOTES_WAIT_SECONDS` for a version other than `since`, then answers the stored one: how the
-        owner's other tabs follow the notes live. Needs `X-Owner-Key`."""
+        owner's other tabs follow the notes live (429 `notes_waiters_exceeded` past
+        `CODECONNECT_NOTES_WAITERS_PER_SESSION` waiting for one session, or `CODECONNECT_NOTES_WAITERS_MAX` in all).
+        Needs `X-Owner-Key`."""
         await check_notes_owner(db, session_id, owner_key)
         notes = await read_notes(db, session_id)
         await db.commit()  # nothing held while waiting
         if since is not None and notes.version == since and settings.notes_wait_seconds:
             watch: NotesWatch = request.app.state.notes
             await watch.wait(session_id, settings.notes_wait_seconds)
+            await check_notes_owner(db, session_id, owner_key)  # deleted meanwhile: 404, not empty notes
             notes = await read_notes(db, session_id)
             await db.commit()
         return NotesBody(text=notes.text, version=notes.version, updated_at=notes.updated_at)

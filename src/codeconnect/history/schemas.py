@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, AwareDatetime, Field
 
 from codeconnect.languages import LanguageName
 from codeconnect.schemas import NO_NUL, CamelModel, StrictRequest
@@ -13,6 +13,19 @@ from codeconnect.sessions.schemas import Role
 
 BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 ChangeKind = Literal["edit", "language", "title", "run", "restore"]
+#: The largest notes version: the column is a 32-bit integer, and a save stores the version it was made on plus one.
+MAX_NOTES_VERSION = 2**31 - 1
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("The time falls outside the years 1 to 9999 once in UTC") from None
+
+
+#: A time given to the server: with its offset (a time without one is ambiguous), kept in UTC, within years 1-9999.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 
 
 class HistoryChange(CamelModel):
@@ -67,7 +80,7 @@ class HistoryPoint(CamelModel):
 class RestoreAt(StrictRequest):
     """Go back to the last change at or before a time."""
 
-    at: datetime = Field(description="A time (ISO 8601).")
+    at: UtcTime = Field(description="A time (ISO 8601, with its offset).")
 
 
 class RestoreIndex(StrictRequest):
@@ -89,7 +102,9 @@ class NotesBody(CamelModel):
 
 class SaveNotesRequest(StrictRequest):
     text: str = Field(pattern=NO_NUL, description="The whole notes (at most `CODECONNECT_NOTES_MAX_BYTES` of UTF-8).")
-    version: int = Field(ge=0, description="The version these notes were written on (409 if it is not the latest).")
+    version: int = Field(
+        ge=0, lt=MAX_NOTES_VERSION, description="The version these notes were written on (409 if it is not the latest)."
+    )
 
 
 # --- export ----------------------------------------------------------------------------------------------------
@@ -99,9 +114,9 @@ class ExportedSession(CamelModel):
     title: str = Field(max_length=400, pattern=NO_NUL)
     language: LanguageName
     code: str = Field(pattern=NO_NUL)
-    created_at: datetime
-    updated_at: datetime
-    ended_at: datetime | None = None
+    created_at: UtcTime
+    updated_at: UtcTime
+    ended_at: UtcTime | None = None
 
 
 class ExportedParticipant(CamelModel):
@@ -109,11 +124,11 @@ class ExportedParticipant(CamelModel):
     name: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
     color: str = Field(max_length=16, pattern=NO_NUL)
     role: Role
-    joined_at: datetime
+    joined_at: UtcTime
 
 
 class ExportedChange(CamelModel):
-    at: datetime
+    at: UtcTime
     author: str | None = Field(default=None, max_length=64)
     tag: Literal["restore"] | None = None
     update: str = Field(description="The Yjs update, base64.", max_length=64 * 1024 * 1024, pattern=BASE64)
@@ -121,8 +136,8 @@ class ExportedChange(CamelModel):
 
 class ExportedNotes(CamelModel):
     text: str = Field(pattern=NO_NUL)
-    version: int = Field(ge=0)
-    updated_at: datetime | None = None
+    version: int = Field(ge=0, le=MAX_NOTES_VERSION)
+    updated_at: UtcTime | None = None
 
 
 class SessionExport(CamelModel):
@@ -130,7 +145,7 @@ class SessionExport(CamelModel):
 
     format: Literal["codeconnect-session"] = "codeconnect-session"
     version: Literal[1] = 1
-    exported_at: datetime
+    exported_at: UtcTime
     session: ExportedSession
     participants: list[ExportedParticipant]
     base: list[Annotated[str, Field(pattern=BASE64)]] = Field(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from codeconnect.collab.document import SharedDoc, initial_update
 from codeconnect.collab.updates import inspect_update
 from codeconnect.config import Settings
-from codeconnect.errors import AppError, SessionNotFound
+from codeconnect.errors import AppError, PayloadTooLarge, SessionNotFound
 from codeconnect.history.notes import read_notes
 from codeconnect.history.schemas import (
     ExportedChange,
@@ -35,6 +36,7 @@ from codeconnect.history.schemas import (
 )
 from codeconnect.history.service import stored_history
 from codeconnect.languages import normalize_language
+from codeconnect.limits import check_text_bytes
 from codeconnect.models import (
     DocBaseRow,
     DocUpdateRow,
@@ -43,11 +45,15 @@ from codeconnect.models import (
     SessionRow,
     utcnow,
 )
+from codeconnect.participants.names import InvalidName, normalize_name
 from codeconnect.security import hash_secret, new_id, new_secret
 from codeconnect.sessions.owner import check_owner
 from codeconnect.sessions.service import check_code_size, new_invite
+from codeconnect.titles import is_valid_title
 from codeconnect.workspaces.schemas import Policy
-from codeconnect.workspaces.service import check_language
+from codeconnect.workspaces.service import check_language, effective_max_participants
+
+_COLOR = re.compile(r"#[0-9a-fA-F]{6}")  # what joins give (``participant_color``)
 
 
 class InvalidExport(AppError):
@@ -61,6 +67,8 @@ class _State:
     language: str | None
     title: str | None
     runs: list[Any]
+    size: int = 0  # bytes of the document's encoded state
+    complete: bool = True  # every update was integrated (none waits for a dependency the updates lack)
 
 
 def _replay(updates: list[bytes]) -> _State:
@@ -129,15 +137,64 @@ def _decode(value: str, what: str) -> bytes:
         raise InvalidExport(f"{what} is not base64.") from None
 
 
+def _clocks(updates: list[bytes]) -> dict[int, int]:
+    """The end clock of each client's structs over ``updates``."""
+    ends: dict[int, int] = {}
+    for update in updates:
+        for client, _first, end in inspect_update(update).blocks:
+            ends[client] = max(end, ends.get(client, 0))
+    return ends
+
+
 def _checked_replay(updates: list[bytes]) -> _State:
     try:
+        expected = _clocks(updates)  # what the live layer lets Yrs see, and nothing else
+        shared = SharedDoc(Doc())
         for update in updates:
-            inspect_update(update)  # what the live layer lets Yrs see, and nothing else
-        return _replay(updates)
+            shared.doc.apply_update(update)
+        state = shared.doc.get_update()
+        # An update whose dependencies the export lacks stays parked in Yrs: the document misses its structs.
+        complete = _clocks([state]) == {client: end for client, end in expected.items() if end}
+        language = shared.meta.get("language")
+        title = shared.meta.get("title")
+        return _State(
+            shared.text(), language if isinstance(language, str) else None, title if isinstance(title, str) else None,
+            list(shared.runs.to_py() or []), len(state), complete,
+        )  # fmt: skip
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException:  # pycrdt reports a malformed update as a Rust panic (not an Exception)
         raise InvalidExport("The export holds an update that is not a valid Yjs update.") from None
+
+
+def _check_import(body: SessionImport, settings: Settings, policy: Policy) -> None:
+    """Refuse, before any replay, what a session made here could not hold (as its joins, notes and limits allow)."""
+    changes = len(body.base) + len(body.history)
+    if changes > settings.import_max_changes:
+        raise PayloadTooLarge(
+            f"The export holds {changes} changes; the limit is {settings.import_max_changes}.",
+            code="import_too_large",
+        )
+    check_text_bytes("The notes", body.notes.text, settings.notes_max_bytes, "notes_too_large")
+    limit = effective_max_participants(settings, policy)
+    if len(body.participants) > limit:
+        raise InvalidExport(f"The export has {len(body.participants)} participants; a session holds at most {limit}.")
+    if len({p.id for p in body.participants}) != len(body.participants):
+        raise InvalidExport("Two participants of the export have the same id.")
+    for p in body.participants:
+        try:
+            name = normalize_name(p.name)
+        except InvalidName as exc:
+            raise InvalidExport(f"A participant's name is refused: {exc}") from None
+        if name != p.name or len(name) > settings.max_name_length:
+            raise InvalidExport(
+                f"A participant's name is not one a join gives (at most {settings.max_name_length} characters)."
+            )
+        if not _COLOR.fullmatch(p.color):
+            raise InvalidExport("A participant's colour is not a colour (#rrggbb).")
+    for before, after in zip(body.history, body.history[1:], strict=False):
+        if after.at < before.at:
+            raise InvalidExport("The export's history is not in the order of its times.")
 
 
 async def import_session(
@@ -145,6 +202,7 @@ async def import_session(
     policy: Policy, body: SessionImport,
 ) -> Imported:
     """A new session rebuilt from ``body``: new ids and keys, the same document, history, runs and notes."""
+    _check_import(body, settings, policy)
     base = [_decode(b, "A base update") for b in body.base]
     changes = [(c, _decode(c.update, "A change's update")) for c in body.history]
     first: bytes | None = None
@@ -153,10 +211,21 @@ async def import_session(
         first = initial_update(body.session.code, body.session.language, body.session.title)
     updates = [*base, *(data for _, data in changes), *([first] if first else [])]
     state = await asyncio.to_thread(_checked_replay, updates)
+    if not state.complete:
+        raise InvalidExport("The export holds changes that depend on changes it does not hold.")
+    if state.size > settings.max_document_bytes:
+        raise PayloadTooLarge(
+            f"The exported document is {state.size} bytes; the limit is {settings.max_document_bytes} bytes.",
+            code="document_too_large",
+        )
     check_code_size(state.code, settings)
     language = normalize_language(state.language or "") or body.session.language
     check_language(policy, language)
-    title = (state.title or body.session.title)[: settings.max_title_length]
+    title = next(
+        (t for t in (state.title, body.session.title) if is_valid_title(t, settings.max_title_length)), None
+    )
+    if title is None:
+        raise InvalidExport(f"The export's title is not a title (1 to {settings.max_title_length} characters, no NUL).")
     session_id, owner_key = new_id(), new_secret()
     invite = new_invite() if settings.auth == "api-key" else None
     ids: dict[str, str] = {p.id: new_id() for p in body.participants}

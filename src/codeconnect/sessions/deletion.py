@@ -4,8 +4,9 @@ A session's rows are its ``sessions`` row, its participants, its update log (``d
 (``doc_history`` and the base it starts from, ``doc_bases``) and the owner's notes (``session_notes``); run output
 lives in the document, so in the log and the history. What the processes keep of it in memory goes too: its loaded
 room (dropped without a flush, its connections closed with 4404), the first update kept for a new session's first
-connection, the tokens checked lately (``RoomRegistry.retire``), its card (``sessions/cards.py``); with Redis, its
-stream and keys.
+connection, the tokens checked lately (``RoomRegistry.retire``), its card (``sessions/cards.py``), its replayed
+history (``history/service.py``) and the long-polls waiting for its notes (answered: 404); with Redis, its stream
+and keys.
 
 The order is what keeps a room being written from bringing the session back: first the session is retired here
 (its updates are dropped from then on, the room is dropped), then the update log's batch in flight is waited for,
@@ -61,11 +62,13 @@ class SessionDeletion:
     """Deletes sessions, here and, through the cluster, in every process. One per app (``app.state.deletion``)."""
 
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], registry: RoomRegistry, cards: SessionCards
-    ) -> None:
+        self, sessionmaker: async_sessionmaker[AsyncSession], registry: RoomRegistry, cards: SessionCards,
+        forget: Sequence[Callable[[str], None]] = (),
+    ) -> None:  # fmt: skip
         self._sessionmaker = sessionmaker
         self.registry = registry
         self.cards = cards
+        self._also_forget = list(forget)  # what else this process keeps per session (its replayed history)
         registry.cluster.listen(TOPIC, self.apply_shared)
 
     async def delete(self, session_ids: Sequence[str], choose: Chooser | None = None) -> list[str]:
@@ -105,6 +108,8 @@ class SessionDeletion:
         rooms = self.registry.retire(session_ids)
         for session_id in session_ids:
             self.cards.forget(session_id)
+            for forget in self._also_forget:
+                forget(session_id)
         return rooms
 
     def apply_shared(self, event: bytes) -> None:

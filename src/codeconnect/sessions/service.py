@@ -203,7 +203,9 @@ async def restore(
 ) -> SessionRow:
     """Put the code (and language, where the session's policy allows it) back as at an earlier point: one minimal
     edit through the live room, a server change tagged ``restore`` in the history, merged with whoever is typing.
-    409 ``session_ended`` on an ended session."""
+    409 ``session_ended`` on an ended session; 413 ``code_too_large`` when that code is over today's limit (it may
+    have been lowered since)."""
+    check_code_size(code, registry.settings)
     lang = normalize_language(language) if language is not None else None
     if lang is not None:
         policy = await session_policy(db, session_id)
