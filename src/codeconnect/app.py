@@ -22,7 +22,6 @@ from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.router import LiveEndpoint, is_live
 from codeconnect.collab.store import open_update_log
 from codeconnect.collab.transport import ACCEPTOR_STATE_KEY, LIMITS_STATE_KEY, TransportLimits, WebSocketConnection
-from codeconnect.collab.transport.http import STOPPING_STATE_KEY
 from codeconnect.config import Settings
 from codeconnect.controls.router import build_router as controls_router
 from codeconnect.db import create_engine, create_sessionmaker
@@ -235,7 +234,6 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
             yield {
                 LIMITS_STATE_KEY: TransportLimits.from_settings(settings),
                 ACCEPTOR_STATE_KEY: partial(_accept_live, app, app.state.live),
-                STOPPING_STATE_KEY: app.state.notes.close,
             }
 
     app = CodeConnectApp(

@@ -88,7 +88,6 @@ class NotesWatch:
         self._per_session = per_session
         self._total = total
         self._waiting = 0
-        self._closed = False
         self._events: dict[str, tuple[asyncio.Event, int]] = {}  # per session: its event, how many wait
         cluster.listen(TOPIC, lambda event: self._wake(event.decode()))
 
@@ -101,12 +100,6 @@ class NotesWatch:
         if self._cluster.shared:
             self._cluster.share(TOPIC, session_id.encode())
 
-    def close(self) -> None:
-        """The server is stopping: answer every waiting long-poll now, and let none wait from now on."""
-        self._closed = True
-        for session_id in list(self._events):
-            self._wake(session_id)
-
     def forget(self, session_id: str) -> None:
         """The session was deleted: its waiting long-polls answer now (and find it gone)."""
         self._wake(session_id)
@@ -118,8 +111,6 @@ class NotesWatch:
 
     async def wait(self, session_id: str, timeout: float) -> None:
         """Until the next save of the session's notes, or ``timeout`` seconds (429 past the waiters' bounds)."""
-        if self._closed:
-            return
         event, count = self._events.get(session_id) or (asyncio.Event(), 0)
         if count >= self._per_session or self._waiting >= self._total:
             raise TooManyRequests(

@@ -26,10 +26,6 @@ _TOO_LARGE_RESPONSE = b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnecti
 
 _HEAD, _BODY, _IDLE, _UNTRACKED = range(4)
 
-#: The key of the lifespan state under which the app may offer a callable, called (with no argument, possibly more
-#: than once) when the server begins its graceful shutdown: to answer long-polls at once rather than be waited for.
-STOPPING_STATE_KEY = "codeconnect.stopping"
-
 
 class HeadDeadlineHTTP(asyncio.Protocol):
     """uvicorn's HTTP protocol with a deadline and a size limit on every request head."""
@@ -43,17 +39,6 @@ class HeadDeadlineHTTP(asyncio.Protocol):
         self._inner: asyncio.Protocol = AutoHTTPProtocol(  # type: ignore[call-arg]
             config=config, server_state=server_state, app_state=app_state, _loop=_loop
         )
-        stopping = app_state.get(STOPPING_STATE_KEY)
-        if callable(stopping):
-            # uvicorn's shutdown calls ``shutdown()`` on the inner protocol (the one in its connection set), then
-            # waits for the requests in flight: the app hears of it first, so that none of them is a long wait.
-            inner_shutdown = self._inner.shutdown  # type: ignore[attr-defined]
-
-            def shutdown() -> None:
-                stopping()
-                inner_shutdown()
-
-            self._inner.shutdown = shutdown  # type: ignore[attr-defined]
         limits = app_state.get(LIMITS_STATE_KEY)
         limits = limits if isinstance(limits, TransportLimits) else TransportLimits()
         self._timeout = limits.header_timeout
