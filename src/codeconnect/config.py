@@ -223,6 +223,13 @@ class Settings(BaseSettings):
         description="Memory the replayed histories of each process may take (about 1 KiB per change; a one-hour "
         "session of three typists is about 20 MiB); the least recently read are dropped past it.",
     )
+    history_replays_max: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Histories a process replays at once (CPU work in worker threads, about a second per hour of "
+        "typing); more wait their turn, so a burst of first reads cannot take every core from live editing.",
+    )
     history_page_size: int = Field(
         default=1000,
         ge=10,

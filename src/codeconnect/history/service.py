@@ -108,6 +108,7 @@ class HistoryCache:
         self._registry = registry
         self._timelines: OrderedDict[str, Timeline] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
+        self._replays = asyncio.Semaphore(settings.history_replays_max)
 
     async def _read(self, session_id: str, after: int, base_key: tuple[int, int] | None, known: int) -> tuple[
         tuple[int, int], list[bytes] | None, list[StoredChange]
@@ -155,8 +156,10 @@ class HistoryCache:
         if timeline is None or base is not None:
             timeline = Timeline(base or [], key, self._settings.history_checkpoint_every)
         if changes:
-            # Replaying is CPU work (pycrdt): in a worker thread, so live traffic goes on meanwhile.
-            await asyncio.to_thread(timeline.extend, changes)
+            # Replaying is CPU work (pycrdt): in a worker thread, so live traffic goes on meanwhile, and a few at a
+            # time, so that first reads of many sessions at once leave the event loop a core.
+            async with self._replays:
+                await asyncio.to_thread(timeline.extend, changes)
         self._timelines[session_id] = timeline
         self._timelines.move_to_end(session_id)
         total = sum(t.size for t in self._timelines.values())
