@@ -151,15 +151,7 @@ def test_schemathesis_against_the_live_schema(database_url: str, tmp_path: Path)
     API is on, and its operations (only those) get its token. The REST rate limits are off: 40 examples of each
     operation are hundreds of creations and joins in a minute, all from 127.0.0.1."""
     admin_token = "schemathesis-admin-token-0123456789"
-    # An import's updates must be Yjs updates, which no JSON Schema can say: 422 `invalid_export` is its answer to
-    # schema-valid bytes that are not one.
-    (tmp_path / "schemathesis.toml").write_text(
-        '[[operations]]\ninclude-path-regex = "^/v1/admin/"\n'
-        f'headers = {{ Authorization = "Bearer {admin_token}" }}\n'
-        '[[operations]]\ninclude-path = "/v1/sessions/import"\n'
-        '[operations.checks.positive_data_acceptance]\n'
-        'expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]\n'
-    )
+    write_schemathesis_config(tmp_path, admin_token)
     serve = start_serve(
         database_url, tmp_path, CODECONNECT_ADMIN_TOKEN=admin_token,
         CODECONNECT_RATE_SESSIONS_PER_MINUTE="0", CODECONNECT_RATE_JOINS_PER_MINUTE="0",
@@ -184,11 +176,7 @@ def test_schemathesis_in_api_key_mode(tmp_path: Path) -> None:
     )  # fmt: skip
     key = json.loads(made.stdout)["key"]
     admin_token = "schemathesis-admin-token-0123456789"
-    (tmp_path / "schemathesis.toml").write_text(
-        f'headers = {{ Authorization = "Bearer {key}" }}\n'
-        '[[operations]]\ninclude-path-regex = "^/v1/admin/"\n'
-        f'headers = {{ Authorization = "Bearer {admin_token}" }}\n'
-    )
+    write_schemathesis_config(tmp_path, admin_token, key)
     serve = start_serve(
         database_url, tmp_path, CODECONNECT_AUTH="api-key", CODECONNECT_ADMIN_TOKEN=admin_token,
         CODECONNECT_RATE_SESSIONS_PER_MINUTE="0", CODECONNECT_RATE_JOINS_PER_MINUTE="0",
@@ -198,6 +186,20 @@ def test_schemathesis_in_api_key_mode(tmp_path: Path) -> None:
         assert "api_key" not in serve.log.read_text()  # the key was accepted: no refusal of it was logged
     finally:
         stop(serve)
+
+
+def write_schemathesis_config(tmp_path: Path, admin_token: str, key: str | None = None) -> None:
+    """The admin API's operations get its token, every other one ``key`` (if any). An import's updates must be
+    Yjs updates and its history within the limits, which no JSON Schema can say: 422 and 413 are its answers to
+    schema-valid bodies that are not."""
+    (tmp_path / "schemathesis.toml").write_text(
+        ("" if key is None else f'headers = {{ Authorization = "Bearer {key}" }}\n')
+        + '[[operations]]\ninclude-path-regex = "^/v1/admin/"\n'
+        f'headers = {{ Authorization = "Bearer {admin_token}" }}\n'
+        '[[operations]]\ninclude-path = "/v1/sessions/import"\n'
+        '[operations.checks.positive_data_acceptance]\n'
+        'expected-statuses = ["2xx", "401", "403", "404", "409", "413", "422", "429"]\n'
+    )
 
 
 def run_schemathesis(serve: ServeProcess, tmp_path: Path) -> None:

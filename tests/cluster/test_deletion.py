@@ -16,9 +16,7 @@ from tests.cluster.conftest import session_on
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import REDIS_URL, ServerFactory, eventually
 from tests.sessions.test_deletion import rows_of
-from tests.sessions.test_retention import sql
-
-GONE = {"sessions": 0, "participants": 0, "doc_updates": 0}
+from tests.sessions.test_retention import GONE, sql
 
 
 async def test_a_deletion_on_one_process_closes_clients_on_the_other(cluster: ServerFactory, pg_url: str) -> None:
