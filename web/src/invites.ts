@@ -88,6 +88,11 @@ export const CONFIRM: Record<InviteAction, string> = {
 export function inviteErrorText(err: unknown, action: InviteAction): string {
   const what =
     action === "rotate-viewer" ? "No new read-only link" : action === "rotate-editor" ? "No new editor link" : "The editor link is still on";
+  return ownerActionErrorText(what, err);
+}
+
+/** An owner's action the server refused, in plain words: ``what`` did not happen, and why. */
+export function ownerActionErrorText(what: string, err: unknown): string {
   if (!(err instanceof ApiError)) return `${what}: ${err instanceof Error ? err.message : String(err)}`;
   switch (err.code) {
     case "owner_key_required":

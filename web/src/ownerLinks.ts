@@ -4,6 +4,7 @@
 // takes it out of the address bar at once and claims it in a request body; the answer is the owner key, which this
 // browser keeps with the session as if it had created it.
 import { api, ApiError } from "./api";
+import { ownerActionErrorText } from "./invites";
 import { store } from "./store";
 
 /** What the page says when the code no longer opens the owner's page. */
@@ -51,18 +52,5 @@ export const OWNER_LINK_WARNING =
 
 /** A refused link making, in plain words. */
 export function ownerLinkErrorText(err: unknown): string {
-  const what = "No owner link";
-  if (!(err instanceof ApiError)) return `${what}: ${err instanceof Error ? err.message : String(err)}`;
-  switch (err.code) {
-    case "owner_key_required":
-    case "owner_key_invalid":
-      return `${what}: this browser's owner key is no longer accepted for this session.`;
-    case "session_not_found":
-      return `${what}: this session no longer exists.`;
-    case "network_error":
-      return `${what}: the server cannot be reached. Check your connection and try again.`;
-    default:
-      if (err.status === 429 || err.status === 503) return `${what}: the server is busy; try again in a moment.`;
-      return `${what}: ${err.message}`;
-  }
+  return ownerActionErrorText("No owner link", err);
 }
