@@ -7,7 +7,9 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -23,7 +25,7 @@ from sqlalchemy.engine import make_url
 from codeconnect.app import create_app
 from codeconnect.collab.transport import WebSocketConnection
 from codeconnect.config import Settings
-from codeconnect.db import run_migrations
+from codeconnect.db import run_migrations, sqlite_path
 from codeconnect.logs import JsonLines, RedactSecrets
 from codeconnect.server import uvicorn_options
 
@@ -76,6 +78,7 @@ def pytest_testnodedown(node: Any, error: object) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _drop_templates()
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:  # an xdist worker: its controller reports
         workeroutput["log_leaks"] = list(_LEAKS)
@@ -128,13 +131,50 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
+# Each test gets a database of its own, copied from one this process migrated once: running every migration again
+# per test cost more than many of the tests themselves. Tests of the migrations call run_migrations themselves.
+_SQLITE_TEMPLATE: list[Path] = []
+_PG_TEMPLATE: list[str] = []
+
+
+async def migrated_sqlite(path: Path) -> str:
+    """A migrated SQLite database at ``path`` (a copy of this process's template); its URL."""
+    if not _SQLITE_TEMPLATE:
+        template = Path(tempfile.mkdtemp(prefix="ccl-test-template-")) / "template.db"
+        await run_migrations(f"sqlite+aiosqlite:///{template}")
+        _SQLITE_TEMPLATE.append(template)
+    shutil.copyfile(_SQLITE_TEMPLATE[0], path)
+    return f"sqlite+aiosqlite:///{path}"
+
+
+async def fresh_sqlite(url: str) -> None:
+    """Make the SQLite file of ``url`` a fresh, migrated database."""
+    path = sqlite_path(url)
+    assert path is not None, url
+    await migrated_sqlite(path)
+
+
+async def _pg_template() -> str:
+    if not _PG_TEMPLATE:
+        name = f"ccl_test_template_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+        await run_migrations(make_url(PG_URL).set(database=name).render_as_string(hide_password=False))
+        _PG_TEMPLATE.append(name)
+    return _PG_TEMPLATE[0]
+
+
+def _drop_templates() -> None:
+    for template in _SQLITE_TEMPLATE:
+        shutil.rmtree(template.parent, ignore_errors=True)
+    for name in _PG_TEMPLATE:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, on SQLite and on PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'codeconnect.db'}"
-        await run_migrations(url)
-        yield url
+        yield await migrated_sqlite(tmp_path / "codeconnect.db")
         return
     async with fresh_pg_database() as url:
         yield url
@@ -152,10 +192,9 @@ async def fresh_pg_database() -> AsyncIterator[str]:
     """A migrated PostgreSQL database of its own, dropped on exit."""
     require_service("PostgreSQL", PG_URL, 5432)
     name = f"ccl_test_{uuid.uuid4().hex[:16]}"
-    await _pg_admin(f'CREATE DATABASE "{name}"')
+    await _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{await _pg_template()}"')
     url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        await run_migrations(url)
         yield url
     finally:
         await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,8 +10,7 @@ import pytest
 
 from codeconnect.app import create_app, create_served_app
 from codeconnect.config import Settings
-from codeconnect.db import run_migrations
-from tests.conftest import ServerFactory
+from tests.conftest import ServerFactory, fresh_sqlite
 
 
 async def test_data_survives_an_app_restart(server_factory: ServerFactory) -> None:
@@ -176,7 +175,7 @@ async def test_only_the_served_app_freezes_its_startup_objects(
 ) -> None:
     # `codeconnect serve` owns its process: what exists after startup is kept out of every full garbage
     # collection. An app built for a process it shares (these tests) must leave the collector alone.
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     monkeypatch.setenv("CODECONNECT_DATABASE_URL", sqlite_url)
     assert gc.get_freeze_count() == 0
     try:

@@ -9,9 +9,9 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from codeconnect.db import create_engine, create_sessionmaker, run_migrations
+from codeconnect.db import create_engine, create_sessionmaker
 from tests.collab.yclient import new_session
-from tests.conftest import servers_on
+from tests.conftest import fresh_sqlite, servers_on
 
 
 async def test_sqlite_transactions_are_served_in_arrival_order(tmp_path: Path) -> None:
@@ -58,7 +58,7 @@ async def test_sqlite_transactions_are_served_in_arrival_order(tmp_path: Path) -
 
 async def test_a_request_that_cannot_get_the_database_in_time_is_a_503(sqlite_url: str) -> None:
     # Overload is the server's to report, not a fault: our error shape, a 503 with Retry-After, nothing written.
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     async with servers_on(sqlite_url) as factory:
         server = await factory(db_wait_seconds=0.2)
         maker: async_sessionmaker[AsyncSession] = server.server.config.app.state.sessionmaker

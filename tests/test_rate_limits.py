@@ -12,16 +12,15 @@ from sqlalchemy.engine import make_url
 
 from codeconnect.app import create_app
 from codeconnect.config import Settings
-from codeconnect.db import run_migrations
 from codeconnect.errors import TooManyRequests
 from codeconnect.execution.service import ExecutionService
 from codeconnect.rates import RateLimits
-from tests.conftest import LiveServer, ServerFactory, servers_on
+from tests.conftest import LiveServer, ServerFactory, fresh_sqlite, servers_on
 
 
 @pytest.fixture
 async def servers(sqlite_url: str) -> AsyncIterator[ServerFactory]:
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     async with servers_on(sqlite_url) as factory:
         yield factory
 

@@ -15,6 +15,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator, model_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from codeconnect.clients import TrustedProxies
+from codeconnect.languages import LANGUAGES
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -531,6 +532,12 @@ class Settings(BaseSettings):
     execution: Literal["off", "sandbox"] = Field(
         default="off", description="`off`: code runs only in browsers; `sandbox`: the server runs it in bwrap."
     )
+    exec_languages: str = Field(
+        default="",
+        description="Comma-separated languages the server's sandbox offers (`python`, `javascript`, `typescript`, "
+        "`java`, `cpp`), e.g. `java,cpp` where browsers run the rest; empty: every language whose tools this "
+        "host has. Languages left out are neither self-tested at start nor run.",
+    )
     exec_cpu_seconds: int = Field(default=5, ge=1, description="CPU seconds one compile or run may use.")
     exec_wall_seconds: float = Field(
         default=10.0, gt=0, description="Wall-clock seconds one compile or run may take before it is killed."
@@ -679,6 +686,21 @@ class Settings(BaseSettings):
                     "without scheme, port or path"
                 )
         return ",".join(hosts) or None
+
+    @field_validator("exec_languages")
+    @classmethod
+    def _known_languages(cls, value: str) -> str:
+        # A typo would otherwise turn a language off without a word: refused at start instead.
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in LANGUAGES]
+        if unknown:
+            raise ValueError(f"unknown language {', '.join(unknown)}: choose from {', '.join(LANGUAGES)}")
+        return ",".join(dict.fromkeys(names))
+
+    @cached_property
+    def exec_language_set(self) -> frozenset[str]:
+        """``exec_languages`` as a set; empty when every language with its tools present is offered."""
+        return frozenset(name for name in self.exec_languages.split(",") if name)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -32,10 +32,9 @@ from pycrdt import Doc, Text
 from codeconnect.collab import protocol as p
 from codeconnect.collab.document import SharedDoc
 from codeconnect.collab.room import ProtocolViolation
-from codeconnect.db import run_migrations
 from tests.collab.fakes import LIMITS, HandPeer, awareness_states, clock_of, gc_update, make_room
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import LiveServer, servers_on
+from tests.conftest import LiveServer, fresh_sqlite, servers_on
 
 WAIT = 10.0  # seconds any expected event may take; the tests fail past it
 
@@ -43,7 +42,7 @@ WAIT = 10.0  # seconds any expected event may take; the tests fail past it
 @pytest.fixture
 async def live(sqlite_url: str) -> AsyncIterator[tuple[LiveServer, httpx.AsyncClient]]:
     """A real server on SQLite (what is tested does not depend on the database) and an HTTP client."""
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     async with servers_on(sqlite_url) as factory:
         server = await factory()
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:

@@ -15,10 +15,9 @@ import pytest
 from pycrdt import Array
 
 from codeconnect.collab.awareness import LIVE_OUTPUT_MAX_BYTES, LIVE_OUTPUT_MAX_PIECES
-from codeconnect.db import run_migrations
 from tests.collab.fakes import awareness_states
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import LiveServer, servers_on
+from tests.conftest import LiveServer, fresh_sqlite, servers_on
 
 WAIT = 10.0
 
@@ -34,7 +33,7 @@ RUN = {
 
 @pytest.fixture
 async def live(sqlite_url: str) -> AsyncIterator[tuple[LiveServer, httpx.AsyncClient]]:
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     async with servers_on(sqlite_url) as factory:
         server = await factory()
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:

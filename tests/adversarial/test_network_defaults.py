@@ -30,9 +30,8 @@ from websockets.sync.client import connect as ws_connect
 
 from codeconnect.app import create_app
 from codeconnect.config import Settings
-from codeconnect.db import run_migrations
 from codeconnect.logs import RedactSecrets
-from tests.conftest import LiveServer, ServerFactory, servers_on, start_server
+from tests.conftest import LiveServer, ServerFactory, fresh_sqlite, servers_on, start_server
 from tests.test_cli import start_serve, stop
 
 EVIL = "http://evil.example"
@@ -44,7 +43,7 @@ CORS_HEADERS = ("access-control-allow-origin", "access-control-allow-credentials
 async def factory(sqlite_url: str, clean_env: None) -> AsyncIterator[ServerFactory]:
     """Servers on one SQLite database (nothing here depends on the database), with no CODECONNECT_* variables
     from the shell deciding the defaults under test."""
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     async with servers_on(sqlite_url) as start:
         yield start
 
@@ -324,7 +323,7 @@ async def test_host_allow_list_refuses_other_hosts(factory: ServerFactory) -> No
 async def test_refused_upgrade_is_a_400_in_the_error_shape(sqlite_url: str, clean_env: None, ws: str | None) -> None:
     """The live endpoint is answered before the middleware stack; the Host check covers it too. Pass: each
     other Host gets 400 with `{"error": "invalid_host", ...}` as the handshake's answer, an allowed Host 101."""
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     settings = Settings(database_url=sqlite_url, allowed_hosts=ALLOWED)
     server = await start_server(settings, **({"ws": ws} if ws else {}))
     try:

@@ -16,9 +16,8 @@ import pytest
 
 from codeconnect.collab import protocol as p
 from codeconnect.collab.transport.codec import unmask
-from codeconnect.db import run_migrations
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import LiveServer, ServerFactory, servers_on
+from tests.conftest import LiveServer, ServerFactory, fresh_sqlite, servers_on
 from tests.test_cli import start_serve, stop
 
 MiB = 1024 * 1024
@@ -26,7 +25,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 async def factory(sqlite_url: str) -> AsyncIterator[ServerFactory]:
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     async with servers_on(sqlite_url) as f:
         yield f
 
@@ -128,7 +127,7 @@ async def test_non_reading_sockets_on_a_large_document_do_not_pin_memory(sqlite_
     """Before: 40 sockets that sent one sync request each and never read took the server from 305 to 1,418 MB
     for over 70 s. Pass: at most +100 MB while they hang, and back within 30 MB of the baseline within 10 s
     of the server cutting them (``CODECONNECT_WS_SEND_STALL_SECONDS``, here 3 s)."""
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     served = start_serve(
         sqlite_url, tmp_path,
         CODECONNECT_MAX_CODE_BYTES=str(64 * MiB), CODECONNECT_MAX_BODY_BYTES=str(64 * MiB),

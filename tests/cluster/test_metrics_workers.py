@@ -59,6 +59,11 @@ def _per_worker(folder: Path, name: str, labels: dict[str, str]) -> dict[str, fl
     return values
 
 
+def _answered(folder: Path, labels: dict[str, str]) -> set[str]:
+    """The workers (pids) that have counted at least one request of ``labels``."""
+    return {pid for pid, value in _per_worker(folder, "codeconnect_http_requests_total", labels).items() if value}
+
+
 async def _scrape_fresh(base_url: str) -> Scrape:
     # A connection of its own, so that either worker may be the one that answers.
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as c:
@@ -73,8 +78,13 @@ async def test_two_workers_report_their_metrics_summed(pg_url: str, tmp_path: Pa
     try:
         folder = _metrics_folder(srv.proc.pid)
 
+        def live_workers() -> set[str]:
+            # The workers alive now: under load uvicorn's supervisor may replace a worker that missed its health
+            # check, and the replaced one's file stays (its counts still belong in the sums).
+            return {str(pid) for pid in _children(srv.proc.pid)}
+
         async def both_started() -> bool:
-            return len(list(folder.glob("counter_*.db"))) == 2
+            return len(live_workers() & {f.stem.rsplit("_", 1)[1] for f in folder.glob("counter_*.db")}) >= 2
 
         await eventually(both_started, timeout=60)
         before = await _scrape_fresh(srv.base_url)
@@ -86,7 +96,7 @@ async def test_two_workers_report_their_metrics_summed(pg_url: str, tmp_path: Pa
         async with httpx.AsyncClient(
             base_url=srv.base_url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
         ) as http:
-            while sum(1 for v in _per_worker(folder, "codeconnect_http_requests_total", healthz).values() if v) < 2:
+            while len(_answered(folder, healthz)) < 2:
                 assert sent < 1000, "one worker took every connection"
                 answers = await asyncio.gather(*(http.get("/healthz") for _ in range(20)))
                 assert {r.status_code for r in answers} == {200}
@@ -118,10 +128,11 @@ async def test_two_workers_report_their_metrics_summed(pg_url: str, tmp_path: Pa
             assert moved(before, during, "codeconnect_live_updates_received_total", origin="client") == 1
             assert moved(before, during, "codeconnect_live_updates_relayed_total") == 1  # to b, wherever it is
             assert during.value("codeconnect_redis_up") == 1
-            answered = _per_worker(folder, "codeconnect_http_requests_total", scraped)
-            if attempt > 2 and len(answered) == 2 and all(answered.values()):
+            answered = _answered(folder, scraped)
+            if attempt > 2 and len(answered & live_workers()) >= 2:
                 break  # both workers have answered a scrape (a loaded machine may give one many in a row)
-        assert len(_per_worker(folder, "codeconnect_http_requests_total", scraped)) == 2, "one worker answered all"
+        answered = _answered(folder, scraped)
+        assert len(answered & live_workers()) >= 2, "one worker answered all"
         # The sum is the workers' own counts added up.
         assert sum(_per_worker(folder, "codeconnect_http_requests_total", healthz).values()) == sent
 

@@ -7,15 +7,14 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from codeconnect.db import run_migrations
-from tests.conftest import LiveServer, ServerFactory, servers_on
+from tests.conftest import LiveServer, ServerFactory, fresh_sqlite, servers_on
 
 
 @pytest.fixture
 async def sqlite_server_factory(sqlite_url: str) -> AsyncIterator[ServerFactory]:
     """Servers on one SQLite database, for tests whose subject does not depend on the backend (limits,
     malformed input): they run once instead of once per backend."""
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     async with servers_on(sqlite_url) as factory:
         yield factory
 

@@ -16,9 +16,10 @@ from codeconnect.collab.document import initial_update
 from codeconnect.collab.records import Mirror, NewSession
 from codeconnect.collab.store import UpdateLog, is_outage, storable_text
 from codeconnect.collab.writer import batch_writer
-from codeconnect.db import create_engine, create_sessionmaker, run_migrations
+from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, ParticipantRow, SessionRow, utcnow
+from tests.conftest import fresh_sqlite
 
 
 async def _setup(url: str) -> Any:
@@ -474,7 +475,7 @@ async def test_a_sealed_row_is_exact_until_anything_reaches_the_log(database_url
 async def test_compaction_never_hands_a_replaced_row_id_to_its_snapshot(sqlite_url: str) -> None:
     """SQLite gives a new row the highest id plus one: deleting a session's newest rows before inserting their
     snapshot would reuse an id the row's exactness mark may name."""
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     engine, maker = await _setup(sqlite_url)
     log = UpdateLog(maker, 10, asyncio.Semaphore(1), batch_writer(sqlite_url))
     doc = Doc()

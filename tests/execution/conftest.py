@@ -15,10 +15,9 @@ import httpx
 import pytest
 
 from codeconnect.config import Settings
-from codeconnect.db import run_migrations
 from codeconnect.execution.toolchains import Toolchains
 from codeconnect.languages import LanguageName
-from tests.conftest import LiveServer, ServerFactory, skip_or_fail
+from tests.conftest import LiveServer, ServerFactory, migrated_sqlite, skip_or_fail
 
 # Small enough that every attack ends within a few seconds, large enough for javac and g++ on a loaded box.
 SANDBOX_LIMITS: dict[str, Any] = {
@@ -38,9 +37,7 @@ SANDBOX_LIMITS: dict[str, Any] = {
 @pytest.fixture
 async def database_url(tmp_path: Path) -> AsyncIterator[str]:
     """SQLite only: these tests are about the sandbox; the session reads are plain SQLAlchemy."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'codeconnect.db'}"
-    await run_migrations(url)
-    yield url
+    yield await migrated_sqlite(tmp_path / "codeconnect.db")
 
 
 def require_sandbox() -> None:

@@ -123,6 +123,40 @@ async def test_the_self_test_runs_every_language(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.sandbox
+async def test_languages_left_out_by_the_operator_are_neither_self_tested_nor_run(
+    monkeypatch: pytest.MonkeyPatch, server_factory: Any
+) -> None:
+    require_sandbox()
+    ran: list[str] = []
+    original = Sandbox.run
+
+    async def spy(self: Sandbox, plan: Plan, *args: Any, **kwargs: Any) -> Outcome:
+        ran.extend(plan.files)
+        return await original(self, plan, *args, **kwargs)
+
+    monkeypatch.setattr(Sandbox, "run", spy)
+    server = await server_factory(**{**SANDBOX_LIMITS, "exec_languages": "Python"})
+    assert ran == ["main.py"], ran  # the start-up self-test ran Python alone
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as client:
+        listed = {e["language"]: e for e in (await client.get("/v1/execute/languages")).json()["languages"]}
+        assert listed["python"]["available"] is True
+        for language in ("javascript", "typescript", "java", "cpp"):
+            assert listed[language]["available"] is False, listed[language]
+            assert "CODECONNECT_EXEC_LANGUAGES" in listed[language]["reason"], listed[language]
+        r = await client.post("/v1/execute", json={"language": "javascript", "code": "console.log(1)"})
+        assert r.status_code == 501 and r.json()["error"] == "language_unavailable", r.text
+        assert "CODECONNECT_EXEC_LANGUAGES" in r.json()["detail"]
+        assert (await run(client, "python", "print(2)"))["stdout"] == "2\n"
+
+
+def test_an_unknown_language_in_the_operators_list_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match="unknown language rust"):
+        Settings(exec_languages="python, rust")
+    assert Settings(exec_languages=" Java,cpp,java ").exec_language_set == {"java", "cpp"}
+    assert Settings().exec_language_set == frozenset()
+
+
+@pytest.mark.sandbox
 async def test_a_language_that_fails_its_self_test_is_unavailable_with_the_reason(server_factory: Any) -> None:
     """Its tools are present but it cannot run a tiny program: the list says why, a run is refused with why,
     and the other languages still run."""

@@ -13,9 +13,8 @@ import asyncio
 import httpx
 
 from codeconnect.config import Settings
-from codeconnect.db import run_migrations
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import start_server
+from tests.conftest import fresh_sqlite, start_server
 
 #: y-protocols: a page drops a peer's awareness state this long after its last renewal.
 AWARENESS_TIMEOUT_SECONDS = 30.0
@@ -46,7 +45,7 @@ def test_defaults_cut_a_silent_connection_before_the_awareness_timeout() -> None
 
 
 async def test_a_browser_that_vanishes_is_shown_away_within_the_awareness_timeout(sqlite_url: str) -> None:
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     keepalive = scaled_keepalive()
     server = await start_server(Settings(database_url=sqlite_url, **keepalive))
     loop = asyncio.get_running_loop()

@@ -14,9 +14,8 @@ import httpx
 import pytest
 
 from codeconnect.config import Settings
-from codeconnect.db import run_migrations
 from codeconnect.web.assets import PACKAGE_STATIC_DIR, WebAssets
-from tests.conftest import start_server
+from tests.conftest import fresh_sqlite, start_server
 from tests.web.conftest import require_built_page
 
 INDEX = (
@@ -49,7 +48,7 @@ def build(tmp_path: Path) -> Path:
 
 
 async def _client(sqlite_url: str, static_dir: Path, **overrides: object) -> AsyncIterator[httpx.AsyncClient]:
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     server = await start_server(Settings(database_url=sqlite_url, web_static_dir=str(static_dir), **overrides))
     try:
         # No automatic decompression: the tests look at the bytes on the wire.

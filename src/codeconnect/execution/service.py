@@ -194,9 +194,11 @@ class ExecutionService:
         self.rate.check(client)
 
     def unavailable_reason(self, language: LanguageName) -> str | None:
-        missing = self.toolchains.availability(language).missing
-        if missing:
-            return f"missing {', '.join(missing)}"
+        availability = self.toolchains.availability(language)
+        if not availability.offered:
+            return "not offered by this server (CODECONNECT_EXEC_LANGUAGES)"
+        if availability.missing:
+            return f"missing {', '.join(availability.missing)}"
         return self.failed_self_test.get(language)
 
     def languages(self) -> LanguagesResponse:

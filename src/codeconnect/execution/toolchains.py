@@ -65,10 +65,11 @@ class Plan:
 class Availability:
     language: LanguageName
     missing: tuple[str, ...]
+    offered: bool = True  # False: the operator left it out of CODECONNECT_EXEC_LANGUAGES
 
     @property
     def available(self) -> bool:
-        return not self.missing
+        return self.offered and not self.missing
 
 
 def java_class_name(code: str) -> str:
@@ -103,7 +104,8 @@ class Toolchains:
         missing = [t for t in tools[language] if self._tool_missing(t)]
         if language == "typescript" and not self.typescript_available():
             missing.append("sucrase")
-        return Availability(language, tuple(missing))
+        offered = not self._s.exec_language_set or language in self._s.exec_language_set
+        return Availability(language, tuple(missing), offered)
 
     def all_availability(self) -> list[Availability]:
         return [self.availability(lang) for lang in LANGUAGES]

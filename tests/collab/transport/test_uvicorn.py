@@ -11,14 +11,13 @@ import pytest
 from codeconnect.collab.transport import WebSocketConnection
 from codeconnect.collab.transport.http import HeadDeadlineHTTP
 from codeconnect.config import Settings
-from codeconnect.db import run_migrations
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import LiveServer, start_server
+from tests.conftest import LiveServer, fresh_sqlite, start_server
 
 
 @pytest.fixture
 async def settings(sqlite_url: str) -> Settings:
-    await run_migrations(sqlite_url)
+    await fresh_sqlite(sqlite_url)
     return Settings(database_url=sqlite_url)
 
 
