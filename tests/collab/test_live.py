@@ -82,9 +82,14 @@ async def test_language_set_through_yjs_is_persisted(server: LiveServer, client:
     assert r.json()["code"].startswith("// c++\n")
     # A client writing nonsense into meta.language cannot break REST: the last valid language stays.
     a.meta["language"] = "cobol"
-    await asyncio.sleep(1.2)  # a mirror pass
-    r = await client.get(f"/v1/sessions/{sid}")
-    assert r.status_code == 200 and r.json()["language"] == "cpp"
+    a.code += "// after\n"  # a later change: once REST shows it, the nonsense before it was handled too
+    for _ in range(200):
+        r = await client.get(f"/v1/sessions/{sid}")
+        if r.json()["code"].endswith("// after\n"):
+            break
+        await asyncio.sleep(0.05)
+    assert r.status_code == 200 and r.json()["code"].endswith("// after\n")
+    assert r.json()["language"] == "cpp"
     await a.close()
 
 

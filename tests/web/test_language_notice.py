@@ -10,7 +10,7 @@ import pytest
 
 from tests.collab.yclient import YClient, collab_url
 from tests.web.conftest import ThreadedServer
-from tests.web.pages import join, wait_connected
+from tests.web.pages import join, set_code, wait_code, wait_connected
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(90)]
 
@@ -67,7 +67,9 @@ def test_everyone_is_told_who_switched_the_language(web_server: ThreadedServer, 
     # Someone opening the pad afterwards is not told about switches that happened before.
     late = join(new_context(), web_server.base_url, session_id, "Late")
     late.wait_for_selector(".cm-editor[data-language=python]")
-    late.wait_for_timeout(500)
+    # An edit made after the late page loaded, seen there: the page has handled everything before it too.
+    set_code(grace, "print('after the switches')\n")
+    wait_code(late, "text.includes('after the switches')")
     assert late.locator(NOTICE).is_hidden()
 
 
