@@ -7,14 +7,17 @@ local cluster), with a stand-in for the participants service's token check and p
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pycrdt import Array
 
+from codeconnect.collab import protocol as p
 from codeconnect.collab.auth import Participant
 from codeconnect.collab.document import initial_update
 from codeconnect.collab.records import NewSession
@@ -42,14 +45,18 @@ class Wiring:
         self.checks.append((session_id, token))
         return self.tokens.get((session_id, token))
 
-    async def open(self, **overrides: Any) -> AsyncIterator[RoomRegistry]:
+    @asynccontextmanager
+    async def open(
+        self, runs_allowed: Callable[[str], Awaitable[bool]] | None = None, **overrides: Any
+    ) -> AsyncIterator[RoomRegistry]:
         settings = self.settings.model_copy(update=overrides)
         engine = create_engine(settings.database_url)
         maker = create_sessionmaker(engine)
         try:
             async with RoomRegistry(
-                maker, settings, log_=open_update_log(maker, settings), authenticate=self.authenticate
-            ) as registry:
+                maker, settings, log_=open_update_log(maker, settings), authenticate=self.authenticate,
+                runs_allowed=runs_allowed,
+            ) as registry:  # fmt: skip
                 yield registry
         finally:
             await engine.dispose()
@@ -63,7 +70,7 @@ async def wiring(tmp_path: Path) -> Wiring:
 
 @pytest.fixture
 async def registry(wiring: Wiring) -> AsyncIterator[RoomRegistry]:
-    async for registry in wiring.open():
+    async with wiring.open() as registry:
         yield registry
 
 
@@ -98,13 +105,15 @@ async def test_a_session_created_here_is_at_hand_without_a_read(registry: RoomRe
 
 
 async def test_concurrent_acquires_load_the_room_once(wiring: Wiring, monkeypatch: pytest.MonkeyPatch) -> None:
-    async for first in wiring.open():
+    async with wiring.open() as first:
         session_id = await new_session(first, "shared\n")
-    async for registry in wiring.open():  # another process: nothing kept in memory, the log is read
+    async with wiring.open() as registry:  # another process: nothing kept in memory, the log is read
         assert not registry.at_hand(session_id)
         loads: list[str] = []
 
-        async def counted(sid: str, load: Any = registry.log.load, loads: list[str] = loads) -> Any:
+        load = registry.log.load
+
+        async def counted(sid: str) -> Any:
             loads.append(sid)
             return await load(sid)
 
@@ -137,7 +146,7 @@ async def test_an_empty_room_unloads_after_the_grace_and_its_edits_are_stored(
     await unloaded(registry, session_id)
     stored = await registry.stored_session(session_id)
     assert stored is not None and stored.code == "print('kept')\n"
-    async for other in wiring.open():  # what another process reads from the log
+    async with wiring.open() as other:  # what another process reads from the log
         again = await other.acquire(session_id)
         assert again.shared.text() == "print('kept')\n"
         other.release(again)
@@ -154,12 +163,12 @@ async def test_a_room_taken_again_within_the_grace_is_the_same_room(registry: Ro
 
 
 async def test_closing_the_registry_flushes_every_room(wiring: Wiring) -> None:
-    async for registry in wiring.open(room_unload_grace_seconds=60.0):
+    async with wiring.open(room_unload_grace_seconds=60.0) as registry:
         sessions = [await new_session(registry, "") for _ in range(3)]
         for n, session_id in enumerate(sessions):
             room = await registry.acquire(session_id)
             HandPeer(room, ADA.id).join().edit(f"room {n}\n")  # still held when the registry closes
-    async for reopened in wiring.open():
+    async with wiring.open() as reopened:
         for n, session_id in enumerate(sessions):
             async with reopened.use(session_id) as room:
                 assert room.shared.text() == f"room {n}\n"
@@ -237,3 +246,45 @@ async def test_ending_reaches_the_loaded_room_and_a_later_load(wiring: Wiring, r
     registry.set_ended(session_id, None)
     assert not room.ended
     registry.release(room)
+
+
+async def test_run_records_written_in_a_loop_are_checked_against_the_policy_one_read_at_a_time(wiring: Wiring) -> None:
+    """Where no code may run, the run records a client writes are taken out again. A client writing them in a loop
+    gets one policy read at a time for its session, not one per update."""
+    reads: list[str] = []
+    answer = asyncio.Event()
+
+    async def runs_allowed(session_id: str) -> bool:
+        reads.append(session_id)
+        await answer.wait()
+        return False
+
+    async with wiring.open(runs_allowed=runs_allowed) as registry:
+        session_id = await new_session(registry)
+        room = await registry.acquire(session_id)
+        ada = HandPeer(room, ADA.id).join()
+        runs = ada.doc.get("runs", type=Array)
+
+        def write_run(n: int) -> None:
+            before = ada.doc.get_state()
+            runs.append({"id": f"run-{n}", "stdout": "forged\n"})
+            room.receive(ada.peer, p.sync_update(ada.doc.get_update(before)))
+
+        for n in range(50):
+            write_run(n)
+        await asyncio.sleep(0)  # the check's task starts
+        assert reads == [session_id] and len(room.shared.runs) == 50
+        answer.set()
+
+        async def all_taken_out() -> bool:
+            return len(room.shared.runs) == 0
+
+        await eventually(all_taken_out)
+        assert reads == [session_id]
+        write_run(50)  # after the check: a check of its own
+
+        async def read_again() -> bool:
+            return len(reads) == 2 and len(room.shared.runs) == 0
+
+        await eventually(read_again)
+        registry.release(room)

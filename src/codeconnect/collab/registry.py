@@ -93,6 +93,8 @@ class RoomRegistry:
         # Sessions created here whose room has not loaded yet: their stored document is known without a read.
         self._new_docs: OrderedDict[str, StoredDoc] = OrderedDict()
         self._new_docs_bytes = 0
+        # Sessions whose clients' run records are being checked against the policy, with the records to check.
+        self._runs_checks: dict[str, list[Any]] = {}
         self.cluster.listen(_STATE_TOPIC, self._apply_shared_state)
         self.cluster.listen(_REMOVED_TOPIC, self._apply_shared_removal)
         self.cluster.on_gap(self._after_gap)
@@ -596,17 +598,33 @@ class RoomRegistry:
         await room.committed()
 
     def _client_runs(self, room: Room, records: list[Any]) -> None:
-        self._spawn(self._check_client_runs(room.session_id, records))
+        # One check at a time per session: the records written while one is under way join it. A client writing
+        # run records in a loop would otherwise start a database read per update.
+        waiting = self._runs_checks.get(room.session_id)
+        if waiting is not None:
+            waiting.extend(records)
+            return
+        self._runs_checks[room.session_id] = list(records)
+        self._spawn(self._check_client_runs(room.session_id))
 
-    async def _check_client_runs(self, session_id: str, records: list[Any]) -> None:
+    async def _check_client_runs(self, session_id: str) -> None:
         """Take out the run records a client wrote where the session lets no code run (its policy says `none`, or
         its owner switched running off): the page offers no Run there, so they come from a client that ignores
         it. They were relayed and stored already (an update cannot be half applied); the removal is a change
         of the server's, relayed and stored like any other, so every copy of the document loses them."""
         assert self._runs_allowed is not None
         try:
-            if await self._runs_allowed(session_id):
-                return
+            allowed = await self._runs_allowed(session_id)
+        except Exception as exc:  # noqa: BLE001 - a background check: logged, never raised
+            self._runs_checks.pop(session_id, None)
+            # The type only: a database error's text can carry the session id among its parameters.
+            log.warning("could not check a client's run records against the session's policy (%s)", type(exc).__name__)
+            return
+        # Everything written up to now, including while the policy was read; later records start a check of their own.
+        records = self._runs_checks.pop(session_id, [])
+        if allowed:
+            return
+        try:
             async with self.use(session_id) as room:
                 dropped = 0
 
