@@ -7,16 +7,23 @@ the server itself reads it fine. So nothing a run needs is bound from where the 
 few files it needs (the TypeScript stripper and sucrase) are copied into
 ``<temp dir>/codeconnect-sandbox-<pid>-<random>/``, owned by the server's user, directories 0755 and files
 0644, in a temp dir every user can enter, and removed when the server stops.
+
+A server killed before it could remove its folder leaves it behind; the next server to start removes it. Whether
+a folder's server still runs is told by a lock the server holds on the folder for as long as it runs (``flock``:
+the kernel drops it when the process dies), not by its process id: servers in containers that share a temp dir
+have their own process ids, and a live server's id can be free in another's namespace.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
 import stat
 import tempfile
+import time
 from pathlib import Path
 
 from codeconnect.execution.sandbox import SandboxUnavailable
@@ -33,23 +40,46 @@ def _unreachable_ancestor(path: Path) -> Path | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
+# A folder younger than this is left alone even when unlocked: it may be one another server has just made and
+# not locked yet.
+_SWEEP_MIN_AGE_SECONDS = 60.0
+
+
+def _lock(folder: Path, blocking: bool) -> int | None:
+    """An exclusive lock on ``folder``, held by the returned descriptor; None when another process holds it."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _sweep(base: Path) -> None:
     """Remove copies left by servers of ours that were killed before they could remove them."""
     with contextlib.suppress(OSError):
         for entry in base.iterdir():
-            match = _OURS.match(entry.name)
-            if match and entry.is_dir() and entry.stat().st_uid == os.geteuid() and not _pid_alive(int(match[1])):
-                shutil.rmtree(entry, ignore_errors=True)
+            if not _OURS.match(entry.name):
+                continue
+            with contextlib.suppress(OSError):
+                info = entry.lstat()
+                if (
+                    not stat.S_ISDIR(info.st_mode)
+                    or info.st_uid != os.geteuid()
+                    or time.time() - info.st_mtime < _SWEEP_MIN_AGE_SECONDS
+                ):
+                    continue
+                fd = _lock(entry, blocking=False)
+                if fd is None:
+                    continue  # its server runs
+                try:
+                    shutil.rmtree(entry, ignore_errors=True)
+                finally:
+                    os.close(fd)
 
 
 def _world_readable(root: Path) -> None:
@@ -65,8 +95,9 @@ def _world_readable(root: Path) -> None:
 class SandboxFiles:
     """A folder of copies the sandbox binds read-only; :meth:`close` removes it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, lock: int) -> None:
         self.root = root
+        self._lock = lock  # held while the server runs: see the module's docstring
 
     @classmethod
     def create(cls, other_users: bool) -> SandboxFiles:
@@ -82,7 +113,9 @@ class SandboxFiles:
             _sweep(base)
             root = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=base))
             root.chmod(0o755)
-            return cls(root)
+            lock = _lock(root, blocking=True)
+            assert lock is not None  # a blocking lock is taken or raises
+            return cls(root, lock)
         raise SandboxUnavailable(
             "no temp folder the sandbox's user can enter for the files runs read: "
             + ", ".join(refused)
@@ -98,3 +131,6 @@ class SandboxFiles:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+        if self._lock >= 0:
+            os.close(self._lock)
+            self._lock = -1
