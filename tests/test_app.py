@@ -15,7 +15,7 @@ from tests.conftest import ServerFactory, fresh_sqlite
 
 async def test_data_survives_an_app_restart(server_factory: ServerFactory) -> None:
     first = await server_factory()
-    async with httpx.AsyncClient(base_url=first.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=first.base_url) as client:
         created = (await client.post("/v1/sessions", json={"title": "Keep me", "language": "java"})).json()
         sid = created["id"]
         await client.put(f"/v1/sessions/{sid}", json={"code": "class A {}\n"})
@@ -24,7 +24,7 @@ async def test_data_survives_an_app_restart(server_factory: ServerFactory) -> No
     await first.stop()
 
     second = await server_factory()
-    async with httpx.AsyncClient(base_url=second.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=second.base_url) as client:
         got = (await client.get(f"/v1/sessions/{sid}")).json()
     assert (got["title"], got["language"], got["code"]) == ("Keep me", "cpp", "class A {}\n")
     assert got["createdAt"] == created["createdAt"]
@@ -35,7 +35,7 @@ async def test_data_survives_an_app_restart(server_factory: ServerFactory) -> No
 
 async def test_declared_oversized_body_is_refused_unread(server_factory: ServerFactory) -> None:
     server = await server_factory(max_body_bytes=1000)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         r = await client.post(
             "/v1/sessions",
             content=b'{"code": "' + b"x" * 2000 + b'"}',
@@ -57,7 +57,7 @@ async def test_streamed_oversized_body_is_refused(server_factory: ServerFactory)
             yield b"x" * 100
         yield b'"}'
 
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         r = await client.post("/v1/sessions", content=chunks(), headers={"content-type": "application/json"})
         assert r.status_code == 413
         assert r.json()["error"] == "payload_too_large"
@@ -75,7 +75,7 @@ async def test_default_body_limit_is_two_mib(client: httpx.AsyncClient) -> None:
 
 async def test_cors(server_factory: ServerFactory) -> None:
     server = await server_factory(cors_origins="https://pad.example.org")
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         r = await client.options(
             "/v1/sessions",
             headers={"Origin": "https://pad.example.org", "Access-Control-Request-Method": "POST"},
@@ -92,7 +92,7 @@ async def test_cors(server_factory: ServerFactory) -> None:
 async def test_cors_star_allows_any_origin(server_factory: ServerFactory) -> None:
     # Same-origin by default (tests/adversarial/test_network_defaults.py); `*` is an explicit choice.
     server = await server_factory(cors_origins="*")
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         r = await client.get("/healthz", headers={"Origin": "https://anywhere.example"})
     assert r.headers["access-control-allow-origin"] == "*"
 
@@ -119,7 +119,7 @@ async def test_documentation_is_served(client: httpx.AsyncClient) -> None:
 
 async def test_schema_follows_configured_limits(server_factory: ServerFactory) -> None:
     server = await server_factory(max_title_length=20, max_name_length=10)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         spec = (await client.get("/openapi.json")).json()
         assert spec["components"]["schemas"]["CreateSessionRequest"]["properties"]["title"]["maxLength"] == 20
         assert (await client.post("/v1/sessions", json={"title": "x" * 21})).status_code == 422

@@ -105,14 +105,14 @@ def test_readme_curl_examples_work_as_written(serve: ServeProcess) -> None:
 
 def test_kill_9_right_after_a_write_loses_nothing(database_url: str, tmp_path: Path) -> None:
     sp = start_serve(database_url, tmp_path)
-    with httpx.Client(base_url=sp.base_url) as client:
+    with httpx.Client(timeout=30, base_url=sp.base_url) as client:
         sid = client.post("/v1/sessions", json={"title": "durable"}).json()["id"]
         assert client.put(f"/v1/sessions/{sid}", json={"code": "x = 1\n"}).status_code == 200
         assert client.post(f"/v1/sessions/{sid}/participants", json={"name": "Ann"}).status_code == 201
     stop(sp, signal.SIGKILL)
     sp = start_serve(database_url, tmp_path)
     try:
-        got = httpx.get(f"{sp.base_url}/v1/sessions/{sid}").json()
+        got = httpx.get(f"{sp.base_url}/v1/sessions/{sid}", timeout=30).json()
         assert got["code"] == "x = 1\n"
         assert [p["name"] for p in got["participants"]] == ["Ann"]
     finally:

@@ -18,7 +18,7 @@ async def test_readyz_is_503_when_the_database_is_unreachable() -> None:
     settings = Settings(database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
     server = await start_server(settings)
     try:
-        async with httpx.AsyncClient(base_url=server.base_url) as client:
+        async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
             assert (await client.get("/healthz")).status_code == 200
             r = await client.get("/readyz")
             assert r.status_code == 503

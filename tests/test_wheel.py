@@ -137,7 +137,7 @@ def check_api_docs(client: httpx.Client) -> None:
 
 
 async def check_live_session(base_url: str) -> None:
-    async with httpx.AsyncClient(base_url=base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=base_url) as client:
         session = await new_session(client, title="From the wheel", language="python", code=CODE)
         token = (await join(client, session["id"], "Ada"))["token"]
         yc = await YClient(collab_url(base_url.replace("http://", "ws://"), session["id"], token)).connect()
@@ -165,7 +165,7 @@ async def test_the_wheel_installed_elsewhere_serves_the_page_the_docs_and_a_live
     # From a folder that is not the checkout; `serve` migrates the new database on start.
     server = start_serve(f"sqlite+aiosqlite:///{run / 'data' / 'pad.db'}", run, program=venv / "bin" / "codeconnect")
     try:
-        with httpx.Client(base_url=server.base_url) as client:
+        with httpx.Client(timeout=30, base_url=server.base_url) as client:
             check_page(client)
             check_api_docs(client)
         await check_live_session(server.base_url)

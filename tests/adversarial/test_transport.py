@@ -175,7 +175,7 @@ async def test_one_participant_cannot_take_every_seat_and_viewers_leave_editors_
     holds at most ``max_connections_per_participant`` (4); viewers all together never take the seats kept for
     editors; an editor still gets in."""
     server = await factory(max_connections_per_session=12, session_seats_kept_for_editors=4, max_participants=20)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid = (await new_session(client))["id"]
         viewer = (await join(client, sid, "Watcher", role="viewer"))["token"]
         clients = [YClient(collab_url(server.ws_url, sid, viewer)) for _ in range(8)]
@@ -206,7 +206,7 @@ async def test_a_ping_flood_is_a_message_flood(factory: ServerFactory, rate: int
     toward the message rate: the flooder is closed with 4429, having had at most burst + rate x (grace + 2)
     pongs, and having got no more of its flood into the server than the sockets' buffers hold."""
     server = await factory(ws_rate_per_second=rate, ws_rate_burst=burst, ws_rate_grace_seconds=grace)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid = (await new_session(client))["id"]
         raw = await Raw.open(collab_url(server.ws_url, sid, (await join(client, sid, "Pinger"))["token"]))
         pongs = 0
@@ -248,7 +248,7 @@ async def test_unfinished_frames_are_cut_and_oversized_ones_refused_from_their_h
     message limit closes 4413 from its header alone; a frame left unfinished closes 4408 within
     ``ws_frame_timeout_seconds`` (here 1 s, checked within 5 s), and the server lets go of the socket."""
     server: LiveServer = await factory(ws_frame_timeout_seconds=1.0, ws_max_message_bytes=MiB)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid = (await new_session(client))["id"]
         big = await Raw.open(collab_url(server.ws_url, sid, (await join(client, sid, "Big"))["token"]))
         assert await big.frame() is not None
@@ -304,7 +304,7 @@ async def test_request_heads_that_never_finish_are_timed_out(factory: ServerFact
     assert answer.startswith(b"HTTP/1.1 431"), answer
     writer.close()
     # Ordinary requests, keep-alive and bodies included, are untouched.
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         for _ in range(3):
             assert (await client.post("/v1/sessions", json={"code": "x" * 10_000})).status_code == 201
 
@@ -316,7 +316,7 @@ async def test_a_refused_client_reconnecting_in_a_loop_costs_little(factory: Ser
     it is closed gets one refusal, not hundreds; other participants are never affected; after the cooldown the
     participant gets in again."""
     server = await factory()
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid = (await new_session(client))["id"]
         token = (await join(client, sid, "Loop"))["token"]
         honest = await YClient(collab_url(server.ws_url, sid, (await join(client, sid, "Honest"))["token"])).connect()
@@ -356,7 +356,7 @@ async def test_a_participant_reconnecting_in_a_loop_is_held_to_its_connection_ra
     growing documents). Pass: past ``ws_connect_burst`` new connections (and the sustained rate) a participant's
     next one is refused with 4429; another participant gets in at once."""
     server = await factory(ws_connect_burst=5, ws_connects_per_minute=1, ws_refusal_hold_seconds=0.2)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid = (await new_session(client))["id"]
         token = (await join(client, sid, "Looper"))["token"]
         codes = []

@@ -51,7 +51,7 @@ class Process:
     async def ready(self) -> None:
         # Start-up (imports, migrations) can take tens of seconds on a loaded 2-core machine.
         deadline = time.monotonic() + 90
-        async with httpx.AsyncClient(base_url=self.base_url) as c:
+        async with httpx.AsyncClient(timeout=30, base_url=self.base_url) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"server exited with {self.proc.returncode}")
@@ -91,7 +91,7 @@ async def test_kill_9_loses_nothing_older_than_a_commit_window(
     first = Process(database_url, port, tmp_path / "server.log")
     processes.append(first)
     await first.ready()
-    async with httpx.AsyncClient(base_url=first.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=first.base_url) as client:
         s = await new_session(client, code="")
         writer_joined = await join(client, s["id"], "Writer")
         writer_token = writer_joined["token"]
@@ -134,11 +134,11 @@ async def test_kill_9_loses_nothing_older_than_a_commit_window(
     processes.append(second)
     await second.ready()
     # REST first, before anyone reconnects: it must read through the log, not a mirror the kill left behind.
-    async with httpx.AsyncClient(base_url=second.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=second.base_url) as client:
         rest_lines = (await client.get(f"/v1/sessions/{s['id']}")).json()["code"].splitlines()
     assert not [ln for ln in must_survive if ln not in rest_lines]
     # And in the history, as the writer's.
-    async with httpx.AsyncClient(base_url=second.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=second.base_url) as client:
         owner = {"X-Owner-Key": s["ownerKey"]}
         total = (await client.get(f"/v1/sessions/{s['id']}/history", headers=owner)).json()["total"]
         at = f"/v1/sessions/{s['id']}/history/at"
@@ -157,7 +157,7 @@ async def test_kill_9_loses_nothing_older_than_a_commit_window(
     await fresh.wait_for(lambda: len(fresh.text.splitlines()) == len(lines))
     assert fresh.text.splitlines() == lines
     assert again.text == fresh.text
-    async with httpx.AsyncClient(base_url=second.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=second.base_url) as client:
         r = await client.get(f"/v1/sessions/{s['id']}")
         assert r.json()["code"] == fresh.text
     await again.close()
@@ -170,7 +170,7 @@ async def test_sigterm_flushes_every_room(migrated_sqlite: str, processes: list[
     first = Process(migrated_sqlite, port, tmp_path / "server.log")
     processes.append(first)
     await first.ready()
-    async with httpx.AsyncClient(base_url=first.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=first.base_url) as client:
         s = await new_session(client, code="")
         token = (await join(client, s["id"], "Writer"))["token"]
         observer_token = (await join(client, s["id"], "Observer"))["token"]
@@ -188,7 +188,7 @@ async def test_sigterm_flushes_every_room(migrated_sqlite: str, processes: list[
     second = Process(migrated_sqlite, port, tmp_path / "server.log")
     processes.append(second)
     await second.ready()
-    async with httpx.AsyncClient(base_url=second.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=second.base_url) as client:
         # No room is loaded: this read comes from the mirror columns, written at shutdown.
         r = await client.get(f"/v1/sessions/{s['id']}")
         assert r.status_code == 200, r.text

@@ -45,7 +45,7 @@ async def _still_works(server: LiveServer, client: httpx.AsyncClient, sid: str, 
 
 async def test_malformed_messages_close_only_that_connection(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory()
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, witness = await _room(server, client)
         other_sid, other_witness = await _room(server, client)
         cases: list[tuple[bytes | str, int]] = [
@@ -75,7 +75,7 @@ async def test_malformed_messages_close_only_that_connection(sqlite_server_facto
 
 async def test_hostile_updates_are_refused_without_reaching_the_crdt(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory()
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, witness = await _room(server, client)
         for _ in range(20):
             c = await YClient(collab_url(server.ws_url, sid, await _token(client, sid))).connect()
@@ -88,7 +88,7 @@ async def test_hostile_updates_are_refused_without_reaching_the_crdt(sqlite_serv
 
 async def test_message_over_the_size_limit_closes_4413(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory(ws_max_message_bytes=4096)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, witness = await _room(server, client)
         c = await YClient(collab_url(server.ws_url, sid, await _token(client, sid))).connect()
         await c.send(b"\x01" + b"\x00" * 5000)
@@ -100,7 +100,7 @@ async def test_message_over_the_size_limit_closes_4413(sqlite_server_factory: Se
 
 async def test_updates_past_the_code_limit_close_4413(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory(max_code_bytes=1000)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, witness = await _room(server, client)
         before = witness.text
         c = await YClient(collab_url(server.ws_url, sid, await _token(client, sid))).connect()
@@ -119,7 +119,7 @@ async def test_the_code_limit_counts_the_text_as_it_is_after_deletions(sqlite_se
     # The server tracks an upper bound of the text's size (inserts only) and measures exactly near the limit:
     # text deleted and typed again, any number of times, is allowed; only the real size is held to the limit.
     server = await sqlite_server_factory(max_code_bytes=1000)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, witness = await _room(server, client)
         c = await YClient(collab_url(server.ws_url, sid, await _token(client, sid))).connect()
         del c.code[0 : len(c.code)]
@@ -138,7 +138,7 @@ async def test_the_code_limit_counts_the_text_as_it_is_after_deletions(sqlite_se
 
 async def test_message_rate_limit_closes_4429(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory(ws_rate_per_second=50, ws_rate_burst=20, ws_rate_grace_seconds=0.3)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, witness = await _room(server, client)
         async with connect(collab_url(server.ws_url, sid, await _token(client, sid))) as ws:
             query = bytes([p.MessageType.QUERY_AWARENESS])
@@ -160,7 +160,7 @@ async def test_message_rate_limit_closes_4429(sqlite_server_factory: ServerFacto
 
 async def test_connections_per_session_limit_closes_4429(sqlite_server_factory: ServerFactory) -> None:
     server = await sqlite_server_factory(max_connections_per_session=2)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, witness = await _room(server, client)
         token = await _token(client, sid)
         second = await YClient(collab_url(server.ws_url, sid, token)).connect()
@@ -179,7 +179,7 @@ async def test_slow_reader_is_dropped_and_memory_stays_bounded(sqlite_server_fac
         ws_send_queue_messages=16, ws_send_queue_bytes=256 * 1024, max_code_bytes=64 * 1024 * 1024,
         max_document_bytes=256 * 1024 * 1024,
     )
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         before = await scrape(client)
         sid, writer = await _room(server, client)
         slow_token = await _token(client, sid, "Slow")
@@ -224,7 +224,7 @@ async def test_a_rule_breaker_that_does_not_read_its_close_has_its_socket_cut(
         ws_close_timeout_seconds=0.5, ws_send_queue_bytes=256 * 1024 * 1024, ws_send_queue_messages=100_000,
         max_code_bytes=64 * 1024 * 1024, max_document_bytes=256 * 1024 * 1024,
     )
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, writer = await _room(server, client)
         silent = await connect(collab_url(server.ws_url, sid, await _token(client, sid)), max_queue=1, max_size=None)
         room = server.server.config.app.state.collab.rooms[sid]
@@ -253,7 +253,7 @@ async def test_a_rule_breaker_that_does_not_read_its_close_has_its_socket_cut(
 async def test_parked_updates_count_toward_the_document_limit(sqlite_server_factory: ServerFactory) -> None:
     """Updates whose dependencies never arrive change nothing visible but occupy memory: they count."""
     server = await sqlite_server_factory(max_document_bytes=8192)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid, witness = await _room(server, client)
         source = Doc()
         text = source.get("code", type=Text)

@@ -188,7 +188,7 @@ async def test_offline_edits_merge_on_reconnect(server: LiveServer, client: http
 
 async def test_room_unloads_and_reloads_from_the_log(server_factory: ServerFactory) -> None:
     server = await server_factory(room_unload_grace_seconds=0.05, compact_after_updates=5)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         s = await new_session(client)
         token = (await join(client, s["id"], "Ada"))["token"]
         a = await YClient(collab_url(server.ws_url, s["id"], token)).connect()

@@ -125,7 +125,7 @@ async def test_a_new_link_voids_the_previous_one(client: httpx.AsyncClient) -> N
 
 async def test_an_expired_code_is_refused(server_factory: ServerFactory, database_url: str) -> None:
     server = await server_factory(owner_link_seconds=30)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         s = await new_session(client)
         link = await make_link(client, s)
         expires = datetime.fromisoformat(link["expiresAt"])
@@ -182,7 +182,7 @@ async def test_the_database_alone_does_not_reveal_the_owner_key(
 
 async def test_claims_count_in_the_joins_rate(server_factory: ServerFactory) -> None:
     server = await server_factory(rate_joins_per_minute=3)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         s = await new_session(client)
         for _ in range(3):
             assert refused(await claim(client, s["id"], "own_" + "A" * 43))
@@ -194,7 +194,7 @@ async def test_claims_count_in_the_joins_rate(server_factory: ServerFactory) -> 
 async def keyed(server_factory: ServerFactory) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     server = await server_factory(admin_token=ADMIN, auth="api-key")
     admin = {"Authorization": f"Bearer {ADMIN}"}
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         await c.post("/v1/admin/workspaces", json={"name": "acme"}, headers=admin)
         key = (await c.post("/v1/admin/workspaces/acme/keys", json={}, headers=admin)).json()["key"]
         yield c, {"Authorization": f"Bearer {key}"}

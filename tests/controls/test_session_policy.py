@@ -24,7 +24,7 @@ def owner(session: dict[str, Any]) -> dict[str, str]:
 
 async def test_an_owner_narrows_the_policy_and_it_applies(server_factory: ServerFactory) -> None:
     server = await server_factory(max_participants=10)
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         s = await new_session(c, language="python")
         sid = s["id"]
         view = (await c.get(f"/v1/sessions/{sid}/policy")).json()
@@ -66,7 +66,7 @@ async def test_an_owner_narrows_the_policy_and_it_applies(server_factory: Server
 
 async def test_an_owner_cannot_widen_the_workspace_policy(server_factory: ServerFactory) -> None:
     server = await server_factory(admin_token=ADMIN, max_participants=10)
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         r = await c.put(
             "/v1/admin/workspaces/default/policy",
             json={"execution": "browser", "languages": ["python", "java"], "maxParticipants": 4},

@@ -63,7 +63,7 @@ async def test_the_policy_narrows_what_runs_and_the_owner_cannot_widen_it(server
 
 async def test_without_the_sandbox_a_policy_cannot_grant_it(server_factory: ServerFactory) -> None:
     server = await server_factory(admin_token=ADMIN)
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         sid, _ = await session_in(c, "wants-sandbox", execution="sandbox")
         assert (await c.get(f"/v1/sessions/{sid}/settings")).json()["execution"] == "browser"
         r = await c.post(f"/v1/sessions/{sid}/execute", json={})

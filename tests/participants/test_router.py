@@ -88,7 +88,7 @@ async def test_name_at_the_limit(client: httpx.AsyncClient) -> None:
 
 async def test_session_full(server_factory: ServerFactory) -> None:
     server = await server_factory(max_participants=3)
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid = await new_session(client)
         for i in range(3):
             assert (

@@ -52,7 +52,8 @@ async def _client(sqlite_url: str, static_dir: Path, **overrides: object) -> Asy
     server = await start_server(Settings(database_url=sqlite_url, web_static_dir=str(static_dir), **overrides))
     try:
         # No automatic decompression: the tests look at the bytes on the wire.
-        async with httpx.AsyncClient(base_url=server.base_url, headers={"Accept-Encoding": "identity"}) as c:
+        headers = {"Accept-Encoding": "identity"}
+        async with httpx.AsyncClient(timeout=30, base_url=server.base_url, headers=headers) as c:
             yield c
     finally:
         await server.stop()

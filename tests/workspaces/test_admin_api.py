@@ -51,7 +51,7 @@ async def test_the_admin_api_does_not_exist_without_a_token(client: httpx.AsyncC
 
 async def test_the_admin_api_refuses_a_missing_or_wrong_token(server_factory: ServerFactory) -> None:
     server = await server_factory(admin_token=ADMIN)
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         for headers in ({}, {"Authorization": "Bearer " + "b" * 32}, {"Authorization": f"Basic {ADMIN}"},
                         {"Authorization": f"Bearer {ADMIN}x"}):  # fmt: skip
             r = await c.get("/v1/admin/workspaces", headers=headers)
@@ -77,7 +77,7 @@ def test_a_short_admin_token_is_refused_at_start() -> None:
 
 async def test_workspaces_policies_and_keys(server_factory: ServerFactory) -> None:
     server = await server_factory(admin_token=ADMIN)
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         acme = await new_workspace(c, "acme", languages=["java", "python", "java"], maxParticipants=3)
         assert acme["name"] == "acme"
         assert acme["policy"] == {"execution": None, "languages": ["python", "java"], "maxParticipants": 3,
@@ -137,7 +137,7 @@ async def test_workspaces_policies_and_keys(server_factory: ServerFactory) -> No
 
 async def test_api_key_mode_needs_a_live_key_to_create_a_session(server_factory: ServerFactory) -> None:
     server = await server_factory(admin_token=ADMIN, auth="api-key")
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         await new_workspace(c, "acme")
         key = await new_key(c, "acme")
         body = {"title": "Interview"}
@@ -174,7 +174,7 @@ async def test_api_key_mode_needs_a_live_key_to_create_a_session(server_factory:
 
 async def test_open_mode_takes_a_key_when_given(server_factory: ServerFactory) -> None:
     server = await server_factory(admin_token=ADMIN)
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         acme = await new_workspace(c, "acme")
         key = await new_key(c, "acme")
         anonymous = (await c.post("/v1/sessions", json={})).json()["id"]
@@ -187,7 +187,7 @@ async def test_open_mode_takes_a_key_when_given(server_factory: ServerFactory) -
 
 async def test_a_policy_limits_languages_and_participants(server_factory: ServerFactory) -> None:
     server = await server_factory(admin_token=ADMIN, max_participants=5)
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         await new_workspace(c, "school", languages=["python"], maxParticipants=2)
         key = bearer((await new_key(c, "school"))["key"])
         r = await c.post("/v1/sessions", json={"language": "java"}, headers=key)
@@ -223,7 +223,7 @@ async def test_a_policy_limits_languages_and_participants(server_factory: Server
 async def test_one_key_has_one_creation_budget_wherever_it_is_used(server_factory: ServerFactory) -> None:
     # Behind a trusted proxy, each forwarded address has a budget of its own; the key's is shared by all of them.
     server = await server_factory(admin_token=ADMIN, rate_sessions_per_minute=2, trusted_proxies="127.0.0.1")
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         await new_workspace(c, "acme")
         key = (await new_key(c, "acme"))["key"]
         for address in ("203.0.113.1", "203.0.113.2"):

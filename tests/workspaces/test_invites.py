@@ -16,7 +16,7 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 @pytest.fixture
 async def keyed(server_factory: ServerFactory) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:
     server = await server_factory(admin_token=ADMIN, auth="api-key")
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         await c.post("/v1/admin/workspaces", json={"name": "acme"}, headers=AUTH)
         key = (await c.post("/v1/admin/workspaces/acme/keys", json={}, headers=AUTH)).json()["key"]
         yield c, {"Authorization": f"Bearer {key}"}
@@ -109,7 +109,7 @@ async def test_the_read_only_link_is_the_viewer_invite_and_rotates(
 
 async def test_open_mode_keeps_the_session_id_as_the_invitation(server_factory: ServerFactory) -> None:
     server = await server_factory()
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         created = (await c.post("/v1/sessions", json={})).json()
         assert created["editorInvite"] is None
         sid = created["id"]
@@ -133,7 +133,7 @@ async def test_a_join_let_in_by_an_invite_rotated_meanwhile_is_refused(
     from codeconnect.sessions.cards import SessionCards
 
     server = await server_factory(admin_token=ADMIN, auth="api-key")
-    async with httpx.AsyncClient(base_url=server.base_url) as c:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as c:
         await c.post("/v1/admin/workspaces", json={"name": "acme"}, headers=AUTH)
         key = (await c.post("/v1/admin/workspaces/acme/keys", json={}, headers=AUTH)).json()["key"]
         created = (await c.post("/v1/sessions", json={}, headers={"Authorization": f"Bearer {key}"})).json()

@@ -23,7 +23,7 @@ async def settings(sqlite_url: str) -> Settings:
 
 async def _co_edit(server: LiveServer) -> list[object]:
     """Two clients co-edit; returns the room's peers' channels while both are connected."""
-    async with httpx.AsyncClient(base_url=server.base_url) as client:
+    async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
         sid = (await new_session(client, code=""))["id"]
         a = await YClient(collab_url(server.ws_url, sid, (await join(client, sid, "A"))["token"])).connect()
         b = await YClient(collab_url(server.ws_url, sid, (await join(client, sid, "B"))["token"])).connect()
@@ -64,7 +64,7 @@ async def test_the_live_endpoint_works_through_plain_asgi(settings: Settings) ->
 async def test_a_removal_closes_a_plain_asgi_connection_with_4403(settings: Settings) -> None:
     server = await start_server(settings, ws="websockets-sansio", http="h11")
     try:
-        async with httpx.AsyncClient(base_url=server.base_url) as client:
+        async with httpx.AsyncClient(timeout=30, base_url=server.base_url) as client:
             created = await new_session(client)
             sid = created["id"]
             ada = await join(client, sid, "Ada")
