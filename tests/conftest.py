@@ -72,6 +72,13 @@ def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("codeconnect").setLevel(logging.INFO)  # its info lines are checked too
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The long tests (servers in processes of their own, Chromium, the sandbox) first, each module's order kept:
+    # the workers then finish on short tests together, instead of one running a long test while the other idles.
+    long = ("slow", "browser", "sandbox")
+    items.sort(key=lambda item: not any(item.get_closest_marker(mark) for mark in long))
+
+
 def pytest_testnodedown(node: Any, error: object) -> None:
     # pytest-xdist's controller: what a worker found comes back in its output (see pytest_sessionfinish).
     _LEAKS.extend(node.workeroutput.get("log_leaks", []))

@@ -89,6 +89,7 @@ def readme_curl_block() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow
 def test_readme_curl_examples_work_as_written(serve: ServeProcess) -> None:
     script = readme_curl_block().replace("http://localhost:3000", serve.base_url)
     out = subprocess.run(
@@ -103,6 +104,7 @@ def test_readme_curl_examples_work_as_written(serve: ServeProcess) -> None:
     assert "token=" not in serve.log.read_text()
 
 
+@pytest.mark.slow
 def test_kill_9_right_after_a_write_loses_nothing(database_url: str, tmp_path: Path) -> None:
     sp = start_serve(database_url, tmp_path)
     with httpx.Client(timeout=30, base_url=sp.base_url) as client:
@@ -119,6 +121,7 @@ def test_kill_9_right_after_a_write_loses_nothing(database_url: str, tmp_path: P
         stop(sp)
 
 
+@pytest.mark.slow
 def test_migrate_command_and_concurrent_starts(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'sub' / 'm.db'}"
     env = {**os.environ, "CODECONNECT_DATABASE_URL": url}
@@ -146,6 +149,7 @@ def test_invalid_configuration_is_reported(tmp_path: Path) -> None:
     assert "max_participants" in out.stderr
 
 
+@pytest.mark.slow
 def test_schemathesis_against_the_live_schema(database_url: str, tmp_path: Path) -> None:
     """Every operation, every check: no 5xx, responses match the schema, limits declared and enforced. The admin
     API is on, and its operations (only those) get its token. The REST rate limits are off: 40 examples of each
@@ -158,11 +162,12 @@ def test_schemathesis_against_the_live_schema(database_url: str, tmp_path: Path)
     )  # fmt: skip
     try:
         # The longer search on SQLite; PostgreSQL answers the same code and differs only in storage.
-        run_schemathesis(serve, tmp_path, seconds=75 if database_url.startswith("sqlite") else 40)
+        run_schemathesis(serve, tmp_path, seconds=45 if database_url.startswith("sqlite") else 25)
     finally:
         stop(serve)
 
 
+@pytest.mark.slow
 def test_schemathesis_in_api_key_mode(tmp_path: Path) -> None:
     """The same checks where API keys are required and the session id alone grants nothing: every operation is
     sent a workspace's key (the admin API's its token), so creations succeed and everything about the sessions
@@ -185,7 +190,7 @@ def test_schemathesis_in_api_key_mode(tmp_path: Path) -> None:
     try:
         # A shorter search than the open-mode run: past its credentials check, every operation on a session is
         # the code that run exercises already.
-        run_schemathesis(serve, tmp_path, seconds=35)
+        run_schemathesis(serve, tmp_path, seconds=20)
         assert "api_key" not in serve.log.read_text()  # the key was accepted: no refusal of it was logged
     finally:
         stop(serve)
@@ -207,7 +212,9 @@ def write_schemathesis_config(tmp_path: Path, admin_token: str, key: str | None 
 
 def run_schemathesis(serve: ServeProcess, tmp_path: Path, seconds: int) -> None:
     """Each phase once, then fuzzing and stateful sequences repeated until ``seconds`` are spent (schemathesis's
-    ``--max-time``: that budget, not the examples, sets how long a run takes)."""
+    ``--max-time``: that budget, not the examples, sets how long a run takes). ``SCHEMATHESIS_SECONDS=N`` gives
+    every run N seconds, for a longer search than the suite's."""
+    seconds = int(os.environ.get("SCHEMATHESIS_SECONDS", seconds))
     out = subprocess.run(
         [
             str(BIN / "schemathesis"),
