@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.sync.client import connect as ws_connect
 
 from codeconnect import logs
@@ -68,6 +69,7 @@ def test_session_references_are_keyed_short_and_only_for_session_paths() -> None
         logs._hash_key = before
 
 
+@pytest.mark.slow
 def test_serve_writes_json_lines_with_request_ids_and_no_secret(sqlite_url: str, tmp_path: Path) -> None:
     """CODECONNECT_LOG_FORMAT=json. Pass: every line of the server's output is a JSON object; each access line
     carries the request id its response returned in X-Request-ID and, for a session's paths, that session's

@@ -34,6 +34,7 @@ def _wait_for_text(path: Path, text: str, timeout: float = 30) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_sqlite_file_is_refused(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}"
     first = start_serve(url, tmp_path, **HEARTBEAT)
@@ -54,6 +55,7 @@ def test_a_second_process_on_a_sqlite_file_is_refused(tmp_path: Path) -> None:
         stop(first, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_sqlite_file_is_refused_even_when_the_first_ones_row_looks_like_its_own(
     tmp_path: Path,
 ) -> None:
@@ -78,6 +80,7 @@ def test_a_second_process_on_a_sqlite_file_is_refused_even_when_the_first_ones_r
         stop(first, signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_processes_sharing_postgres_without_redis_are_warned_about(pg_url: str, tmp_path: Path) -> None:
     first = start_serve(pg_url, tmp_path, **HEARTBEAT)
     second = start_serve(pg_url, tmp_path, **HEARTBEAT)
@@ -89,6 +92,7 @@ def test_processes_sharing_postgres_without_redis_are_warned_about(pg_url: str, 
         stop(second)
 
 
+@pytest.mark.slow
 def test_processes_of_one_cluster_are_not_warned_about(pg_url: str, tmp_path: Path) -> None:
     require_service("Redis", REDIS_URL, 6379)
     env = {**HEARTBEAT, "CODECONNECT_REDIS_URL": REDIS_URL}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from sqlalchemy.engine import make_url
 
 from codeconnect.collab.document import SharedDoc
@@ -42,6 +43,7 @@ def _ws(base_url: str) -> str:
     return base_url.replace("http://", "ws://")
 
 
+@pytest.mark.slow
 async def test_kill_9_of_a_process_loses_nothing_another_holds(pg_url: str, tmp_path: Path) -> None:
     require_service("Redis", REDIS_URL, 6379)
     a_srv = start_serve(pg_url, tmp_path, **ENV)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from codeconnect import metrics
@@ -72,6 +73,7 @@ async def _scrape_fresh(base_url: str) -> Scrape:
     return Scrape(r.text)
 
 
+@pytest.mark.slow
 async def test_two_workers_report_their_metrics_summed(pg_url: str, tmp_path: Path) -> None:
     require_service("Redis", REDIS_URL, 6379)
     srv = start_serve(pg_url, tmp_path, "--workers", "2", CODECONNECT_REDIS_URL=REDIS_URL)
@@ -92,12 +94,15 @@ async def test_two_workers_report_their_metrics_summed(pg_url: str, tmp_path: Pa
         healthz = {"method": "GET", "route": "/healthz", "status": "200"}
         # Requests on connections of their own, many at once, until both workers have answered some (which worker
         # accepts a connection is the kernel's choice).
+        # On a busy machine one worker can take every connection for a while (the other is not in accept() when
+        # they come): a deadline, not a count, says when that is a fault; the count is bounded all the same.
         sent = 0
+        deadline = asyncio.get_running_loop().time() + 60
         async with httpx.AsyncClient(
             base_url=srv.base_url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0)
         ) as http:
             while len(_answered(folder, healthz)) < 2:
-                assert sent < 1000, "one worker took every connection"
+                assert asyncio.get_running_loop().time() < deadline and sent < 6000, "one worker took every connection"
                 answers = await asyncio.gather(*(http.get("/healthz") for _ in range(20)))
                 assert {r.status_code for r in answers} == {200}
                 sent += 20

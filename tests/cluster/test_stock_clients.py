@@ -7,6 +7,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 import redis.asyncio as aioredis
 
 from tests.cluster.conftest import VOLUME_ENV
@@ -15,12 +16,14 @@ from tests.interop.test_interop import check_stock_clients
 from tests.test_cli import start_serve, stop
 
 
+@pytest.mark.slow
 async def test_stock_clients_over_three_processes_converge(cluster: ServerFactory) -> None:
     servers: list[LiveServer] = [await cluster() for _ in range(3)]
     async with httpx.AsyncClient(base_url=servers[1].base_url, timeout=30) as http:
         await check_stock_clients([s.ws_url for s in servers], http)
 
 
+@pytest.mark.slow
 async def test_serve_with_two_workers_shares_sessions(pg_url: str, tmp_path: Path) -> None:
     require_service("Redis", REDIS_URL, 6379)
     srv = start_serve(pg_url, tmp_path, "--workers", "2", CODECONNECT_REDIS_URL=REDIS_URL, **VOLUME_ENV)
