@@ -65,6 +65,39 @@ def test_an_update_is_applied_relayed_to_the_others_and_stored_once() -> None:
     assert ada.channel.sent == [] and bob.channel.sent == [p.sync_update(update)]
 
 
+def over_long(varint: bytes) -> bytes:
+    """The same number in one byte more: its last byte continued by a zero."""
+    return varint[:-1] + bytes([varint[-1] | 0x80, 0])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"\x80\x80\x80\x80\x80\x00\x02", b"\x00\x82\x00", b"\x00\x02"],
+    ids=["over-long type", "over-long sync type", "over-long length"],
+)
+def test_an_update_framed_with_over_long_varints_is_relayed_as_y_protocols_frames_it(header: bytes) -> None:
+    room, log = make_room()
+    ada, bob = HandPeer(room, "ada").join(), HandPeer(room, "bob").join()
+    before = ada.doc.get_state()
+    ada.code += "# ada\n"
+    update = ada.doc.get_update(before)
+    length = p.var_uint_bytes(len(update))
+    if header == b"\x00\x02":  # the length itself over-long: one byte more than it needs
+        length = over_long(length)
+    room.receive(ada.peer, header + length + update)
+    assert room.shared.text().endswith("# ada\n") and log.updates[-1] == update
+    assert bob.channel.sent == [p.sync_update(update)]
+
+
+@pytest.mark.parametrize("size", [0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000])
+def test_frames_as_y_protocols_encodes_them_are_known_at_every_length_boundary(size: int) -> None:
+    payload = bytes(size)
+    assert p.encoded_as_sent(p.sync_update(payload), payload)
+    longer = b"\x00\x02" + over_long(p.var_uint_bytes(size))
+    assert p.parse_message(longer + payload).payload == payload
+    assert not p.encoded_as_sent(longer + payload, payload)
+
+
 def test_a_viewers_updates_are_dropped() -> None:
     room, log = make_room()
     viewer = HandPeer(room, "vic", readonly=True).join()

@@ -246,6 +246,15 @@ def parse_message(data: bytes) -> Message:
     raise MalformedMessage(f"unknown message type {kind}")
 
 
+def encoded_as_sent(data: bytes, payload: bytes) -> bool:
+    """Whether the parsed sync frame ``data`` is encoded as y-protocols encodes it: one-byte types and the shortest
+    length. Only such a frame is relayed as it came; an over-long varint (which :func:`parse_message` accepts, as
+    lib0 does) would reach other clients whose decoders may be stricter, so it is encoded afresh."""
+    n = len(payload)
+    header = 3 if n < 0x80 else 4 if n < 0x4000 else 2 + len(var_uint_bytes(n))
+    return len(data) == header + n
+
+
 def _no_trailing(r: Reader) -> None:
     if not r.done():
         raise MalformedMessage("trailing bytes after the message")

@@ -319,9 +319,10 @@ class Room:
                 if msg.sync_type == SyncType.STEP1:
                     peer.channel.send(self._sync_reply(peer, msg.payload))
                 elif not peer.readonly and not self.ended:
-                    # An update message goes to the others as it came; a step 2 is passed on as an update.
+                    # An update message goes to the others as it came (if encoded as y-protocols encodes it); a
+                    # step 2 is passed on as an update.
                     if msg.sync_type == SyncType.UPDATE:
-                        self._apply_from(peer, msg.payload, data)
+                        self._apply_from(peer, msg.payload, data if p.encoded_as_sent(data, msg.payload) else None)
                     else:
                         self._apply_from(peer, msg.payload, None, reply=True)
                 # A viewer's updates are dropped: it may watch, not edit; so is everyone's once the session ended.
