@@ -55,6 +55,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             log_config=log_config(settings),
             log_level=settings.log_level,
             timeout_graceful_shutdown=10,
+            timeout_worker_healthcheck=settings.worker_healthcheck_seconds,
         )
     return 0
 

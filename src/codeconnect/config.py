@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         "once). Each write and its reply cost a round trip of system calls on both sides; gathering trades that "
         "for this much latency between processes.",
     )
+    worker_healthcheck_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=600,
+        description="With `serve --workers N`: how long a worker has to answer its supervisor's health check (and a "
+        "new worker to finish starting) before it is replaced. Uvicorn's own default, 5 s, is shorter than a worker "
+        "takes to start on a busy machine, where workers were replaced over and over and the server never served.",
+    )
     process_heartbeat_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+import uvicorn
 
 from codeconnect.__main__ import main
 from tests.conftest import PG_URL, REDIS_URL
@@ -30,3 +34,18 @@ def test_redis_on_sqlite_is_refused_at_start(
     assert main(["serve"]) == 2
     err = capsys.readouterr().err
     assert "invalid configuration" in err and "needs PostgreSQL" in err
+
+
+@pytest.mark.parametrize("configured", [None, "90"])
+def test_workers_have_the_configured_time_to_start_and_answer_their_health_check(
+    configured: str | None, clean_env: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Uvicorn's supervisor replaces a worker that does not answer its health check within 5 s by default: on a busy
+    # machine a worker still importing the app missed it, and `serve --workers 2` replaced its workers forever.
+    monkeypatch.setenv("CODECONNECT_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'one.db'}")
+    if configured is not None:
+        monkeypatch.setenv("CODECONNECT_WORKER_HEALTHCHECK_SECONDS", configured)
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.update(options))
+    assert main(["serve", "--port", "0"]) == 0
+    assert served["timeout_worker_healthcheck"] == int(configured or 30)

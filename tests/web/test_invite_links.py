@@ -15,7 +15,7 @@ from tests.web.conftest import ThreadedServer, start_threaded_server
 from tests.web.pages import wait_connected
 from tests.web.test_owner_controls import create_as_owner
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(300)]  # its longest flow: 6 people, 3 links
 
 ADMIN = "page-invite-links-admin-token-0123456789"
 
