@@ -72,27 +72,6 @@ def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("codeconnect").setLevel(logging.INFO)  # its info lines are checked too
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Each worker starts on long tests (servers in processes of their own, Chromium, the sandbox) and ends on short
-    # ones, each module's order kept: the run then ends with both workers finishing short tests together, not one
-    # running a long test while the other idles. pytest-xdist's worksteal hands worker i the i-th of n equal
-    # blocks of this order, and an idle worker takes the end of another's queue: so every block is its share of
-    # the long tests followed by its share of the short ones.
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    marks = ("slow", "browser", "sandbox")
-    long = [item for item in items if any(item.get_closest_marker(mark) for mark in marks)]
-    short = [item for item in items if not any(item.get_closest_marker(mark) for mark in marks)]
-    ordered: list[pytest.Item] = []
-    remaining = len(items)
-    for block in range(workers):
-        size = remaining // (workers - block)  # as worksteal divides the collection among idle workers
-        remaining -= size
-        take_long = min(len(long), -(-len(long) // (workers - block)), size)
-        ordered += long[:take_long] + short[: size - take_long]
-        del long[:take_long], short[: size - take_long]
-    items[:] = ordered + long + short
-
-
 def pytest_testnodedown(node: Any, error: object) -> None:
     # pytest-xdist's controller: what a worker found comes back in its output (see pytest_sessionfinish).
     _LEAKS.extend(node.workeroutput.get("log_leaks", []))
