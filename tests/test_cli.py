@@ -61,7 +61,8 @@ def start_serve(
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    proc.kill()
+    # SIGTERM first: with --workers, a killed supervisor would leave its workers running on after the test.
+    stop(ServeProcess(proc, base, log))
     raise AssertionError(f"serve did not become ready: {log.read_text()}")
 
 
