@@ -633,6 +633,13 @@ class Settings(BaseSettings):
     run_time_limit_seconds: float = Field(
         default=10.0, gt=0, description="Time limit of an in-browser run before the page stops it."
     )
+    web_preload_runners: bool = Field(
+        default=True,
+        description="Load the current language's in-browser runner (Pyodide for Python, QuickJS for JavaScript and "
+        "TypeScript) as soon as an editor's page is idle, so that the first Run starts at once. Off: nothing is "
+        "loaded until someone presses Run, which spares every participant the download (several MB for Python) and "
+        "its CPU, for classrooms on slow or metered networks and low-end devices.",
+    )
     web_static_dir: str | None = Field(
         default=None,
         description="Folder of the built web page (`scripts/build-web` output); unset: the package's `static/`.",

@@ -79,6 +79,10 @@ class ThreadedServer:
 
 
 def start_threaded_server(settings: Settings) -> ThreadedServer:
+    if "web_preload_runners" not in settings.model_fields_set:
+        # Pages load a runner only when a test presses Run: loading Pyodide in every editor's page costs seconds of
+        # CPU a page, and most tests run nothing. (tests/web/test_runners.py covers the preloading itself.)
+        settings = settings.model_copy(update={"web_preload_runners": False})
     loop = asyncio.new_event_loop()
     started: dict[str, LiveServer | BaseException] = {}
     ready = threading.Event()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from codeconnect.config import Settings
-from tests.web.conftest import ThreadedServer, watch_for_page_errors
+from tests.web.conftest import ThreadedServer, start_threaded_server, watch_for_page_errors
 from tests.web.pages import join, last_run, last_run_id, run, run_cards, set_code, stream, wait_new_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -386,3 +386,31 @@ def test_python_async_programs_stop_and_the_runner_recovers(pad: Any) -> None:
     card = run(pad, "import time\nprint('napping', flush=True)\ntime.sleep(60)\n")
     assert outcome(card) == "time_limit" and stream(card, "stdout") == "napping", body(card)
     assert stream(run(pad, "import asyncio\nawait asyncio.sleep(0)\nprint('after limit')\n"), "stdout") == "after limit"
+
+
+@pytest.mark.parametrize("preload", [True, False])
+def test_an_editors_page_loads_its_runner_before_the_first_run_unless_the_server_says_not_to(
+    tmp_path: Any, new_context: Any, preload: bool
+) -> None:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'preload.db'}", web_preload_runners=preload)
+    server = start_threaded_server(settings)
+    try:
+        context = new_context()
+        loads: list[str] = []
+        context.on("request", lambda request: loads.append(request.url) if "pyodide.mjs" in request.url else None)
+        page = join(context, server.base_url, server.create_session("Preload"), "Ada")
+        if preload:
+            # No Run pressed: the page loads Pyodide once it is idle.
+            if not loads:
+                page.wait_for_event("request", lambda request: "pyodide.mjs" in request.url, timeout=60_000)
+            assert loads
+        else:
+            # Twice past the page's own idle point, where a preload would have started; then Run loads it.
+            for _ in range(2):
+                page.evaluate("new Promise((r) => requestIdleCallback(() => r(null), { timeout: 3000 }))")
+            assert loads == []
+            card = run(page, "print('loaded on demand')")
+            assert "loaded on demand" in card.locator(".stdout").inner_text()
+            assert len(loads) >= 1
+    finally:
+        server.stop()

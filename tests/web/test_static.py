@@ -85,7 +85,7 @@ async def test_app_pages_are_isolated_and_carry_the_config(web: httpx.AsyncClien
         '<script id="ccl-config" type="application/json">'
     )
     config = json.loads(r.text[start : r.text.index("</script>", start)])
-    assert config == {"runTimeLimitSeconds": 7.5, "auth": "open"}
+    assert config == {"runTimeLimitSeconds": 7.5, "auth": "open", "preloadRunners": True}
     assert (await web.head(path)).status_code == 200
 
 

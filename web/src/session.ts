@@ -574,7 +574,7 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
       }
     });
     applyMeta();
-    runners.warm(next);
+    if (config.preloadRunners) runners.warm(next);
   });
 
   collab.onStatus((status) => {
@@ -719,7 +719,7 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
     if ("requestIdleCallback" in window) window.requestIdleCallback(cb, { timeout: 3000 });
     else setTimeout(cb, 1500);
   };
-  if (!readOnly) idle(() => runners.warm(currentLanguage()));
+  if (!readOnly && config.preloadRunners) idle(() => runners.warm(currentLanguage()));
   editor.focus();
   document.body.dataset.ready = "true";
   performance.mark("ccl-editor-ready");

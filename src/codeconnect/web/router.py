@@ -30,7 +30,12 @@ def build_router(settings: Settings) -> APIRouter:
     assets = WebAssets(Path(settings.web_static_dir) if settings.web_static_dir else PACKAGE_STATIC_DIR)
     packages = BrowserPackages(PACKAGES_DIR)
     # `auth` tells the page whether its editor link needs an invite (`api-key`) or is the session id (`open`).
-    page_config: dict[str, object] = {"runTimeLimitSeconds": settings.run_time_limit_seconds, "auth": settings.auth}
+    # `preloadRunners`: whether an editor's page loads its language's runner before the first Run.
+    page_config: dict[str, object] = {
+        "runTimeLimitSeconds": settings.run_time_limit_seconds,
+        "auth": settings.auth,
+        "preloadRunners": settings.web_preload_runners,
+    }
     router = APIRouter(include_in_schema=False)
 
     def page() -> HTMLResponse:
