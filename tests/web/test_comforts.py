@@ -107,6 +107,17 @@ def test_theme_can_follow_the_system(web_server: ThreadedServer, new_context: An
     wait_background(page, ".cm-editor", LIGHT)
 
 
+@pytest.mark.parametrize(("motion", "blink"), [("no-preference", "1.2s"), ("reduce", "0s")])
+def test_the_caret_blinks_unless_the_system_asks_for_less_motion(
+    web_server: ThreadedServer, new_context: Any, motion: str, blink: str
+) -> None:
+    session_id = web_server.create_session("Caret")
+    page = join(new_context(reduced_motion=motion), web_server.base_url, session_id, "Ada")
+    page.click(".cm-content")
+    page.wait_for_selector(".cm-cursorLayer .cm-cursor-primary")
+    assert page.eval_on_selector(".cm-cursorLayer", "(layer) => getComputedStyle(layer).animationDuration") == blink
+
+
 def test_font_size_applies_at_once_and_persists(web_server: ThreadedServer, new_context: Any) -> None:
     session_id = web_server.create_session("Font size")
     page = join(new_context(), web_server.base_url, session_id, "Ada")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import ThreadedServer, watch_for_page_errors
+from tests.web.conftest import ThreadedServer, open_context, watch_for_page_errors
 from tests.web.pages import join, last_run_id, run, run_cards, set_code, stream, wait_connected, wait_new_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
@@ -79,7 +79,7 @@ def pair(web_server: ThreadedServer, browser: Any) -> Any:
     contexts, errors = [], []
     pages = []
     for name in ("Ada", "Bob"):
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+        context = open_context(browser, viewport={"width": 1280, "height": 900})
         context.set_default_timeout(30_000)
         if name == "Bob":
             context.add_init_script(COUNT_AWARENESS)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import ThreadedServer
+from tests.web.conftest import ThreadedServer, open_context
 from tests.web.pages import set_code, wait_connected
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -36,7 +36,7 @@ _BYTES_BEFORE_READY = """() => {
 
 def test_load_figures(web_server: ThreadedServer, browser: Any, tmp_path: Path) -> None:
     session_id = web_server.create_session("Load")
-    context = browser.new_context(viewport={"width": 1280, "height": 760})
+    context = open_context(browser)
     context.set_default_timeout(90_000)
     wire: dict[str, int] = {}
 

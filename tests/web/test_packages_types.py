@@ -13,7 +13,7 @@ import pytest
 
 from codeconnect.config import Settings
 from codeconnect.web.pypackages import PACKAGE_LIST, PACKAGES_DIR
-from tests.web.conftest import ThreadedServer, require, watch_for_page_errors
+from tests.web.conftest import ThreadedServer, open_context, require, watch_for_page_errors
 from tests.web.pages import join, run, stream
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
@@ -48,7 +48,7 @@ def web_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def offline(web_server: ThreadedServer, browser: Any) -> Any:
     """A browser profile that can reach our server and nothing else; ``offline.blocked`` lists what was tried."""
-    context = browser.new_context(viewport={"width": 1280, "height": 760})
+    context = open_context(browser)
     context.set_default_timeout(30_000)
     blocked: list[str] = []
     requested: list[str] = []

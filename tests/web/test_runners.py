@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from codeconnect.config import Settings
-from tests.web.conftest import ThreadedServer, start_threaded_server, watch_for_page_errors
+from tests.web.conftest import ThreadedServer, open_context, start_threaded_server, watch_for_page_errors
 from tests.web.pages import join, last_run, last_run_id, run, run_cards, set_code, stream, wait_new_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
@@ -25,7 +25,7 @@ def web_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="module")
 def pad(web_server: ThreadedServer, browser: Any) -> Any:
     """One person in one session for the whole module: runtimes load once, as they would for a real user."""
-    context = browser.new_context(viewport={"width": 1280, "height": 760})
+    context = open_context(browser)
     context.set_default_timeout(30_000)
     errors = watch_for_page_errors(context)
     page = join(context, web_server.base_url, web_server.create_session("Runners"), "Runner")

@@ -146,7 +146,9 @@ export class CodeEditor {
           highlightActiveLineGutter(),
           highlightSpecialChars(),
           foldGutter(),
-          drawSelection(),
+          // A blinking caret is motion: people who ask their system for less of it get a steady one (WCAG 2.3.3),
+          // and a page that does not blink draws no frames while nothing changes.
+          drawSelection({ cursorBlinkRate: prefersReducedMotion() ? 0 : 1200 }),
           dropCursor(),
           EditorState.allowMultipleSelections.of(true),
           indentOnInput(),
@@ -279,4 +281,8 @@ function readOnlyExtension(readOnly: boolean): Extension {
   return readOnly
     ? [EditorState.readOnly.of(true), EditorView.editable.of(false), EditorView.contentAttributes.of({ tabindex: "0" })]
     : [];
+}
+
+function prefersReducedMotion(): boolean {
+  return typeof window.matchMedia === "function" && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 }
