@@ -163,7 +163,7 @@ def test_schemathesis_against_the_live_schema(database_url: str, tmp_path: Path)
     )  # fmt: skip
     try:
         # The longer search on SQLite; PostgreSQL answers the same code and differs only in storage.
-        run_schemathesis(serve, tmp_path, seconds=45 if database_url.startswith("sqlite") else 25)
+        run_schemathesis(serve, tmp_path, seconds=30 if database_url.startswith("sqlite") else 15)
     finally:
         stop(serve)
 
@@ -191,7 +191,7 @@ def test_schemathesis_in_api_key_mode(tmp_path: Path) -> None:
     try:
         # A shorter search than the open-mode run: past its credentials check, every operation on a session is
         # the code that run exercises already.
-        run_schemathesis(serve, tmp_path, seconds=20)
+        run_schemathesis(serve, tmp_path, seconds=12)
         assert "api_key" not in serve.log.read_text()  # the key was accepted: no refusal of it was logged
     finally:
         stop(serve)
