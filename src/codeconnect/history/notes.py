@@ -80,8 +80,10 @@ async def save_notes(db: AsyncSession, session_id: str, text: str, version: int)
 class NotesWatch:
     """Wakes the long-polls of a session's notes when they are saved here or on another process.
 
-    Waiters are bounded per session and in all (429 ``notes_waiters_exceeded`` past either), and :meth:`close`
-    answers them all at once, so that a stopping server does not wait out their long-polls."""
+    Waiters are bounded per session and in all (429 ``notes_waiters_exceeded`` past either). A stopping server
+    does not answer them early: uvicorn waits for requests in flight before the app hears of the shutdown, so a
+    waiting long-poll holds a SIGTERM for up to its wait or the server's graceful timeout (10 s), whichever ends
+    first; its page then asks again, of whichever process answers."""
 
     def __init__(self, cluster: Cluster, per_session: int, total: int) -> None:
         self._cluster = cluster
