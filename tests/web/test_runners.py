@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -390,7 +391,7 @@ def test_python_async_programs_stop_and_the_runner_recovers(pad: Any) -> None:
 
 @pytest.mark.parametrize("preload", [True, False])
 def test_an_editors_page_loads_its_runner_before_the_first_run_unless_the_server_says_not_to(
-    tmp_path: Any, new_context: Any, preload: bool
+    tmp_path: Path, new_context: Any, preload: bool
 ) -> None:
     settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'preload.db'}", web_preload_runners=preload)
     server = start_threaded_server(settings)
