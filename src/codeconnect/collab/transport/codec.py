@@ -35,6 +35,10 @@ MESSAGE_TOO_BIG = 1009
 _CONTROL_MAX = 125
 
 
+# By the low four bits of a frame's first byte (a table: calling the enum costs a microsecond a frame).
+_OPCODES: tuple[Opcode | None, ...] = tuple({o.value: o for o in Opcode}.get(code) for code in range(16))
+
+
 class Frame(NamedTuple):
     fin: bool
     opcode: Opcode
@@ -83,10 +87,9 @@ class FrameParser:
             raise FrameError(PROTOCOL_ERROR, "reserved bits set")
         if not second & 0x80:
             raise FrameError(PROTOCOL_ERROR, "client frames must be masked")
-        try:
-            opcode = Opcode(first & 0x0F)
-        except ValueError:
-            raise FrameError(PROTOCOL_ERROR, "unknown opcode") from None
+        opcode = _OPCODES[first & 0x0F]
+        if opcode is None:
+            raise FrameError(PROTOCOL_ERROR, "unknown opcode")
         fin = bool(first & 0x80)
         size = second & 0x7F
         head = 2
