@@ -175,6 +175,7 @@ class UpdateLog:
         self._held: dict[str, _Held] = {}
         self._mirror_failures: dict[str, int] = {}  # sessions whose mirror row failed alone, times in a row
         self._retry: asyncio.TimerHandle | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None  # the loop of the first append (see _loop)
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -197,6 +198,13 @@ class UpdateLog:
             self._docs = BatchedReads(lambda ids: writer.load(ids), limit=_READ_BATCH, name="document-reads")
             self._participants = BatchedReads(lambda hashes: writer.participants(hashes), limit=_READ_BATCH,
                                               name="participant-reads")
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        # Once per update: on Python 3.11, asyncio.get_running_loop() makes a getpid() system call each time.
+        loop = self._event_loop
+        if loop is None:
+            loop = self._event_loop = asyncio.get_running_loop()
+        return loop
 
     @property
     def lock(self) -> asyncio.Semaphore:
@@ -301,7 +309,7 @@ class UpdateLog:
         self._pending.append(LogRow(session_id, data, datetime.now(UTC), author, tag))
         waiter = self._waiters.get(session_id)
         if waiter is None:
-            waiter = self._waiters[session_id] = asyncio.get_running_loop().create_future()
+            waiter = self._waiters[session_id] = self._loop().create_future()
         self._batch_future()
         return waiter
 

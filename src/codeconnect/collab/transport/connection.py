@@ -491,7 +491,13 @@ class WebSocketConnection(asyncio.Protocol):
         limits = self._limits
         progressed = drained = False
         handled = 0
+        parser = self._parser
         while self._state in (_OPEN, _CLOSING):
+            if parser.buffered == 0:
+                # Nothing left to read: the usual end of a round, without the rate's arithmetic (which only
+                # depends on the time, so it loses nothing by waiting for the next frame).
+                drained = True
+                break
             now = self._loop.time()
             self._tokens = min(limits.burst, self._tokens + (now - self._refilled) * limits.rate)
             self._refilled = now
