@@ -176,6 +176,44 @@ async def test_notes_waiters_are_bounded(server_factory: ServerFactory) -> None:
         assert watch.waiting() == 0
 
 
+async def test_a_notes_long_poll_whose_client_went_away_frees_its_place(server_factory: ServerFactory) -> None:
+    # Someone holding the owner key opens long-polls and drops them: each must give its place back at once, or
+    # a few dropped requests a minute would keep the owner's own tabs out (429) for the whole wait.
+    server = await server_factory(notes_wait_seconds=120, notes_waiters_per_session=2)
+    watch = server.server.config.app.state.notes
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        session = await new_session(client)
+    path = f"/v1/sessions/{session['id']}/notes"
+    for _round in range(2):
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as dropping:
+            polls = [asyncio.create_task(dropping.get(path, params={"since": 0}, headers=owner(session)))
+                     for _ in range(2)]
+
+            async def two() -> bool:
+                return watch.waiting() == 2
+
+            await eventually(two)
+            for poll in polls:
+                poll.cancel()
+            await asyncio.gather(*polls, return_exceptions=True)
+
+        async def none() -> bool:
+            return watch.waiting() == 0
+
+        await eventually(none)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        waiter = asyncio.create_task(client.get(path, params={"since": 0}, headers=owner(session)))
+
+        async def one() -> bool:
+            return watch.waiting() == 1
+
+        await eventually(one)
+        r = await client.put(path, json={"text": "mine", "version": 0}, headers=owner(session))
+        assert r.status_code == 200, r.text
+        answer = await waiter
+        assert answer.status_code == 200 and answer.json()["text"] == "mine"
+
+
 async def test_stopping_with_notes_waiters_pending_ends(server_factory: ServerFactory) -> None:
     # A long-poll cannot hold a stopping server: it is cut at the end of the graceful shutdown (the harness's 5 s;
     # `codeconnect serve`'s 10 s), and the owner's page simply polls again elsewhere.

@@ -13,6 +13,7 @@ answers the version then stored. The key travels in the ``X-Owner-Key`` header o
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -80,7 +81,8 @@ async def save_notes(db: AsyncSession, session_id: str, text: str, version: int)
 class NotesWatch:
     """Wakes the long-polls of a session's notes when they are saved here or on another process.
 
-    Waiters are bounded per session and in all (429 ``notes_waiters_exceeded`` past either). A stopping server
+    Waiters are bounded per session and in all (429 ``notes_waiters_exceeded`` past either); one whose client
+    goes away gives its place back at once (the router passes ``gone``). A stopping server
     does not answer them early: uvicorn waits for requests in flight before the app hears of the shutdown, so a
     waiting long-poll holds a SIGTERM for up to its wait or the server's graceful timeout (10 s), whichever ends
     first; its page then asks again, of whichever process answers."""
@@ -111,8 +113,11 @@ class NotesWatch:
         if waiting is not None:
             waiting[0].set()
 
-    async def wait(self, session_id: str, timeout: float) -> None:
-        """Until the next save of the session's notes, or ``timeout`` seconds (429 past the waiters' bounds)."""
+    async def wait(
+        self, session_id: str, timeout: float, gone: Callable[[], Awaitable[object]] | None = None
+    ) -> bool:
+        """Until the next save of the session's notes, ``timeout`` seconds, or until ``gone()`` returns (the
+        waiter's client went away: its place is free at once); False in that last case. 429 past the bounds."""
         event, count = self._events.get(session_id) or (asyncio.Event(), 0)
         if count >= self._per_session or self._waiting >= self._total:
             raise TooManyRequests(
@@ -121,11 +126,16 @@ class NotesWatch:
             )
         self._events[session_id] = (event, count + 1)
         self._waiting += 1
+        saved = asyncio.ensure_future(event.wait())
+        left = asyncio.ensure_future(gone()) if gone is not None else None
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            pass
+            await asyncio.wait([saved] if left is None else [saved, left], timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+            return left is None or not left.done() or saved.done()
         finally:
+            saved.cancel()
+            if left is not None:
+                left.cancel()
             self._waiting -= 1
             waiting = self._events.get(session_id)
             if waiting is not None and waiting[0] is event:

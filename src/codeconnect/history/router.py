@@ -67,6 +67,13 @@ async def _owner(request: Request, session_id: str, owner_key: str | None, live:
     check_owner(SessionRow(owner_key_hash=row[0]), owner_key)
 
 
+async def _client_gone(request: Request) -> None:
+    """Returns once the client has closed its connection: past the request's body (none, for a GET), the next
+    ASGI message of a request is its disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _cache(request: Request) -> HistoryCache:
     cache: HistoryCache = request.app.state.history
     return cache
@@ -241,7 +248,8 @@ def build_router(settings: Settings) -> APIRouter:
         await db.commit()  # nothing held while waiting
         if since is not None and notes.version == since and settings.notes_wait_seconds:
             watch: NotesWatch = request.app.state.notes
-            await watch.wait(session_id, settings.notes_wait_seconds)
+            if not await watch.wait(session_id, settings.notes_wait_seconds, gone=lambda: _client_gone(request)):
+                return NotesBody(text=notes.text, version=notes.version, updated_at=notes.updated_at)  # unheard
             await check_notes_owner(db, session_id, owner_key)  # deleted meanwhile: 404, not empty notes
             notes = await read_notes(db, session_id)
             await db.commit()
