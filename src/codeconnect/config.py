@@ -226,6 +226,13 @@ class Settings(BaseSettings):
         description="Changes between two checkpoints of a replayed history (the document kept whole): a seek applies "
         "at most this many updates; fewer cost more memory.",
     )
+    history_max_changes: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most changes of one session that history, playback, restore and export read (about 1 KiB each "
+        "once replayed; as many as an import may hold); past it they answer 413 `history_too_long`, while the live "
+        "session, its current text and its log are not affected.",
+    )
     history_cache_bytes: int = Field(
         default=128 * MiB,
         ge=1 * MiB,

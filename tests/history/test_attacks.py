@@ -176,6 +176,32 @@ async def test_notes_waiters_are_bounded(server_factory: ServerFactory) -> None:
         assert watch.waiting() == 0
 
 
+async def test_a_history_longer_than_the_limit_is_refused_never_loaded(server_factory: ServerFactory) -> None:
+    # A session typed into without end must not make a read of its history load it all into the process: past
+    # CODECONNECT_HISTORY_MAX_CHANGES the history routes and the export answer 413, and the session goes on.
+    server = await server_factory(history_max_changes=5, compact_after_updates=3)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        session = await new_session(client, code="0\n")
+        sid = session["id"]
+        code = "0\n"
+        for i in range(1, 5):
+            code += f"{i}\n"
+            assert (await client.put(f"/v1/sessions/{sid}", json={"code": code})).status_code == 200
+        r = await client.get(f"/v1/sessions/{sid}/history", headers=owner(session))
+        assert r.status_code == 200 and r.json()["total"] == 5, r.text  # at the limit: all of it
+        r = await client.get(f"/v1/sessions/{sid}/export", headers=owner(session))
+        assert r.status_code == 200 and len(r.json()["history"]) == 5, r.text
+        code += "5\n"
+        assert (await client.put(f"/v1/sessions/{sid}", json={"code": code})).status_code == 200
+        for path in ("history", "history/at?index=0", "export"):  # the first one reads on top of the cached five
+            r = await client.get(f"/v1/sessions/{sid}/{path}", headers=owner(session))
+            assert refused(r, 413) == "history_too_long", path
+        r = await client.post(f"/v1/sessions/{sid}/restore", json={"index": 0}, headers=owner(session))
+        assert refused(r, 413) == "history_too_long"
+        r = await client.get(f"/v1/sessions/{sid}")
+        assert r.status_code == 200 and r.json()["code"] == code
+
+
 async def test_a_notes_long_poll_whose_client_went_away_frees_its_place(server_factory: ServerFactory) -> None:
     # Someone holding the owner key opens long-polls and drops them: each must give its place back at once, or
     # a few dropped requests a minute would keep the owner's own tabs out (429) for the whole wait.

@@ -93,7 +93,7 @@ def build_router(settings: Settings) -> APIRouter:
         "deleted, kind (runs, language and title switches, restores are their own). Paged: pass `next` as `after`. "
         f"Needs {readers}.",
         response_model=HistoryPage,
-        responses=responses(401, 403, 404, 422, 503),
+        responses=responses(401, 403, 404, 413, 422, 503),
     )
     async def history(
         session_id: SessionId,
@@ -136,7 +136,7 @@ def build_router(settings: Settings) -> APIRouter:
         "code (ranges in UTF-16 code units, covering it). Exactly one of `at` and `index` (422 "
         f"`history_point_invalid`); 404 `history_point_not_found` outside the history. Needs {readers}.",
         response_model=HistoryPoint,
-        responses=responses(401, 403, 404, 422, 503),
+        responses=responses(401, 403, 404, 413, 422, 503),
     )
     async def history_at(
         session_id: SessionId,
@@ -187,14 +187,16 @@ def build_router(settings: Settings) -> APIRouter:
         "/{sessionId}/export",
         summary="Export the session (owner only)",
         response_model=SessionExport,
-        responses=responses(401, 403, 404, 422, 503),
+        responses=responses(401, 403, 404, 413, 422, 503),
     )
     async def export(session_id: SessionId, request: Request, live: Live, owner_key: OwnerKey = None) -> SessionExport:
         """The session as one JSON document: its text, participants (no tokens), its whole history (each change's
         time, author and Yjs update in base64), runs and the owner's notes. `POST /v1/sessions/import` rebuilds a
         session from it. Needs `X-Owner-Key`."""
         await live.log.flush()  # what was acknowledged is in the export
-        return await export_session(_maker(request), live.db_lock, session_id, owner_key)
+        return await export_session(
+            _maker(request), live.db_lock, session_id, owner_key, settings.history_max_changes
+        )
 
     @router.post(
         "/import",

@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.config import Settings
-from codeconnect.errors import Forbidden, NotFound, SessionNotFound, Unauthorized
+from codeconnect.errors import Forbidden, NotFound, PayloadTooLarge, SessionNotFound, Unauthorized
 from codeconnect.history.timeline import Change, Point, StoredChange, Timeline
 from codeconnect.models import DocBaseRow, DocHistoryRow, DocUpdateRow, ParticipantRow, SessionRow
 from codeconnect.security import hash_secret, secret_matches
@@ -137,8 +137,12 @@ class HistoryCache:
                         )
                     ).all()
                 )
-            rows = (await db.execute(_changes_after(session_id, after))).all()
+            # Read at most one change past the limit: a history too long for it is never loaded whole.
+            room = self._settings.history_max_changes - (known if after else 0)
+            rows = (await db.execute(_changes_after(session_id, after).limit(max(0, room) + 1))).all()
             await db.rollback()
+        if len(rows) > room:
+            raise history_too_long(self._settings.history_max_changes)
         changes = [StoredChange(int(r[0]), _utc(r[2]), r[3], r[4], bytes(r[1])) for r in rows]
         return key, base, changes
 
@@ -213,11 +217,23 @@ class HistoryCache:
         self._timelines.pop(session_id, None)
 
 
-async def stored_history(db: AsyncSession, session_id: str) -> tuple[list[bytes], list[StoredChange]]:
-    """The session's base and every change, for an export."""
+def history_too_long(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"This session's history holds more than {limit} changes, more than this server reads at once "
+        "(CODECONNECT_HISTORY_MAX_CHANGES); the session itself is unaffected.",
+        code="history_too_long",
+    )
+
+
+async def stored_history(
+    db: AsyncSession, session_id: str, max_changes: int
+) -> tuple[list[bytes], list[StoredChange]]:
+    """The session's base and every change, for an export (413 ``history_too_long`` past ``max_changes``)."""
     stmt = select(DocBaseRow.data).where(DocBaseRow.session_id == session_id).order_by(DocBaseRow.id)
     base = list((await db.scalars(stmt)).all())
-    rows = (await db.execute(_changes_after(session_id, 0))).all()
+    rows = (await db.execute(_changes_after(session_id, 0).limit(max_changes + 1))).all()
+    if len(rows) > max_changes:
+        raise history_too_long(max_changes)
     return [bytes(b) for b in base], [StoredChange(int(r[0]), _utc(r[2]), r[3], r[4], bytes(r[1])) for r in rows]
 
 

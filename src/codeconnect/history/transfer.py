@@ -88,9 +88,11 @@ def _b64(data: bytes) -> str:
 
 
 async def export_session(
-    maker: async_sessionmaker[AsyncSession], lock: asyncio.Semaphore, session_id: str, owner_key: str | None
+    maker: async_sessionmaker[AsyncSession], lock: asyncio.Semaphore, session_id: str, owner_key: str | None,
+    max_changes: int,
 ) -> SessionExport:
-    """The session's export, for its owner (404 unknown session, 401/403 without its owner key)."""
+    """The session's export, for its owner (404 unknown session, 401/403 without its owner key, 413
+    ``history_too_long`` past ``max_changes``)."""
     async with lock, maker() as db:
         row = await db.get(SessionRow, session_id)
         if row is None:
@@ -101,7 +103,7 @@ async def export_session(
                 select(ParticipantRow).where(ParticipantRow.session_id == session_id).order_by(ParticipantRow.seq)
             )
         ).all()
-        base, changes = await stored_history(db, session_id)
+        base, changes = await stored_history(db, session_id, max_changes)
         notes = await read_notes(db, session_id)
         await db.commit()  # read only; keeps what was loaded (a rollback would expire it)
     state = await asyncio.to_thread(_replay, [*base, *(c.data for c in changes)])
