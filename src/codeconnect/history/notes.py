@@ -13,6 +13,7 @@ answers the version then stored. The key travels in the ``X-Owner-Key`` header o
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,9 @@ from codeconnect.models import SessionNoteRow, SessionRow, utcnow
 from codeconnect.sessions.owner import check_owner
 
 TOPIC = "notes-saved"  # the cluster's event: the session id whose notes were saved
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,9 @@ class NotesWatch:
         finally:
             saved.cancel()
             if left is not None:
+                if left.done() and not left.cancelled() and left.exception() is not None:
+                    # A receive that failed instead of saying "disconnect": the client is gone either way.
+                    log.debug("a notes waiter's client went away: %r", left.exception())
                 left.cancel()
             self._waiting -= 1
             waiting = self._events.get(session_id)
