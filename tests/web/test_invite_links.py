@@ -124,6 +124,13 @@ def test_the_owner_replaces_and_turns_off_the_links(
     assert "no longer works" in owner.inner_text("#share-message")
     stored = owner.evaluate(f"() => JSON.parse(localStorage.getItem('ccl.invite.{created['id']}'))")
     assert f"#invite={stored}" in second_link  # the owner's own invite is the new one
+    # Pat's page learns it as its menu opens again: no dead link to hand on, and why there is none.
+    pat.keyboard.press("Escape")
+    share(pat)
+    pat.wait_for_selector("#editor-link-row:has-text('Replaced or turned off')")
+    assert pat.locator("#copy-editor-link-url").count() == 0
+    assert "Ask them for the current one" in pat.inner_text("#editor-link-row")
+    save(pat, tmp_path, "guest-share-replaced.png")
 
     late = open_link(new_context(), first_link)
     late.wait_for_selector("h1:has-text('This invite link no longer works')")
@@ -167,6 +174,14 @@ def test_the_owner_replaces_and_turns_off_the_links(
     save(watcher, tmp_path, "old-read-only-link.png")
     viewer = join_by_link(new_context(), new_view_link, "Vic")
     assert viewer.is_visible("#read-only")
+    # Pat's menu gives the new read-only link, not the one its page loaded with.
+    if pat.get_attribute("#share", "aria-expanded") == "true":
+        pat.keyboard.press("Escape")
+    share(pat)
+    pat.wait_for_function(
+        "(link) => document.querySelector('#copy-viewer-link-url')?.value === link", arg=new_view_link
+    )
+    save(pat, tmp_path, "guest-share-new-viewer-link.png")
 
     # And an editor link again, which lets people in.
     owner.click("#new-editor-link")

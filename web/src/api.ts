@@ -198,6 +198,17 @@ export const api = {
     request<CreatedSession>("POST", "/v1/sessions", { title, language }),
   getSession: (id: string) =>
     request<Session>("GET", `/v1/sessions/${enc(id)}`, undefined, undefined, credentials(id)),
+  /** Whether an editor invite still opens the session (asked with it alone: false once it was replaced or turned
+   * off); other failures (the server out of reach, the session gone) are thrown. */
+  inviteOpens: async (id: string, invite: string): Promise<boolean> => {
+    try {
+      await request<Session>("GET", `/v1/sessions/${enc(id)}`, undefined, undefined, { "X-Invite": invite });
+      return true;
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 401 || err.status === 403)) return false;
+      throw err;
+    }
+  },
   join: (id: string, name: string, role: "editor" | "viewer") =>
     request<JoinedParticipant>(
       "POST",

@@ -24,6 +24,8 @@ export interface EditorInviteState {
   invite: string | null;
   off: boolean;
   owner: boolean;
+  /** The invite this page was opened with no longer opens the session (the owner replaced it or turned it off). */
+  replaced?: boolean;
 }
 
 const EDITOR_HINT = "Anyone with it can edit and run";
@@ -61,7 +63,15 @@ export function editorRow(state: EditorInviteState): ShareRow | null {
     };
   }
   // The invite is shown only when it is made: a page opened without it cannot give it out.
-  if (!state.owner) return null;
+  if (!state.owner) {
+    if (!state.replaced) return null;
+    return {
+      link: null,
+      hint: "Replaced or turned off",
+      note: "The owner made a new editor link or turned it off: the one this page had no longer works. Ask them for the current one. You stay in the session.",
+      actions: [],
+    };
+  }
   return {
     link: null,
     hint: "",

@@ -3,6 +3,7 @@ import { padAccess, type PadInfo, type PadRoute } from "./access";
 import { api, ApiError } from "./api";
 import { announceLanguageSwitches } from "./authors";
 import { Collab } from "./collab";
+import type { AuthMode } from "./contracts.gen";
 import { pageConfig } from "./config";
 import { CodeEditor } from "./editor";
 import { isLanguage, LANGUAGES, languageInfo, type Language } from "./languages";
@@ -19,10 +20,21 @@ import { ServerOffer, typeErrorsToggle } from "./ui/run-choices";
 import { loadSettings, resolveTheme, SettingsMenu } from "./ui/settings";
 import { TitleEditor } from "./ui/title";
 import { askName, showProblem } from "./ui/join";
-import { shareMenuFor, type ShareOwner } from "./ui/share";
+import { shareMenuFor, type ShareFacts, type ShareOwner } from "./ui/share";
 import { openingProblem } from "./invites";
 import { claimOwnerLink } from "./ownerLinks";
 import { download, fileName } from "./download";
+
+/** The links as the server has them now, for the Share menu: the read-only link, and whether the editor invite this
+ * browser holds still opens the session (only where the session id alone grants nothing). */
+function shareFacts(sessionId: string, auth: AuthMode): () => Promise<ShareFacts> {
+  return async () => {
+    const session = await api.getSession(sessionId);
+    const invite = store.invite(sessionId);
+    const inviteOpens = auth === "open" || invite === null ? null : await api.inviteOpens(sessionId, invite);
+    return { viewerLink: location.origin + session.viewUrl, inviteOpens };
+  };
+}
 
 /** The owner's changes to the session's invites; this browser keeps the editor invite it makes (and forgets one
  * turned off), as if it had opened the new link. Its own page keeps working with the owner key. */
@@ -113,22 +125,24 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
     viewerLink: session.links.viewer,
     origin: location.origin,
     owner: ownerKey === null || access.sessionId === null ? null : inviteOwner(access.sessionId, ownerKey),
+    fresh: access.sessionId === null ? undefined : shareFacts(access.sessionId, config.auth),
   });
   const shareButton = h("button", { class: "button ghost", id: "share", "aria-expanded": "false", "aria-controls": "share-menu" }, "Share");
   const showShare = (open: boolean): void => {
-    shareMenu.hidden = !open;
+    shareMenu.el.hidden = !open;
     shareButton.setAttribute("aria-expanded", String(open));
+    if (open) void shareMenu.refresh();
   };
-  shareButton.addEventListener("click", () => showShare(shareMenu.hidden));
+  shareButton.addEventListener("click", () => showShare(shareMenu.el.hidden));
   document.addEventListener("click", (event) => {
-    if (!shareMenu.hidden && !(event.target instanceof Node && shareButton.parentElement?.contains(event.target))) {
+    if (!shareMenu.el.hidden && !(event.target instanceof Node && shareButton.parentElement?.contains(event.target))) {
       showShare(false);
     }
   });
   document.addEventListener("keydown", (event) => {
-    if (event.key !== "Escape" || shareMenu.hidden) return;
+    if (event.key !== "Escape" || shareMenu.el.hidden) return;
     // Focus inside the menu would be left on a hidden field: it goes back to the button that opened the menu.
-    const inside = shareMenu.contains(document.activeElement);
+    const inside = shareMenu.el.contains(document.activeElement);
     showShare(false);
     if (inside) shareButton.focus();
   });
@@ -234,7 +248,7 @@ export async function sessionPage(route: PadRoute, ownerCode: string | null = nu
         h("span", { class: "spacer" }),
         conn,
         people.avatars,
-        h("div", { class: "share-wrap" }, shareButton, shareMenu),
+        h("div", { class: "share-wrap" }, shareButton, shareMenu.el),
         historyButton,
         downloadButton,
         settingsSlot,

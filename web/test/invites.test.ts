@@ -29,6 +29,19 @@ describe("editorRow", () => {
     expect(actions(row)).toEqual(["rotate-editor"]);
   });
 
+  it("gives a guest no link once the one it was opened with stopped working, and says why", () => {
+    const row = editorRow({ auth: "api-key", address, invite: null, off: false, owner: false, replaced: true });
+    expect(row?.link).toBeNull();
+    expect(row?.hint).toBe("Replaced or turned off");
+    expect(row?.note).toContain("Ask them for the current one");
+    expect(actions(row)).toEqual([]);
+    // The owner's page is offered a new link instead (the owner's own words, not the guest's).
+    const owner = editorRow({ auth: "api-key", address, invite: null, off: false, owner: true, replaced: true });
+    expect(owner?.note).toContain("A new link replaces it");
+    // In open mode the address is the invitation: nothing is ever replaced.
+    expect(editorRow({ auth: "open", address, invite: null, off: false, owner: false, replaced: true })?.link).toBe(address);
+  });
+
   it("never offers the bare address where it opens nothing", () => {
     // A participant without the invite has no link to give; the owner can make one.
     expect(editorRow({ auth: "api-key", address, invite: null, off: false, owner: false })).toBeNull();

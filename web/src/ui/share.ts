@@ -34,6 +34,22 @@ export interface ShareSetup {
   origin: string;
   /** Null: not the owner's page, no changes offered. */
   owner: ShareOwner | null;
+  /** What the server says now, asked each time the menu opens: the owner may have changed the links since this
+   * page loaded (from another tab, device or the API). Absent on a read-only page. */
+  fresh?: () => Promise<ShareFacts>;
+}
+
+/** The links as the server has them now. */
+export interface ShareFacts {
+  viewerLink: string;
+  /** Whether the editor invite this page holds still opens the session (null: it holds none, or none is needed). */
+  inviteOpens: boolean | null;
+}
+
+export interface ShareMenu {
+  el: HTMLElement;
+  /** Bring the links up to date (when the menu opens); a server out of reach leaves them as they were. */
+  refresh(): Promise<void>;
 }
 
 const ACTION_IDS: Record<InviteAction, string> = {
@@ -48,9 +64,10 @@ const DONE: Record<InviteAction, string> = {
   "rotate-viewer": "A new read-only link is in place; the old one no longer works.",
 };
 
-export function shareMenuFor(setup: ShareSetup): HTMLElement {
+export function shareMenuFor(setup: ShareSetup): ShareMenu {
   const { owner } = setup;
   let invite = setup.invite;
+  let replaced = false;
   let off = false;
   let viewerLink = setup.viewerLink;
   let busy = false;
@@ -77,6 +94,7 @@ export function shareMenuFor(setup: ShareSetup): HTMLElement {
         : owner.rotate(action === "rotate-editor" ? "editor" : "viewer").then((answer) => {
             if (action === "rotate-editor") {
               invite = answer.editorInvite;
+              replaced = false;
               off = false;
             } else {
               viewerLink = setup.origin + answer.viewUrl;
@@ -136,7 +154,7 @@ export function shareMenuFor(setup: ShareSetup): HTMLElement {
     const editor =
       setup.editorAddress === null
         ? null
-        : editorRow({ auth: setup.auth, address: setup.editorAddress, invite, off, owner: owner !== null });
+        : editorRow({ auth: setup.auth, address: setup.editorAddress, invite, off, owner: owner !== null, replaced });
     editorSlot.replaceChildren(...(editor ? [row("Editor link", editor, "copy-editor-link")] : []));
     editorSlot.hidden = editor === null;
     viewerSlot.replaceChildren(row("Read-only link", viewerRow(viewerLink, owner !== null), "copy-viewer-link"));
@@ -189,5 +207,35 @@ export function shareMenuFor(setup: ShareSetup): HTMLElement {
 
   const menu = h("div", { class: "share-menu", id: "share-menu" }, editorSlot, viewerSlot, ownerSlot, message);
   menu.hidden = true;
-  return menu;
+
+  let asking: Promise<void> | null = null;
+  const refresh = (): Promise<void> => {
+    const { fresh } = setup;
+    if (!fresh) return Promise.resolve();
+    // One question at a time; and none while the owner's own change is under way (its answer is newer).
+    if (asking === null && !busy) {
+      asking = fresh()
+        .then((facts) => {
+          if (busy) return;
+          const stale = facts.inviteOpens === false;
+          const changed = facts.viewerLink !== viewerLink || (stale && invite !== null);
+          viewerLink = facts.viewerLink;
+          if (stale) {
+            invite = null;
+            replaced = true;
+          }
+          if (changed) {
+            const focused = menu.contains(document.activeElement) ? document.activeElement?.id : undefined;
+            render();
+            if (focused) document.getElementById(focused)?.focus();
+          }
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          asking = null;
+        });
+    }
+    return asking ?? Promise.resolve();
+  };
+  return { el: menu, refresh };
 }
