@@ -139,9 +139,10 @@ class NotesWatch:
         finally:
             saved.cancel()
             if left is not None:
-                if left.done() and not left.cancelled() and left.exception() is not None:
+                failed = left.exception() if left.done() and not left.cancelled() else None
+                if failed is not None:
                     # A receive that failed instead of saying "disconnect": the client is gone either way.
-                    log.debug("a notes waiter's client went away: %r", left.exception())
+                    log.debug("a notes waiter's client went away: %r", failed)
                 left.cancel()
             self._waiting -= 1
             waiting = self._events.get(session_id)

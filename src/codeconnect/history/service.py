@@ -137,13 +137,9 @@ class HistoryCache:
                         )
                     ).all()
                 )
-            # Read at most one change past the limit: a history too long for it is never loaded whole.
-            room = self._settings.history_max_changes - (known if after else 0)
-            rows = (await db.execute(_changes_after(session_id, after).limit(max(0, room) + 1))).all()
+            limit = self._settings.history_max_changes
+            changes = await _changes(db, session_id, after, limit - (known if after else 0), limit)
             await db.rollback()
-        if len(rows) > room:
-            raise history_too_long(self._settings.history_max_changes)
-        changes = [StoredChange(int(r[0]), _utc(r[2]), r[3], r[4], bytes(r[1])) for r in rows]
         return key, base, changes
 
     async def _timeline(self, session_id: str) -> Timeline:
@@ -217,12 +213,17 @@ class HistoryCache:
         self._timelines.pop(session_id, None)
 
 
-def history_too_long(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(
-        f"This session's history holds more than {limit} changes, more than this server reads at once "
-        "(CODECONNECT_HISTORY_MAX_CHANGES); the session itself is unaffected.",
-        code="history_too_long",
-    )
+async def _changes(db: AsyncSession, session_id: str, after: int, room: int, limit: int) -> list[StoredChange]:
+    """The changes after id ``after``: at most ``room`` more, or 413 ``history_too_long`` (``limit`` in all). One
+    row past ``room`` is read, never more: a history too long for the limit is never loaded whole."""
+    rows = (await db.execute(_changes_after(session_id, after).limit(max(0, room) + 1))).all()
+    if len(rows) > room:
+        raise PayloadTooLarge(
+            f"This session's history holds more than {limit} changes, more than this server reads at once "
+            "(CODECONNECT_HISTORY_MAX_CHANGES); the session itself is unaffected.",
+            code="history_too_long",
+        )
+    return [StoredChange(int(r[0]), _utc(r[2]), r[3], r[4], bytes(r[1])) for r in rows]
 
 
 async def stored_history(
@@ -231,10 +232,7 @@ async def stored_history(
     """The session's base and every change, for an export (413 ``history_too_long`` past ``max_changes``)."""
     stmt = select(DocBaseRow.data).where(DocBaseRow.session_id == session_id).order_by(DocBaseRow.id)
     base = list((await db.scalars(stmt)).all())
-    rows = (await db.execute(_changes_after(session_id, 0).limit(max_changes + 1))).all()
-    if len(rows) > max_changes:
-        raise history_too_long(max_changes)
-    return [bytes(b) for b in base], [StoredChange(int(r[0]), _utc(r[2]), r[3], r[4], bytes(r[1])) for r in rows]
+    return [bytes(b) for b in base], await _changes(db, session_id, 0, max_changes, max_changes)
 
 
 async def drop_old_history(db: AsyncSession, session_id: str, cutoff: datetime) -> int:
