@@ -21,7 +21,13 @@ from codeconnect.collab.cluster import Cluster, LocalCluster
 from codeconnect.collab.registry import RoomRegistry
 from codeconnect.collab.router import LiveEndpoint, is_live
 from codeconnect.collab.store import open_update_log
-from codeconnect.collab.transport import ACCEPTOR_STATE_KEY, LIMITS_STATE_KEY, TransportLimits, WebSocketConnection
+from codeconnect.collab.transport import (
+    ACCEPTOR_STATE_KEY,
+    LIMITS_STATE_KEY,
+    SHUTDOWN_STATE_KEY,
+    TransportLimits,
+    WebSocketConnection,
+)
 from codeconnect.config import Settings
 from codeconnect.controls.router import build_router as controls_router
 from codeconnect.db import create_engine, create_sessionmaker
@@ -230,10 +236,13 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 gc.freeze()
             # The lifespan state reaches the server's protocol objects (ASGI lifespan state): the transport's
             # limits, read by each new connection of this project's WebSocket and HTTP protocol classes, and
-            # the live endpoint's admission in the read that brings a request (see LiveEndpoint.admit_now).
+            # the live endpoint's admission in the read that brings a request (see LiveEndpoint.admit_now), and
+            # what to do when the server starts to stop, before it waits for the requests in flight (the notes'
+            # long-polls answer at once rather than hold the stop for their whole wait).
             yield {
                 LIMITS_STATE_KEY: TransportLimits.from_settings(settings),
                 ACCEPTOR_STATE_KEY: partial(_accept_live, app, app.state.live),
+                SHUTDOWN_STATE_KEY: app.state.notes.stop,
             }
 
     app = CodeConnectApp(

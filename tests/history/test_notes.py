@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from codeconnect.collab.cluster import LocalCluster
+from codeconnect.history.notes import NotesWatch
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import ServerFactory
 
@@ -97,3 +99,18 @@ async def test_two_owner_tabs(server_factory: ServerFactory) -> None:
         assert r.json()["text"] == "from A"  # a version other than `since`: at once
         ada = await join(client, sid, "Ada")
         assert ada["token"] not in r.text
+
+
+async def test_a_stopping_watch_answers_every_waiter_and_keeps_none() -> None:
+    watch = NotesWatch(LocalCluster(), per_session=4, total=8)
+    waiters = [asyncio.create_task(watch.wait(sid, 600)) for sid in ("s1", "s1", "s2")]
+    for _ in range(100):  # each waiter registers in its task's first step
+        if watch.waiting() == 3:
+            break
+        await asyncio.sleep(0)
+    assert watch.waiting() == 3
+    watch.stop()
+    assert await asyncio.gather(*waiters) == [True, True, True]  # answered (not "client gone")
+    assert watch.waiting() == 0
+    assert await asyncio.wait_for(watch.wait("s1", 600), 30) is True  # a later one does not wait
+    assert watch.waiting() == 0

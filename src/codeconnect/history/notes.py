@@ -86,10 +86,10 @@ class NotesWatch:
     """Wakes the long-polls of a session's notes when they are saved here or on another process.
 
     Waiters are bounded per session and in all (429 ``notes_waiters_exceeded`` past either); one whose client
-    goes away gives its place back at once (the router passes ``gone``). A stopping server
-    does not answer them early: uvicorn waits for requests in flight before the app hears of the shutdown, so a
-    waiting long-poll holds a SIGTERM for up to its wait or the server's graceful timeout (10 s), whichever ends
-    first; its page then asks again, of whichever process answers."""
+    goes away gives its place back at once (the router passes ``gone``). When the server starts to stop
+    (:meth:`stop`, called by the HTTP protocol as uvicorn's graceful shutdown begins) every waiter answers at once,
+    and so does every later one: uvicorn waits for requests in flight, and a long-poll would otherwise hold a
+    SIGTERM for its whole wait. The owner's page then asks again, of whichever process answers."""
 
     def __init__(self, cluster: Cluster, per_session: int, total: int) -> None:
         self._cluster = cluster
@@ -97,6 +97,7 @@ class NotesWatch:
         self._total = total
         self._waiting = 0
         self._events: dict[str, tuple[asyncio.Event, int]] = {}  # per session: its event, how many wait
+        self._stopping = False
         cluster.listen(TOPIC, lambda event: self._wake(event.decode()))
 
     def waiting(self) -> int:
@@ -112,6 +113,13 @@ class NotesWatch:
         """The session was deleted: its waiting long-polls answer now (and find it gone)."""
         self._wake(session_id)
 
+    def stop(self) -> None:
+        """The server is stopping: every waiter answers now, and no new one waits."""
+        self._stopping = True
+        for event, _count in self._events.values():
+            event.set()
+        self._events.clear()
+
     def _wake(self, session_id: str) -> None:
         waiting = self._events.pop(session_id, None)
         if waiting is not None:
@@ -122,6 +130,8 @@ class NotesWatch:
     ) -> bool:
         """Until the next save of the session's notes, ``timeout`` seconds, or until ``gone()`` returns (the
         waiter's client went away: its place is free at once); False in that last case. 429 past the bounds."""
+        if self._stopping:
+            return True
         event, count = self._events.get(session_id) or (asyncio.Event(), 0)
         if count >= self._per_session or self._waiting >= self._total:
             raise TooManyRequests(

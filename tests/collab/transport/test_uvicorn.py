@@ -3,12 +3,16 @@ and the live endpoint also works through plain ASGI under uvicorn's own WebSocke
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 
-from codeconnect.collab.transport import WebSocketConnection
+from codeconnect.collab.transport import SHUTDOWN_STATE_KEY, WebSocketConnection
 from codeconnect.collab.transport.http import HeadDeadlineHTTP
 from codeconnect.config import Settings
 from tests.collab.yclient import YClient, collab_url, join, new_session
@@ -76,3 +80,41 @@ async def test_a_removal_closes_a_plain_asgi_connection_with_4403(settings: Sett
             assert await a.wait_closed() == 4403
     finally:
         await server.stop()
+
+
+async def test_the_graceful_shutdown_reaches_the_apps_hook_while_a_request_waits() -> None:
+    # uvicorn calls shutdown() on each connection of server_state.connections, then waits for the requests in
+    # flight: the HTTP class's shutdown() calls the lifespan state's hook, which here ends a waiting request (as
+    # it ends the notes' long-polls). A release that stops calling it, or waits before, fails here.
+    stopping = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await receive()
+            scope["state"][SHUTDOWN_STATE_KEY] = stopping.set
+            await send({"type": "lifespan.startup.complete"})
+            await receive()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await stopping.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"stopping"})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, http=HeadDeadlineHTTP, log_level="warning", timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done()
+        await asyncio.sleep(0.01)
+    async with httpx.AsyncClient(timeout=60) as client:
+        request = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/"))
+        while len(server.server_state.tasks) < 1:  # the request is in the app
+            assert not request.done()
+            await asyncio.sleep(0.01)
+        server.should_exit = True
+        answer = await request
+    assert answer.status_code == 200 and answer.text == "stopping"
+    await asyncio.wait_for(task, 30)

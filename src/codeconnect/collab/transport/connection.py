@@ -57,6 +57,9 @@ LIVE_EXTENSION = "codeconnect.live"
 LIMITS_STATE_KEY = "codeconnect.transport_limits"
 #: The key of the lifespan state under which the app may offer an :data:`Acceptor`.
 ACCEPTOR_STATE_KEY = "codeconnect.acceptor"
+#: The key of the lifespan state under which the app may offer a callable with no arguments, called once the
+#: server starts its graceful shutdown (before it waits for the requests in flight; see ``http.py``).
+SHUTDOWN_STATE_KEY = "codeconnect.on_shutdown"
 
 _SLICE = 64 * 1024  # a large message is written in slices of this size, each once the transport has room
 _HIGH_WATER = 256 * 1024  # the transport buffers at most about this much before it asks us to pause

@@ -7,17 +7,24 @@ know where each request head ends (``\\r\\n\\r\\n``) and how long its body is (`
 closes a connection whose head is not complete within ``http_header_timeout`` of its first byte (or of the
 connection's start), or grows past ``http_max_header_bytes``. Everything else, and every byte, goes to
 uvicorn's protocol unchanged, constructed with the same arguments uvicorn gives this class.
+
+It also tells the app when the server starts its graceful shutdown. uvicorn calls ``shutdown()`` on every
+connection of ``server_state.connections`` and then waits for the requests in flight, before the app hears of the
+shutdown through the lifespan; a request that waits on purpose (a long-poll) would hold the stop for its whole
+wait. Each connection of this class is in that set too (beside the protocol it wraps, which adds itself), and its
+``shutdown()`` calls the app's hook (``SHUTDOWN_STATE_KEY`` of the lifespan state), so such waits can end at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from typing import Any, cast
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from codeconnect.collab.transport.connection import LIMITS_STATE_KEY, TransportLimits
+from codeconnect.collab.transport.connection import LIMITS_STATE_KEY, SHUTDOWN_STATE_KEY, TransportLimits
 
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,18})[ \t]*\r\n", re.IGNORECASE)
 _CHUNKED = re.compile(rb"\r\ntransfer-encoding:[^\r\n]*chunked", re.IGNORECASE)
@@ -31,7 +38,7 @@ class HeadDeadlineHTTP(asyncio.Protocol):
     """uvicorn's HTTP protocol with a deadline and a size limit on every request head."""
 
     __slots__ = ("_inner", "_transport", "_loop", "_timeout", "_max_head", "_state", "_head", "_body_left",
-                 "_started", "_timer")
+                 "_started", "_timer", "_connections", "_on_shutdown")
 
     def __init__(
         self, config: Any, server_state: Any, app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None
@@ -50,16 +57,28 @@ class HeadDeadlineHTTP(asyncio.Protocol):
         self._body_left = 0
         self._started = 0.0
         self._timer: asyncio.TimerHandle | None = None
+        # Counted twice by uvicorn's ``limit_concurrency`` (this and the protocol it wraps), which is not set here.
+        self._connections: set[Any] = server_state.connections
+        hook = app_state.get(SHUTDOWN_STATE_KEY)
+        self._on_shutdown: Callable[[], object] | None = hook if callable(hook) else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement the interface without subclassing asyncio.Transport.
         self._transport = cast(asyncio.Transport, transport)
+        self._connections.add(self)
         self._arm()
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._connections.discard(self)
         self._disarm()
         self._inner.connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """uvicorn's graceful shutdown has begun (the protocol it wraps hears it too, from uvicorn itself)."""
+        self._connections.discard(self)  # what uvicorn waits for is the wrapped protocol's connection
+        if self._on_shutdown is not None:
+            self._on_shutdown()
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received()
