@@ -230,8 +230,8 @@ class Settings(BaseSettings):
         default=100_000,
         ge=1,
         description="Most changes of one session that history, playback, restore and export read (about 1 KiB each "
-        "once replayed; as many as an import may hold); past it they answer 413 `history_too_long`, while the live "
-        "session, its current text and its log are not affected.",
+        "once replayed; an export counts its base too, as an import does); past it they answer 413 "
+        "`history_too_long`, while the live session, its current text and its log are not affected.",
     )
     history_cache_bytes: int = Field(
         default=128 * MiB,

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from codeconnect.db import create_engine
-from codeconnect.models import SessionRow
+from codeconnect.models import DocBaseRow, SessionRow
 from tests.collab.yclient import YClient, collab_url, join, new_session
 from tests.conftest import LiveServer, ServerFactory, eventually
 
@@ -200,6 +200,30 @@ async def test_a_history_longer_than_the_limit_is_refused_never_loaded(server_fa
         assert refused(r, 413) == "history_too_long"
         r = await client.get(f"/v1/sessions/{sid}")
         assert r.status_code == 200 and r.json()["code"] == code
+
+
+async def test_an_export_counts_its_base_as_an_import_does(server_factory: ServerFactory) -> None:
+    # An import counts the base and the changes against its limit; so must the export, or a session's export at the
+    # limit (a retention base and a full history) is one that no server with the same defaults takes back.
+    server = await server_factory(history_max_changes=5, import_max_changes=5, rate_sessions_per_minute=0)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        session = await new_session(client, code="0\n")
+        sid = session["id"]
+        code = "0\n"
+        for i in range(1, 4):
+            code += f"{i}\n"
+            assert (await client.put(f"/v1/sessions/{sid}", json={"code": code})).status_code == 200
+        async with server.server.config.app.state.sessionmaker() as db:
+            db.add(DocBaseRow(session_id=sid, upto=0, data=b"\x00\x00"))  # what a retention fold leaves, empty here
+            await db.commit()
+        r = await client.get(f"/v1/sessions/{sid}/export", headers=owner(session))
+        assert r.status_code == 200 and (len(r.json()["base"]), len(r.json()["history"])) == (1, 4), r.text
+        imported = await client.post("/v1/sessions/import", json=r.json())
+        assert imported.status_code == 201, imported.text
+        code += "4\n"
+        assert (await client.put(f"/v1/sessions/{sid}", json={"code": code})).status_code == 200
+        r = await client.get(f"/v1/sessions/{sid}/export", headers=owner(session))
+        assert refused(r, 413) == "history_too_long"
 
 
 async def test_a_notes_long_poll_whose_client_went_away_frees_its_place(server_factory: ServerFactory) -> None:

@@ -229,10 +229,12 @@ async def _changes(db: AsyncSession, session_id: str, after: int, room: int, lim
 async def stored_history(
     db: AsyncSession, session_id: str, max_changes: int
 ) -> tuple[list[bytes], list[StoredChange]]:
-    """The session's base and every change, for an export (413 ``history_too_long`` past ``max_changes``)."""
+    """The session's base and every change, for an export: 413 ``history_too_long`` when they are more than
+    ``max_changes`` together, as an import counts them (its own limit has the same default), so that an export
+    this server gives is one it takes back."""
     stmt = select(DocBaseRow.data).where(DocBaseRow.session_id == session_id).order_by(DocBaseRow.id)
     base = list((await db.scalars(stmt)).all())
-    return [bytes(b) for b in base], await _changes(db, session_id, 0, max_changes, max_changes)
+    return [bytes(b) for b in base], await _changes(db, session_id, 0, max_changes - len(base), max_changes)
 
 
 async def drop_old_history(db: AsyncSession, session_id: str, cutoff: datetime) -> int:
