@@ -16,7 +16,7 @@ from codeconnect.collab.transport import SHUTDOWN_STATE_KEY, WebSocketConnection
 from codeconnect.collab.transport.http import HeadDeadlineHTTP
 from codeconnect.config import Settings
 from tests.collab.yclient import YClient, collab_url, join, new_session
-from tests.conftest import LiveServer, fresh_sqlite, start_server
+from tests.conftest import LiveServer, eventually, fresh_sqlite, start_server
 
 
 @pytest.fixture
@@ -54,6 +54,13 @@ async def test_uvicorn_constructs_our_protocol_classes(served: LiveServer) -> No
     assert served.server.config.http_protocol_class is HeadDeadlineHTTP
     channels = await _co_edit(served)
     assert len(channels) == 2 and all(isinstance(c, WebSocketConnection) for c in channels)
+
+    # Nothing of a closed connection stays in uvicorn's set (which it waits on to stop): neither the HTTP
+    # connections nor the two that became WebSocket connections.
+    async def gone() -> bool:
+        return not served.server.server_state.connections
+
+    await eventually(gone)
 
 
 async def test_the_live_endpoint_works_through_plain_asgi(settings: Settings) -> None:

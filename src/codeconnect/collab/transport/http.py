@@ -11,8 +11,9 @@ uvicorn's protocol unchanged, constructed with the same arguments uvicorn gives 
 It also tells the app when the server starts its graceful shutdown. uvicorn calls ``shutdown()`` on every
 connection of ``server_state.connections`` and then waits for the requests in flight, before the app hears of the
 shutdown through the lifespan; a request that waits on purpose (a long-poll) would hold the stop for its whole
-wait. Each connection of this class is in that set too (beside the protocol it wraps, which adds itself), and its
-``shutdown()`` calls the app's hook (``SHUTDOWN_STATE_KEY`` of the lifespan state), so such waits can end at once.
+wait. Each connection of this class is in that set too (beside the protocol it wraps, which adds itself; until a
+WebSocket upgrade hands the transport over), and its ``shutdown()`` calls the app's hook (``SHUTDOWN_STATE_KEY``
+of the lifespan state), so such waits can end at once.
 """
 
 from __future__ import annotations
@@ -93,6 +94,11 @@ class HeadDeadlineHTTP(asyncio.Protocol):
         if self._state != _UNTRACKED and not self._follow(data):
             return
         self._inner.data_received(data)
+        if self._transport is not None and self._transport.get_protocol() is not self:
+            # Handed over (a WebSocket upgrade: the wrapped protocol left uvicorn's set and gave the transport to
+            # the WebSocket protocol): this connection is no longer ours to hear about.
+            self._disarm()
+            self._connections.discard(self)
 
     def _follow(self, data: bytes) -> bool:
         """Advance the request-boundary tracker over ``data``; False when the connection was closed."""
