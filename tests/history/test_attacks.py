@@ -176,17 +176,23 @@ async def test_notes_waiters_are_bounded(server_factory: ServerFactory) -> None:
         assert watch.waiting() == 0
 
 
+async def typed_session(client: httpx.AsyncClient, changes: int) -> tuple[dict[str, Any], str]:
+    """A new session with ``changes`` changes: its first code, then a line more each time; with its code."""
+    session = await new_session(client, code="0\n")
+    code = "0\n"
+    for i in range(1, changes):
+        code += f"{i}\n"
+        assert (await client.put(f"/v1/sessions/{session['id']}", json={"code": code})).status_code == 200
+    return session, code
+
+
 async def test_a_history_longer_than_the_limit_is_refused_never_loaded(server_factory: ServerFactory) -> None:
     # A session typed into without end must not make a read of its history load it all into the process: past
     # CODECONNECT_HISTORY_MAX_CHANGES the history routes and the export answer 413, and the session goes on.
     server = await server_factory(history_max_changes=5, compact_after_updates=3)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        session = await new_session(client, code="0\n")
+        session, code = await typed_session(client, 5)
         sid = session["id"]
-        code = "0\n"
-        for i in range(1, 5):
-            code += f"{i}\n"
-            assert (await client.put(f"/v1/sessions/{sid}", json={"code": code})).status_code == 200
         r = await client.get(f"/v1/sessions/{sid}/history", headers=owner(session))
         assert r.status_code == 200 and r.json()["total"] == 5, r.text  # at the limit: all of it
         r = await client.get(f"/v1/sessions/{sid}/export", headers=owner(session))
@@ -207,12 +213,8 @@ async def test_an_export_counts_its_base_as_an_import_does(server_factory: Serve
     # limit (a retention base and a full history) is one that no server with the same defaults takes back.
     server = await server_factory(history_max_changes=5, import_max_changes=5, rate_sessions_per_minute=0)
     async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        session = await new_session(client, code="0\n")
+        session, code = await typed_session(client, 4)
         sid = session["id"]
-        code = "0\n"
-        for i in range(1, 4):
-            code += f"{i}\n"
-            assert (await client.put(f"/v1/sessions/{sid}", json={"code": code})).status_code == 200
         async with server.server.config.app.state.sessionmaker() as db:
             db.add(DocBaseRow(session_id=sid, upto=0, data=b"\x00\x00"))  # what a retention fold leaves, empty here
             await db.commit()
