@@ -263,12 +263,13 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
     install_error_handlers(app)
 
     models = build_request_models(settings)
+    # The session routes first: a request is matched against each router in turn, and they take most requests.
+    app.include_router(sessions_router(models, settings))
     app.include_router(health_router)
     if settings.metrics:
         app.include_router(build_metrics_router(settings))
-    app.include_router(sessions_router(models, settings))
-    app.include_router(participants_router(models))
-    app.include_router(controls_router())
+    app.include_router(participants_router(models, settings))
+    app.include_router(controls_router(settings))
     app.include_router(history_router(settings))
     app.include_router(views_router(models))
     app.include_router(execution_router(settings))

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from codeconnect.config import Settings
 from codeconnect.controls import owner_links, service
 from codeconnect.deps import DB, Cards, Live, Presence, SessionId, SettingsDep, rate_limited
 from codeconnect.errors import responses
@@ -29,7 +30,7 @@ ParticipantId = Annotated[
 ]
 
 
-def build_router() -> APIRouter:
+def build_router(settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/v1/sessions/{sessionId}", tags=["owner controls"])
 
     # Two actions rather than a PUT of a state: each is one button of the owner's page and one line in an audit of
@@ -88,7 +89,7 @@ def build_router() -> APIRouter:
         summary="Get the policy that applies to a session",
         response_model=SessionPolicyView,
         responses=responses(401, 404, 422),
-        dependencies=[Depends(requires("read"))],
+        dependencies=requires("read", settings),
     )
     async def get_policy(session_id: SessionId, db: DB, settings: SettingsDep) -> SessionPolicyView:
         """What the session's workspace allows (within the server's settings), what its owner narrowed, and what

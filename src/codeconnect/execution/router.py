@@ -111,7 +111,7 @@ def build_router(settings: Settings) -> APIRouter:
         summary="Get a session's settings",
         response_model=SessionSettings,
         responses=responses(401, 404, 422),
-        dependencies=[Depends(requires("read"))],
+        dependencies=requires("read", settings),
     )
     async def get_settings(session_id: SessionId, db: DB) -> SessionSettings:
         """Whether server-side execution is allowed for this session, and whether editors may clear its
@@ -143,7 +143,7 @@ def build_router(settings: Settings) -> APIRouter:
                 "content": {streaming.NDJSON: {"schema": {"type": "string"}}},
             },
         },
-        dependencies=[Depends(requires("write"))],
+        dependencies=requires("write", settings),
     )
     async def execute_session(
         session_id: SessionId,
@@ -233,7 +233,7 @@ def build_router(settings: Settings) -> APIRouter:
         status_code=202,
         response_model=StopRunResult,
         responses=responses(401, 403, 404, 422),
-        dependencies=[Depends(requires("write"))],
+        dependencies=requires("write", settings),
     )
     async def stop_run(
         session_id: SessionId,

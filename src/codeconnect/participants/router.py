@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from codeconnect.collab.records import ParticipantCardRecord
+from codeconnect.config import Settings
 from codeconnect.deps import DB, Cards, ExistingSessionId, Live, Presence, SettingsDep, rate_limited
 from codeconnect.errors import responses
 from codeconnect.models import ParticipantRow
@@ -26,7 +27,7 @@ def to_participant(row: ParticipantRow | ParticipantCardRecord, online: frozense
     )
 
 
-def build_router(models: RequestModels) -> APIRouter:
+def build_router(models: RequestModels, settings: Settings) -> APIRouter:
     router = APIRouter(prefix="/v1/sessions/{sessionId}/participants", tags=["participants"])
 
     @router.get(
@@ -34,7 +35,7 @@ def build_router(models: RequestModels) -> APIRouter:
         summary="List participants",
         response_model=list[Participant],
         responses=responses(401, 404, 422),
-        dependencies=[Depends(requires("read"))],
+        dependencies=requires("read", settings),
     )
     async def list_participants(
         session_id: ExistingSessionId, db: DB, presence: Presence
@@ -49,7 +50,7 @@ def build_router(models: RequestModels) -> APIRouter:
         summary="Join a session",
         response_model=ParticipantWithToken,
         responses=responses(400, 401, 404, 409, 413, 422, 429),
-        dependencies=[Depends(rate_limited("joins")), Depends(requires("join"))],
+        dependencies=[Depends(rate_limited("joins")), *requires("join", settings)],
     )
     async def join(
         session_id: ExistingSessionId,
