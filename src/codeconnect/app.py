@@ -189,7 +189,8 @@ def create_app(settings: Settings | None = None, *, own_process: bool = False) -
                 log.error("codeconnect: refusing to start: %s", exc)
                 raise
             app.state.cards = SessionCards(
-                settings.session_cards, partial(cluster.share, "card") if cluster.shared else None
+                settings.session_cards, partial(cluster.share, "card") if cluster.shared else None,
+                also_forget=update_log.changed,
             )
             cluster.listen("card", app.state.cards.apply_shared)
             cluster.on_gap(app.state.cards.clear)

@@ -488,6 +488,13 @@ class Settings(BaseSettings):
         description="Sessions whose participants and links are kept in memory, so that reading a session whose "
         "room is loaded needs no database round trip (least recently read first out; 0 turns it off).",
     )
+    session_read_cache_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=0,
+        description="Bytes of sessions nobody has open kept in memory as last read, while their rows hold the "
+        "exact text, so that reading one again needs no database round trip until it changes (least recently "
+        "read first out; 0 turns it off; one process only: with Redis every such read goes to the database).",
+    )
     room_unload_grace_seconds: float = Field(
         default=10.0, ge=0, description="How long an empty room stays in memory before it is unloaded."
     )

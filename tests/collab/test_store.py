@@ -15,8 +15,9 @@ from sqlalchemy import func, select, text
 
 from codeconnect.collab.document import initial_update
 from codeconnect.collab.records import Mirror, NewSession
-from codeconnect.collab.store import UpdateLog, is_outage, storable_text
+from codeconnect.collab.store import UpdateLog, is_outage, open_update_log, storable_text
 from codeconnect.collab.writer import batch_writer
+from codeconnect.config import Settings
 from codeconnect.db import create_engine, create_sessionmaker
 from codeconnect.errors import ServiceUnavailable, SessionNotFound
 from codeconnect.models import DocUpdateRow, ParticipantRow, SessionRow, utcnow
@@ -533,3 +534,20 @@ async def test_reads_of_stored_sessions_that_arrive_together_share_a_statement(d
     # Everything asked before a statement starts shares it (here all seven reads: one statement, six ids).
     assert len(statements) == 1 and sorted(statements[0]) == sorted(set(wanted))
     await engine.dispose()
+
+
+async def test_reads_of_rows_are_kept_by_one_process_only() -> None:
+    """With Redis, other processes change rows without this one hearing of it before a read could answer from
+    memory: nothing is kept. Alone, the setting's budget is used."""
+    pg = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+    alone = Settings(database_url=pg, session_read_cache_bytes=12345)
+    shared = Settings(database_url=pg, session_read_cache_bytes=12345, redis_url="redis://127.0.0.1:6379/0")
+    engine = create_engine(pg)
+    try:
+        for settings, budget in ((alone, 12345), (shared, 0)):
+            log = open_update_log(create_sessionmaker(engine), settings)
+            assert log.kept.max_bytes == budget
+            if log.driver is not None:
+                await log.driver.close()
+    finally:
+        await engine.dispose()

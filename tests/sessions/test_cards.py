@@ -190,3 +190,96 @@ async def test_a_session_nobody_has_open_is_read_from_its_row_while_it_is_exact(
         assert view["code"] == "third\n"
         await eventually(exact)  # that read's room unloaded and marked the row exact again
         assert (await http.get(f"/v1/sessions/{sid}")).json()["code"] == "third\n"
+
+
+async def test_a_session_nobody_has_open_is_read_from_memory_until_it_changes(server_factory: ServerFactory) -> None:
+    """Once its row is exact, a session is read once and then from memory; every way it can change (a join, a
+    removal, a new read-only link, its end and reopen, a write through its room, its deletion) is in the very next
+    read, and nothing of that read came from before the change."""
+    server = await server_factory(room_unload_grace_seconds=0)
+    app = server.server.config.app
+    live = app.state.collab
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        created = (await http.post("/v1/sessions", json={"title": "kept", "code": "one\n"})).json()
+        sid, owner = created["id"], {"X-Owner-Key": created["ownerKey"]}
+
+        async def exact() -> bool:
+            return live.peek(sid) is None and sid in live.log.kept
+
+        async def read() -> dict[str, Any]:
+            """The session, once its row is exact again: from memory, no database work at all."""
+            await eventually(exact)
+            with counted_database_work(app) as seen:
+                body: dict[str, Any] = (await http.get(f"/v1/sessions/{sid}")).json()
+                assert (await http.get(f"/v1/sessions/{sid}")).json() == body
+            assert seen == []
+            return body
+
+        await http.get(f"/v1/sessions/{sid}")  # builds its room from the kept first update; it unloads at once
+        await eventually(lambda: _stored_exact(live, sid))
+        await http.get(f"/v1/sessions/{sid}")  # reads the exact row, and keeps it
+        assert (await read())["code"] == "one\n"
+
+        ada = (await http.post(f"/v1/sessions/{sid}/participants", json={"name": "Ada"})).json()
+        assert [p["name"] for p in (await http.get(f"/v1/sessions/{sid}")).json()["participants"]] == ["Ada"]
+        await http.get(f"/v1/sessions/{sid}")
+        assert [p["name"] for p in (await read())["participants"]] == ["Ada"]
+
+        removed = await http.delete(f"/v1/sessions/{sid}/participants/{ada['id']}", headers=owner)
+        assert removed.status_code == 204
+        assert (await http.get(f"/v1/sessions/{sid}")).json()["participants"] == []
+
+        rotated = await http.post(f"/v1/sessions/{sid}/invites", json={"role": "viewer"}, headers=owner)
+        assert rotated.status_code == 200
+        body = (await http.get(f"/v1/sessions/{sid}")).json()
+        assert body["viewerId"] != created["viewerId"] and body["viewerId"] == rotated.json()["viewerId"]
+
+        ended = await http.post(f"/v1/sessions/{sid}/end", headers=owner)
+        assert ended.status_code == 200
+        assert (await http.get(f"/v1/sessions/{sid}")).json()["endedAt"] == ended.json()["endedAt"]
+        assert (await read())["endedAt"] == ended.json()["endedAt"]
+        assert (await http.post(f"/v1/sessions/{sid}/reopen", headers=owner)).status_code == 200
+        assert (await http.get(f"/v1/sessions/{sid}")).json()["endedAt"] is None
+
+        put = await http.put(f"/v1/sessions/{sid}", json={"code": "two\n", "title": "kept 2"})
+        assert put.status_code == 200
+        await eventually(lambda: _stored_exact(live, sid))
+        body = (await http.get(f"/v1/sessions/{sid}")).json()
+        assert (body["code"], body["title"], body["updatedAt"]) == ("two\n", "kept 2", put.json()["updatedAt"])
+        assert (await read())["code"] == "two\n"
+
+        # A committed change the row was never told of (as after a crash between a commit and the next copy to
+        # the row): what was kept goes with it, and the read goes through the document.
+        stored_doc = await live.log.load(sid)
+        shared = SharedDoc()
+        for data in stored_doc.updates:
+            shared.doc.apply_update(data)
+        state = shared.doc.get_state()
+        shared.replace_text("three\n")
+        await live.log.append(sid, shared.doc.get_update(state))
+        assert (await http.get(f"/v1/sessions/{sid}")).json()["code"] == "three\n"
+
+        assert (await http.delete(f"/v1/sessions/{sid}", headers=owner)).status_code == 204
+        gone = await http.get(f"/v1/sessions/{sid}")
+        assert gone.status_code == 404 and gone.json()["error"] == "session_not_found"
+
+
+async def _stored_exact(live: Any, session_id: str) -> bool:
+    stored = await live.stored_session(session_id)
+    return live.peek(session_id) is None and stored is not None and stored.exact
+
+
+async def test_with_no_memory_for_them_every_read_of_a_session_nobody_has_open_goes_to_its_row(
+    server_factory: ServerFactory,
+) -> None:
+    server = await server_factory(room_unload_grace_seconds=0, session_read_cache_bytes=0)
+    app = server.server.config.app
+    live = app.state.collab
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        sid = (await http.post("/v1/sessions", json={"title": "not kept"})).json()["id"]
+        await http.get(f"/v1/sessions/{sid}")
+        await eventually(lambda: _stored_exact(live, sid))
+        with counted_database_work(app) as seen:
+            for _ in range(3):
+                assert (await http.get(f"/v1/sessions/{sid}")).status_code == 200
+        assert seen.count("driver.stored_sessions") == 3 and len(live.log.kept) == 0

@@ -194,6 +194,7 @@ class RoomRegistry:
 
     def _set_ended(self, session_id: str, ended_at: datetime | None) -> None:
         self._state_epoch += 1
+        self.log.changed(session_id)  # a read of its row kept in memory says when it ended
         if ended_at is not None:
             self._new_doc(session_id)  # a room built from it would not know; its load reads the state instead
         room = self.rooms.get(session_id)

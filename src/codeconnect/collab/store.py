@@ -40,6 +40,7 @@ from sqlalchemy.orm import selectinload
 
 from codeconnect import metrics
 from codeconnect.collab.batched import BatchedReads
+from codeconnect.collab.kept import KeptSessions
 from codeconnect.collab.records import (
     LogRow,
     Mirror,
@@ -163,7 +164,10 @@ class UpdateLog:
         lock: asyncio.Semaphore,
         writer: BatchWriter | None = None,
         deleted_kept: int = 10_000,
+        kept_reads_bytes: int = 0,
     ) -> None:
+        """``kept_reads_bytes``: the memory for exact reads of sessions nobody has open (see ``kept.py``; 0 when
+        other processes share the database)."""
         self._sessionmaker = sessionmaker
         self._batch_writer = writer
         self._lock = lock
@@ -191,6 +195,8 @@ class UpdateLog:
         self._stored: BatchedReads[str, StoredSession] | None = None
         self._docs: BatchedReads[str, StoredDoc] | None = None
         self._participants: BatchedReads[str, ParticipantRecord] | None = None
+        # Only a driver reads rows as exact: through the ORM nothing would ever be kept.
+        self.kept = KeptSessions(kept_reads_bytes if writer is not None else 0)
         if writer is not None:
             # Looked up on each statement, not bound once: the driver stays the one object to wrap or replace.
             self._stored = BatchedReads(lambda ids: writer.stored_sessions(ids), limit=_READ_BATCH,
@@ -306,6 +312,7 @@ class UpdateLog:
         :class:`SessionNotFound` at once for a deleted session (nothing is stored)."""
         if session_id in self._gone:
             return _not_found()
+        self.kept.changed(session_id)
         self._pending.append(LogRow(session_id, data, datetime.now(UTC), author, tag))
         waiter = self._waiters.get(session_id)
         if waiter is None:
@@ -318,6 +325,7 @@ class UpdateLog:
         :func:`storable_mirror`: the document may hold what the columns cannot."""
         if session_id in self._gone:
             return
+        self.kept.changed(session_id)
         self._mirrors[session_id] = storable_mirror(mirror)
         self._batch_future()
 
@@ -580,6 +588,21 @@ class UpdateLog:
         Raises if the log rows or the commit failed (then nothing of it is stored)."""
         if not batch and not mirrors:
             return []
+        try:
+            return await self._write_now(batch, mirrors)
+        finally:
+            # Queued, these rows already dropped what was kept of their sessions; a read that began since may
+            # have read the rows as they were before this commit.
+            if self.kept.max_bytes:
+                for row in batch:
+                    self.kept.changed(row.session_id)
+                for group in mirrors:
+                    for session_id in group:
+                        self.kept.changed(session_id)
+
+    async def _write_now(
+        self, batch: Sequence[LogRow], mirrors: Sequence[Mapping[str, Mirror]]
+    ) -> list[BaseException | None]:
         if self._batch_writer is not None:
             async with self._lock:
                 return await self._batch_writer.write(batch, mirrors)
@@ -617,6 +640,7 @@ class UpdateLog:
         committed right now may still hold some of their rows: :meth:`flush` waits for it. At most
         ``deleted_kept`` sessions are remembered (the oldest forgotten first); by then their rooms are long gone."""
         for session_id in session_ids:
+            self.kept.changed(session_id)
             self._gone[session_id] = None
             self._gone.move_to_end(session_id)
             self._held.pop(session_id, None)
@@ -653,7 +677,12 @@ class UpdateLog:
         that arrive together share a statement (see ``batched.py``)."""
         if self._stored is None:
             return await self._orm_stored_session(session_id)
-        return await self._stored.get(session_id)
+        return await self.kept.read(session_id, self._stored.get)
+
+    def changed(self, session_id: str) -> None:
+        """The session's row changed, or is about to, other than through this log (its participants, links or
+        end): a read of it kept in memory is dropped. Called before such a write commits and again after."""
+        self.kept.changed(session_id)
 
     async def participant(self, token_hash: str) -> ParticipantRecord | None:
         """The participant holding the token of this hash, through the driver (a class joining at once shares
@@ -693,6 +722,8 @@ class UpdateLog:
         except Exception as exc:
             log.warning("marking the stored text of session %s exact failed: %s", session_id, exc)
             return False
+        finally:
+            self.kept.changed(session_id)  # a read racing the seal may have read the row before it
 
     async def load(self, session_id: str) -> StoredDoc:
         if self._docs is not None:
@@ -795,6 +826,8 @@ def open_update_log(sessionmaker: async_sessionmaker[AsyncSession], settings: Se
     return UpdateLog(
         sessionmaker, settings.commit_window_ms, lock, batch_writer(settings.database_url),
         deleted_kept=settings.deleted_sessions_kept,
+        # With other processes a row changes without this one hearing of it in time: nothing is kept.
+        kept_reads_bytes=0 if settings.is_clustered else settings.session_read_cache_bytes,
     )  # fmt: skip
 
 

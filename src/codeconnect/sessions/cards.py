@@ -51,11 +51,20 @@ class SessionCard:
 class SessionCards:
     """A bounded, least-recently-used set of cards."""
 
-    def __init__(self, capacity: int, share: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        share: Callable[[bytes], None] | None = None,
+        *,
+        also_forget: Callable[[str], None] | None = None,
+    ) -> None:
+        """``share`` tells the other processes of a committed write; ``also_forget`` is told of every write here
+        (the update log's reads of sessions nobody has open, kept in memory: see ``collab/kept.py``)."""
         self.capacity = capacity
         self._cards: OrderedDict[str, SessionCard] = OrderedDict()
         self._epoch = 0
-        self._share = share  # tells the other processes of a committed write
+        self._share = share
+        self._also_forget = also_forget
 
     def get(self, session_id: str, room: Room) -> SessionCard | None:
         """The card of ``session_id`` read under this loading of its room, if there is one."""
@@ -82,6 +91,8 @@ class SessionCards:
         then the other processes are told too)."""
         self._epoch += 1
         self._cards.pop(session_id, None)
+        if self._also_forget is not None:
+            self._also_forget(session_id)
         if committed and self._share is not None:
             self._share(session_id.encode())
 
