@@ -375,6 +375,36 @@ def test_updates_are_charged_to_the_sender_by_their_size() -> None:
     assert late.channel.charged > 48
 
 
+def test_what_rest_reads_is_kept_until_the_document_changes_whichever_way_it_changes() -> None:
+    """``read_view`` is kept between reads; a peer's update, the server's own change, an update another process
+    accepted and stored updates merged in each show in the next read."""
+    room, _ = make_room(language="python", title="Interview")
+    ada = HandPeer(room, "ada").join()
+    first = room.read_view()
+    assert room.read_view() is first and first[1:] == ("python", "Interview")
+
+    before = ada.doc.get_state()
+    ada.meta["language"] = "java"
+    ada.meta["title"] = "Round 2"
+    room.receive(ada.peer, p.sync_update(ada.doc.get_update(before)))
+    assert room.read_view()[1:] == ("java", "Round 2")
+
+    room.change(lambda shared: shared.replace_text("by the server\n"))
+    assert room.read_view()[0] == "by the server\n"
+
+    other = Doc()
+    other.apply_update(room.shared.doc.get_update())
+    updates: list[bytes] = []
+    other.observe(lambda event: updates.append(event.update))
+    other.get("code", type=Text).insert(0, "remote ")
+    room.apply_remote(updates[-1], "bob", (other.client_id,))
+    assert room.read_view()[0] == "remote by the server\n"
+
+    other.get("code", type=Text).insert(0, "stored ")
+    room.merge_stored([updates[-1]])
+    assert room.read_view()[0] == "stored remote by the server\n" == room.shared.text()
+
+
 # --- what other processes accepted ---------------------------------------------------------------------------------
 
 

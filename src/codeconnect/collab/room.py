@@ -213,6 +213,7 @@ class Room:
         # parsing a state vector of 10,000 clients took 9 ms, too much to repeat for every update.
         self._clocks: dict[int, int] | None = None
         self._reply: tuple[bytes, bytes] | None = None  # (state vector, the step 2 answering it), until a change
+        self._read_view: tuple[str, str, str] | None = None  # see read_view; dropped with _reply
         # The other processes holding this session (None: this is the only one, and nothing is published).
         self._fanout = fanout
         self._remote_seats: dict[str, tuple[tuple[str, bool], ...]] = {}  # per other process, its connections
@@ -402,7 +403,7 @@ class Room:
         else:
             peer.channel.charge(len(update) / self.limits.update_bytes_per_message)
         started = time.perf_counter()
-        self._reply = None
+        self._reply = self._read_view = None
         self._peer_applying = True
         try:
             self.shared.doc.apply_update(update)
@@ -532,7 +533,7 @@ class Room:
             with _changes(doc) as updates, doc.transaction():
                 edit(self.shared)
         finally:
-            self._reply = None
+            self._reply = self._read_view = None
             self._clocks = None  # rare (REST writes, run output): read afresh when next needed
         for update in updates:
             self.doc_bytes += len(update)
@@ -584,7 +585,7 @@ class Room:
         if author is not None:
             for client in claims:
                 self._claim(author, client)
-        self._reply = None
+        self._reply = self._read_view = None
         clocks = self._clock_bounds()
         # A replayed entry (the stream read on top of the log when the room loaded, or again after a reconnect)
         # holds structs the document has already: not counted again towards its size.
@@ -628,7 +629,7 @@ class Room:
         with _changes(doc) as added:
             for update in updates:
                 doc.apply_update(update)
-        self._reply = None
+        self._reply = self._read_view = None
         self._clocks = None
         self._text_bytes_bound = self.shared.text_bytes()
         for update in added:
@@ -685,6 +686,14 @@ class Room:
         if title is not None and is_valid_title(title, self.limits.max_title_length):
             self.fallback_title = title
         return self.fallback_title
+
+    def read_view(self) -> tuple[str, str, str]:
+        """Code, language and title as a REST read answers them; kept until the document next changes (each of
+        the three is a read of the document, and a loaded session is read far more often than it changes)."""
+        view = self._read_view
+        if view is None:
+            view = self._read_view = (self.shared.text(), self.language(), self.title())
+        return view
 
     @property
     def updated_at(self) -> datetime | None:

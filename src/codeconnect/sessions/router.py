@@ -53,7 +53,7 @@ def to_session(row: SessionRow, presence: PresenceView, live: RoomRegistry | Non
     code, language, title, updated_at = row.code, row.language, row.title, row.updated_at
     ended_at = row.ended_at
     if room is not None:
-        code, language, title, ended_at = room.shared.text(), room.language(), room.title(), room.ended_at
+        (code, language, title), ended_at = room.read_view(), room.ended_at
         if room.updated_at is not None and room.updated_at > updated_at:
             updated_at = room.updated_at
     return Session(
@@ -76,7 +76,7 @@ def card_view(card: SessionCard, room: Room, presence: PresenceView) -> Session:
     if room.updated_at is not None and room.updated_at > updated_at:
         updated_at = room.updated_at
     return _view(
-        card.id, card, (room.shared.text(), room.language(), room.title()), updated_at,
+        card.id, card, room.read_view(), updated_at,
         presence.online_participants(card.id), room.ended_at,
     )  # fmt: skip
 
