@@ -8,8 +8,10 @@ Then, round after round, each server in turn:
 - ``GET /v1/sessions/{id}`` of a **loaded** session (a live client keeps its room open: no database round trip);
 - ``GET`` of **unloaded** sessions (a second server process per database with ``ROOM_UNLOAD_GRACE_SECONDS=0``,
   reads spread over 300 sessions nobody has open: after the first read of each, which loads its room and lets it
-  go, each read is answered from the session's row, marked exact as the room unloaded, with the reads in flight
-  together sharing a statement);
+  go, the next reads the session's row, marked exact as the room unloaded, and keeps it in memory: later reads
+  need no database round trip until the session changes);
+- the same **from the row** (a third server process per database with ``SESSION_READ_CACHE_BYTES=0`` as well:
+  each read is a statement, shared with the reads in flight together);
 - ``POST /v1/sessions`` (a session with its first document update, committed before the answer).
 
 Each measurement is ``wrk -t1 -c16 -d8s``; the table gives the median requests/s over rounds and the ratio to the
@@ -144,20 +146,25 @@ async def main() -> None:
     post_lua = Path(tempfile.mkdtemp(prefix="ccl-wrk-")) / "post.lua"
     post_lua.write_text(POST_LUA)
     cold = {"CODECONNECT_ROOM_UNLOAD_GRACE_SECONDS": "0"}
+    row = {**cold, "CODECONNECT_SESSION_READ_CACHE_BYTES": "0"}
     async with contextlib.AsyncExitStack() as stack:
         servers: dict[str, ServerProcess] = {}
         servers["reference"] = await start_reference()
         servers["sqlite"] = await ServerProcess.start()
         servers["sqlite cold"] = await ServerProcess.start(cold)
+        servers["sqlite row"] = await ServerProcess.start(row)
         if not args.no_postgres:
             url = await stack.enter_async_context(pg_database())
             servers["postgres"] = await ServerProcess.start({"CODECONNECT_DATABASE_URL": url})
             url_cold = await stack.enter_async_context(pg_database())
             servers["postgres cold"] = await ServerProcess.start({"CODECONNECT_DATABASE_URL": url_cold, **cold})
+            url_row = await stack.enter_async_context(pg_database())
+            servers["postgres row"] = await ServerProcess.start({"CODECONNECT_DATABASE_URL": url_row, **row})
         for server in servers.values():
             stack.callback(server.stop)
 
         keepers = []
+        scripts: dict[str, Path] = {}
         targets: dict[str, tuple[str, str, Path | None]] = {}  # row name -> (server, url, script)
         ref = servers["reference"]
         ref_id = await new_session(ref)
@@ -171,11 +178,18 @@ async def main() -> None:
             keepers.append(await keep_loaded(warm, warm_id))
             async with httpx.AsyncClient(base_url=warm.base_url, timeout=30) as http:
                 assert (await http.get(f"/v1/sessions/{warm_id}")).status_code == 200  # as a reader after the join
-            cold_ids = await asyncio.gather(*(new_session(cold_server) for _ in range(300)))
-            cold_lua = post_lua.with_name(f"cold-{db}.lua")
-            cold_lua.write_text(rotating_get([f"/v1/sessions/{sid}" for sid in cold_ids]))
+            for kind in ("cold", "row"):
+                unloaded = servers[f"{db} {kind}"]
+                ids = await asyncio.gather(*(new_session(unloaded) for _ in range(300)))
+                script = post_lua.with_name(f"{kind}-{db}.lua")
+                script.write_text(rotating_get([f"/v1/sessions/{sid}" for sid in ids]))
+                scripts[kind] = script
             targets[f"{db} GET loaded"] = (db, f"{warm.base_url}/v1/sessions/{warm_id}", None)
-            targets[f"{db} GET unloaded"] = (f"{db} cold", f"{cold_server.base_url}/v1/sessions", cold_lua)
+            targets[f"{db} GET unloaded"] = (f"{db} cold", f"{cold_server.base_url}/v1/sessions", scripts["cold"])
+            row_server = servers[f"{db} row"]
+            targets[f"{db} GET unloaded, from its row"] = (
+                f"{db} row", f"{row_server.base_url}/v1/sessions", scripts["row"]
+            )
             targets[f"{db} POST"] = (db, f"{warm.base_url}/v1/sessions", post_lua)
 
         results: dict[str, list[tuple[float, float, int]]] = {name: [] for name in targets}
