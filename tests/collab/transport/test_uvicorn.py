@@ -63,6 +63,77 @@ async def test_uvicorn_constructs_our_protocol_classes(served: LiveServer) -> No
     await eventually(gone)
 
 
+def _upgrade(server: LiveServer, session_id: str, token: str) -> bytes:
+    host = server.base_url.removeprefix("http://")
+    return (
+        f"GET /v1/collab/{session_id}?token={token} HTTP/1.1\r\nHost: {host}\r\nConnection: Upgrade\r\n"
+        "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    ).encode()
+
+
+async def _open(server: LiveServer) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, port = server.base_url.removeprefix("http://").split(":")
+    return await asyncio.open_connection(host, int(port))
+
+
+async def test_a_first_request_that_upgrades_is_handed_over_without_an_http_protocol(served: LiveServer) -> None:
+    """The head arrives in pieces; once whole, the connection is the WebSocket protocol's (the only one in
+    uvicorn's set), and nothing of it stays there once it is closed."""
+    async with httpx.AsyncClient(timeout=30, base_url=served.base_url) as client:
+        sid = (await new_session(client))["id"]
+        token = (await join(client, sid, "Ada"))["token"]
+    reader, writer = await _open(served)
+    request = _upgrade(served, sid, token)
+    for piece in (request[:10], request[10:-3], request[-3:]):
+        writer.write(piece)
+        await writer.drain()
+    async with asyncio.timeout(10):
+        status = await reader.readuntil(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 101"), status
+    connections = served.server.server_state.connections
+    assert len(connections) == 1 and all(isinstance(c, WebSocketConnection) for c in connections)
+    writer.close()
+
+    async def gone() -> bool:
+        return not connections
+
+    await eventually(gone)
+
+
+async def test_an_upgrade_after_a_request_on_the_same_connection_goes_through_uvicorn(served: LiveServer) -> None:
+    """The other way in: uvicorn's HTTP protocol constructs the ``ws=`` class for an upgrade that is not a
+    connection's first request (its construction contract, with the test above)."""
+    async with httpx.AsyncClient(timeout=30, base_url=served.base_url) as client:
+        sid = (await new_session(client))["id"]
+        token = (await join(client, sid, "Ada"))["token"]
+    reader, writer = await _open(served)
+    host = served.base_url.removeprefix("http://")
+    writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    async with asyncio.timeout(10):
+        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))[15:])
+        await reader.readexactly(length)
+        writer.write(_upgrade(served, sid, token))
+        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 101")
+    room = served.server.config.app.state.collab.rooms[sid]
+    await eventually(lambda: _seated(room))
+    assert all(isinstance(peer.channel, WebSocketConnection) for peer in room.peers)
+    writer.close()
+
+
+async def _seated(room: Any) -> bool:
+    return len(room.peers) == 1
+
+
+async def test_a_malformed_first_upgrade_head_is_answered_by_uvicorn(served: LiveServer) -> None:
+    reader, writer = await _open(served)
+    writer.write(b"GET /v1/collab/x HTTP/1.1\r\nHost example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    async with asyncio.timeout(10):
+        assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 400")
+    writer.close()
+
+
 async def test_the_live_endpoint_works_through_plain_asgi(settings: Settings) -> None:
     server = await start_server(settings, ws="websockets-sansio", http="h11")
     try:
