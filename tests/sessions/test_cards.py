@@ -100,6 +100,18 @@ def counted_database_work(app: Any) -> Iterator[list[str]]:
             setattr(driver, name, original)
 
 
+async def append_behind_the_row(live: Any, session_id: str, text: str) -> None:
+    """Commit a change of the session's text straight to its update log, as a room would, without the session
+    row's copy hearing of it (as after a crash between a commit and the next copy to the row)."""
+    stored_doc = await live.log.load(session_id)
+    shared = SharedDoc()
+    for data in stored_doc.updates:
+        shared.doc.apply_update(data)
+    state = shared.doc.get_state()
+    shared.replace_text(text)
+    await live.log.append(session_id, shared.doc.get_update(state))
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_reading_a_loaded_session_needs_no_database_and_sees_every_join(
     server_factory: ServerFactory,
@@ -175,13 +187,7 @@ async def test_a_session_nobody_has_open_is_read_from_its_row_while_it_is_exact(
         assert (view["code"], view["title"]) == ("second\n", "rows 2")
 
         # A committed change the row was never told of.
-        stored_doc = await live.log.load(sid)
-        shared = SharedDoc()
-        for data in stored_doc.updates:
-            shared.doc.apply_update(data)
-        state = shared.doc.get_state()
-        shared.replace_text("third\n")
-        await live.log.append(sid, shared.doc.get_update(state))
+        await append_behind_the_row(live, sid, "third\n")
         assert not (await live.stored_session(sid)).exact
         with counted_database_work(app) as seen:
             body = (await http.get(f"/v1/sessions/{sid}")).json()
@@ -250,13 +256,7 @@ async def test_a_session_nobody_has_open_is_read_from_memory_until_it_changes(se
 
         # A committed change the row was never told of (as after a crash between a commit and the next copy to
         # the row): what was kept goes with it, and the read goes through the document.
-        stored_doc = await live.log.load(sid)
-        shared = SharedDoc()
-        for data in stored_doc.updates:
-            shared.doc.apply_update(data)
-        state = shared.doc.get_state()
-        shared.replace_text("three\n")
-        await live.log.append(sid, shared.doc.get_update(state))
+        await append_behind_the_row(live, sid, "three\n")
         assert (await http.get(f"/v1/sessions/{sid}")).json()["code"] == "three\n"
 
         assert (await http.delete(f"/v1/sessions/{sid}", headers=owner)).status_code == 204
