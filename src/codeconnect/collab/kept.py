@@ -90,12 +90,6 @@ class KeptSessions:
         if flight is not None:
             flight[1] += 1
 
-    def clear(self) -> None:
-        self._kept.clear()
-        self._bytes = 0
-        for flight in self._reading.values():
-            flight[1] += 1
-
     @property
     def bytes(self) -> int:
         return self._bytes
