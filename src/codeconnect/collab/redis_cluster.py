@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
@@ -201,6 +202,14 @@ class RedisCluster:
             url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True, health_check_interval=30,
             retry=Retry(NoBackoff(), 0),
         )  # fmt: skip
+        # The outbox goes out on a connection of its own, held for the process's life: each batch is one write of
+        # its packed commands and a read of their replies, through the connection's public calls. A pipeline
+        # of the client above costs about 200 µs of CPU per call here against 135 for this (a pool checkout with
+        # a readiness probe, a retry wrapper, tasks and a reset per call), on the path of every update.
+        self._sending = ConnectionPool.from_url(
+            url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
+        )
+        self._sender: Connection | None = None
         self._publish_sha = self._commands.register_script(_PUBLISH_SCRIPT).sha
         self._join = self._commands.register_script(_JOIN_SCRIPT)
         self._rate = self._commands.register_script(_RATE_SCRIPT)
@@ -260,6 +269,7 @@ class RedisCluster:
                 pass
         await self._commands.aclose()
         await self._subscriber.aclose()
+        await self._sending.aclose()
 
     def status(self) -> str | None:
         return "up" if self._up else "down"
@@ -354,33 +364,48 @@ class RedisCluster:
             self._dropped.update(key for key, *_ in outbox[:excess] if key.startswith(_PREFIX))
             del outbox[:excess]
 
+    def _command(self, key: bytes, kind: bytes, data: bytes, author: bytes) -> tuple[bytes | str | int, ...]:
+        if key == _EVENTS:
+            return (
+                b"EVALSHA", self._publish_sha, 1, key, self._maxlen, self._pid, kind, author, data, self._stream_ttl_ms
+            )  # fmt: skip
+        if kind == _PRESENCE:
+            online = _ONLINE_PREFIX + key[len(_PREFIX) :]
+            return (
+                b"EVALSHA", self._publish_sha, 3, key, _members(key), online, self._maxlen, self._pid, kind, author,
+                data, self._stream_ttl_ms, self._member_lapse_ms, self._online_ttl_ms,
+            )  # fmt: skip
+        return (
+            b"EVALSHA", self._publish_sha, 2, key, _members(key), self._maxlen, self._pid, kind, author, data,
+            self._stream_ttl_ms, self._member_lapse_ms,
+        )  # fmt: skip
+
     async def _send(self, batch: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
+        if self._sender is None:
+            self._sender = await self._sending.get_connection()  # type: ignore[no-untyped-call]
+        conn = self._sender
+        commands = [self._command(*entry) for entry in batch]
         for attempt in (1, 2):
-            pipe = self._commands.pipeline(transaction=False)
-            for key, kind, data, author in batch:
-                if key == _EVENTS:
-                    pipe.evalsha(
-                        self._publish_sha, 1, key, self._maxlen, self._pid, kind, author, data, self._stream_ttl_ms
-                    )
-                elif kind == _PRESENCE:
-                    online = _ONLINE_PREFIX + key[len(_PREFIX) :]
-                    pipe.evalsha(
-                        self._publish_sha, 3, key, _members(key), online, self._maxlen, self._pid, kind, author,
-                        data, self._stream_ttl_ms, self._member_lapse_ms, self._online_ttl_ms,
-                    )  # fmt: skip
-                else:
-                    pipe.evalsha(
-                        self._publish_sha, 2, key, _members(key), self._maxlen, self._pid, kind, author, data,
-                        self._stream_ttl_ms, self._member_lapse_ms,
-                    )  # fmt: skip
             try:
-                await pipe.execute()
+                # Connects first if the last failure closed it (the connection's own behaviour).
+                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                missing: NoScriptError | None = None
+                for _ in commands:
+                    try:
+                        await conn.read_response()
+                    except NoScriptError as exc:
+                        missing = exc  # the other replies are still read: the connection stays in step
+            except BaseException:
+                # A failed or cancelled exchange leaves replies unread: start the next one on a new connection.
+                await conn.disconnect(nowait=True)
+                raise
+            if missing is None:
                 return
-            except NoScriptError:
-                # Redis restarted (its scripts are gone): none of the batch ran; load the script and send again.
-                if attempt == 2:
-                    raise
-                await self._commands.script_load(_PUBLISH_SCRIPT)
+            # Redis restarted (its scripts are gone): load the script and send again. Entries that did run are
+            # sent twice; others apply an update once and skip an entry id they delivered.
+            if attempt == 2:
+                raise missing
+            await self._commands.script_load(_PUBLISH_SCRIPT)
 
     async def _send_loop(self) -> None:
         failures = 0
