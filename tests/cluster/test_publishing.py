@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 import pytest
 import redis.asyncio as aioredis
 
+from codeconnect.collab import redis_cluster
 from codeconnect.collab.redis_cluster import RedisCluster
 from codeconnect.config import Settings
 from tests.cluster.conftest import RedisProcess
@@ -74,3 +75,23 @@ async def test_an_entry_sent_after_redis_cut_the_connection_still_arrives(
         sender.share(TOPIC, f"after-{n}".encode())
     await wait_for(lambda: heard[-1:] == [b"after-4"])
     assert heard == [b"first", *(f"after-{n}".encode() for n in range(5))]
+
+
+async def test_a_redis_that_stops_answering_counts_as_down_and_what_waited_arrives_later(
+    own_redis: RedisProcess, pair: tuple[RedisCluster, RedisCluster, list[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sender, _listener, heard = pair
+    monkeypatch.setattr(redis_cluster, "_SEND_TIMEOUT", 0.5)
+    admin = aioredis.Redis.from_url(own_redis.url)
+    try:
+        # Writes (the publishing script among them) wait until the pause ends; the connection stays open.
+        await admin.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
+        sender.share(TOPIC, b"paused")
+        await wait_for(lambda: sender.status() == "down")
+        assert heard == [b"first"]
+        await admin.execute_command("CLIENT", "UNPAUSE")
+    finally:
+        await admin.aclose()
+    await wait_for(lambda: heard[-1:] == [b"paused"])
+    assert heard == [b"first", b"paused"]
+    await wait_for(lambda: sender.status() == "up")

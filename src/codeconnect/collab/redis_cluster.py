@@ -59,6 +59,7 @@ _HEAL_DELAY = 1.0  # a "heal" entry is acted on this much later: its sender's dr
 _LAPSES = 3  # heartbeats without a renewal after which a process is taken for gone
 _CATCH_UP_WAIT = 2.0  # how long loading a room waits for the stream's recent entries before going on without
 _FAILURES = (RedisError, OSError, asyncio.TimeoutError)
+_SEND_TIMEOUT = 5.0  # seconds for one batch of the outbox to be written and answered; then Redis counts as down
 _JOIN_CHUNK = 200  # memberships renewed per script call: a process holding thousands of rooms must not stall Redis
 
 # KEYS[1]: the stream; KEYS[2]: the session's members (absent for the cluster's events, which go to the events
@@ -206,8 +207,10 @@ class RedisCluster:
         # its packed commands and a read of their replies, through the connection's public calls. A pipeline
         # of the client above costs about 200 µs of CPU per call here against 135 for this (a pool checkout with
         # a readiness probe, a retry wrapper, tasks and a reset per call), on the path of every update.
+        # Its exchanges are bounded by one deadline each (``_SEND_TIMEOUT``), not by a socket timeout, which the
+        # connection would arm twice per exchange (a task for the write, a timer for each reply read).
         self._sending = ConnectionPool.from_url(
-            url, socket_timeout=5, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
+            url, socket_timeout=None, socket_connect_timeout=5, retry=Retry(NoBackoff(), 0)
         )
         self._sender: Connection | None = None
         self._publish_sha = self._commands.register_script(_PUBLISH_SCRIPT).sha
@@ -386,15 +389,16 @@ class RedisCluster:
         conn = self._sender
         commands = [self._command(*entry) for entry in batch]
         for attempt in (1, 2):
+            missing: NoScriptError | None = None
             try:
-                # Connects first if the last failure closed it (the connection's own behaviour).
-                await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
-                missing: NoScriptError | None = None
-                for _ in commands:
-                    try:
-                        await conn.read_response()
-                    except NoScriptError as exc:
-                        missing = exc  # the other replies are still read: the connection stays in step
+                async with asyncio.timeout(_SEND_TIMEOUT):
+                    # Connects first if the last failure closed it (the connection's own behaviour).
+                    await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+                    for _ in commands:
+                        try:
+                            await conn.read_response()
+                        except NoScriptError as exc:
+                            missing = exc  # the other replies are still read: the connection stays in step
             except BaseException:
                 # A failed or cancelled exchange leaves replies unread: start the next one on a new connection.
                 await conn.disconnect(nowait=True)
