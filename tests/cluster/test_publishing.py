@@ -44,15 +44,21 @@ async def pair(own_redis: RedisProcess) -> AsyncIterator[tuple[RedisCluster, Red
         yield sender, listener, heard
 
 
+@pytest.fixture
+async def admin(own_redis: RedisProcess) -> AsyncIterator[aioredis.Redis]:
+    """A client of the test's Redis for what the test does to it."""
+    client = aioredis.Redis.from_url(own_redis.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 async def test_an_entry_sent_after_redis_lost_its_scripts_still_arrives(
-    own_redis: RedisProcess, pair: tuple[RedisCluster, RedisCluster, list[bytes]]
+    admin: aioredis.Redis, pair: tuple[RedisCluster, RedisCluster, list[bytes]]
 ) -> None:
     sender, _listener, heard = pair
-    admin = aioredis.Redis.from_url(own_redis.url)
-    try:
-        await admin.script_flush()
-    finally:
-        await admin.aclose()
+    await admin.script_flush()
     sender.share(TOPIC, b"second")
     sender.share(TOPIC, b"third")
     await wait_for(lambda: heard[-1:] == [b"third"])
@@ -61,16 +67,12 @@ async def test_an_entry_sent_after_redis_lost_its_scripts_still_arrives(
 
 
 async def test_an_entry_sent_after_redis_cut_the_connection_still_arrives(
-    own_redis: RedisProcess, pair: tuple[RedisCluster, RedisCluster, list[bytes]]
+    admin: aioredis.Redis, pair: tuple[RedisCluster, RedisCluster, list[bytes]]
 ) -> None:
     sender, _listener, heard = pair
-    admin = aioredis.Redis.from_url(own_redis.url)
-    try:
-        # Every client connection but the listeners' (and this one): the sender's outbox connection among them.
-        killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
-        assert killed >= 1
-    finally:
-        await admin.aclose()
+    # Every client connection but the listeners' (and this one): the sender's outbox connection among them.
+    killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    assert killed >= 1
     for n in range(5):
         sender.share(TOPIC, f"after-{n}".encode())
     await wait_for(lambda: heard[-1:] == [b"after-4"])
@@ -78,20 +80,16 @@ async def test_an_entry_sent_after_redis_cut_the_connection_still_arrives(
 
 
 async def test_a_redis_that_stops_answering_counts_as_down_and_what_waited_arrives_later(
-    own_redis: RedisProcess, pair: tuple[RedisCluster, RedisCluster, list[bytes]], monkeypatch: pytest.MonkeyPatch
+    admin: aioredis.Redis, pair: tuple[RedisCluster, RedisCluster, list[bytes]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sender, _listener, heard = pair
     monkeypatch.setattr(redis_cluster, "_SEND_TIMEOUT", 0.5)
-    admin = aioredis.Redis.from_url(own_redis.url)
-    try:
-        # Writes (the publishing script among them) wait until the pause ends; the connection stays open.
-        await admin.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
-        sender.share(TOPIC, b"paused")
-        await wait_for(lambda: sender.status() == "down")
-        assert heard == [b"first"]
-        await admin.execute_command("CLIENT", "UNPAUSE")
-    finally:
-        await admin.aclose()
+    # Writes (the publishing script among them) wait until the pause ends; the connection stays open.
+    await admin.execute_command("CLIENT", "PAUSE", 4000, "WRITE")
+    sender.share(TOPIC, b"paused")
+    await wait_for(lambda: sender.status() == "down")
+    assert heard == [b"first"]
+    await admin.execute_command("CLIENT", "UNPAUSE")
     await wait_for(lambda: heard[-1:] == [b"paused"])
     assert heard == [b"first", b"paused"]
     await wait_for(lambda: sender.status() == "up")
