@@ -1,5 +1,6 @@
-"""The outbox's connection to Redis: what one process publishes reaches another after Redis lost its scripts or
-cut the connection. Two ``RedisCluster`` objects in this test's process, on a redis-server of the test's own."""
+"""The outbox's connection to Redis: what one process publishes reaches another after Redis lost its scripts, cut
+the connection or stopped answering for a while. Two ``RedisCluster`` objects in this test's process, on a
+redis-server of the test's own."""
 
 from __future__ import annotations
 
