@@ -1,12 +1,12 @@
 """The floor of one update relayed through Redis: what any design with one Redis hop per change costs here.
 
-Not a test. Two processes against the local Redis (``--url``, default 127.0.0.1:6379): a publisher that sends one
-message at a time, spaced like S1's edits so nothing is ever batched (``--gap-ms``, default 1), and reads Redis's
-reply; a subscriber that reads them. Raw RESP on asyncio streams with uvloop, no client library and no document:
-the least a Python process can spend on its side of the hop. Prints the CPU per message of the publisher (less
-what the same paced loop costs with nothing to send), of Redis (``INFO cpu``) and of the subscriber, for a plain
-``PUBLISH`` and for a script shaped like ours (``XADD`` with a bounded length, ``PEXPIRE``, ``TIME``, the members
-looked up, one ``PUBLISH``)::
+Not a test. Two processes against the local Redis (``--url``, default 127.0.0.1:6379, database 0; loopback
+only): a publisher that sends one message at a time, spaced like S1's edits so nothing is ever batched
+(``--gap-ms``, default 1), and reads Redis's reply; a subscriber that reads them. Raw RESP on asyncio streams with
+uvloop, no client library and no document: the least a Python process can spend on its side of the hop. Prints
+the CPU per message of the publisher (less what the same paced loop costs with nothing to send), of Redis
+(``INFO cpu``) and of the subscriber, for a plain ``PUBLISH`` and for a script shaped like ours (``XADD`` with a
+bounded length, ``PEXPIRE``, ``TIME``, the members looked up, one ``PUBLISH``)::
 
     .venv/bin/python bench/redis_hop.py --count 4000
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import resource
 import subprocess
 import sys
@@ -46,7 +47,19 @@ def _resp(*args: bytes | str | int) -> bytes:
 
 async def _connect(url: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     parts = urlsplit(url)
-    return await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 6379)
+    host = parts.hostname or "127.0.0.1"
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SystemExit("a load run goes to a Redis on 127.0.0.1 or ::1 only")
+    reader, writer = await asyncio.open_connection(host, parts.port or 6379)
+    database = parts.path.strip("/") or "0"
+    writer.write(_resp("SELECT", database))  # the URL's database, as the service would use it
+    if not (await reader.readline()).startswith(b"+OK"):
+        raise SystemExit(f"Redis refused database {database}")
+    return reader, writer
 
 
 async def _redis_cpu(url: str) -> float:
